@@ -1,0 +1,176 @@
+//! AccountFeed is an actor. It owns our view of the venue's account stream: it turns order
+//! updates, fills and balances into the service's messages, stores each fill once (unique
+//! trade id) before anyone acts on it, and after every (re)start resynchronises over the
+//! venue's request path (open orders and balances of every market), since a stream replays
+//! nothing. It also looks orders up for OrderManager (unknown outcomes, vanished orders).
+//!
+//! In staging the stream is MockExchange's event output and the request path its
+//! `VenueRequest` handler.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{debug, info, warn};
+
+use crate::order_manager::{FillApplied, OrderResolved, OrderUpdate, VenueSnapshot};
+use crate::registry::Reg;
+use crate::risk_guard::BalancesUpdated;
+use crate::store::{Store, Write, rows};
+use crate::supervision::ActorHealth;
+use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
+use crate::venue::{Balance, VenueEvent, VenueReply, VenueRequest};
+
+/// Asks the venue about these orders; answers come as [`OrderResolved`].
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ResolveOrders {
+    pub orders: Vec<(ClientOrderId, Option<VenueOrderId>)>,
+}
+
+/// Re-reads open orders and balances from the venue.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Resync;
+
+/// Asks for account-feed figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "AccountStats")]
+pub struct GetAccountStats;
+
+/// Account-feed figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MessageResponse)]
+pub struct AccountStats {
+    pub order_updates: u64,
+    pub fills_new: u64,
+    pub fills_duplicate: u64,
+    pub resyncs: u64,
+}
+
+/// The account stream reader.
+pub struct AccountFeed {
+    reg: Reg,
+    store: Store,
+    markets: Vec<MarketId>,
+    stats: AccountStats,
+    health: ActorHealth,
+}
+
+/// Delay before asking again about an order the venue could not answer for.
+const RETRY_QUERY: Duration = Duration::from_secs(1);
+
+impl AccountFeed {
+    /// A feed for `markets`.
+    pub fn new(reg: Reg, store: Store, markets: Vec<MarketId>) -> Self {
+        Self { reg, store, markets, stats: AccountStats::default(), health: ActorHealth::default() }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {}
+
+    fn store_balances(&self, balances: &[Balance]) {
+        let ts_ms = now_ms();
+        let writes = balances.iter().map(|b| Write::Balance { balance: b.clone(), ts_ms }).collect();
+        self.store.write(writes, None);
+        self.reg.balances.do_send(BalancesUpdated(balances.to_vec()));
+    }
+
+    fn resync(&mut self, ctx: &mut Context<Self>) {
+        let Some(venue) = self.reg.venue.get().cloned() else { return };
+        self.stats.resyncs += 1;
+        for market in self.markets.clone() {
+            let v = venue.clone();
+            ctx.spawn(v.send(VenueRequest::OpenOrders { market: market.clone() }).into_actor(self).map(
+                move |res, act, ctx| match res {
+                    Ok(Ok(VenueReply::OpenOrders(open_orders))) => {
+                        act.reg.venue_snapshot.do_send(VenueSnapshot { market, open_orders });
+                    }
+                    other => {
+                        warn!(market = %market, ?other, "resync failed, retrying");
+                        ctx.run_later(RETRY_QUERY, |act, ctx| act.resync(ctx));
+                    }
+                },
+            ));
+        }
+        ctx.spawn(venue.send(VenueRequest::Balances).into_actor(self).map(|res, act, _| {
+            if let Ok(Ok(VenueReply::Balances(b))) = res {
+                act.store_balances(&b);
+            }
+        }));
+    }
+}
+
+impl Actor for AccountFeed {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        info!("account feed started, resynchronising");
+        self.resync(ctx);
+    }
+}
+
+crate::supervised_actor!(AccountFeed, "account_feed");
+
+impl Handler<VenueEvent> for AccountFeed {
+    type Result = ();
+    fn handle(&mut self, msg: VenueEvent, ctx: &mut Context<Self>) {
+        match msg {
+            VenueEvent::Order(o) => {
+                self.stats.order_updates += 1;
+                self.reg.order_updates.do_send(OrderUpdate(o));
+            }
+            VenueEvent::Fill(f) => {
+                let store = self.store.clone();
+                let fill = f.clone();
+                ctx.spawn(async move { store.read(move |c| rows::insert_fill(c, &fill)).await }.into_actor(self).map(
+                    move |res, act, _| match res {
+                        Ok(Some(fill_row_id)) => {
+                            act.stats.fills_new += 1;
+                            let applied = FillApplied { fill: f, fill_row_id };
+                            act.reg.fills_to_risk.do_send(applied.clone());
+                            act.reg.fills_to_orders.do_send(applied);
+                        }
+                        Ok(None) => {
+                            act.stats.fills_duplicate += 1;
+                            debug!(trade_id = %f.trade_id, "duplicate fill ignored");
+                        }
+                        Err(e) => warn!(trade_id = %f.trade_id, cause = %e, "fill not stored"),
+                    },
+                ));
+            }
+            VenueEvent::Balances(b) => self.store_balances(&b),
+        }
+    }
+}
+
+impl Handler<ResolveOrders> for AccountFeed {
+    type Result = ();
+    fn handle(&mut self, msg: ResolveOrders, ctx: &mut Context<Self>) {
+        let Some(venue) = self.reg.venue.get().cloned() else { return };
+        for (client_order_id, venue_order_id) in msg.orders {
+            let req = VenueRequest::Query { venue_order_id: venue_order_id.clone(), client_order_id: client_order_id.clone() };
+            ctx.spawn(venue.send(req).into_actor(self).map(move |res, act, ctx| match res {
+                Ok(Ok(VenueReply::Order(venue_order))) => {
+                    act.reg.order_resolved.do_send(OrderResolved { client_order_id, venue_order });
+                }
+                other => {
+                    warn!(client_order_id = %client_order_id, ?other, "order query failed, retrying");
+                    let again = ResolveOrders { orders: vec![(client_order_id, venue_order_id)] };
+                    ctx.run_later(RETRY_QUERY, move |_, ctx| ctx.notify(again));
+                }
+            }));
+        }
+    }
+}
+
+impl Handler<Resync> for AccountFeed {
+    type Result = ();
+    fn handle(&mut self, _: Resync, ctx: &mut Context<Self>) {
+        self.resync(ctx);
+    }
+}
+
+impl Handler<GetAccountStats> for AccountFeed {
+    type Result = AccountStats;
+    fn handle(&mut self, _: GetAccountStats, _: &mut Context<Self>) -> AccountStats {
+        self.stats
+    }
+}

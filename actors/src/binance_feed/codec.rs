@@ -1,0 +1,216 @@
+//! Binance spot bookTicker decoding and validation.
+//!
+//! Accepts the raw form `{"u":…,"s":"ADAUSDT","b":"…","B":"…","a":"…","A":"…"}` and the
+//! combined-stream form `{"stream":"adausdt@bookTicker","data":{…}}`. A message is dropped,
+//! with a [`DropReason`] that is counted, when it is malformed, for a symbol we do not quote,
+//! has a zero or negative price or a negative size, is crossed (bid ≥ ask), or is not newer
+//! than the last accepted update id of its symbol (`u` must strictly increase).
+//! `serverShutdown` events are recognised as [`Frame::ServerShutdown`].
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::types::{BinanceSymbol, Tick};
+
+/// Why a message was not turned into a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    Malformed,
+    UnknownSymbol,
+    NonPositive,
+    Crossed,
+    OutOfOrder,
+}
+
+impl DropReason {
+    /// Every reason, for counters.
+    pub const ALL: [DropReason; 5] =
+        [DropReason::Malformed, DropReason::UnknownSymbol, DropReason::NonPositive, DropReason::Crossed, DropReason::OutOfOrder];
+
+    /// Returns the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownSymbol => "unknown_symbol",
+            DropReason::NonPositive => "non_positive",
+            DropReason::Crossed => "crossed",
+            DropReason::OutOfOrder => "out_of_order",
+        }
+    }
+}
+
+/// What one frame carried.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Tick(Tick),
+    /// Binance will close this connection for maintenance: reconnect now.
+    ServerShutdown,
+    /// A control reply such as `{"result":null,"id":1}`.
+    Control,
+}
+
+#[derive(Deserialize)]
+struct RawTicker {
+    u: u64,
+    s: String,
+    b: Decimal,
+    #[serde(rename = "B")]
+    bq: Decimal,
+    a: Decimal,
+    #[serde(rename = "A")]
+    aq: Decimal,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Envelope {
+    Combined { stream: String, data: serde_json::Value },
+    Event { e: String },
+    Control {
+        #[serde(rename = "id")]
+        _id: serde_json::Value,
+    },
+    Raw(RawTicker),
+}
+
+/// Per-symbol validation state.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    last_update: HashMap<BinanceSymbol, u64>,
+    drops: HashMap<DropReason, u64>,
+    accepted: u64,
+}
+
+impl Decoder {
+    /// A decoder accepting `symbols`.
+    pub fn new(symbols: impl IntoIterator<Item = BinanceSymbol>) -> Self {
+        Self { last_update: symbols.into_iter().map(|s| (s, 0)).collect(), ..Self::default() }
+    }
+
+    /// Messages dropped for `reason` so far.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Drop counters, by reason.
+    pub fn drop_counts(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL.into_iter().map(|r| (r, self.dropped(r))).collect()
+    }
+
+    /// Ticks accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Decodes and validates one text frame received at `recv_ms` / `recv_at`.
+    ///
+    /// # Errors
+    /// The [`DropReason`] of a message that must not be quoted on; it has been counted.
+    pub fn decode(&mut self, text: &str, recv_ms: i64, recv_at: Instant) -> Result<Frame, DropReason> {
+        let r = self.decode_inner(text, recv_ms, recv_at);
+        match &r {
+            Ok(Frame::Tick(_)) => self.accepted += 1,
+            Ok(_) => {}
+            Err(reason) => *self.drops.entry(*reason).or_insert(0) += 1,
+        }
+        r
+    }
+
+    fn decode_inner(&mut self, text: &str, recv_ms: i64, recv_at: Instant) -> Result<Frame, DropReason> {
+        let env: Envelope = serde_json::from_str(text).map_err(|_| DropReason::Malformed)?;
+        let raw = match env {
+            Envelope::Raw(raw) => raw,
+            Envelope::Combined { stream, data } => {
+                if stream.ends_with("serverShutdown") {
+                    return Ok(Frame::ServerShutdown);
+                }
+                serde_json::from_value(data).map_err(|_| DropReason::Malformed)?
+            }
+            Envelope::Event { e } if e == "serverShutdown" => return Ok(Frame::ServerShutdown),
+            Envelope::Event { .. } => return Err(DropReason::Malformed),
+            Envelope::Control { .. } => return Ok(Frame::Control),
+        };
+        self.validate(raw, recv_ms, recv_at).map(Frame::Tick)
+    }
+
+    fn validate(&mut self, raw: RawTicker, recv_ms: i64, recv_at: Instant) -> Result<Tick, DropReason> {
+        let symbol = BinanceSymbol(raw.s);
+        let last = self.last_update.get_mut(&symbol).ok_or(DropReason::UnknownSymbol)?;
+        if raw.b <= Decimal::ZERO || raw.a <= Decimal::ZERO || raw.bq < Decimal::ZERO || raw.aq < Decimal::ZERO {
+            return Err(DropReason::NonPositive);
+        }
+        if raw.b >= raw.a {
+            return Err(DropReason::Crossed);
+        }
+        if raw.u <= *last {
+            return Err(DropReason::OutOfOrder);
+        }
+        *last = raw.u;
+        Ok(Tick { symbol, update_id: raw.u, bid: raw.b, bid_qty: raw.bq, ask: raw.a, ask_qty: raw.aq, recv_ms, recv_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec() -> Decoder {
+        Decoder::new([BinanceSymbol("ADAUSDT".into())])
+    }
+    fn msg(u: u64, b: &str, a: &str) -> String {
+        format!(r#"{{"u":{u},"s":"ADAUSDT","b":"{b}","B":"100","a":"{a}","A":"200"}}"#)
+    }
+
+    #[test]
+    fn raw_and_combined_forms_decode() {
+        let mut d = dec();
+        let now = Instant::now();
+        let Ok(Frame::Tick(t)) = d.decode(&msg(1, "0.4500", "0.4501"), 5, now) else { panic!("raw") };
+        assert_eq!((t.update_id, t.bid, t.ask, t.recv_ms), (1, "0.4500".parse().expect("d"), "0.4501".parse().expect("d"), 5));
+        let combined = format!(r#"{{"stream":"adausdt@bookTicker","data":{}}}"#, msg(2, "0.45", "0.46"));
+        assert!(matches!(d.decode(&combined, 6, now), Ok(Frame::Tick(_))));
+        assert_eq!(d.accepted(), 2);
+    }
+
+    #[test]
+    fn bad_messages_are_dropped_and_counted() {
+        let mut d = dec();
+        let now = Instant::now();
+        d.decode(&msg(10, "0.45", "0.46"), 0, now).expect("first");
+        let cases = [
+            ("not json", "{{nope".to_string(), DropReason::Malformed),
+            ("missing field", r#"{"u":11,"s":"ADAUSDT","b":"0.45"}"#.to_string(), DropReason::Malformed),
+            ("bad decimal", msg(11, "abc", "0.46"), DropReason::Malformed),
+            ("other symbol", msg(11, "0.45", "0.46").replace("ADAUSDT", "BTCUSDT"), DropReason::UnknownSymbol),
+            ("zero bid", msg(11, "0", "0.46"), DropReason::NonPositive),
+            ("negative ask", msg(11, "0.45", "-0.46"), DropReason::NonPositive),
+            ("crossed", msg(11, "0.47", "0.46"), DropReason::Crossed),
+            ("locked", msg(11, "0.46", "0.46"), DropReason::Crossed),
+            ("same u", msg(10, "0.45", "0.46"), DropReason::OutOfOrder),
+            ("older u", msg(9, "0.45", "0.46"), DropReason::OutOfOrder),
+        ];
+        for (name, text, want) in &cases {
+            assert_eq!(d.decode(text, 0, now).err(), Some(*want), "{name}");
+        }
+        assert_eq!(d.dropped(DropReason::Malformed), 3);
+        assert_eq!(d.dropped(DropReason::OutOfOrder), 2);
+        assert_eq!(d.accepted(), 1);
+        // A good message after the bad ones is still accepted.
+        assert!(matches!(d.decode(&msg(11, "0.45", "0.46"), 0, now), Ok(Frame::Tick(_))));
+    }
+
+    #[test]
+    fn server_shutdown_and_control_frames() {
+        let mut d = dec();
+        let now = Instant::now();
+        assert!(matches!(d.decode(r#"{"e":"serverShutdown","E":1770123456789}"#, 0, now), Ok(Frame::ServerShutdown)));
+        assert!(matches!(
+            d.decode(r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}"#, 0, now),
+            Ok(Frame::ServerShutdown)
+        ));
+        assert!(matches!(d.decode(r#"{"result":null,"id":1}"#, 0, now), Ok(Frame::Control)));
+    }
+}

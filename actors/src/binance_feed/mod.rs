@@ -1,0 +1,309 @@
+//! BinanceFeed is an actor. It owns the reference source (a live Binance bookTicker WebSocket,
+//! a replay file, or a seeded synthetic walk), decodes and validates every frame, and sends
+//! each valid tick to QuoteEngine (and, in staging, to MockExchange). Every
+//! `health_interval_ms` it tells RiskGuard when each symbol last had a valid tick, measured on
+//! local receive time, so a silent or broken feed turns stale.
+//!
+//! The decoder (last update ids, drop counters) and the replay position survive a restart of
+//! this actor; a live connection is re-opened with backoff and jitter.
+
+pub mod codec;
+pub mod source;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use rust_decimal::Decimal;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tracing::{info, warn};
+
+use crate::config::{LiveConfig, ReplaySpeed, StreamKind, SyntheticConfig};
+use crate::quote_engine::TickReceived;
+use crate::registry::Reg;
+use crate::risk_guard::{FeedHealth, SymbolHealth};
+use crate::rng::SplitMix64;
+use crate::supervision::{ActorHealth, guarded};
+use crate::types::{BinanceSymbol, now_ms};
+use codec::{Decoder, DropReason, Frame};
+use source::Synthetic;
+
+/// Where ticks come from.
+#[derive(Debug, Clone)]
+pub enum FeedSpec {
+    Live(LiveConfig),
+    /// Frames as (recorded receive ms, text).
+    Replay { frames: Arc<Vec<(i64, String)>>, speed: ReplaySpeed, looped: bool },
+    Synthetic(SyntheticConfig),
+}
+
+/// Asks for feed figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "FeedStats")]
+pub struct GetFeedStats;
+
+/// Feed figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, MessageResponse)]
+pub struct FeedStats {
+    pub frames: u64,
+    pub accepted: u64,
+    pub dropped: Vec<(DropReason, u64)>,
+    /// A non-looping replay has played every frame.
+    pub finished: bool,
+    pub connected: bool,
+    pub connects: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReplayStep;
+
+/// The reference feed.
+pub struct BinanceFeed {
+    reg: Reg,
+    spec: FeedSpec,
+    symbols: Vec<BinanceSymbol>,
+    decoder: Decoder,
+    frames: u64,
+    last: HashMap<BinanceSymbol, (i64, Decimal)>,
+    health_every: Duration,
+    // replay
+    replay_pos: usize,
+    replay_started: Option<(Instant, i64)>,
+    finished: bool,
+    // synthetic
+    walkers: Vec<Synthetic>,
+    // live
+    connected: bool,
+    connects: u64,
+    backoff_ms: u64,
+    jitter: SplitMix64,
+    health: ActorHealth,
+}
+
+/// How many replay frames are handled per mailbox turn at max speed.
+const REPLAY_BATCH: usize = 256;
+
+impl BinanceFeed {
+    /// A feed of `symbols` from `spec`.
+    pub fn new(reg: Reg, spec: FeedSpec, symbols: Vec<BinanceSymbol>, health_interval_ms: u64) -> Self {
+        let walkers = match &spec {
+            FeedSpec::Synthetic(cfg) => {
+                symbols.iter().enumerate().map(|(i, s)| Synthetic::new(cfg, s.clone(), i as u64)).collect()
+            }
+            FeedSpec::Live(_) | FeedSpec::Replay { .. } => Vec::new(),
+        };
+        let backoff_ms = match &spec {
+            FeedSpec::Live(l) => l.reconnect_initial_ms,
+            FeedSpec::Replay { .. } | FeedSpec::Synthetic(_) => 0,
+        };
+        Self {
+            reg,
+            decoder: Decoder::new(symbols.iter().cloned()),
+            symbols,
+            spec,
+            frames: 0,
+            last: HashMap::new(),
+            health_every: Duration::from_millis(health_interval_ms),
+            replay_pos: 0,
+            replay_started: None,
+            finished: false,
+            walkers,
+            connected: false,
+            connects: 0,
+            backoff_ms,
+            jitter: SplitMix64::new(now_ms() as u64),
+            health: ActorHealth::default(),
+        }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        self.connected = false;
+        self.replay_started = None;
+    }
+
+    /// Decodes one frame and forwards a valid tick.
+    fn ingest(&mut self, text: &str, recv_ms: i64) -> Option<Frame> {
+        self.frames += 1;
+        match self.decoder.decode(text, recv_ms, Instant::now()) {
+            Ok(Frame::Tick(t)) => {
+                self.last.insert(t.symbol.clone(), (t.recv_ms, t.mid()));
+                if let Some(v) = self.reg.ticks_to_venue.get() {
+                    v.do_send(TickReceived(t.clone()));
+                }
+                self.reg.ticks_to_quotes.do_send(TickReceived(t));
+                None
+            }
+            Ok(other) => Some(other),
+            Err(reason) => {
+                let n = self.decoder.dropped(reason);
+                if n.is_power_of_two() {
+                    warn!(reason = reason.as_str(), dropped = n, "market message dropped");
+                }
+                None
+            }
+        }
+    }
+
+    fn report_health(&self) {
+        let symbols = self
+            .symbols
+            .iter()
+            .map(|s| {
+                let last = self.last.get(s);
+                SymbolHealth { symbol: s.clone(), last_recv_ms: last.map(|l| l.0), mid: last.map(|l| l.1) }
+            })
+            .collect();
+        self.reg.feed_health.do_send(FeedHealth { ts_ms: now_ms(), symbols });
+    }
+
+    fn start_source(&mut self, ctx: &mut Context<Self>) {
+        match self.spec.clone() {
+            FeedSpec::Synthetic(_) => {
+                for i in 0..self.walkers.len() {
+                    self.synthetic_step(i, ctx);
+                }
+            }
+            FeedSpec::Replay { .. } => ctx.notify(ReplayStep),
+            FeedSpec::Live(cfg) => self.connect(cfg, ctx),
+        }
+    }
+
+    fn synthetic_step(&mut self, i: usize, ctx: &mut Context<Self>) {
+        let Some(w) = self.walkers.get_mut(i) else { return };
+        let (text, delay) = w.step();
+        self.ingest(&text, now_ms());
+        ctx.run_later(Duration::from_millis(delay), move |act, ctx| act.synthetic_step(i, ctx));
+    }
+
+    fn replay_step(&mut self, ctx: &mut Context<Self>) {
+        let FeedSpec::Replay { frames, speed, looped } = &self.spec else { return };
+        let (frames, speed, looped) = (frames.clone(), *speed, *looped);
+        let mut handled = 0;
+        loop {
+            if self.replay_pos >= frames.len() {
+                if looped && !frames.is_empty() {
+                    self.replay_pos = 0;
+                    self.replay_started = None;
+                } else {
+                    if !self.finished {
+                        info!(frames = self.frames, accepted = self.decoder.accepted(), "replay finished");
+                    }
+                    self.finished = true;
+                    return;
+                }
+            }
+            let (rec_ms, text) = &frames[self.replay_pos];
+            if speed == ReplaySpeed::Recorded {
+                let (t0, first_ms) = *self.replay_started.get_or_insert((Instant::now(), *rec_ms));
+                let due = Duration::from_millis(u64::try_from(rec_ms - first_ms).unwrap_or(0));
+                let elapsed = t0.elapsed();
+                if due > elapsed {
+                    ctx.run_later(due - elapsed, |act, ctx| act.replay_step(ctx));
+                    return;
+                }
+            }
+            self.replay_pos += 1;
+            self.ingest(text, now_ms());
+            handled += 1;
+            if speed == ReplaySpeed::Max && handled >= REPLAY_BATCH {
+                // Yield so the consumers drain their mailboxes before the next batch.
+                ctx.notify(ReplayStep);
+                return;
+            }
+        }
+    }
+
+    fn stream_url(&self, cfg: &LiveConfig) -> String {
+        let names: Vec<String> = self.symbols.iter().map(|s| format!("{}@bookTicker", s.as_str().to_lowercase())).collect();
+        let base = cfg.url.trim_end_matches('/');
+        match cfg.stream {
+            StreamKind::Combined => format!("{base}/stream?streams={}", names.join("/")),
+            StreamKind::Raw => format!("{base}/ws/{}", names.first().map(String::as_str).unwrap_or("")),
+        }
+    }
+
+    fn connect(&mut self, cfg: LiveConfig, ctx: &mut Context<Self>) {
+        let url = self.stream_url(&cfg);
+        info!(url = %url, "connecting to binance");
+        let fut = tokio_tungstenite::connect_async(url);
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((ws, _)) => {
+                act.connected = true;
+                act.connects += 1;
+                act.backoff_ms = cfg.reconnect_initial_ms;
+                let (_write, read) = ws.split();
+                ctx.add_stream(read);
+            }
+            Err(e) => {
+                warn!(cause = %e, "binance connect failed");
+                act.schedule_reconnect(cfg, ctx);
+            }
+        }));
+    }
+
+    fn schedule_reconnect(&mut self, cfg: LiveConfig, ctx: &mut Context<Self>) {
+        self.connected = false;
+        let jitter = self.jitter.below(self.backoff_ms / 4 + 1);
+        let delay = Duration::from_millis(self.backoff_ms + jitter);
+        self.backoff_ms = (self.backoff_ms * 2).min(cfg.reconnect_max_ms);
+        ctx.run_later(delay, move |act, ctx| act.connect(cfg, ctx));
+    }
+}
+
+impl Actor for BinanceFeed {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        ctx.run_interval(self.health_every, |act, _| act.report_health());
+        self.start_source(ctx);
+    }
+}
+
+crate::supervised_actor!(BinanceFeed, "binance_feed");
+
+impl Handler<ReplayStep> for BinanceFeed {
+    type Result = ();
+    fn handle(&mut self, _: ReplayStep, ctx: &mut Context<Self>) {
+        guarded(self, ctx, "binance_feed", |act, ctx| act.replay_step(ctx));
+    }
+}
+
+impl StreamHandler<Result<WsMessage, tungstenite::Error>> for BinanceFeed {
+    fn handle(&mut self, item: Result<WsMessage, tungstenite::Error>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(WsMessage::Text(text)) => {
+                if let Some(Frame::ServerShutdown) = self.ingest(text.as_str(), now_ms()) {
+                    info!("binance announced serverShutdown, reconnecting");
+                    ctx.stop();
+                }
+            }
+            Ok(WsMessage::Close(frame)) => info!(?frame, "binance closed the stream"),
+            Ok(_) => {}
+            Err(e) => warn!(cause = %e, "binance stream error"),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if let FeedSpec::Live(cfg) = self.spec.clone() {
+            warn!("binance stream ended, reconnecting");
+            self.schedule_reconnect(cfg, ctx);
+        }
+    }
+}
+
+impl Handler<GetFeedStats> for BinanceFeed {
+    type Result = FeedStats;
+    fn handle(&mut self, _: GetFeedStats, _: &mut Context<Self>) -> FeedStats {
+        FeedStats {
+            frames: self.frames,
+            accepted: self.decoder.accepted(),
+            dropped: self.decoder.drop_counts(),
+            finished: self.finished,
+            connected: self.connected,
+            connects: self.connects,
+        }
+    }
+}

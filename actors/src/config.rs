@@ -1,0 +1,571 @@
+//! Typed configuration of every actor, with validation.
+//!
+//! One `#[serde(deny_unknown_fields)]` struct per concern; [`Config::validate`] collects every
+//! violation, each naming its key (`markets[0].levels`) and the allowed range, so that a bad
+//! config stops start-up with a message an operator can act on. The reference of every key is
+//! `config/REFERENCE.md`. Secrets are never part of this struct: they come from the environment.
+
+use std::path::PathBuf;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{BinanceSymbol, MarketId};
+
+/// The whole service configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `staging` (mock exchange in process) or `production` (real venue).
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub run: RunConfig,
+    pub markets: Vec<MarketConfig>,
+    pub feed: FeedConfig,
+    #[serde(default)]
+    pub risk: RiskConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub mock_exchange: MockExchangeConfig,
+}
+
+/// Where orders go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Orders go to the in-process MockExchange.
+    #[default]
+    Staging,
+    /// Orders go to DeltaDeFi.
+    Production,
+}
+
+/// Process-level settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// SQLite file; created with its directory if missing.
+    pub db_path: PathBuf,
+    /// Seconds between status lines (0 disables them).
+    pub status_interval_s: u64,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Prefix of our client order ids.
+    pub client_id_prefix: String,
+    /// How long shutdown waits for cancels to be confirmed and the outbox to drain.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            db_path: PathBuf::from("data/staging.db"),
+            status_interval_s: 5,
+            log_format: LogFormat::Text,
+            client_id_prefix: "mm".into(),
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What the quote is anchored on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// Both sides around the reference mid.
+    #[default]
+    Mid,
+    /// Bids from the reference bid, asks from the reference ask.
+    Touch,
+}
+
+/// How one DeltaDeFi market is quoted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketConfig {
+    pub market: MarketId,
+    pub reference: BinanceSymbol,
+    #[serde(default)]
+    pub anchor: Anchor,
+    /// Shift of the reference into venue terms (USDT→USDM basis), in bps; may be negative.
+    #[serde(default)]
+    pub anchor_bps: Decimal,
+    /// Distance between our level-0 bid and ask, in bps of the anchor (half on each side).
+    pub venue_spread_bps: Decimal,
+    /// Base size of the level-0 order on each side.
+    pub order_size: Decimal,
+    /// Levels per side.
+    #[serde(default = "one_u8")]
+    pub levels: u8,
+    /// Extra distance of each further level, in bps.
+    #[serde(default)]
+    pub level_spacing_bps: Decimal,
+    /// Size of level `i` = `order_size * level_size_multiplier^i`.
+    #[serde(default = "dec_one")]
+    pub level_size_multiplier: Decimal,
+    /// Price shift at `risk.max_position` inventory, in bps; linear in inventory.
+    #[serde(default)]
+    pub skew_bps_at_max_position: Decimal,
+    /// A working order is kept while its price is within this many bps of the desired price.
+    pub requote_tolerance_bps: Decimal,
+    /// Venue price decimals (DeltaDeFi `price_max_dp`).
+    pub price_decimals: u32,
+    /// Venue size decimals (DeltaDeFi `base_token.max_qty_dp`).
+    pub size_decimals: u32,
+    /// Minimum base size of one order.
+    pub min_order_size: Decimal,
+    /// Minimum quote notional of one order.
+    #[serde(default)]
+    pub min_order_notional: Decimal,
+}
+
+fn one_u8() -> u8 {
+    1
+}
+fn dec_one() -> Decimal {
+    Decimal::ONE
+}
+
+/// Where reference ticks come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    pub source: FeedSource,
+    /// No valid tick for this long makes the feed stale: cancel all, stop quoting.
+    #[serde(default = "default_stale_ms")]
+    pub stale_after_ms: u64,
+    /// How often BinanceFeed reports its health to RiskGuard.
+    #[serde(default = "default_health_ms")]
+    pub health_interval_ms: u64,
+    #[serde(default)]
+    pub synthetic: SyntheticConfig,
+    #[serde(default)]
+    pub replay: ReplayConfig,
+    #[serde(default)]
+    pub live: LiveConfig,
+}
+
+fn default_stale_ms() -> u64 {
+    5_000
+}
+fn default_health_ms() -> u64 {
+    250
+}
+
+/// Feed source kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedSource {
+    Live,
+    Replay,
+    Synthetic,
+}
+
+/// Seeded random walk of the reference book.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    pub seed: u64,
+    pub start_price: Decimal,
+    pub tick_size: Decimal,
+    /// Mean milliseconds between ticks.
+    pub interval_ms: u64,
+    /// Probability that a tick starts a burst of fast, trending moves.
+    pub burst_probability: Decimal,
+    /// Ticks in one burst.
+    pub burst_len: u32,
+    /// Spread of the reference book in ticks.
+    pub spread_ticks: u32,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            start_price: Decimal::new(4500, 4),
+            tick_size: Decimal::new(1, 4),
+            interval_ms: 100,
+            burst_probability: Decimal::new(5, 3),
+            burst_len: 20,
+            spread_ticks: 1,
+        }
+    }
+}
+
+/// Replay of recorded bookTicker messages (JSONL, one `{"recv_ms":…,"msg":{…}}` per line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    pub path: PathBuf,
+    /// `recorded` keeps the recorded gaps; `max` plays as fast as possible.
+    pub speed: ReplaySpeed,
+    /// Start again from the top at the end of the file.
+    pub r#loop: bool,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("tests/data/adausdt-bookticker.jsonl"), speed: ReplaySpeed::Recorded, r#loop: false }
+    }
+}
+
+/// Replay pacing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplaySpeed {
+    #[default]
+    Recorded,
+    Max,
+}
+
+/// Binance bookTicker WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Base URL, without path.
+    pub url: String,
+    /// `combined` (`/stream?streams=a/b`) or `raw` (`/ws/a`, one symbol only).
+    pub stream: StreamKind,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            url: "wss://stream.binance.com:9443".into(),
+            stream: StreamKind::Combined,
+            reconnect_initial_ms: 500,
+            reconnect_max_ms: 30_000,
+        }
+    }
+}
+
+/// Binance stream URL form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    #[default]
+    Combined,
+    Raw,
+}
+
+/// Limits enforced by RiskGuard, per market.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// Largest absolute base position; beyond it the market goes REDUCING.
+    pub max_position: Decimal,
+    /// Largest base size of one order.
+    pub max_order_size: Decimal,
+    /// Most non-terminal orders per market.
+    pub max_open_orders: u32,
+    /// Orders priced further than this from the reference mid are denied.
+    pub price_band_bps: Decimal,
+    /// Realized + marked loss (quote units) since UTC midnight that halts trading.
+    pub daily_loss_limit: Decimal,
+    /// Period of the staleness and kill-switch checks.
+    pub check_interval_ms: u64,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            max_position: Decimal::from(2_000),
+            max_order_size: Decimal::from(1_000),
+            max_open_orders: 20,
+            price_band_bps: Decimal::from(200),
+            daily_loss_limit: Decimal::from(100),
+            check_interval_ms: 250,
+        }
+    }
+}
+
+/// The venue's order-action budget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Order actions (place + cancel + cancel-all) per second.
+    pub actions_per_second: u32,
+    /// Actions that may go back to back; 1 spaces them evenly, which keeps every 1-second
+    /// window at or under `actions_per_second`.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { actions_per_second: 5, burst: 1 }
+    }
+}
+
+/// Outbox dispatch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Attempts before an intent moves to the dead-letter state.
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Requests in flight at the gateway at once.
+    pub max_in_flight: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self { max_attempts: 5, backoff_initial_ms: 200, backoff_max_ms: 5_000, max_in_flight: 4 }
+    }
+}
+
+/// The order gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// A request without an answer after this long has an unknown outcome.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self { request_timeout_ms: 3_000 }
+    }
+}
+
+/// The simulated DeltaDeFi.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockExchangeConfig {
+    pub seed: u64,
+    /// One-way latency of every request and event.
+    pub latency_ms: u64,
+    /// Extra random latency on acknowledgements, 0..=this.
+    pub latency_jitter_ms: u64,
+    pub maker_fee_bps: Decimal,
+    /// Share of an order's size filled per reference tick that trades through it (0 < r ≤ 1).
+    pub partial_fill_ratio: Decimal,
+    /// Probability that a request fails with code 5000 (retryable).
+    pub reject_probability: Decimal,
+    /// Fill on the reference touching the price, not only trading through it.
+    pub fill_on_touch: bool,
+    /// Budget the mock enforces itself (code 4290 beyond it); 0 = same as `rate_limit`.
+    pub actions_per_second: u32,
+    pub base_balance: Decimal,
+    pub quote_balance: Decimal,
+}
+
+impl Default for MockExchangeConfig {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            latency_ms: 20,
+            latency_jitter_ms: 10,
+            maker_fee_bps: Decimal::from(10),
+            partial_fill_ratio: Decimal::new(5, 1),
+            reject_probability: Decimal::ZERO,
+            fill_on_touch: false,
+            actions_per_second: 0,
+            base_balance: Decimal::from(20_000),
+            quote_balance: Decimal::from(10_000),
+        }
+    }
+}
+
+/// One invalid key, with what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+struct Checker(Vec<Violation>);
+
+impl Checker {
+    fn check(&mut self, ok: bool, key: impl Into<String>, problem: impl Into<String>) {
+        if !ok {
+            self.0.push(Violation { key: key.into(), problem: problem.into() });
+        }
+    }
+    fn positive(&mut self, v: Decimal, key: impl Into<String>) {
+        self.check(v > Decimal::ZERO, key, format!("must be > 0 (got {v})"));
+    }
+    fn non_negative(&mut self, v: Decimal, key: impl Into<String>) {
+        self.check(v >= Decimal::ZERO, key, format!("must be >= 0 (got {v})"));
+    }
+    fn range_u64(&mut self, v: u64, lo: u64, hi: u64, key: impl Into<String>) {
+        self.check((lo..=hi).contains(&v), key, format!("must be in {lo}..={hi} (got {v})"));
+    }
+}
+
+impl Config {
+    /// Returns every violation of the allowed ranges; empty when the config is usable.
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut c = Checker(Vec::new());
+        c.check(!self.markets.is_empty(), "markets", "must list at least one market");
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in self.markets.iter().enumerate() {
+            let k = |f: &str| format!("markets[{i}].{f}");
+            c.check(seen.insert(m.market.clone()), k("market"), format!("{} is listed twice", m.market));
+            c.check(
+                !m.market.0.is_empty() && m.market.0.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()),
+                k("market"),
+                "must be upper-case letters and digits, e.g. ADAUSDM",
+            );
+            c.check(
+                !m.reference.0.is_empty() && m.reference.0.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()),
+                k("reference"),
+                "must be an upper-case Binance symbol, e.g. ADAUSDT",
+            );
+            c.check(
+                m.anchor_bps.abs() <= Decimal::from(1_000),
+                k("anchor_bps"),
+                format!("must be in -1000..=1000 (got {})", m.anchor_bps),
+            );
+            c.check(
+                m.venue_spread_bps > Decimal::ZERO && m.venue_spread_bps <= Decimal::from(5_000),
+                k("venue_spread_bps"),
+                format!("must be in (0, 5000] (got {})", m.venue_spread_bps),
+            );
+            c.positive(m.order_size, k("order_size"));
+            c.range_u64(u64::from(m.levels), 1, 10, k("levels"));
+            c.non_negative(m.level_spacing_bps, k("level_spacing_bps"));
+            c.check(
+                m.level_size_multiplier > Decimal::ZERO && m.level_size_multiplier <= Decimal::from(10),
+                k("level_size_multiplier"),
+                format!("must be in (0, 10] (got {})", m.level_size_multiplier),
+            );
+            c.non_negative(m.skew_bps_at_max_position, k("skew_bps_at_max_position"));
+            c.non_negative(m.requote_tolerance_bps, k("requote_tolerance_bps"));
+            c.range_u64(u64::from(m.price_decimals), 0, 12, k("price_decimals"));
+            c.range_u64(u64::from(m.size_decimals), 0, 12, k("size_decimals"));
+            c.non_negative(m.min_order_size, k("min_order_size"));
+            c.non_negative(m.min_order_notional, k("min_order_notional"));
+            c.check(
+                m.order_size >= m.min_order_size,
+                k("order_size"),
+                format!("must be >= min_order_size {} (got {})", m.min_order_size, m.order_size),
+            );
+        }
+        let f = &self.feed;
+        c.range_u64(f.stale_after_ms, 100, 600_000, "feed.stale_after_ms");
+        c.range_u64(f.health_interval_ms, 10, 10_000, "feed.health_interval_ms");
+        c.check(
+            f.health_interval_ms < f.stale_after_ms,
+            "feed.health_interval_ms",
+            "must be below feed.stale_after_ms",
+        );
+        let s = &f.synthetic;
+        c.positive(s.start_price, "feed.synthetic.start_price");
+        c.positive(s.tick_size, "feed.synthetic.tick_size");
+        c.range_u64(s.interval_ms, 0, 60_000, "feed.synthetic.interval_ms");
+        c.check(
+            s.burst_probability >= Decimal::ZERO && s.burst_probability <= Decimal::ONE,
+            "feed.synthetic.burst_probability",
+            format!("must be in 0..=1 (got {})", s.burst_probability),
+        );
+        c.range_u64(u64::from(s.spread_ticks), 1, 1_000, "feed.synthetic.spread_ticks");
+        if f.source == FeedSource::Replay {
+            c.check(
+                !f.replay.path.as_os_str().is_empty(),
+                "feed.replay.path",
+                "must name a JSONL file when feed.source is replay",
+            );
+        }
+        if f.source == FeedSource::Live {
+            c.check(
+                f.live.url.starts_with("ws://") || f.live.url.starts_with("wss://"),
+                "feed.live.url",
+                format!("must start with ws:// or wss:// (got {})", f.live.url),
+            );
+            c.check(
+                f.live.stream == StreamKind::Combined || self.markets.len() <= 1,
+                "feed.live.stream",
+                "raw streams carry one symbol: use combined for several markets",
+            );
+            c.range_u64(f.live.reconnect_initial_ms, 10, 60_000, "feed.live.reconnect_initial_ms");
+            c.range_u64(f.live.reconnect_max_ms, f.live.reconnect_initial_ms, 600_000, "feed.live.reconnect_max_ms");
+        }
+        let r = &self.risk;
+        c.positive(r.max_position, "risk.max_position");
+        c.positive(r.max_order_size, "risk.max_order_size");
+        c.range_u64(u64::from(r.max_open_orders), 1, 1_000, "risk.max_open_orders");
+        c.positive(r.price_band_bps, "risk.price_band_bps");
+        c.positive(r.daily_loss_limit, "risk.daily_loss_limit");
+        c.range_u64(r.check_interval_ms, 10, 60_000, "risk.check_interval_ms");
+        for (i, m) in self.markets.iter().enumerate() {
+            c.check(
+                m.order_size <= r.max_order_size,
+                format!("markets[{i}].order_size"),
+                format!("must be <= risk.max_order_size {} (got {})", r.max_order_size, m.order_size),
+            );
+        }
+        let rl = &self.rate_limit;
+        c.range_u64(u64::from(rl.actions_per_second), 1, 1_000_000, "rate_limit.actions_per_second");
+        c.range_u64(u64::from(rl.burst), 1, u64::from(rl.actions_per_second.max(1)), "rate_limit.burst");
+        let o = &self.outbox;
+        c.range_u64(u64::from(o.max_attempts), 1, 100, "outbox.max_attempts");
+        c.range_u64(o.backoff_initial_ms, 1, 60_000, "outbox.backoff_initial_ms");
+        c.range_u64(o.backoff_max_ms, o.backoff_initial_ms, 600_000, "outbox.backoff_max_ms");
+        c.range_u64(u64::from(o.max_in_flight), 1, 64, "outbox.max_in_flight");
+        c.range_u64(self.gateway.request_timeout_ms, 10, 120_000, "gateway.request_timeout_ms");
+        let m = &self.mock_exchange;
+        c.range_u64(m.latency_ms, 0, 10_000, "mock_exchange.latency_ms");
+        c.range_u64(m.latency_jitter_ms, 0, 10_000, "mock_exchange.latency_jitter_ms");
+        c.non_negative(m.maker_fee_bps, "mock_exchange.maker_fee_bps");
+        c.check(
+            m.partial_fill_ratio > Decimal::ZERO && m.partial_fill_ratio <= Decimal::ONE,
+            "mock_exchange.partial_fill_ratio",
+            format!("must be in (0, 1] (got {})", m.partial_fill_ratio),
+        );
+        c.check(
+            m.reject_probability >= Decimal::ZERO && m.reject_probability < Decimal::ONE,
+            "mock_exchange.reject_probability",
+            format!("must be in [0, 1) (got {})", m.reject_probability),
+        );
+        c.non_negative(m.base_balance, "mock_exchange.base_balance");
+        c.non_negative(m.quote_balance, "mock_exchange.quote_balance");
+        c.range_u64(self.run.status_interval_s, 0, 3_600, "run.status_interval_s");
+        c.range_u64(self.run.drain_timeout_ms, 0, 600_000, "run.drain_timeout_ms");
+        c.check(
+            !self.run.client_id_prefix.is_empty()
+                && self.run.client_id_prefix.len() <= 16
+                && self.run.client_id_prefix.chars().all(|ch| ch.is_ascii_alphanumeric()),
+            "run.client_id_prefix",
+            "must be 1..=16 ASCII letters or digits",
+        );
+        c.check(
+            self.mode == Mode::Staging,
+            "mode",
+            "only `staging` is available in this build: the DeltaDeFi REST gateway is not wired yet",
+        );
+        c.0
+    }
+
+    /// Returns the budget the mock exchange enforces.
+    pub fn mock_actions_per_second(&self) -> u32 {
+        if self.mock_exchange.actions_per_second == 0 {
+            self.rate_limit.actions_per_second
+        } else {
+            self.mock_exchange.actions_per_second
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! DeltaDeFiGateway is an actor. It owns the requests in flight to the venue and turns each
+//! outbox row into a venue request, then the venue's answer into a classified
+//! [`DispatchResult`] for OutboxWorker: done, definite reject, retry, or unknown outcome.
+//!
+//! The venue is a `Recipient<VenueRequest>`: MockExchange in staging. A place that times out
+//! has an unknown outcome and is never resent from here; a cancel that finds nothing is done.
+//! If this actor restarts with requests in flight, each is reported as an unknown outcome.
+
+pub mod errors;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tracing::{debug, warn};
+
+use crate::config::GatewayConfig;
+use crate::intent::{Intent, IntentKind};
+use crate::outbox_worker::DispatchOutcome;
+use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
+use crate::registry::Reg;
+use crate::supervision::ActorHealth;
+use crate::types::now_ms;
+use crate::venue::{NewOrder, VenueReply, VenueRequest};
+
+/// Sends one outbox row to the venue; the answer comes back as a [`DispatchOutcome`].
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Dispatch {
+    pub row: OutboxRow,
+}
+
+/// The order gateway.
+pub struct DeltaDeFiGateway {
+    reg: Reg,
+    timeout: Duration,
+    in_flight: HashMap<i64, IntentKind>,
+    health: ActorHealth,
+}
+
+impl DeltaDeFiGateway {
+    /// A gateway using the venue bound in `reg`.
+    pub fn new(reg: Reg, cfg: &GatewayConfig) -> Self {
+        Self { reg, timeout: Duration::from_millis(cfg.request_timeout_ms), in_flight: HashMap::new(), health: ActorHealth::default() }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        for (id, _) in self.in_flight.drain() {
+            self.reg.dispatch_outcome.do_send(DispatchOutcome {
+                id,
+                result: DispatchResult::Unknown { message: "gateway restarted with the request in flight".into() },
+            });
+        }
+    }
+}
+
+fn request_of(intent: &Intent) -> VenueRequest {
+    match intent {
+        Intent::Place { client_order_id, market, side, price, size, .. } => VenueRequest::Place(NewOrder {
+            client_order_id: client_order_id.clone(),
+            market: market.clone(),
+            side: *side,
+            price: *price,
+            size: *size,
+        }),
+        Intent::Cancel { client_order_id, venue_order_id, .. } => {
+            VenueRequest::Cancel { venue_order_id: venue_order_id.clone(), client_order_id: client_order_id.clone() }
+        }
+        Intent::CancelAll { market } => VenueRequest::CancelAll { market: market.clone() },
+    }
+}
+
+impl Actor for DeltaDeFiGateway {
+    type Context = Context<Self>;
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.health.starts += 1;
+    }
+}
+
+crate::supervised_actor!(DeltaDeFiGateway, "gateway");
+
+impl Handler<Dispatch> for DeltaDeFiGateway {
+    type Result = ();
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
+        let id = msg.row.id;
+        let kind = msg.row.intent.kind();
+        let Some(venue) = self.reg.venue.get().cloned() else {
+            self.reg.dispatch_outcome.do_send(DispatchOutcome {
+                id,
+                result: DispatchResult::Retry { code: None, message: "no venue bound".into(), not_before_ms: None },
+            });
+            return;
+        };
+        self.in_flight.insert(id, kind);
+        let req = request_of(&msg.row.intent);
+        debug!(outbox_id = id, kind = kind.as_str(), attempt = msg.row.attempts, "gateway.dispatch");
+        let fut = tokio::time::timeout(self.timeout, venue.send(req));
+        ctx.spawn(fut.into_actor(self).map(move |answer, act, _| {
+            act.in_flight.remove(&id);
+            let now = now_ms();
+            let result = match answer {
+                Ok(Ok(Ok(reply))) => match reply {
+                    VenueReply::Placed(o) => DispatchResult::Done { venue_order_id: Some(o.venue_order_id) },
+                    VenueReply::Cancelled(_) | VenueReply::CancelledAll(_) => DispatchResult::Done { venue_order_id: None },
+                    other => DispatchResult::Rejected { code: None, message: format!("unexpected reply {other:?}") },
+                },
+                Ok(Ok(Err(e))) => errors::to_result(&e, kind, now),
+                Ok(Err(mailbox)) => {
+                    warn!(outbox_id = id, cause = %mailbox, "venue unreachable");
+                    match kind {
+                        IntentKind::Place => DispatchResult::Unknown { message: format!("venue mailbox: {mailbox}") },
+                        IntentKind::Cancel | IntentKind::CancelAll => {
+                            DispatchResult::Retry { code: None, message: format!("venue mailbox: {mailbox}"), not_before_ms: None }
+                        }
+                    }
+                }
+                Err(_) => DispatchResult::Unknown { message: "timed out waiting for the venue".into() },
+            };
+            act.reg.dispatch_outcome.do_send(DispatchOutcome { id, result });
+        }));
+    }
+}

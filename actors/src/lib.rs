@@ -1,0 +1,42 @@
+//! Actors, typed messages and pure cores of deltadefi-mm.
+//!
+//! # Layout
+//!
+//! - [`binance_feed`]: BinanceFeed actor; [`binance_feed::codec`] bookTicker decoding and
+//!   validation; [`binance_feed::source`] synthetic walk and replay files.
+//! - [`quote_engine`]: QuoteEngine actor; [`quote_engine::pricing`] the desired book and rounding.
+//! - [`order_manager`]: OrderManager actor; [`order_manager::state`] the order state machine;
+//!   [`order_manager::book`] the diff of desired vs working orders.
+//! - [`risk_guard`]: RiskGuard actor; [`risk_guard::rules`] limits, positions, trading states.
+//! - [`rate_limiter`]: RateLimiter actor (governor), cancels before places.
+//! - [`outbox_worker`]: OutboxWorker actor; [`outbox_worker::queue`] conflation, ordering, retries.
+//! - [`gateway`]: DeltaDeFiGateway actor; [`gateway::errors`] what each venue code means.
+//! - [`account_feed`]: AccountFeed actor: order updates, fills (stored once), balances, resync.
+//! - [`mock_exchange`]: MockExchange actor; [`mock_exchange::matching`] the simulated venue.
+//! - [`store`]: SQLite on its own thread, group commit, migrations, typed rows.
+//! - [`venue`]: transport-independent venue requests, replies, errors and events.
+//! - [`intent`], [`types`], [`config`], [`pricing_rules`]: shared domain types and configuration.
+//! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart, health, fault injection.
+//! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod account_feed;
+pub mod binance_feed;
+pub mod config;
+pub mod gateway;
+pub mod intent;
+pub mod latency;
+pub mod mock_exchange;
+pub mod order_manager;
+pub mod outbox_worker;
+pub mod pricing_rules;
+pub mod quote_engine;
+pub mod rate_limiter;
+pub mod registry;
+pub mod rng;
+pub mod risk_guard;
+pub mod store;
+pub mod supervision;
+pub mod types;
+pub mod venue;

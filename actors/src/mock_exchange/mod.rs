@@ -1,0 +1,145 @@
+//! MockExchange is an actor. It owns a simulated DeltaDeFi account ([`matching::MatchingCore`])
+//! and answers the gateway's [`VenueRequest`]s after a configurable latency, follows the
+//! reference ticks to fill our resting orders, and emits order updates, fills and balances
+//! to AccountFeed as the real account stream would. It enforces the order-action budget itself
+//! (4290 beyond it), so a rate-limiter bug shows as rejects.
+//!
+//! The simulated exchange outlives a restart of this actor, as a real venue would.
+
+pub mod matching;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::config::{MarketConfig, MockExchangeConfig};
+use crate::pricing_rules::MarketRules;
+use crate::quote_engine::TickReceived;
+use crate::registry::Reg;
+use crate::rng::SplitMix64;
+use crate::supervision::ActorHealth;
+use crate::types::{BinanceSymbol, MarketId, now_ms};
+use crate::venue::{VenueError, VenueEvent, VenueReply, VenueRequest};
+use matching::{MatchingCore, MatchingParams};
+
+/// The simulated venue.
+pub struct MockExchange {
+    reg: Reg,
+    core: MatchingCore,
+    references: Vec<(BinanceSymbol, MarketId)>,
+    latency: Duration,
+    jitter_ms: u64,
+    rng: SplitMix64,
+    health: ActorHealth,
+}
+
+impl MockExchange {
+    /// A venue listing `markets`, enforcing `actions_per_second`.
+    pub fn new(reg: Reg, cfg: &MockExchangeConfig, markets: &[MarketConfig], actions_per_second: u32) -> Self {
+        let ppm = (cfg.reject_probability * rust_decimal::Decimal::from(1_000_000)).trunc();
+        let params = MatchingParams {
+            maker_fee_bps: cfg.maker_fee_bps,
+            partial_fill_ratio: cfg.partial_fill_ratio,
+            fill_on_touch: cfg.fill_on_touch,
+            actions_per_second,
+            reject_ppm: rust_decimal::prelude::ToPrimitive::to_u64(&ppm).unwrap_or(0),
+            seed: cfg.seed,
+            base_balance: cfg.base_balance,
+            quote_balance: cfg.quote_balance,
+        };
+        Self {
+            reg,
+            core: MatchingCore::new(params, markets.iter().map(MarketRules::from).collect()),
+            references: markets.iter().map(|m| (m.reference.clone(), m.market.clone())).collect(),
+            latency: Duration::from_millis(cfg.latency_ms),
+            jitter_ms: cfg.latency_jitter_ms,
+            rng: SplitMix64::new(cfg.seed ^ 0x5eed),
+            health: ActorHealth::default(),
+        }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {}
+
+    fn emit(&self, events: Vec<VenueEvent>, ctx: &mut Context<Self>) {
+        if events.is_empty() {
+            return;
+        }
+        if self.latency.is_zero() {
+            for e in events {
+                self.reg.venue_events.do_send(e);
+            }
+        } else {
+            ctx.run_later(self.latency, move |act, _| {
+                for e in events {
+                    act.reg.venue_events.do_send(e);
+                }
+            });
+        }
+    }
+
+    fn process(&mut self, req: VenueRequest, ctx: &mut Context<Self>) -> Result<VenueReply, VenueError> {
+        let now = now_ms();
+        let (reply, events) = match req {
+            VenueRequest::Place(o) => {
+                let (order, ev) = self.core.place(&o, now)?;
+                (VenueReply::Placed(order), ev)
+            }
+            VenueRequest::Cancel { venue_order_id, client_order_id } => {
+                let (order, ev) = self.core.cancel(venue_order_id.as_ref(), &client_order_id, now)?;
+                (VenueReply::Cancelled(order), ev)
+            }
+            VenueRequest::CancelAll { market } => {
+                let (ids, ev) = self.core.cancel_all(&market, now)?;
+                (VenueReply::CancelledAll(ids), ev)
+            }
+            VenueRequest::Query { venue_order_id, client_order_id } => {
+                (VenueReply::Order(self.core.query(venue_order_id.as_ref(), &client_order_id)), Vec::new())
+            }
+            VenueRequest::OpenOrders { market } => (VenueReply::OpenOrders(self.core.open_orders(&market)), Vec::new()),
+            VenueRequest::Balances => (VenueReply::Balances(self.core.balances()), Vec::new()),
+        };
+        self.emit(events, ctx);
+        Ok(reply)
+    }
+}
+
+impl Actor for MockExchange {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+crate::supervised_actor!(MockExchange, "mock_exchange");
+
+impl Handler<VenueRequest> for MockExchange {
+    type Result = ResponseActFuture<Self, Result<VenueReply, VenueError>>;
+    fn handle(&mut self, req: VenueRequest, ctx: &mut Context<Self>) -> Self::Result {
+        if self.latency.is_zero() {
+            let r = self.process(req, ctx);
+            return Box::pin(actix::fut::ready(r));
+        }
+        let back = self.latency + Duration::from_millis(self.rng.below(self.jitter_ms + 1));
+        // The request reaches the venue after one latency; the answer takes another (+ jitter).
+        Box::pin(
+            actix_rt::time::sleep(self.latency)
+                .into_actor(self)
+                .map(move |(), act, ctx| act.process(req, ctx))
+                .then(move |r, act, _| actix_rt::time::sleep(back).into_actor(act).map(move |(), _, _| r)),
+        )
+    }
+}
+
+impl Handler<TickReceived> for MockExchange {
+    type Result = ();
+    fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
+        let t = msg.0;
+        let markets: Vec<MarketId> =
+            self.references.iter().filter(|(s, _)| *s == t.symbol).map(|(_, m)| m.clone()).collect();
+        for m in markets {
+            let events = self.core.on_reference(&m, t.bid, t.ask, now_ms());
+            self.emit(events, ctx);
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! OrderManager's pure core: every order we know, the diff between a market's desired book and
+//! its working orders, and the application of events to orders.
+//!
+//! It imports no actix. Its methods take `now_ms` and return what changed
+//! ([`Transition`]s to persist, [`Intent`]s to risk-check); the actor persists and sends.
+//!
+//! Invariants: at most one quoting (non-cancelling) order is created per slot per diff; an
+//! order in `PendingCancel` is never cancelled twice by a diff; terminal orders are dropped
+//! from memory after their last transition is returned.
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+
+use super::state::{Order, OrderError, OrderEvent, OrderState};
+use crate::intent::Intent;
+use crate::quote_engine::pricing::{DesiredOrder, moved_beyond};
+use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId};
+
+/// One state change of one order, to be persisted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The order after the change.
+    pub order: Order,
+    /// `None` when the order was just created.
+    pub from: Option<OrderState>,
+    pub event: &'static str,
+    pub detail: Option<String>,
+}
+
+/// Open-order figures of one market, for RiskGuard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenExposure {
+    /// Non-terminal orders.
+    pub open_orders: u32,
+    /// Remaining base size of non-terminal buys / sells.
+    pub open_buy: Decimal,
+    pub open_sell: Decimal,
+}
+
+/// Every live order and the id generator.
+#[derive(Debug)]
+pub struct OrderTracker {
+    id_prefix: String,
+    seq: u64,
+    orders: HashMap<ClientOrderId, Order>,
+    by_venue: HashMap<VenueOrderId, ClientOrderId>,
+}
+
+impl OrderTracker {
+    /// Creates an empty tracker; ids are `<prefix>-<run>-<seq>`, with `run` unique per process.
+    pub fn new(prefix: &str, run: &str) -> Self {
+        Self { id_prefix: format!("{prefix}-{run}-"), seq: 0, orders: HashMap::new(), by_venue: HashMap::new() }
+    }
+
+    /// Replaces the tracked orders with `orders` (loaded from SQLite after a restart).
+    pub fn load(&mut self, orders: Vec<Order>) {
+        self.orders.clear();
+        self.by_venue.clear();
+        for o in orders.into_iter().filter(|o| !o.state.is_terminal()) {
+            if let Some(v) = &o.venue_order_id {
+                self.by_venue.insert(v.clone(), o.client_order_id.clone());
+            }
+            self.orders.insert(o.client_order_id.clone(), o);
+        }
+    }
+
+    /// Tracks one more order (an orphan adopted from the venue).
+    pub fn load_one(&mut self, o: Order) {
+        if let Some(v) = &o.venue_order_id {
+            self.by_venue.insert(v.clone(), o.client_order_id.clone());
+        }
+        self.orders.insert(o.client_order_id.clone(), o);
+    }
+
+    fn next_id(&mut self) -> ClientOrderId {
+        self.seq += 1;
+        ClientOrderId(format!("{}{}", self.id_prefix, self.seq))
+    }
+
+    /// Returns the order with this id, if live.
+    pub fn get(&self, id: &ClientOrderId) -> Option<&Order> {
+        self.orders.get(id)
+    }
+
+    /// Finds our id for a venue id.
+    pub fn by_venue(&self, v: &VenueOrderId) -> Option<&ClientOrderId> {
+        self.by_venue.get(v)
+    }
+
+    /// Iterates over live orders.
+    pub fn orders(&self) -> impl Iterator<Item = &Order> {
+        self.orders.values()
+    }
+
+    /// Open-order figures of a market.
+    pub fn exposure(&self, market: &MarketId) -> OpenExposure {
+        let mut e = OpenExposure::default();
+        for o in self.orders.values().filter(|o| &o.market == market) {
+            e.open_orders += 1;
+            match o.side {
+                crate::types::Side::Buy => e.open_buy += o.remaining(),
+                crate::types::Side::Sell => e.open_sell += o.remaining(),
+            }
+        }
+        e
+    }
+
+    /// Computes the intents that turn the market's working orders into `desired`.
+    /// Orders whose price is within `tolerance_bps` of the desired price and whose size matches
+    /// are kept; others are cancelled and replaced. Ids for new orders are allocated here.
+    pub fn diff(&mut self, market: &MarketId, desired: &[DesiredOrder], tolerance_bps: Decimal) -> Vec<Intent> {
+        let mut by_slot: HashMap<Slot, Vec<&Order>> = HashMap::new();
+        for o in self.orders.values().filter(|o| &o.market == market && o.state.is_quoting()) {
+            by_slot.entry(o.slot).or_default().push(o);
+        }
+        let mut cancels = Vec::new();
+        let mut places = Vec::new();
+        for d in desired {
+            let in_slot = by_slot.remove(&d.slot).unwrap_or_default();
+            let keep = in_slot
+                .iter()
+                .find(|o| o.side == d.side && o.size == d.size && !moved_beyond(o.price, d.price, tolerance_bps))
+                .map(|o| o.client_order_id.clone());
+            for o in in_slot.iter().filter(|o| Some(&o.client_order_id) != keep.as_ref()) {
+                cancels.push(cancel_of(o));
+            }
+            if keep.is_none() {
+                places.push(d.clone());
+            }
+        }
+        let mut rest: Vec<&Order> = by_slot.into_values().flatten().collect();
+        rest.sort_by(|a, b| a.client_order_id.cmp(&b.client_order_id));
+        cancels.extend(rest.into_iter().map(cancel_of));
+        cancels.sort_by(|a, b| a.client_order_id().cmp(&b.client_order_id()));
+        for d in places {
+            let id = self.next_id();
+            cancels.push(Intent::Place {
+                client_order_id: id,
+                market: market.clone(),
+                slot: d.slot,
+                side: d.side,
+                price: d.price,
+                size: d.size,
+            });
+        }
+        cancels
+    }
+
+    /// Records an approved intent: creates the order of a place, moves the orders a cancel
+    /// covers to `PendingCancel`. Returns the transitions to persist with the outbox row.
+    pub fn apply_intent(&mut self, intent: &Intent, now_ms: i64) -> Vec<Transition> {
+        match intent {
+            Intent::Place { client_order_id, market, slot, side, price, size } => {
+                let order = Order {
+                    client_order_id: client_order_id.clone(),
+                    market: market.clone(),
+                    slot: *slot,
+                    side: *side,
+                    price: *price,
+                    size: *size,
+                    filled: Decimal::ZERO,
+                    state: OrderState::PendingNew,
+                    venue_order_id: None,
+                    created_at_ms: now_ms,
+                };
+                self.orders.insert(client_order_id.clone(), order.clone());
+                vec![Transition { order, from: None, event: "created", detail: None }]
+            }
+            Intent::Cancel { client_order_id, .. } => self
+                .apply(client_order_id, &OrderEvent::CancelRequested, None)
+                .ok()
+                .flatten()
+                .into_iter()
+                .collect(),
+            Intent::CancelAll { market } => {
+                let mut ids: Vec<ClientOrderId> =
+                    self.orders.values().filter(|o| &o.market == market).map(|o| o.client_order_id.clone()).collect();
+                ids.sort();
+                ids.iter()
+                    .filter_map(|id| self.apply(id, &OrderEvent::CancelRequested, Some("cancel_all".into())).ok().flatten())
+                    .collect()
+            }
+        }
+    }
+
+    /// Applies `ev` to the order `id`. Returns `Ok(None)` when the order is not tracked (already
+    /// terminal and pruned) or nothing changed.
+    ///
+    /// # Errors
+    /// [`OrderError::InvalidTransition`] when `ev` is not legal in the order's state.
+    pub fn apply(
+        &mut self,
+        id: &ClientOrderId,
+        ev: &OrderEvent,
+        detail: Option<String>,
+    ) -> Result<Option<Transition>, OrderError> {
+        let Some(order) = self.orders.get_mut(id) else { return Ok(None) };
+        let from = order.state;
+        let to = from.transition(ev)?;
+        if to == from && !matches!(ev, OrderEvent::Filled { .. }) {
+            return Ok(None);
+        }
+        order.state = to;
+        let t = Transition { order: order.clone(), from: Some(from), event: ev.as_str(), detail };
+        if to.is_terminal() {
+            self.remove(id);
+        }
+        Ok(Some(t))
+    }
+
+    /// Records the venue id of an acknowledged place.
+    pub fn set_venue_id(&mut self, id: &ClientOrderId, venue: VenueOrderId) {
+        if let Some(o) = self.orders.get_mut(id) {
+            self.by_venue.insert(venue.clone(), id.clone());
+            o.venue_order_id = Some(venue);
+        }
+    }
+
+    /// Raises the filled size of an order to `filled` (fills and updates may arrive in any
+    /// order; the larger cumulative figure wins). Returns true when it changed.
+    pub fn set_filled(&mut self, id: &ClientOrderId, filled: Decimal) -> bool {
+        match self.orders.get_mut(id) {
+            Some(o) if filled > o.filled => {
+                o.filled = filled.min(o.size);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remove(&mut self, id: &ClientOrderId) {
+        if let Some(o) = self.orders.remove(id)
+            && let Some(v) = o.venue_order_id
+        {
+            self.by_venue.remove(&v);
+        }
+    }
+}
+
+fn cancel_of(o: &Order) -> Intent {
+    Intent::Cancel {
+        client_order_id: o.client_order_id.clone(),
+        market: o.market.clone(),
+        venue_order_id: o.venue_order_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Side;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal")
+    }
+    fn m() -> MarketId {
+        MarketId("ADAUSDM".into())
+    }
+    fn want(side: Side, level: u8, price: &str, size: &str) -> DesiredOrder {
+        DesiredOrder { slot: Slot { side, level }, side, price: d(price), size: d(size) }
+    }
+    fn place_all(t: &mut OrderTracker, desired: &[DesiredOrder]) -> Vec<ClientOrderId> {
+        let intents = t.diff(&m(), desired, d("3"));
+        let mut ids = Vec::new();
+        for i in &intents {
+            t.apply_intent(i, 1);
+            if let Intent::Place { client_order_id, .. } = i {
+                ids.push(client_order_id.clone());
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn first_diff_places_every_level() {
+        let mut t = OrderTracker::new("mm", "r1");
+        let intents = t.diff(&m(), &[want(Side::Buy, 0, "0.4496", "100"), want(Side::Sell, 0, "0.4506", "100")], d("3"));
+        assert_eq!(intents.len(), 2);
+        assert!(intents.iter().all(|i| matches!(i, Intent::Place { .. })));
+        assert_eq!(intents[0].client_order_id().map(|c| c.as_str()), Some("mm-r1-1"));
+    }
+
+    #[test]
+    fn within_tolerance_keeps_orders() {
+        let mut t = OrderTracker::new("mm", "r1");
+        place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100")]);
+        let intents = t.diff(&m(), &[want(Side::Buy, 0, "0.4497", "100")], d("3"));
+        assert!(intents.is_empty(), "{intents:?}");
+    }
+
+    #[test]
+    fn moved_price_cancels_then_places() {
+        let mut t = OrderTracker::new("mm", "r1");
+        let ids = place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100")]);
+        let intents = t.diff(&m(), &[want(Side::Buy, 0, "0.4520", "100")], d("3"));
+        assert_eq!(intents.len(), 2);
+        assert!(matches!(&intents[0], Intent::Cancel { client_order_id, .. } if *client_order_id == ids[0]));
+        assert!(matches!(&intents[1], Intent::Place { price, .. } if *price == d("0.4520")));
+        for i in &intents {
+            t.apply_intent(i, 2);
+        }
+        assert_eq!(t.get(&ids[0]).map(|o| o.state), Some(OrderState::PendingCancel));
+        // A second diff with the same target changes nothing: the cancel is not repeated.
+        assert!(t.diff(&m(), &[want(Side::Buy, 0, "0.4520", "100")], d("3")).is_empty());
+    }
+
+    #[test]
+    fn empty_target_cancels_everything_quoting() {
+        let mut t = OrderTracker::new("mm", "r1");
+        place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100"), want(Side::Sell, 0, "0.4506", "100")]);
+        let intents = t.diff(&m(), &[], d("3"));
+        assert_eq!(intents.len(), 2);
+        assert!(intents.iter().all(|i| i.kind() == crate::intent::IntentKind::Cancel));
+    }
+
+    #[test]
+    fn terminal_orders_are_pruned_and_exposure_follows() {
+        let mut t = OrderTracker::new("mm", "r1");
+        let ids = place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100")]);
+        assert_eq!(t.exposure(&m()).open_buy, d("100"));
+        t.apply(&ids[0], &OrderEvent::Accepted, None).expect("ack");
+        t.set_filled(&ids[0], d("40"));
+        t.apply(&ids[0], &OrderEvent::Filled { complete: false }, None).expect("partial");
+        assert_eq!(t.exposure(&m()).open_buy, d("60"));
+        let done = t.apply(&ids[0], &OrderEvent::Filled { complete: true }, None).expect("fill");
+        assert_eq!(done.map(|t| t.order.state), Some(OrderState::Filled));
+        assert!(t.get(&ids[0]).is_none());
+        assert_eq!(t.exposure(&m()), OpenExposure::default());
+    }
+
+    #[test]
+    fn cancel_all_moves_every_live_order() {
+        let mut t = OrderTracker::new("mm", "r1");
+        place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100"), want(Side::Sell, 0, "0.4506", "100")]);
+        let ts = t.apply_intent(&Intent::CancelAll { market: m() }, 5);
+        assert_eq!(ts.len(), 2);
+        assert!(t.orders().all(|o| o.state == OrderState::PendingCancel));
+    }
+}

@@ -1,0 +1,258 @@
+//! The order state machine: one [`OrderState::transition`] with one arm per legal
+//! (state, event) edge; every other pair is an [`OrderError::InvalidTransition`].
+//!
+//! In-flight states are explicit: `PendingNew` (intent durable, venue has not answered),
+//! `Unknown` (the place was sent and its answer was lost: never resent, resolved by querying
+//! the venue) and `PendingCancel` (cancel intent durable, venue has not confirmed).
+//! Terminal states: `Filled`, `Cancelled`, `Rejected`.
+
+use rust_decimal::Decimal;
+
+use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
+
+/// Where one of our orders stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderState {
+    PendingNew,
+    Unknown,
+    Working,
+    PartiallyFilled,
+    PendingCancel,
+    Filled,
+    Cancelled,
+    Rejected,
+}
+
+impl OrderState {
+    /// Every state, for exhaustive tests and parsing.
+    pub const ALL: [OrderState; 8] = [
+        OrderState::PendingNew,
+        OrderState::Unknown,
+        OrderState::Working,
+        OrderState::PartiallyFilled,
+        OrderState::PendingCancel,
+        OrderState::Filled,
+        OrderState::Cancelled,
+        OrderState::Rejected,
+    ];
+
+    /// Returns the database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::PendingNew => "pending_new",
+            OrderState::Unknown => "unknown",
+            OrderState::Working => "working",
+            OrderState::PartiallyFilled => "partially_filled",
+            OrderState::PendingCancel => "pending_cancel",
+            OrderState::Filled => "filled",
+            OrderState::Cancelled => "cancelled",
+            OrderState::Rejected => "rejected",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(s: &str) -> Option<OrderState> {
+        OrderState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// True once nothing more can happen to the order.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            OrderState::Filled | OrderState::Cancelled | OrderState::Rejected => true,
+            OrderState::PendingNew
+            | OrderState::Unknown
+            | OrderState::Working
+            | OrderState::PartiallyFilled
+            | OrderState::PendingCancel => false,
+        }
+    }
+
+    /// True while the order may rest on the venue and is not being cancelled.
+    pub fn is_quoting(self) -> bool {
+        match self {
+            OrderState::PendingNew | OrderState::Unknown | OrderState::Working | OrderState::PartiallyFilled => true,
+            OrderState::PendingCancel | OrderState::Filled | OrderState::Cancelled | OrderState::Rejected => false,
+        }
+    }
+
+    /// Applies `ev`, returning the next state.
+    ///
+    /// # Errors
+    /// [`OrderError::InvalidTransition`] for any (state, event) pair that is not a legal edge.
+    pub fn transition(self, ev: &OrderEvent) -> Result<OrderState, OrderError> {
+        use OrderEvent as E;
+        use OrderState as S;
+        let next = match (self, ev) {
+            // The venue accepted our place.
+            (S::PendingNew | S::Unknown, E::Accepted) => S::Working,
+            (S::PendingCancel, E::Accepted) => S::PendingCancel,
+            (S::Working | S::PartiallyFilled, E::Accepted) => self,
+            // Fills: partial keeps it live, complete ends it (also while cancelling).
+            (S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled, E::Filled { complete: false }) => {
+                S::PartiallyFilled
+            }
+            (S::PendingCancel, E::Filled { complete: false }) => S::PendingCancel,
+            (
+                S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled | S::PendingCancel,
+                E::Filled { complete: true },
+            ) => S::Filled,
+            // We asked to cancel.
+            (S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled, E::CancelRequested) => S::PendingCancel,
+            (S::PendingCancel, E::CancelRequested) => S::PendingCancel,
+            // The venue (or the outbox, for an intent never sent) confirmed the cancel.
+            (
+                S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled | S::PendingCancel,
+                E::Cancelled,
+            ) => S::Cancelled,
+            // Definite reject of the place.
+            (S::PendingNew | S::Unknown | S::PendingCancel, E::Rejected) => S::Rejected,
+            // The place was sent but its answer was lost.
+            (S::PendingNew, E::OutcomeUnknown) => S::Unknown,
+            (S::Unknown | S::PendingCancel, E::OutcomeUnknown) => self,
+            // The venue does not know the order.
+            (S::PendingNew | S::Unknown, E::NotFound) => S::Rejected,
+            (S::Working | S::PartiallyFilled | S::PendingCancel, E::NotFound) => S::Cancelled,
+            // Late news about a finished order changes nothing.
+            (S::Filled | S::Cancelled | S::Rejected, E::Cancelled | E::NotFound | E::OutcomeUnknown) => self,
+            (S::Filled, E::Filled { complete: true } | E::Accepted) => self,
+            (from, ev) => return Err(OrderError::InvalidTransition { from, event: ev.clone() }),
+        };
+        Ok(next)
+    }
+}
+
+/// Something that happened to an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    Accepted,
+    Filled { complete: bool },
+    CancelRequested,
+    Cancelled,
+    Rejected,
+    OutcomeUnknown,
+    NotFound,
+}
+
+impl OrderEvent {
+    /// Returns the spelling stored in `order_events.event`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderEvent::Accepted => "accepted",
+            OrderEvent::Filled { complete: false } => "partial_fill",
+            OrderEvent::Filled { complete: true } => "fill",
+            OrderEvent::CancelRequested => "cancel_requested",
+            OrderEvent::Cancelled => "cancelled",
+            OrderEvent::Rejected => "rejected",
+            OrderEvent::OutcomeUnknown => "outcome_unknown",
+            OrderEvent::NotFound => "not_found",
+        }
+    }
+}
+
+/// Order errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("invalid transition from {from:?} on {event:?}")]
+    InvalidTransition { from: OrderState, event: OrderEvent },
+}
+
+/// One of our orders as OrderManager tracks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub client_order_id: ClientOrderId,
+    pub market: MarketId,
+    pub slot: Slot,
+    pub side: Side,
+    pub price: Decimal,
+    pub size: Decimal,
+    pub filled: Decimal,
+    pub state: OrderState,
+    pub venue_order_id: Option<VenueOrderId>,
+    pub created_at_ms: i64,
+}
+
+impl Order {
+    /// Size still resting (size minus filled, never negative).
+    pub fn remaining(&self) -> Decimal {
+        (self.size - self.filled).max(Decimal::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderEvent as E;
+    use OrderState as S;
+
+    #[test]
+    fn legal_edges_table() {
+        let cases: &[(&str, S, E, S)] = &[
+            ("ack", S::PendingNew, E::Accepted, S::Working),
+            ("late ack of unknown", S::Unknown, E::Accepted, S::Working),
+            ("ack while cancelling", S::PendingCancel, E::Accepted, S::PendingCancel),
+            ("partial", S::Working, E::Filled { complete: false }, S::PartiallyFilled),
+            ("partial again", S::PartiallyFilled, E::Filled { complete: false }, S::PartiallyFilled),
+            ("fill before ack", S::PendingNew, E::Filled { complete: true }, S::Filled),
+            ("fill while cancelling", S::PendingCancel, E::Filled { complete: true }, S::Filled),
+            ("cancel request", S::Working, E::CancelRequested, S::PendingCancel),
+            ("cancel confirmed", S::PendingCancel, E::Cancelled, S::Cancelled),
+            ("venue cancelled on its own", S::Working, E::Cancelled, S::Cancelled),
+            ("reject", S::PendingNew, E::Rejected, S::Rejected),
+            ("lost answer", S::PendingNew, E::OutcomeUnknown, S::Unknown),
+            ("unknown not at venue", S::Unknown, E::NotFound, S::Rejected),
+            ("working vanished", S::Working, E::NotFound, S::Cancelled),
+            ("late cancel of filled", S::Filled, E::Cancelled, S::Filled),
+        ];
+        for (name, from, ev, to) in cases {
+            assert_eq!(from.transition(ev), Ok(*to), "case {name}");
+        }
+    }
+
+    #[test]
+    fn illegal_edges_are_errors() {
+        let cases: &[(S, E)] = &[
+            (S::Cancelled, E::Accepted),
+            (S::Rejected, E::Filled { complete: false }),
+            (S::Filled, E::CancelRequested),
+            (S::Working, E::Rejected),
+            (S::Working, E::OutcomeUnknown),
+            (S::Cancelled, E::Filled { complete: true }),
+        ];
+        for (from, ev) in cases {
+            assert_eq!(
+                from.transition(ev),
+                Err(OrderError::InvalidTransition { from: *from, event: ev.clone() }),
+                "{from:?} on {ev:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn terminal_states_never_become_live_again() {
+        let events = [
+            E::Accepted,
+            E::Filled { complete: false },
+            E::Filled { complete: true },
+            E::CancelRequested,
+            E::Cancelled,
+            E::Rejected,
+            E::OutcomeUnknown,
+            E::NotFound,
+        ];
+        for st in S::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for ev in &events {
+                if let Ok(next) = st.transition(ev) {
+                    assert!(next.is_terminal(), "{st:?} on {ev:?} became {next:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_spelling_round_trips() {
+        for st in S::ALL {
+            assert_eq!(S::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(S::parse("open"), None);
+    }
+}

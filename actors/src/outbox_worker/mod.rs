@@ -1,0 +1,267 @@
+//! OutboxWorker is an actor. It owns the dispatch of durable outbox rows: it takes rows only
+//! after their transaction committed, asks RateLimiter for a permit (cancels first), records
+//! the send durably, then hands the row to the gateway. Outcomes go back to OrderManager.
+//! Conflation, ordering, retries and dead letters are the pure [`queue::OutboxQueue`]'s.
+//!
+//! On (re)start it reloads every non-terminal row from SQLite; a row that was in flight has
+//! an unknown outcome and is resolved through OrderManager, never resent blindly.
+
+pub mod queue;
+
+use actix::prelude::*;
+use tracing::{debug, error, warn};
+
+use crate::config::OutboxConfig;
+use crate::gateway::Dispatch;
+use crate::order_manager::{IntentOutcome, OrderNeverSent};
+use crate::rate_limiter::AcquirePermit;
+use crate::registry::Reg;
+use crate::store::{Store, Write, rows};
+use crate::supervision::ActorHealth;
+use crate::types::{VenueOrderId, now_ms};
+use queue::{DispatchResult, Effect, OutboxQueue, OutboxRow, RetryPolicy};
+
+/// Outbox rows whose transaction has committed: they may now be sent.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct IntentsDurable(pub Vec<OutboxRow>);
+
+/// The gateway's classified answer for one row.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct DispatchOutcome {
+    pub id: i64,
+    pub result: DispatchResult,
+}
+
+/// The venue has been asked about a row whose outcome was unknown.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ResolveIntent {
+    pub id: i64,
+    /// The venue's order, when it exists there.
+    pub venue_order_id: Option<VenueOrderId>,
+}
+
+/// Asks for outbox figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "OutboxStats")]
+pub struct GetOutboxStats;
+
+/// Outbox figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MessageResponse)]
+pub struct OutboxStats {
+    /// Non-terminal rows.
+    pub open: usize,
+    pub in_flight: usize,
+    pub waiting_permit: usize,
+    pub sent_total: u64,
+    pub dead_total: u64,
+    pub loaded: bool,
+}
+
+/// The dispatcher.
+pub struct OutboxWorker {
+    reg: Reg,
+    store: Store,
+    cfg: OutboxConfig,
+    queue: OutboxQueue,
+    loaded: bool,
+    timer: Option<SpawnHandle>,
+    sent_total: u64,
+    dead_total: u64,
+    health: ActorHealth,
+}
+
+impl OutboxWorker {
+    /// A worker persisting to `store`.
+    pub fn new(reg: Reg, store: Store, cfg: OutboxConfig) -> Self {
+        let queue = OutboxQueue::new(policy(&cfg));
+        Self { reg, store, cfg, queue, loaded: false, timer: None, sent_total: 0, dead_total: 0, health: ActorHealth::default() }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        self.queue = OutboxQueue::new(policy(&self.cfg));
+        self.loaded = false;
+        self.timer = None;
+    }
+
+    fn apply_effects(&mut self, effects: Vec<Effect>) {
+        let mut writes = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Row(r) => {
+                    if r.status == queue::OutboxStatus::Dead {
+                        self.dead_total += 1;
+                        error!(outbox_id = r.id, cause = r.last_error.as_deref().unwrap_or(""), "intent dead-lettered");
+                    }
+                    writes.push(Write::Outbox(r));
+                }
+                Effect::NeverSent(coid) => self.reg.intent_outcome.do_send(IntentOutcome::NeverSent(OrderNeverSent(coid))),
+                Effect::Outcome { row, result } => self.reg.intent_outcome.do_send(IntentOutcome::Result { row, result }),
+            }
+        }
+        if !writes.is_empty() {
+            self.store.write(writes, None);
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.loaded {
+            return;
+        }
+        let cap = self.cfg.max_in_flight as usize;
+        let now = now_ms();
+        while self.queue.in_flight() + self.queue.reserved() < cap {
+            let Some(id) = self.queue.next_ready(now) else { break };
+            self.queue.reserve(id);
+            let Some(kind) = self.queue.get(id).map(|r| r.intent.kind()) else { break };
+            let Some(limiter) = self.reg.permits.get().cloned() else { break };
+            ctx.spawn(limiter.send(AcquirePermit { kind }).into_actor(self).map(move |permit, act, ctx| {
+                match permit {
+                    Ok(Ok(p)) => act.send_row(id, p.granted_at_ms),
+                    Ok(Err(e)) => {
+                        warn!(outbox_id = id, cause = %e, "no permit");
+                        act.queue.unreserve(id);
+                    }
+                    Err(e) => {
+                        warn!(outbox_id = id, cause = %e, "rate limiter unreachable");
+                        act.queue.unreserve(id);
+                    }
+                }
+                act.pump(ctx);
+            }));
+        }
+        self.schedule_wakeup(ctx, now);
+    }
+
+    fn schedule_wakeup(&mut self, ctx: &mut Context<Self>, now: i64) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = self.queue.next_wakeup_ms().filter(|at| *at > now) {
+            let delay = std::time::Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+            self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                act.timer = None;
+                act.pump(ctx);
+            }));
+        }
+    }
+
+    fn send_row(&mut self, id: i64, sent_at_ms: i64) {
+        if !self.queue.unreserve(id) {
+            debug!(outbox_id = id, "row superseded while waiting for its permit");
+            return;
+        }
+        let Some(row) = self.queue.mark_sent(id, sent_at_ms) else { return };
+        self.sent_total += 1;
+        let attempt = row.attempts;
+        let reg = self.reg.clone();
+        let dispatch = Dispatch { row: row.clone() };
+        // Durable before the side effect: the row is in_flight on disk before the venue sees it.
+        self.store.write(
+            vec![Write::Outbox(row), Write::OutboxSend { outbox_id: id, attempt, sent_at_ms }],
+            Some(Box::new(move |r| match r {
+                Ok(()) => reg.dispatch.do_send(dispatch),
+                Err(e) => reg.dispatch_outcome.do_send(DispatchOutcome {
+                    id,
+                    result: DispatchResult::Retry { code: None, message: format!("store: {e}"), not_before_ms: None },
+                }),
+            })),
+        );
+    }
+}
+
+fn policy(cfg: &OutboxConfig) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: cfg.max_attempts,
+        backoff_initial_ms: cfg.backoff_initial_ms,
+        backoff_max_ms: cfg.backoff_max_ms,
+    }
+}
+
+impl Actor for OutboxWorker {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        let store = self.store.clone();
+        ctx.wait(async move { store.read(rows::load_open_outbox).await }.into_actor(self).map(|loaded, act, ctx| {
+            match loaded {
+                Ok(rows) => {
+                    let effects = act.queue.load(rows);
+                    act.apply_effects(effects);
+                    for r in act.queue.unknown() {
+                        act.reg.intent_outcome.do_send(IntentOutcome::Result {
+                            row: r.clone(),
+                            result: DispatchResult::Unknown {
+                                message: r.last_error.clone().unwrap_or_else(|| "outcome unknown".into()),
+                            },
+                        });
+                    }
+                    act.loaded = true;
+                    act.pump(ctx);
+                }
+                Err(e) => {
+                    error!(cause = %e, "cannot load the outbox, restarting");
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+}
+
+crate::supervised_actor!(OutboxWorker, "outbox_worker");
+
+impl Handler<IntentsDurable> for OutboxWorker {
+    type Result = ();
+    fn handle(&mut self, msg: IntentsDurable, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        for row in msg.0 {
+            // After a restart the reload may already hold this row.
+            if self.queue.get(row.id).is_some() {
+                continue;
+            }
+            let effects = self.queue.enqueue(row, now);
+            self.apply_effects(effects);
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<DispatchOutcome> for OutboxWorker {
+    type Result = ();
+    fn handle(&mut self, msg: DispatchOutcome, ctx: &mut Context<Self>) {
+        if let DispatchResult::Retry { message, .. } | DispatchResult::Rejected { message, .. } = &msg.result {
+            debug!(outbox_id = msg.id, cause = %message, "dispatch failed");
+        }
+        let effects = self.queue.on_result(msg.id, msg.result, now_ms());
+        self.apply_effects(effects);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<ResolveIntent> for OutboxWorker {
+    type Result = ();
+    fn handle(&mut self, msg: ResolveIntent, ctx: &mut Context<Self>) {
+        let effects = self.queue.resolve(msg.id, msg.venue_order_id, now_ms());
+        // The order side of the resolution was applied by OrderManager already.
+        let effects = effects.into_iter().filter(|e| !matches!(e, Effect::Outcome { .. })).collect();
+        self.apply_effects(effects);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<GetOutboxStats> for OutboxWorker {
+    type Result = OutboxStats;
+    fn handle(&mut self, _: GetOutboxStats, _: &mut Context<Self>) -> OutboxStats {
+        OutboxStats {
+            open: self.queue.len(),
+            in_flight: self.queue.in_flight(),
+            waiting_permit: self.queue.reserved(),
+            sent_total: self.sent_total,
+            dead_total: self.dead_total,
+            loaded: self.loaded,
+        }
+    }
+}
+

@@ -1,0 +1,32 @@
+//! The venue's trading rules of one market: precision, minimums and the reference basis.
+//! Shared by the quote engine's config and the mock exchange.
+
+use rust_decimal::Decimal;
+
+use crate::config::MarketConfig;
+use crate::types::MarketId;
+
+/// Precision and minimum-size rules of a market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketRules {
+    pub market: MarketId,
+    pub price_decimals: u32,
+    pub size_decimals: u32,
+    pub min_order_size: Decimal,
+    pub min_order_notional: Decimal,
+    /// Basis between the reference and this market, in bps.
+    pub anchor_bps: Decimal,
+}
+
+impl From<&MarketConfig> for MarketRules {
+    fn from(m: &MarketConfig) -> Self {
+        Self {
+            market: m.market.clone(),
+            price_decimals: m.price_decimals,
+            size_decimals: m.size_decimals,
+            min_order_size: m.min_order_size,
+            min_order_notional: m.min_order_notional,
+            anchor_bps: m.anchor_bps,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! QuoteEngine is an actor. It owns the pricing of every configured market: the last reference
+//! book, our inventory and the sides RiskGuard allows. On each tick it prices the desired book
+//! ([`pricing::price_book`]) and sends a [`QuoteTarget`] to OrderManager only when the book
+//! moved beyond the requote tolerance, so ticks that change nothing cost one comparison.
+
+pub mod pricing;
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::config::MarketConfig;
+use crate::order_manager::{QuoteReason, QuoteTarget};
+use crate::registry::Reg;
+use crate::risk_guard::TradingStateChanged;
+use crate::store::{Store, Write, rows::QuoteRecord};
+use crate::supervision::{ActorHealth, guarded};
+use crate::types::{MarketId, Side, Tick, now_ms};
+use pricing::{QuoteBook, SidesAllowed, book_changed, distance_bps, price_book};
+
+/// A validated reference tick.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct TickReceived(pub Tick);
+
+/// Our position in a market changed (from RiskGuard, after a fill).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct InventoryChanged {
+    pub market: MarketId,
+    pub position: Decimal,
+}
+
+/// Asks for a fresh target even if nothing moved (OrderManager after a restart or resync).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RequestRequote {
+    /// `None` for every market.
+    pub market: Option<MarketId>,
+    pub reason: QuoteReason,
+}
+
+/// Asks for per-market quote figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<MarketQuoteStats>")]
+pub struct GetQuoteStats;
+
+/// Quote figures of one market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketQuoteStats {
+    pub market: MarketId,
+    pub ref_mid: Option<Decimal>,
+    pub bid: Option<Decimal>,
+    pub ask: Option<Decimal>,
+    pub ticks: u64,
+    pub targets: u64,
+}
+
+struct MarketState {
+    cfg: MarketConfig,
+    reference: Option<(Decimal, Decimal)>,
+    inventory: Decimal,
+    sides: SidesAllowed,
+    last: Option<QuoteBook>,
+    ticks: u64,
+    targets: u64,
+}
+
+/// The pricer.
+pub struct QuoteEngine {
+    reg: Reg,
+    store: Store,
+    max_position: Decimal,
+    markets: Vec<MarketState>,
+    health: ActorHealth,
+}
+
+impl QuoteEngine {
+    /// An engine for `markets`; every market starts with no side allowed until RiskGuard speaks.
+    pub fn new(reg: Reg, store: Store, markets: &[MarketConfig], max_position: Decimal) -> Self {
+        let markets = markets
+            .iter()
+            .map(|cfg| MarketState {
+                cfg: cfg.clone(),
+                reference: None,
+                inventory: Decimal::ZERO,
+                sides: SidesAllowed::NONE,
+                last: None,
+                ticks: 0,
+                targets: 0,
+            })
+            .collect();
+        Self { reg, store, max_position, markets, health: ActorHealth::default() }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        // Forget what was sent: the next tick re-emits every market's target. OrderManager
+        // diffs against working orders, so a repeated target costs nothing at the venue.
+        for m in &mut self.markets {
+            m.last = None;
+        }
+    }
+
+    fn reprice(&mut self, idx: usize, reason: QuoteReason, tick_at: Option<Instant>, force: bool) {
+        let max_position = self.max_position;
+        let Some(m) = self.markets.get_mut(idx) else { return };
+        let Some((bid, ask)) = m.reference else { return };
+        let book = price_book(&m.cfg, max_position, bid, ask, m.inventory, m.sides);
+        let reason = match (&m.last, reason) {
+            (Some(last), QuoteReason::PriceMoved { .. }) => {
+                if !force && !book_changed(last, &book, m.cfg.requote_tolerance_bps) {
+                    return;
+                }
+                QuoteReason::PriceMoved { bps: distance_bps(book.fair, last.fair).round_dp(2) }
+            }
+            (None, QuoteReason::PriceMoved { .. }) => QuoteReason::Start,
+            (_, r) => r,
+        };
+        m.targets += 1;
+        m.last = Some(book.clone());
+        let record = QuoteRecord {
+            market: m.cfg.market.clone(),
+            ts_ms: now_ms(),
+            reason: reason.to_string(),
+            ref_bid: book.ref_bid,
+            ref_ask: book.ref_ask,
+            fair: book.fair,
+            bid: book.best(Side::Buy).map(|o| o.price),
+            ask: book.best(Side::Sell).map(|o| o.price),
+            inventory: m.inventory,
+            levels_json: levels_json(&book),
+        };
+        self.store.write(vec![Write::Quote(record)], None);
+        self.reg.quote_targets.do_send(QuoteTarget {
+            market: m.cfg.market.clone(),
+            book,
+            tolerance_bps: m.cfg.requote_tolerance_bps,
+            reason,
+            tick_recv_at: tick_at,
+        });
+    }
+
+    fn index_of(&self, market: &MarketId) -> Option<usize> {
+        self.markets.iter().position(|m| &m.cfg.market == market)
+    }
+}
+
+fn levels_json(book: &QuoteBook) -> String {
+    let levels: Vec<serde_json::Value> = book
+        .orders
+        .iter()
+        .map(|o| serde_json::json!({"slot": o.slot.to_string(), "price": o.price.to_string(), "size": o.size.to_string()}))
+        .collect();
+    serde_json::Value::Array(levels).to_string()
+}
+
+impl Actor for QuoteEngine {
+    type Context = Context<Self>;
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.health.starts += 1;
+    }
+}
+
+crate::supervised_actor!(QuoteEngine, "quote_engine");
+
+impl Handler<TickReceived> for QuoteEngine {
+    type Result = ();
+    fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
+        guarded(self, ctx, "quote_engine", |act, _| {
+            let t = &msg.0;
+            for idx in 0..act.markets.len() {
+                let m = &mut act.markets[idx];
+                if m.cfg.reference != t.symbol {
+                    continue;
+                }
+                m.reference = Some((t.bid, t.ask));
+                m.ticks += 1;
+                act.reprice(idx, QuoteReason::PriceMoved { bps: Decimal::ZERO }, Some(t.recv_at), false);
+            }
+        });
+    }
+}
+
+impl Handler<InventoryChanged> for QuoteEngine {
+    type Result = ();
+    fn handle(&mut self, msg: InventoryChanged, _: &mut Context<Self>) {
+        if let Some(idx) = self.index_of(&msg.market) {
+            self.markets[idx].inventory = msg.position;
+            self.reprice(idx, QuoteReason::Inventory, None, false);
+        }
+    }
+}
+
+impl Handler<TradingStateChanged> for QuoteEngine {
+    type Result = ();
+    fn handle(&mut self, msg: TradingStateChanged, _: &mut Context<Self>) {
+        if let Some(idx) = self.index_of(&msg.market) {
+            let m = &mut self.markets[idx];
+            m.sides = msg.sides;
+            m.inventory = msg.position;
+            self.reprice(idx, QuoteReason::Risk, None, true);
+        }
+    }
+}
+
+impl Handler<RequestRequote> for QuoteEngine {
+    type Result = ();
+    fn handle(&mut self, msg: RequestRequote, _: &mut Context<Self>) {
+        for idx in 0..self.markets.len() {
+            if msg.market.as_ref().is_none_or(|m| *m == self.markets[idx].cfg.market) {
+                self.reprice(idx, msg.reason.clone(), None, true);
+            }
+        }
+    }
+}
+
+impl Handler<GetQuoteStats> for QuoteEngine {
+    type Result = MessageResult<GetQuoteStats>;
+    fn handle(&mut self, _: GetQuoteStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.markets
+                .iter()
+                .map(|m| MarketQuoteStats {
+                    market: m.cfg.market.clone(),
+                    ref_mid: m.reference.map(|(b, a)| (b + a) / Decimal::TWO),
+                    bid: m.last.as_ref().and_then(|b| b.best(Side::Buy)).map(|o| o.price),
+                    ask: m.last.as_ref().and_then(|b| b.best(Side::Sell)).map(|o| o.price),
+                    ticks: m.ticks,
+                    targets: m.targets,
+                })
+                .collect(),
+        )
+    }
+}

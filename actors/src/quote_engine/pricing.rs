@@ -1,0 +1,368 @@
+//! Pricing: from a reference best bid/ask and our inventory to the desired book of a market.
+//!
+//! Arithmetic is `Decimal` throughout. Rounding happens only in the named functions below and
+//! always in the safe direction: bids down, asks up, sizes down to the lot.
+//!
+//! Invariants of [`price_book`] (checked by `property_tests`):
+//! - every price is on the venue's tick grid and > 0, every size on the lot grid;
+//! - every bid < every ask, and each level is further from the anchor than the one before;
+//! - no bid reaches the (basis-adjusted) reference ask and no ask reaches the reference bid;
+//! - every size ≥ the minimum order size and every notional ≥ the minimum notional.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::config::{Anchor, MarketConfig};
+use crate::types::{Side, Slot, bps};
+
+/// One order the market should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredOrder {
+    pub slot: Slot,
+    pub side: Side,
+    pub price: Decimal,
+    pub size: Decimal,
+}
+
+/// The desired book of one market and the numbers it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteBook {
+    /// Reference bid and ask after the `anchor_bps` basis shift.
+    pub ref_bid: Decimal,
+    pub ref_ask: Decimal,
+    /// Anchor price after inventory skew (mid anchor: the fair mid).
+    pub fair: Decimal,
+    pub orders: Vec<DesiredOrder>,
+}
+
+impl QuoteBook {
+    /// Returns the best (level-0) order of `side`, if quoted.
+    pub fn best(&self, side: Side) -> Option<&DesiredOrder> {
+        self.orders.iter().filter(|o| o.side == side).min_by_key(|o| o.slot.level)
+    }
+}
+
+/// Which sides may be quoted (RiskGuard's trading state decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SidesAllowed {
+    pub buy: bool,
+    pub sell: bool,
+}
+
+impl SidesAllowed {
+    pub const BOTH: SidesAllowed = SidesAllowed { buy: true, sell: true };
+    pub const NONE: SidesAllowed = SidesAllowed { buy: false, sell: false };
+
+    fn allows(self, side: Side) -> bool {
+        match side {
+            Side::Buy => self.buy,
+            Side::Sell => self.sell,
+        }
+    }
+}
+
+/// The grid step for `decimals` places: 10^-decimals.
+pub fn step(decimals: u32) -> Decimal {
+    Decimal::new(1, decimals)
+}
+
+/// Rounds a bid down to the tick grid.
+pub fn round_bid(price: Decimal, decimals: u32) -> Decimal {
+    price.round_dp_with_strategy(decimals, RoundingStrategy::ToNegativeInfinity)
+}
+
+/// Rounds an ask up to the tick grid.
+pub fn round_ask(price: Decimal, decimals: u32) -> Decimal {
+    price.round_dp_with_strategy(decimals, RoundingStrategy::ToPositiveInfinity)
+}
+
+/// Rounds a size down to the lot grid.
+pub fn round_size(size: Decimal, decimals: u32) -> Decimal {
+    size.round_dp_with_strategy(decimals, RoundingStrategy::ToZero)
+}
+
+/// The largest grid price strictly below `x`.
+pub fn grid_below(x: Decimal, decimals: u32) -> Decimal {
+    round_ask(x, decimals) - step(decimals)
+}
+
+/// The smallest grid price strictly above `x`.
+pub fn grid_above(x: Decimal, decimals: u32) -> Decimal {
+    round_bid(x, decimals) + step(decimals)
+}
+
+/// True when `working` is further than `tolerance_bps` from `desired`.
+pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) -> bool {
+    (working - desired).abs() > desired.abs() * bps(tolerance_bps)
+}
+
+/// Distance between two prices in bps of `base` (0 when `base` is 0).
+pub fn distance_bps(a: Decimal, base: Decimal) -> Decimal {
+    if base.is_zero() { Decimal::ZERO } else { ((a - base) / base * Decimal::from(10_000)).abs() }
+}
+
+/// Prices the desired book of one market.
+///
+/// `inventory` is the base position; `max_position` scales the skew: at `+max_position` both
+/// sides move down by `skew_bps_at_max_position` (we want to sell), at `-max_position` up.
+pub fn price_book(
+    m: &MarketConfig,
+    max_position: Decimal,
+    ref_bid: Decimal,
+    ref_ask: Decimal,
+    inventory: Decimal,
+    sides: SidesAllowed,
+) -> QuoteBook {
+    let basis = Decimal::ONE + bps(m.anchor_bps);
+    let rb = ref_bid * basis;
+    let ra = ref_ask * basis;
+    let mid = (rb + ra) / Decimal::TWO;
+    let ratio = if max_position.is_zero() {
+        Decimal::ZERO
+    } else {
+        (inventory / max_position).clamp(Decimal::NEGATIVE_ONE, Decimal::ONE)
+    };
+    let shift = Decimal::ONE - bps(m.skew_bps_at_max_position) * ratio;
+    let (bid_anchor, ask_anchor) = match m.anchor {
+        Anchor::Mid => (mid * shift, mid * shift),
+        Anchor::Touch => (rb * shift, ra * shift),
+    };
+    let half = bps(m.venue_spread_bps) / Decimal::TWO;
+    let bid_cap = grid_below(ra, m.price_decimals);
+    let ask_floor = grid_above(rb, m.price_decimals);
+
+    let mut orders = Vec::with_capacity(usize::from(m.levels) * 2);
+    let mut size = m.order_size;
+    for level in 0..m.levels {
+        let off = half + bps(m.level_spacing_bps) * Decimal::from(level);
+        let qty = round_size(size, m.size_decimals);
+        let bid = round_bid(bid_anchor * (Decimal::ONE - off), m.price_decimals).min(bid_cap);
+        let ask = round_ask(ask_anchor * (Decimal::ONE + off), m.price_decimals).max(ask_floor);
+        for (side, price) in [(Side::Buy, bid), (Side::Sell, ask)] {
+            let tradable = price > Decimal::ZERO
+                && qty >= m.min_order_size
+                && qty > Decimal::ZERO
+                && qty * price >= m.min_order_notional;
+            let further_than_previous = orders
+                .iter()
+                .rev()
+                .find(|o: &&DesiredOrder| o.side == side)
+                .is_none_or(|prev| match side {
+                    Side::Buy => price < prev.price,
+                    Side::Sell => price > prev.price,
+                });
+            if tradable && further_than_previous && sides.allows(side) {
+                orders.push(DesiredOrder { slot: Slot { side, level }, side, price, size: qty });
+            }
+        }
+        size *= m.level_size_multiplier;
+    }
+    QuoteBook { ref_bid: rb, ref_ask: ra, fair: (bid_anchor + ask_anchor) / Decimal::TWO, orders }
+}
+
+/// True when `new` differs from `old` enough to be worth sending: a slot appeared or
+/// vanished, a size changed, or a price moved beyond `tolerance_bps`.
+pub fn book_changed(old: &QuoteBook, new: &QuoteBook, tolerance_bps: Decimal) -> bool {
+    old.orders.len() != new.orders.len()
+        || old.orders.iter().zip(&new.orders).any(|(a, b)| {
+            a.slot != b.slot || a.size != b.size || moved_beyond(a.price, b.price, tolerance_bps)
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::types::{BinanceSymbol, MarketId};
+
+    pub(crate) fn market() -> MarketConfig {
+        MarketConfig {
+            market: MarketId("ADAUSDM".into()),
+            reference: BinanceSymbol("ADAUSDT".into()),
+            anchor: Anchor::Mid,
+            anchor_bps: Decimal::ZERO,
+            venue_spread_bps: Decimal::from(20),
+            order_size: Decimal::from(100),
+            levels: 2,
+            level_spacing_bps: Decimal::from(10),
+            level_size_multiplier: Decimal::new(15, 1),
+            skew_bps_at_max_position: Decimal::from(10),
+            requote_tolerance_bps: Decimal::from(3),
+            price_decimals: 4,
+            size_decimals: 2,
+            min_order_size: Decimal::from(5),
+            min_order_notional: Decimal::from(5),
+        }
+    }
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal literal")
+    }
+
+    #[test]
+    fn rounding_directions_at_the_boundaries() {
+        let cases = [
+            ("exact stays", "0.4500", "0.4500", "0.4500"),
+            ("just above grid", "0.45001", "0.4500", "0.4501"),
+            ("just below grid", "0.44999", "0.4499", "0.4500"),
+            ("half tick", "0.45005", "0.4500", "0.4501"),
+        ];
+        for (name, raw, bid, ask) in cases {
+            assert_eq!(round_bid(d(raw), 4), d(bid), "{name} bid");
+            assert_eq!(round_ask(d(raw), 4), d(ask), "{name} ask");
+        }
+        assert_eq!(round_size(d("100.999"), 2), d("100.99"));
+        assert_eq!(round_size(d("-1.005"), 2), d("-1.00"));
+        assert_eq!(grid_below(d("0.4500"), 4), d("0.4499"));
+        assert_eq!(grid_below(d("0.45003"), 4), d("0.4500"));
+        assert_eq!(grid_above(d("0.4500"), 4), d("0.4501"));
+        assert_eq!(grid_above(d("0.44997"), 4), d("0.4500"));
+    }
+
+    #[test]
+    fn flat_inventory_quotes_symmetric_levels() {
+        let book = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        // mid 0.4501, half spread 10 bps: bid 0.4501*0.999 = 0.4496499 -> 0.4496; ask 0.4505501 -> 0.4506
+        let prices: Vec<(Slot, Decimal, Decimal)> = book.orders.iter().map(|o| (o.slot, o.price, o.size)).collect();
+        assert_eq!(
+            prices,
+            vec![
+                (Slot { side: Side::Buy, level: 0 }, d("0.4496"), d("100")),
+                (Slot { side: Side::Sell, level: 0 }, d("0.4506"), d("100")),
+                (Slot { side: Side::Buy, level: 1 }, d("0.4491"), d("150")),
+                (Slot { side: Side::Sell, level: 1 }, d("0.4511"), d("150")),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_inventory_skews_both_sides_down() {
+        let flat = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        let long = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), d("2000"), SidesAllowed::BOTH);
+        assert!(long.fair < flat.fair);
+        assert!(long.best(Side::Sell).expect("ask").price < flat.best(Side::Sell).expect("ask").price);
+        assert!(long.best(Side::Buy).expect("bid").price <= flat.best(Side::Buy).expect("bid").price);
+    }
+
+    #[test]
+    fn sizes_below_minimum_are_not_quoted() {
+        let mut m = market();
+        m.order_size = d("4.999");
+        m.min_order_size = d("5");
+        m.levels = 1;
+        let book = price_book(&m, d("2000"), d("0.45"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        assert!(book.orders.is_empty());
+        m.order_size = d("12");
+        m.min_order_notional = d("6"); // 12 * 0.45 = 5.4 < 6
+        let book = price_book(&m, d("2000"), d("0.45"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        assert!(book.orders.is_empty());
+    }
+
+    #[test]
+    fn disallowed_side_is_omitted() {
+        let book = price_book(
+            &market(),
+            d("2000"),
+            d("0.45"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed { buy: false, sell: true },
+        );
+        assert!(book.orders.iter().all(|o| o.side == Side::Sell));
+        assert_eq!(book.orders.len(), 2);
+    }
+
+    #[test]
+    fn requote_tolerance() {
+        assert!(!moved_beyond(d("0.4500"), d("0.4501"), d("3")));
+        assert!(moved_beyond(d("0.4500"), d("0.4502"), d("3")));
+        let a = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        let b = price_book(&market(), d("2000"), d("0.4501"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        let c = price_book(&market(), d("2000"), d("0.4520"), d("0.4522"), Decimal::ZERO, SidesAllowed::BOTH);
+        assert!(!book_changed(&a, &b, d("3")));
+        assert!(book_changed(&a, &c, d("3")));
+    }
+
+    mod property_tests {
+        //! Invariants: prices on the tick grid and > 0; sizes on the lot grid and ≥ the
+        //! minimums; every bid < every ask; no bid ≥ reference ask, no ask ≤ reference bid;
+        //! levels move away from the anchor; the same inputs give the same book.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_market() -> impl Strategy<Value = MarketConfig> {
+            (
+                1u32..400,
+                1u8..5,
+                0u32..50,
+                0u32..100,
+                -200i64..200,
+                any::<bool>(),
+                2u32..6,
+                0u32..3,
+            )
+                .prop_map(|(spread, levels, spacing, skew, anchor_bps, touch, pdp, sdp)| {
+                    let mut m = market();
+                    m.venue_spread_bps = Decimal::from(spread);
+                    m.levels = levels;
+                    m.level_spacing_bps = Decimal::from(spacing);
+                    m.skew_bps_at_max_position = Decimal::from(skew);
+                    m.anchor_bps = Decimal::from(anchor_bps);
+                    m.anchor = if touch { Anchor::Touch } else { Anchor::Mid };
+                    m.price_decimals = pdp;
+                    m.size_decimals = sdp;
+                    m
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn prop_book_invariants(
+                m in arb_market(),
+                bid_units in 1_000i64..2_000_000,
+                spread_units in 1i64..500,
+                inv in -5_000i64..5_000,
+            ) {
+                let ref_bid = Decimal::new(bid_units, 6);
+                let ref_ask = ref_bid + Decimal::new(spread_units, 6);
+                let inventory = Decimal::from(inv);
+                let book = price_book(&m, d("2000"), ref_bid, ref_ask, inventory, SidesAllowed::BOTH);
+                let again = price_book(&m, d("2000"), ref_bid, ref_ask, inventory, SidesAllowed::BOTH);
+                prop_assert_eq!(&book, &again);
+                let max_bid = book.orders.iter().filter(|o| o.side == Side::Buy).map(|o| o.price).max();
+                let min_ask = book.orders.iter().filter(|o| o.side == Side::Sell).map(|o| o.price).min();
+                if let (Some(b), Some(a)) = (max_bid, min_ask) {
+                    prop_assert!(b < a, "crossed own book: bid {} ask {}", b, a);
+                }
+                for o in &book.orders {
+                    prop_assert!(o.price > Decimal::ZERO);
+                    prop_assert_eq!(o.price, o.price.round_dp(m.price_decimals), "price off grid");
+                    prop_assert_eq!(o.size, o.size.round_dp(m.size_decimals), "size off grid");
+                    prop_assert!(o.size >= m.min_order_size);
+                    prop_assert!(o.size * o.price >= m.min_order_notional);
+                    match o.side {
+                        Side::Buy => prop_assert!(o.price < book.ref_ask, "bid {} crosses ref ask {}", o.price, book.ref_ask),
+                        Side::Sell => prop_assert!(o.price > book.ref_bid, "ask {} crosses ref bid {}", o.price, book.ref_bid),
+                    }
+                }
+                for side in [Side::Buy, Side::Sell] {
+                    let prices: Vec<Decimal> = book.orders.iter().filter(|o| o.side == side).map(|o| o.price).collect();
+                    for w in prices.windows(2) {
+                        match side {
+                            Side::Buy => prop_assert!(w[1] < w[0]),
+                            Side::Sell => prop_assert!(w[1] > w[0]),
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn prop_rounding_is_directional(units in 0i64..10_000_000_000, dp in 0u32..8) {
+                let raw = Decimal::new(units, 8);
+                let bid = round_bid(raw, dp);
+                let ask = round_ask(raw, dp);
+                prop_assert!(bid <= raw && raw - bid < step(dp));
+                prop_assert!(ask >= raw && ask - raw < step(dp));
+                prop_assert!(round_size(raw, dp) <= raw);
+            }
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! RiskGuard is an actor. It owns positions and PnL (from fills), the feed's freshness, the
+//! halts in force (kill switch, daily loss, stale reference, shutdown) and so the trading state
+//! of every market: ACTIVE, REDUCING or HALTED. It gives a verdict on every intent
+//! ([`rules::check`]) and tells QuoteEngine and OrderManager whenever a market's state changes;
+//! OrderManager cancels everything in a market that goes HALTED.
+//!
+//! On (re)start it rebuilds positions from the `fills` table and restores a latched kill
+//! switch or daily-loss halt from `risk_events`. It polls the `control` table so that
+//! `deltadefi-mm kill` reaches a running service.
+
+pub mod rules;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+use tracing::{error, info, warn};
+
+use crate::config::{MarketConfig, RiskConfig};
+use crate::intent::Intent;
+use crate::order_manager::FillApplied;
+use crate::order_manager::book::OpenExposure;
+use crate::quote_engine::InventoryChanged;
+use crate::quote_engine::pricing::SidesAllowed;
+use crate::registry::Reg;
+use crate::store::{Store, Write, rows};
+use crate::supervision::ActorHealth;
+use crate::types::{BinanceSymbol, MarketId, now_ms};
+use crate::venue::Balance;
+use rules::{CheckContext, Denial, HaltReason, Position, TradingState};
+
+/// Asks for a verdict on each intent of one market.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<Result<(), Denial>>")]
+pub struct CheckIntents {
+    pub market: MarketId,
+    pub intents: Vec<Intent>,
+    pub exposure: OpenExposure,
+    /// Reference mid in venue terms, from the target that caused the intents.
+    pub reference_mid: Option<Decimal>,
+}
+
+/// Freshness of each reference symbol.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct FeedHealth {
+    pub ts_ms: i64,
+    pub symbols: Vec<SymbolHealth>,
+}
+
+/// One symbol's freshness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolHealth {
+    pub symbol: BinanceSymbol,
+    /// Local receive time of the last valid tick.
+    pub last_recv_ms: Option<i64>,
+    pub mid: Option<Decimal>,
+}
+
+/// A market's trading state changed.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct TradingStateChanged {
+    pub market: MarketId,
+    pub state: TradingState,
+    pub sides: SidesAllowed,
+    pub reasons: Vec<HaltReason>,
+    pub position: Decimal,
+}
+
+/// The venue's balances changed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct BalancesUpdated(pub Vec<Balance>);
+
+/// Operator: engage (`true`) or release (`false`) the kill switch.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct KillSwitch {
+    pub engage: bool,
+    pub source: String,
+}
+
+/// Stop trading for shutdown.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct HaltForShutdown;
+
+/// Asks for risk figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "RiskStats")]
+pub struct GetRiskStats;
+
+/// Risk figures.
+#[derive(Debug, Clone, Default, PartialEq, MessageResponse)]
+pub struct RiskStats {
+    pub markets: Vec<MarketRisk>,
+    pub global_halts: Vec<HaltReason>,
+    pub denials: u64,
+    pub fills: u64,
+    pub balances: Vec<Balance>,
+}
+
+/// One market's risk figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarketRisk {
+    pub market: MarketId,
+    pub state: TradingState,
+    pub position: Decimal,
+    pub pnl: Decimal,
+    pub daily_pnl: Decimal,
+    pub mark: Option<Decimal>,
+}
+
+/// The risk holder.
+pub struct RiskGuard {
+    reg: Reg,
+    store: Store,
+    cfg: RiskConfig,
+    stale_after_ms: i64,
+    markets: Vec<(MarketId, BinanceSymbol, Decimal)>,
+    positions: HashMap<MarketId, Position>,
+    marks: HashMap<MarketId, Decimal>,
+    feed_last: HashMap<BinanceSymbol, i64>,
+    global_halts: BTreeSet<HaltReason>,
+    stale: BTreeSet<MarketId>,
+    states: HashMap<MarketId, TradingState>,
+    last_fill_row: i64,
+    fills: u64,
+    denials: u64,
+    balances: Vec<Balance>,
+    ticks: u64,
+    loaded: bool,
+    health: ActorHealth,
+}
+
+impl RiskGuard {
+    /// A guard over `markets`.
+    pub fn new(reg: Reg, store: Store, cfg: RiskConfig, markets: &[MarketConfig], stale_after_ms: u64) -> Self {
+        Self {
+            reg,
+            store,
+            cfg,
+            stale_after_ms: i64::try_from(stale_after_ms).unwrap_or(i64::MAX),
+            markets: markets.iter().map(|m| (m.market.clone(), m.reference.clone(), m.anchor_bps)).collect(),
+            positions: HashMap::new(),
+            marks: HashMap::new(),
+            feed_last: HashMap::new(),
+            global_halts: BTreeSet::new(),
+            stale: BTreeSet::new(),
+            states: HashMap::new(),
+            last_fill_row: 0,
+            fills: 0,
+            denials: 0,
+            balances: Vec::new(),
+            ticks: 0,
+            loaded: false,
+            health: ActorHealth::default(),
+        }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        self.positions.clear();
+        self.states.clear();
+        self.global_halts.retain(|h| *h == HaltReason::Shutdown);
+        self.last_fill_row = 0;
+        self.loaded = false;
+    }
+
+    fn halts_of(&self, market: &MarketId) -> BTreeSet<HaltReason> {
+        let mut h = self.global_halts.clone();
+        if self.stale.contains(market) {
+            h.insert(HaltReason::StaleFeed);
+        }
+        h
+    }
+
+    fn position(&self, market: &MarketId) -> Decimal {
+        self.positions.get(market).map(|p| p.qty).unwrap_or_default()
+    }
+
+    fn persist_global(&self, from: &str, to: &str, reason: &str) {
+        self.store.write(
+            vec![Write::RiskEvent { ts_ms: now_ms(), market: None, from: from.into(), to: to.into(), reason: reason.into() }],
+            None,
+        );
+    }
+
+    /// Recomputes every market's state and announces changes.
+    fn evaluate(&mut self) {
+        if !self.loaded {
+            return;
+        }
+        let now = now_ms();
+        let day = rules::utc_day(now);
+        for (market, symbol, _) in self.markets.clone() {
+            let fresh = self.feed_last.get(&symbol).is_some_and(|t| now - t <= self.stale_after_ms);
+            if fresh {
+                self.stale.remove(&market);
+            } else {
+                self.stale.insert(market.clone());
+            }
+            let mark = self.marks.get(&market).copied();
+            self.positions.entry(market.clone()).or_default().roll_day(day, mark);
+        }
+        let daily: Decimal =
+            self.positions.iter().map(|(m, p)| p.daily_pnl(self.marks.get(m).copied())).sum();
+        if daily <= -self.cfg.daily_loss_limit && self.global_halts.insert(HaltReason::DailyLoss) {
+            error!(daily_pnl = %daily, limit = %self.cfg.daily_loss_limit, "daily loss limit reached, halting");
+            self.persist_global("ACTIVE", "HALTED", HaltReason::DailyLoss.as_str());
+        }
+        for (market, _, _) in self.markets.clone() {
+            let halts = self.halts_of(&market);
+            let position = self.position(&market);
+            let state = rules::trading_state(&halts, position, &self.cfg);
+            let prev = self.states.insert(market.clone(), state);
+            if prev != Some(state) {
+                let reasons: Vec<HaltReason> = halts.into_iter().collect();
+                let reason = reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+                info!(market = %market, from = prev.map(|s| s.as_str()).unwrap_or("START"), to = state.as_str(),
+                      reason = %reason, "trading state changed");
+                self.store.write(
+                    vec![Write::RiskEvent {
+                        ts_ms: now,
+                        market: Some(market.clone()),
+                        from: prev.map(|s| s.as_str()).unwrap_or("START").into(),
+                        to: state.as_str().into(),
+                        reason: if reason.is_empty() { "position".into() } else { reason },
+                    }],
+                    None,
+                );
+                let msg = TradingStateChanged {
+                    market: market.clone(),
+                    state,
+                    sides: rules::sides_allowed(state, position),
+                    reasons,
+                    position,
+                };
+                self.reg.state_to_orders.do_send(msg.clone());
+                self.reg.state_to_quotes.do_send(msg);
+            }
+        }
+    }
+
+    fn poll_control(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        ctx.spawn(async move { store.read(rows::pending_control).await }.into_actor(self).map(|res, act, _| {
+            match res {
+                Ok(cmds) => {
+                    for (id, cmd) in cmds {
+                        act.store.write(vec![Write::ControlConsumed { id, ts_ms: now_ms() }], None);
+                        act.set_kill(cmd == "kill", "control table");
+                    }
+                }
+                Err(e) => warn!(cause = %e, "cannot read the control table"),
+            }
+        }));
+    }
+
+    fn set_kill(&mut self, engage: bool, source: &str) {
+        if engage {
+            if self.global_halts.insert(HaltReason::KillSwitch) {
+                warn!(source, "kill switch engaged: cancelling everything and halting");
+                self.persist_global("ACTIVE", "HALTED", HaltReason::KillSwitch.as_str());
+            }
+        } else if self.global_halts.remove(&HaltReason::KillSwitch) | self.global_halts.remove(&HaltReason::DailyLoss) {
+            info!(source, "trading resumed by operator");
+            self.persist_global("HALTED", "ACTIVE", "resume");
+        }
+        self.evaluate();
+    }
+}
+
+impl Actor for RiskGuard {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        let store = self.store.clone();
+        ctx.wait(
+            async move {
+                let fills = store.read(rows::load_fills).await?;
+                let halt = store.read(rows::latest_halt).await?;
+                Ok::<_, crate::store::StoreError>((fills, halt))
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok((fills, halt)) => {
+                    for (id, f) in fills {
+                        act.positions.entry(f.market.clone()).or_default().apply_fill(f.side, f.price, f.size, f.fee);
+                        act.last_fill_row = id;
+                        act.fills += 1;
+                    }
+                    match halt.as_deref() {
+                        Some("kill_switch") => {
+                            act.global_halts.insert(HaltReason::KillSwitch);
+                        }
+                        Some("daily_loss") => {
+                            act.global_halts.insert(HaltReason::DailyLoss);
+                        }
+                        _ => {}
+                    }
+                    for (m, p) in &act.positions {
+                        act.reg.inventory.do_send(InventoryChanged { market: m.clone(), position: p.qty });
+                    }
+                    act.loaded = true;
+                    act.evaluate();
+                }
+                Err(e) => {
+                    error!(cause = %e, "cannot load positions, restarting");
+                    ctx.stop();
+                }
+            }),
+        );
+        let every = Duration::from_millis(self.cfg.check_interval_ms);
+        ctx.run_interval(every, |act, ctx| {
+            act.ticks += 1;
+            act.evaluate();
+            if act.ticks % 4 == 0 {
+                act.poll_control(ctx);
+            }
+        });
+    }
+}
+
+crate::supervised_actor!(RiskGuard, "risk_guard");
+
+impl Handler<CheckIntents> for RiskGuard {
+    type Result = MessageResult<CheckIntents>;
+    fn handle(&mut self, msg: CheckIntents, _: &mut Context<Self>) -> Self::Result {
+        if let Some(mid) = msg.reference_mid {
+            self.marks.insert(msg.market.clone(), mid);
+        }
+        let halts = if self.loaded { self.halts_of(&msg.market) } else { [HaltReason::StaleFeed].into() };
+        let cx = CheckContext {
+            cfg: &self.cfg,
+            halts: &halts,
+            position: self.position(&msg.market),
+            exposure: msg.exposure,
+            reference_mid: msg.reference_mid,
+        };
+        let mut exposure = msg.exposure;
+        let verdicts: Vec<Result<(), Denial>> = msg
+            .intents
+            .iter()
+            .map(|i| {
+                let cx = CheckContext { exposure, ..cx.clone() };
+                let v = rules::check(i, &cx);
+                if v.is_ok()
+                    && let Intent::Place { side, size, .. } = i
+                {
+                    // Later intents of the batch see this one as open.
+                    exposure.open_orders += 1;
+                    match side {
+                        crate::types::Side::Buy => exposure.open_buy += *size,
+                        crate::types::Side::Sell => exposure.open_sell += *size,
+                    }
+                }
+                v
+            })
+            .collect();
+        let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
+        if denied > 0 {
+            self.denials += denied;
+            if self.denials.is_power_of_two() {
+                if let Some(Err(d)) = verdicts.iter().find(|v| v.is_err()) {
+                    warn!(market = %msg.market, cause = %d, denials = self.denials, "intent denied");
+                }
+            }
+        }
+        MessageResult(verdicts)
+    }
+}
+
+impl Handler<FeedHealth> for RiskGuard {
+    type Result = ();
+    fn handle(&mut self, msg: FeedHealth, _: &mut Context<Self>) {
+        for s in msg.symbols {
+            if let Some(t) = s.last_recv_ms {
+                self.feed_last.insert(s.symbol.clone(), t);
+            }
+            if let Some(mid) = s.mid {
+                for (m, sym, anchor_bps) in &self.markets {
+                    if *sym == s.symbol {
+                        self.marks.insert(m.clone(), mid * (Decimal::ONE + crate::types::bps(*anchor_bps)));
+                    }
+                }
+            }
+        }
+        self.evaluate();
+    }
+}
+
+impl Handler<FillApplied> for RiskGuard {
+    type Result = ();
+    fn handle(&mut self, msg: FillApplied, _: &mut Context<Self>) {
+        if msg.fill_row_id <= self.last_fill_row {
+            return; // already counted when positions were loaded
+        }
+        self.last_fill_row = msg.fill_row_id;
+        self.fills += 1;
+        let f = &msg.fill;
+        let p = self.positions.entry(f.market.clone()).or_default();
+        p.apply_fill(f.side, f.price, f.size, f.fee);
+        let qty = p.qty;
+        self.reg.inventory.do_send(InventoryChanged { market: f.market.clone(), position: qty });
+        self.evaluate();
+    }
+}
+
+impl Handler<BalancesUpdated> for RiskGuard {
+    type Result = ();
+    fn handle(&mut self, msg: BalancesUpdated, _: &mut Context<Self>) {
+        self.balances = msg.0;
+    }
+}
+
+impl Handler<KillSwitch> for RiskGuard {
+    type Result = ();
+    fn handle(&mut self, msg: KillSwitch, _: &mut Context<Self>) {
+        self.set_kill(msg.engage, &msg.source);
+    }
+}
+
+impl Handler<HaltForShutdown> for RiskGuard {
+    type Result = ();
+    fn handle(&mut self, _: HaltForShutdown, _: &mut Context<Self>) {
+        self.global_halts.insert(HaltReason::Shutdown);
+        self.evaluate();
+    }
+}
+
+impl Handler<GetRiskStats> for RiskGuard {
+    type Result = RiskStats;
+    fn handle(&mut self, _: GetRiskStats, _: &mut Context<Self>) -> RiskStats {
+        RiskStats {
+            markets: self
+                .markets
+                .iter()
+                .map(|(m, _, _)| {
+                    let p = self.positions.get(m).cloned().unwrap_or_default();
+                    let mark = self.marks.get(m).copied();
+                    MarketRisk {
+                        market: m.clone(),
+                        state: self.states.get(m).copied().unwrap_or(TradingState::Halted),
+                        position: p.qty,
+                        pnl: p.pnl(mark),
+                        daily_pnl: p.daily_pnl(mark),
+                        mark,
+                    }
+                })
+                .collect(),
+            global_halts: self.global_halts.iter().copied().collect(),
+            denials: self.denials,
+            fills: self.fills,
+            balances: self.balances.clone(),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! RiskGuard's pure core: positions and PnL from fills, the trading state of each market, and
+//! the verdict on every intent.
+//!
+//! Position accounting is average cost: a fill that reduces the position realizes
+//! `closed × (exit − average cost)` (sign by side); a fill that flips it opens the remainder at
+//! the fill price. Marked PnL = realized − fees + position × (mark − average cost).
+//! Daily PnL is measured from a baseline taken at start and at each UTC midnight.
+//!
+//! Trading state per market: HALTED when a halt reason holds (kill switch, daily loss,
+//! stale reference, shutdown); else REDUCING while |position| ≥ `max_position`; else ACTIVE.
+
+use std::collections::BTreeSet;
+
+use rust_decimal::Decimal;
+
+use crate::config::RiskConfig;
+use crate::intent::Intent;
+use crate::order_manager::book::OpenExposure;
+use crate::quote_engine::pricing::{SidesAllowed, distance_bps};
+use crate::types::Side;
+
+/// A market's trading state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TradingState {
+    Active,
+    Reducing,
+    Halted,
+}
+
+impl TradingState {
+    /// Returns the operator spelling (`ACTIVE`, `REDUCING`, `HALTED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingState::Active => "ACTIVE",
+            TradingState::Reducing => "REDUCING",
+            TradingState::Halted => "HALTED",
+        }
+    }
+}
+
+/// Why trading is halted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HaltReason {
+    KillSwitch,
+    DailyLoss,
+    StaleFeed,
+    Shutdown,
+}
+
+impl HaltReason {
+    /// Returns the spelling stored in `risk_events.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaltReason::KillSwitch => "kill_switch",
+            HaltReason::DailyLoss => "daily_loss",
+            HaltReason::StaleFeed => "stale_feed",
+            HaltReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why an intent was denied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("trading is halted ({0:?})")]
+    Halted(HaltReason),
+    #[error("market is reducing: a {0} would grow the position")]
+    Reducing(Side),
+    #[error("size {size} above max_order_size {max}")]
+    OrderTooLarge { size: Decimal, max: Decimal },
+    #[error("{open} open orders, max_open_orders is {max}")]
+    TooManyOpenOrders { open: u32, max: u32 },
+    #[error("price {price} is {distance_bps} bps from reference mid {mid}, band is {band_bps} bps")]
+    OutsideBand { price: Decimal, mid: Decimal, distance_bps: Decimal, band_bps: Decimal },
+    #[error("position {position} with open {open} and this {size} would pass max_position {max}")]
+    PositionLimit { position: Decimal, open: Decimal, size: Decimal, max: Decimal },
+    #[error("no reference price yet")]
+    NoReference,
+}
+
+/// Position and PnL of one market.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Base units, + long / − short.
+    pub qty: Decimal,
+    pub avg_cost: Decimal,
+    pub realized: Decimal,
+    pub fees: Decimal,
+    /// Marked PnL at the start of the current UTC day.
+    pub day_start_pnl: Decimal,
+    /// UTC day number of `day_start_pnl`.
+    pub day: i64,
+}
+
+impl Position {
+    /// Applies one fill.
+    pub fn apply_fill(&mut self, side: Side, price: Decimal, size: Decimal, fee: Decimal) {
+        self.fees += fee;
+        let signed = side.sign() * size;
+        let same_direction = self.qty.is_zero() || (self.qty > Decimal::ZERO) == (signed > Decimal::ZERO);
+        if same_direction {
+            let new_qty = self.qty + signed;
+            self.avg_cost = (self.qty.abs() * self.avg_cost + size * price) / new_qty.abs();
+            self.qty = new_qty;
+            return;
+        }
+        let closed = size.min(self.qty.abs());
+        // Closing a long with a sell gains (price − cost); closing a short with a buy gains (cost − price).
+        self.realized += closed * (price - self.avg_cost) * -side.sign();
+        self.qty += signed;
+        if self.qty.is_zero() {
+            self.avg_cost = Decimal::ZERO;
+        } else if (self.qty > Decimal::ZERO) == (signed > Decimal::ZERO) {
+            self.avg_cost = price; // flipped: the remainder opened at this price
+        }
+    }
+
+    /// Realized − fees + position marked at `mark`.
+    pub fn pnl(&self, mark: Option<Decimal>) -> Decimal {
+        let unrealized = match mark {
+            Some(m) if !self.qty.is_zero() => self.qty * (m - self.avg_cost),
+            _ => Decimal::ZERO,
+        };
+        self.realized - self.fees + unrealized
+    }
+
+    /// PnL since the start of the UTC day.
+    pub fn daily_pnl(&self, mark: Option<Decimal>) -> Decimal {
+        self.pnl(mark) - self.day_start_pnl
+    }
+
+    /// Starts a new day baseline when `day` is later than the recorded one.
+    pub fn roll_day(&mut self, day: i64, mark: Option<Decimal>) {
+        if day > self.day {
+            self.day_start_pnl = self.pnl(mark);
+            self.day = day;
+        }
+    }
+}
+
+/// Returns the UTC day number of a millisecond timestamp.
+pub fn utc_day(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
+}
+
+/// The state a market is in, given the halts in force and its position.
+pub fn trading_state(halts: &BTreeSet<HaltReason>, position: Decimal, cfg: &RiskConfig) -> TradingState {
+    if !halts.is_empty() {
+        TradingState::Halted
+    } else if position.abs() >= cfg.max_position {
+        TradingState::Reducing
+    } else {
+        TradingState::Active
+    }
+}
+
+/// Which sides a market may quote in `state` with `position`.
+pub fn sides_allowed(state: TradingState, position: Decimal) -> SidesAllowed {
+    match state {
+        TradingState::Active => SidesAllowed::BOTH,
+        TradingState::Halted => SidesAllowed::NONE,
+        TradingState::Reducing => SidesAllowed { buy: position < Decimal::ZERO, sell: position > Decimal::ZERO },
+    }
+}
+
+/// Everything a verdict on one intent depends on.
+#[derive(Debug, Clone)]
+pub struct CheckContext<'a> {
+    pub cfg: &'a RiskConfig,
+    pub halts: &'a BTreeSet<HaltReason>,
+    pub position: Decimal,
+    pub exposure: OpenExposure,
+    pub reference_mid: Option<Decimal>,
+}
+
+/// Decides one intent. Cancels are always approved: they only reduce exposure.
+///
+/// # Errors
+/// The [`Denial`] naming the first limit the intent would break.
+pub fn check(intent: &Intent, cx: &CheckContext<'_>) -> Result<(), Denial> {
+    let Intent::Place { side, price, size, .. } = intent else { return Ok(()) };
+    if let Some(reason) = cx.halts.iter().next() {
+        return Err(Denial::Halted(*reason));
+    }
+    let cfg = cx.cfg;
+    let state = trading_state(cx.halts, cx.position, cfg);
+    let allowed = sides_allowed(state, cx.position);
+    let side_ok = match side {
+        Side::Buy => allowed.buy,
+        Side::Sell => allowed.sell,
+    };
+    if !side_ok {
+        return Err(Denial::Reducing(*side));
+    }
+    if *size > cfg.max_order_size {
+        return Err(Denial::OrderTooLarge { size: *size, max: cfg.max_order_size });
+    }
+    if cx.exposure.open_orders + 1 > cfg.max_open_orders {
+        return Err(Denial::TooManyOpenOrders { open: cx.exposure.open_orders, max: cfg.max_open_orders });
+    }
+    let mid = cx.reference_mid.ok_or(Denial::NoReference)?;
+    let dist = distance_bps(*price, mid);
+    if dist > cfg.price_band_bps {
+        return Err(Denial::OutsideBand { price: *price, mid, distance_bps: dist.round_dp(2), band_bps: cfg.price_band_bps });
+    }
+    let (open, worst) = match side {
+        Side::Buy => (cx.exposure.open_buy, cx.position + cx.exposure.open_buy + *size),
+        Side::Sell => (cx.exposure.open_sell, -(cx.position - cx.exposure.open_sell - *size)),
+    };
+    // Growing toward the limit is capped; a side that reduces |position| only needs to stay inside it.
+    if worst > cfg.max_position && worst > cx.position.abs() {
+        return Err(Denial::PositionLimit { position: cx.position, open, size: *size, max: cfg.max_position });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ClientOrderId, MarketId, Slot};
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal")
+    }
+    fn place(side: Side, price: &str, size: &str) -> Intent {
+        Intent::Place {
+            client_order_id: ClientOrderId("x".into()),
+            market: MarketId("ADAUSDM".into()),
+            slot: Slot { side, level: 0 },
+            side,
+            price: d(price),
+            size: d(size),
+        }
+    }
+
+    #[test]
+    fn average_cost_accounting() {
+        let mut p = Position::default();
+        p.apply_fill(Side::Buy, d("0.40"), d("100"), d("0.04"));
+        p.apply_fill(Side::Buy, d("0.50"), d("100"), d("0.05"));
+        assert_eq!(p.qty, d("200"));
+        assert_eq!(p.avg_cost, d("0.45"));
+        p.apply_fill(Side::Sell, d("0.55"), d("50"), d("0"));
+        assert_eq!(p.realized, d("5.00"));
+        assert_eq!(p.qty, d("150"));
+        // Flip to short: close 150, open 50 at 0.60.
+        p.apply_fill(Side::Sell, d("0.60"), d("200"), d("0"));
+        assert_eq!(p.realized, d("27.50"));
+        assert_eq!(p.qty, d("-50"));
+        assert_eq!(p.avg_cost, d("0.60"));
+        assert_eq!(p.pnl(Some(d("0.70"))), d("27.50") - d("0.09") - d("5.00"));
+    }
+
+    #[test]
+    fn daily_baseline_rolls_at_midnight() {
+        let mut p = Position { realized: d("10"), ..Position::default() };
+        p.roll_day(utc_day(86_400_000 * 3 + 5), None);
+        assert_eq!(p.daily_pnl(None), Decimal::ZERO);
+        p.realized -= d("4");
+        assert_eq!(p.daily_pnl(None), d("-4"));
+    }
+
+    #[test]
+    fn verdict_table() {
+        let cfg = RiskConfig {
+            max_position: d("1000"),
+            max_order_size: d("500"),
+            max_open_orders: 4,
+            price_band_bps: d("100"),
+            daily_loss_limit: d("50"),
+            check_interval_ms: 250,
+        };
+        let none = BTreeSet::new();
+        let killed: BTreeSet<HaltReason> = [HaltReason::KillSwitch].into();
+        let exp = OpenExposure { open_orders: 1, open_buy: d("100"), open_sell: d("0") };
+        let cx = |halts, position: &str, exposure| CheckContext {
+            cfg: &cfg,
+            halts,
+            position: d(position),
+            exposure,
+            reference_mid: Some(d("0.45")),
+        };
+        let cases: Vec<(&str, Intent, CheckContext<'_>, Result<(), &str>)> = vec![
+            ("plain buy", place(Side::Buy, "0.449", "100"), cx(&none, "0", exp), Ok(())),
+            ("halted", place(Side::Buy, "0.449", "100"), cx(&killed, "0", exp), Err("halted")),
+            ("too large", place(Side::Buy, "0.449", "501"), cx(&none, "0", exp), Err("size")),
+            ("outside band", place(Side::Sell, "0.46", "100"), cx(&none, "0", exp), Err("band")),
+            ("position", place(Side::Buy, "0.449", "100"), cx(&none, "850", exp), Err("max_position")),
+            ("reducing buy", place(Side::Buy, "0.449", "100"), cx(&none, "1000", exp), Err("reducing")),
+            ("reducing sell ok", place(Side::Sell, "0.451", "100"), cx(&none, "1000", exp), Ok(())),
+            (
+                "too many orders",
+                place(Side::Sell, "0.451", "100"),
+                cx(&none, "0", OpenExposure { open_orders: 4, ..exp }),
+                Err("open orders"),
+            ),
+        ];
+        for (name, intent, cx, want) in cases {
+            let got = check(&intent, &cx).map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(fragment)) => assert!(e.contains(fragment), "{name}: {e}"),
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+        let cancel = Intent::CancelAll { market: MarketId("ADAUSDM".into()) };
+        assert_eq!(check(&cancel, &cx(&killed, "5000", exp)), Ok(()));
+    }
+
+    #[test]
+    fn states_and_sides() {
+        let cfg = RiskConfig::default();
+        assert_eq!(trading_state(&BTreeSet::new(), d("0"), &cfg), TradingState::Active);
+        assert_eq!(trading_state(&BTreeSet::new(), cfg.max_position, &cfg), TradingState::Reducing);
+        assert_eq!(trading_state(&[HaltReason::StaleFeed].into(), d("0"), &cfg), TradingState::Halted);
+        assert_eq!(sides_allowed(TradingState::Reducing, d("-5")), SidesAllowed { buy: true, sell: false });
+        assert_eq!(sides_allowed(TradingState::Halted, d("0")), SidesAllowed::NONE);
+    }
+}

@@ -1,0 +1,444 @@
+//! Typed rows: the writes the service makes and the loaders it resumes from.
+//!
+//! Decimals are written with `to_string()` and read back with `parse()`; a value that does not
+//! parse is a [`StoreError::Corrupt`] naming the table, never a silent zero.
+
+use std::str::FromStr;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rust_decimal::Decimal;
+
+use super::StoreError;
+use crate::intent::{Intent, IntentKind};
+use crate::order_manager::book::Transition;
+use crate::order_manager::state::{Order, OrderState};
+use crate::outbox_worker::queue::{OutboxRow, OutboxStatus};
+use crate::types::{ClientOrderId, MarketId, Side, Slot, TradeId, VenueOrderId};
+use crate::venue::{Balance, Liquidity, VenueFill};
+
+/// One quote decision, as persisted.
+#[derive(Debug, Clone)]
+pub struct QuoteRecord {
+    pub market: MarketId,
+    pub ts_ms: i64,
+    pub reason: String,
+    pub ref_bid: Decimal,
+    pub ref_ask: Decimal,
+    pub fair: Decimal,
+    pub bid: Option<Decimal>,
+    pub ask: Option<Decimal>,
+    pub inventory: Decimal,
+    /// JSON array of the desired levels.
+    pub levels_json: String,
+}
+
+/// One write of the service.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Quote(QuoteRecord),
+    /// An order created or changed, with its audit event.
+    Order { transition: Transition, ts_ms: i64 },
+    /// Insert or update an outbox row.
+    Outbox(OutboxRow),
+    /// A request actually sent (retries included).
+    OutboxSend { outbox_id: i64, attempt: u32, sent_at_ms: i64 },
+    Balance { balance: Balance, ts_ms: i64 },
+    RiskEvent { ts_ms: i64, market: Option<MarketId>, from: String, to: String, reason: String },
+    ControlConsumed { id: i64, ts_ms: i64 },
+}
+
+fn opt_dec(d: Option<Decimal>) -> Option<String> {
+    d.map(|d| d.to_string())
+}
+
+impl Write {
+    /// Applies the write inside `tx`.
+    ///
+    /// # Errors
+    /// Any SQLite error.
+    pub fn apply(&self, tx: &Transaction<'_>) -> Result<(), rusqlite::Error> {
+        match self {
+            Write::Quote(q) => {
+                tx.prepare_cached(
+                    "INSERT INTO quotes(market, ts_ms, reason, ref_bid, ref_ask, fair, bid, ask, inventory, levels)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(params![
+                    q.market.as_str(),
+                    q.ts_ms,
+                    q.reason,
+                    q.ref_bid.to_string(),
+                    q.ref_ask.to_string(),
+                    q.fair.to_string(),
+                    opt_dec(q.bid),
+                    opt_dec(q.ask),
+                    q.inventory.to_string(),
+                    q.levels_json
+                ])?;
+            }
+            Write::Order { transition: t, ts_ms } => {
+                let o = &t.order;
+                tx.prepare_cached(
+                    "INSERT INTO orders(client_order_id, market, slot, side, price, size, filled, state,
+                                        venue_order_id, created_at_ms, updated_at_ms, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(client_order_id) DO UPDATE SET
+                         filled = excluded.filled, state = excluded.state,
+                         venue_order_id = COALESCE(excluded.venue_order_id, orders.venue_order_id),
+                         updated_at_ms = excluded.updated_at_ms,
+                         last_error = COALESCE(excluded.last_error, orders.last_error)",
+                )?
+                .execute(params![
+                    o.client_order_id.as_str(),
+                    o.market.as_str(),
+                    o.slot.to_string(),
+                    o.side.as_str(),
+                    o.price.to_string(),
+                    o.size.to_string(),
+                    o.filled.to_string(),
+                    o.state.as_str(),
+                    o.venue_order_id.as_ref().map(|v| v.as_str()),
+                    o.created_at_ms,
+                    ts_ms,
+                    if o.state == OrderState::Rejected { t.detail.clone() } else { None }
+                ])?;
+                tx.prepare_cached(
+                    "INSERT INTO order_events(client_order_id, ts_ms, from_state, to_state, event, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    o.client_order_id.as_str(),
+                    ts_ms,
+                    t.from.map(|s| s.as_str()),
+                    o.state.as_str(),
+                    t.event,
+                    t.detail
+                ])?;
+            }
+            Write::Outbox(r) => {
+                let (coid, venue, slot, side, price, size) = match &r.intent {
+                    Intent::Place { client_order_id, slot, side, price, size, .. } => (
+                        Some(client_order_id.as_str()),
+                        None,
+                        Some(slot.to_string()),
+                        Some(side.as_str()),
+                        Some(price.to_string()),
+                        Some(size.to_string()),
+                    ),
+                    Intent::Cancel { client_order_id, venue_order_id, .. } => (
+                        Some(client_order_id.as_str()),
+                        venue_order_id.as_ref().map(|v| v.as_str()),
+                        None,
+                        None,
+                        None,
+                        None,
+                    ),
+                    Intent::CancelAll { .. } => (None, None, None, None, None, None),
+                };
+                tx.prepare_cached(
+                    "INSERT INTO outbox(id, kind, market, client_order_id, venue_order_id, slot, side, price, size,
+                                        status, attempts, created_at_ms, sent_at_ms, next_attempt_at_ms,
+                                        completed_at_ms, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                     ON CONFLICT(id) DO UPDATE SET
+                         venue_order_id = COALESCE(excluded.venue_order_id, outbox.venue_order_id),
+                         status = excluded.status, attempts = excluded.attempts,
+                         sent_at_ms = excluded.sent_at_ms, next_attempt_at_ms = excluded.next_attempt_at_ms,
+                         completed_at_ms = excluded.completed_at_ms, last_error = excluded.last_error",
+                )?
+                .execute(params![
+                    r.id,
+                    r.intent.kind().as_str(),
+                    r.intent.market().as_str(),
+                    coid,
+                    venue,
+                    slot,
+                    side,
+                    price,
+                    size,
+                    r.status.as_str(),
+                    r.attempts,
+                    r.created_at_ms,
+                    r.sent_at_ms,
+                    r.next_attempt_at_ms,
+                    r.completed_at_ms,
+                    r.last_error
+                ])?;
+            }
+            Write::OutboxSend { outbox_id, attempt, sent_at_ms } => {
+                tx.prepare_cached("INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms) VALUES (?1, ?2, ?3)")?
+                    .execute(params![outbox_id, attempt, sent_at_ms])?;
+            }
+            Write::Balance { balance: b, ts_ms } => {
+                tx.prepare_cached(
+                    "INSERT INTO balances(asset, free, locked, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(asset) DO UPDATE SET free = excluded.free, locked = excluded.locked,
+                                                      updated_at_ms = excluded.updated_at_ms",
+                )?
+                .execute(params![b.asset, b.free.to_string(), b.locked.to_string(), ts_ms])?;
+            }
+            Write::RiskEvent { ts_ms, market, from, to, reason } => {
+                tx.prepare_cached(
+                    "INSERT INTO risk_events(ts_ms, market, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![ts_ms, market.as_ref().map(|m| m.as_str()), from, to, reason])?;
+            }
+            Write::ControlConsumed { id, ts_ms } => {
+                tx.prepare_cached("UPDATE control SET consumed_at_ms = ?2 WHERE id = ?1")?.execute(params![id, ts_ms])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a decimal column.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming the table and the text.
+pub fn dec(table: &'static str, s: &str) -> Result<Decimal, StoreError> {
+    Decimal::from_str(s).map_err(|e| StoreError::Corrupt { table, detail: format!("decimal {s:?}: {e}") })
+}
+
+fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt { table, detail: detail.into() }
+}
+
+/// Loads every order that is not terminal.
+///
+/// # Errors
+/// SQLite errors and corrupt rows.
+pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT client_order_id, market, slot, side, price, size, filled, state, venue_order_id, created_at_ms
+         FROM orders WHERE state NOT IN ('filled', 'cancelled', 'rejected') ORDER BY created_at_ms, client_order_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, i64>(9)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (coid, market, slot, side, price, size, filled, state, venue, created) = row?;
+        out.push(Order {
+            client_order_id: ClientOrderId(coid),
+            market: MarketId(market),
+            slot: Slot::parse(&slot).ok_or_else(|| corrupt("orders", format!("slot {slot:?}")))?,
+            side: Side::parse(&side).ok_or_else(|| corrupt("orders", format!("side {side:?}")))?,
+            price: dec("orders", &price)?,
+            size: dec("orders", &size)?,
+            filled: dec("orders", &filled)?,
+            state: OrderState::parse(&state).ok_or_else(|| corrupt("orders", format!("state {state:?}")))?,
+            venue_order_id: venue.map(VenueOrderId),
+            created_at_ms: created,
+        });
+    }
+    Ok(out)
+}
+
+/// Loads every outbox row that is not terminal, in id order. A cancel without a venue id
+/// takes it from its order where the order has one.
+///
+/// # Errors
+/// SQLite errors and corrupt rows.
+pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT o.id, o.kind, o.market, o.client_order_id, COALESCE(o.venue_order_id, ord.venue_order_id),
+                o.slot, o.side, o.price, o.size, o.status, o.attempts, o.created_at_ms, o.sent_at_ms,
+                o.next_attempt_at_ms, o.completed_at_ms, o.last_error
+         FROM outbox o LEFT JOIN orders ord ON ord.client_order_id = o.client_order_id
+         WHERE o.status IN ('pending', 'in_flight', 'unknown') ORDER BY o.id",
+    )?;
+    type Raw = (
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        u32,
+        i64,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        Option<String>,
+    );
+    let rows = stmt.query_map([], |r| {
+        Ok::<Raw, rusqlite::Error>((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+            r.get(11)?,
+            r.get(12)?,
+            r.get(13)?,
+            r.get(14)?,
+            r.get(15)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind, market, coid, venue, slot, side, price, size, status, attempts, created, sent, next, done, err) =
+            row?;
+        let market = MarketId(market);
+        let need = |v: Option<String>, what: &str| v.ok_or_else(|| corrupt("outbox", format!("row {id} lacks {what}")));
+        let intent = match IntentKind::parse(&kind).ok_or_else(|| corrupt("outbox", format!("kind {kind:?}")))? {
+            IntentKind::Place => {
+                let slot = need(slot, "slot")?;
+                let side = need(side, "side")?;
+                Intent::Place {
+                    client_order_id: ClientOrderId(need(coid, "client_order_id")?),
+                    market,
+                    slot: Slot::parse(&slot).ok_or_else(|| corrupt("outbox", format!("slot {slot:?}")))?,
+                    side: Side::parse(&side).ok_or_else(|| corrupt("outbox", format!("side {side:?}")))?,
+                    price: dec("outbox", &need(price, "price")?)?,
+                    size: dec("outbox", &need(size, "size")?)?,
+                }
+            }
+            IntentKind::Cancel => Intent::Cancel {
+                client_order_id: ClientOrderId(need(coid, "client_order_id")?),
+                market,
+                venue_order_id: venue.map(VenueOrderId),
+            },
+            IntentKind::CancelAll => Intent::CancelAll { market },
+        };
+        out.push(OutboxRow {
+            id,
+            intent,
+            status: OutboxStatus::parse(&status).ok_or_else(|| corrupt("outbox", format!("status {status:?}")))?,
+            attempts,
+            created_at_ms: created,
+            sent_at_ms: sent,
+            next_attempt_at_ms: next,
+            completed_at_ms: done,
+            last_error: err,
+        });
+    }
+    Ok(out)
+}
+
+/// The largest outbox id used so far (0 when empty).
+///
+/// # Errors
+/// SQLite errors.
+pub fn max_outbox_id(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox", [], |r| r.get(0))?)
+}
+
+/// Inserts a fill unless its trade id is already stored. Returns the new row id, or `None`
+/// for a duplicate.
+///
+/// # Errors
+/// SQLite errors.
+pub fn insert_fill(conn: &Connection, f: &VenueFill) -> Result<Option<i64>, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO fills(trade_id, client_order_id, venue_order_id, market, side, price, size, fee,
+                                         liquidity, ts_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            f.trade_id.as_str(),
+            f.client_order_id.as_ref().map(|c| c.as_str()),
+            f.venue_order_id.as_str(),
+            f.market.as_str(),
+            f.side.as_str(),
+            f.price.to_string(),
+            f.size.to_string(),
+            f.fee.to_string(),
+            f.liquidity.as_str(),
+            f.ts_ms
+        ])?;
+    Ok(if n == 1 { Some(conn.last_insert_rowid()) } else { None })
+}
+
+/// Loads every fill, oldest first, with its row id.
+///
+/// # Errors
+/// SQLite errors and corrupt rows.
+pub fn load_fills(conn: &Connection) -> Result<Vec<(i64, VenueFill)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, trade_id, client_order_id, venue_order_id, market, side, price, size, fee, liquidity, ts_ms
+         FROM fills ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, String>(9)?,
+            r.get::<_, i64>(10)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, trade, coid, venue, market, side, price, size, fee, liq, ts) = row?;
+        out.push((
+            id,
+            VenueFill {
+                trade_id: TradeId(trade),
+                venue_order_id: VenueOrderId(venue),
+                client_order_id: coid.map(ClientOrderId),
+                market: MarketId(market),
+                side: Side::parse(&side).ok_or_else(|| corrupt("fills", format!("side {side:?}")))?,
+                price: dec("fills", &price)?,
+                size: dec("fills", &size)?,
+                fee: dec("fills", &fee)?,
+                liquidity: if liq == "taker" { Liquidity::Taker } else { Liquidity::Maker },
+                ts_ms: ts,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Operator commands not yet consumed, oldest first.
+///
+/// # Errors
+/// SQLite errors.
+pub fn pending_control(conn: &Connection) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, command FROM control WHERE consumed_at_ms IS NULL ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The latest risk event of a kind, if any (used to restore a latched halt).
+///
+/// # Errors
+/// SQLite errors.
+pub fn latest_halt(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT reason FROM risk_events WHERE market IS NULL AND reason IN ('kill_switch', 'daily_loss', 'resume')
+             ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?)
+}

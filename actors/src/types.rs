@@ -1,0 +1,154 @@
+//! Domain types shared by every actor: venue and reference symbols, sides, order ids, slots,
+//! the reference tick, and the wall clock.
+//!
+//! Names say whose namespace a value lives in: a [`MarketId`] is a DeltaDeFi pair (`ADAUSDM`),
+//! a [`BinanceSymbol`] is a Binance pair (`ADAUSDT`). Prices and sizes are always
+//! [`rust_decimal::Decimal`].
+
+use std::fmt;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A DeltaDeFi trading pair, upper case, no separator (`ADAUSDM`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MarketId(pub String);
+
+/// A Binance spot symbol, upper case as it appears in `s` of bookTicker (`ADAUSDT`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BinanceSymbol(pub String);
+
+/// Our own order id, unique across restarts (`<prefix>-<run>-<seq>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientOrderId(pub String);
+
+/// The venue's order id (a UUID on DeltaDeFi).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VenueOrderId(pub String);
+
+/// The venue's id of one execution; fills are unique by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TradeId(pub String);
+
+macro_rules! display_str {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(&self.0) }
+        }
+        impl $t {
+            /// Returns the id as a string slice.
+            pub fn as_str(&self) -> &str { &self.0 }
+        }
+    )*};
+}
+display_str!(MarketId, BinanceSymbol, ClientOrderId, VenueOrderId, TradeId);
+
+/// Order side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    /// Returns the lower-case wire and database spelling (`buy` / `sell`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// Parses the lower-case spelling.
+    pub fn parse(s: &str) -> Option<Side> {
+        match s {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => None,
+        }
+    }
+
+    /// Returns +1 for buys and -1 for sells: the sign of the position change of a fill.
+    pub fn sign(self) -> Decimal {
+        match self {
+            Side::Buy => Decimal::ONE,
+            Side::Sell => Decimal::NEGATIVE_ONE,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One quoting position in a market's desired book: a side and a level (0 = best).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Slot {
+    pub side: Side,
+    pub level: u8,
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.side, self.level)
+    }
+}
+
+impl Slot {
+    /// Parses the `buy0` / `sell2` form written by `Display`.
+    pub fn parse(s: &str) -> Option<Slot> {
+        let (side, level) = if let Some(rest) = s.strip_prefix("buy") {
+            (Side::Buy, rest)
+        } else if let Some(rest) = s.strip_prefix("sell") {
+            (Side::Sell, rest)
+        } else {
+            return None;
+        };
+        Some(Slot { side, level: level.parse().ok()? })
+    }
+}
+
+/// A validated best bid/ask of the reference venue, as received.
+#[derive(Debug, Clone)]
+pub struct Tick {
+    pub symbol: BinanceSymbol,
+    /// Binance order-book update id `u`; strictly increasing per symbol.
+    pub update_id: u64,
+    pub bid: Decimal,
+    pub bid_qty: Decimal,
+    pub ask: Decimal,
+    pub ask_qty: Decimal,
+    /// Local wall-clock receive time (Binance spot bookTicker carries no timestamp).
+    pub recv_ms: i64,
+    /// Local monotonic receive instant, for tick-to-intent latency.
+    pub recv_at: Instant,
+}
+
+impl Tick {
+    /// Returns the mid price `(bid + ask) / 2`.
+    pub fn mid(&self) -> Decimal {
+        (self.bid + self.ask) / Decimal::TWO
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Basis points as a fraction: `bps / 10_000`.
+pub fn bps(x: Decimal) -> Decimal {
+    x / Decimal::from(10_000)
+}

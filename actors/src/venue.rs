@@ -1,0 +1,143 @@
+//! The venue seen by the service, independent of transport: requests the gateway makes,
+//! replies and errors (with DeltaDeFi's numeric codes), and the account-stream events.
+//! MockExchange speaks these in process; the DeltaDeFi REST/WS codecs translate to them.
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId};
+
+/// Status of an order as the venue reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VenueOrderStatus {
+    Open,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+    Failed,
+}
+
+impl VenueOrderStatus {
+    /// True when the order no longer rests on the book.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            VenueOrderStatus::Filled | VenueOrderStatus::Cancelled | VenueOrderStatus::Failed => true,
+            VenueOrderStatus::Open | VenueOrderStatus::PartiallyFilled => false,
+        }
+    }
+}
+
+/// An order as the venue reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenueOrder {
+    pub venue_order_id: VenueOrderId,
+    /// Ours, where the venue carries it (the mock does; DeltaDeFi does not).
+    pub client_order_id: Option<ClientOrderId>,
+    pub market: MarketId,
+    pub side: Side,
+    pub price: Decimal,
+    pub size: Decimal,
+    pub filled: Decimal,
+    pub status: VenueOrderStatus,
+    pub ts_ms: i64,
+}
+
+/// Maker or taker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liquidity {
+    Maker,
+    Taker,
+}
+
+impl Liquidity {
+    /// Returns the lower-case spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liquidity::Maker => "maker",
+            Liquidity::Taker => "taker",
+        }
+    }
+}
+
+/// One execution of one of our orders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenueFill {
+    pub trade_id: TradeId,
+    pub venue_order_id: VenueOrderId,
+    pub client_order_id: Option<ClientOrderId>,
+    pub market: MarketId,
+    pub side: Side,
+    pub price: Decimal,
+    pub size: Decimal,
+    /// Fee in the quote asset.
+    pub fee: Decimal,
+    pub liquidity: Liquidity,
+    pub ts_ms: i64,
+}
+
+/// One asset balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub asset: String,
+    pub free: Decimal,
+    pub locked: Decimal,
+}
+
+/// A venue error: DeltaDeFi's numeric code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("venue error {code}: {message}")]
+pub struct VenueError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl VenueError {
+    /// Builds an error.
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// A new post-only limit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub client_order_id: ClientOrderId,
+    pub market: MarketId,
+    pub side: Side,
+    pub price: Decimal,
+    pub size: Decimal,
+}
+
+/// One request to the venue.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<VenueReply, VenueError>")]
+pub enum VenueRequest {
+    Place(NewOrder),
+    /// Cancel by venue id, or by our id where the venue knows it.
+    Cancel { venue_order_id: Option<VenueOrderId>, client_order_id: ClientOrderId },
+    CancelAll { market: MarketId },
+    /// Look one order up (outcome resolution).
+    Query { venue_order_id: Option<VenueOrderId>, client_order_id: ClientOrderId },
+    OpenOrders { market: MarketId },
+    Balances,
+}
+
+/// The venue's answer to a [`VenueRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VenueReply {
+    Placed(VenueOrder),
+    Cancelled(VenueOrder),
+    CancelledAll(Vec<VenueOrderId>),
+    Order(Option<VenueOrder>),
+    OpenOrders(Vec<VenueOrder>),
+    Balances(Vec<Balance>),
+}
+
+/// One account-stream event.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum VenueEvent {
+    Order(VenueOrder),
+    Fill(VenueFill),
+    Balances(Vec<Balance>),
+}
