@@ -1,1 +1,19 @@
+//! deltadefi-mm: a market maker keeping two-sided quotes on DeltaDeFi priced from Binance.
+//!
+//! # Layout
+//!
+//! - [`config`]: YAML loading, `MM_*` environment overrides, validation errors naming keys.
+//! - [`app`]: the supervision tree: which actors start and how they are wired.
+//! - [`status`]: the periodic status line and `status --db`.
+//! - [`bench`]: the in-process full-pipeline benchmark.
+//! - [`logging`]: text or JSON logs.
+//!
+//! The actors and their pure cores live in the `mm-actors` crate (`actors/`).
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod logging;
+pub mod status;

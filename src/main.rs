@@ -1,1 +1,250 @@
-fn main() {}
+//! The `deltadefi-mm` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use deltadefi_mm::{app, bench, config, logging, status};
+use mm_actors::config::LogFormat;
+use mm_actors::risk_guard::KillSwitch;
+use mm_actors::store::Store;
+use tracing::{error, info, warn};
+
+#[derive(Parser, Debug)]
+#[command(name = "deltadefi-mm", version, about = "Market maker for DeltaDeFi ADAUSDM priced from Binance ADAUSDT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service until Ctrl-C / SIGTERM (or --duration); offline staging by default.
+    Run {
+        /// Config file.
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+        /// SQLite file (overrides run.db_path and MM_DB_PATH).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Stop by itself after this long (e.g. 30s, 5m), cancelling everything first.
+        #[arg(long, value_parser = config::parse_duration)]
+        duration: Option<Duration>,
+        /// Log format (overrides run.log_format).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Print per-market status from a database, after the fact or while the service runs.
+    Status {
+        #[arg(long)]
+        db: PathBuf,
+        /// Config file, for the budget figure.
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+    },
+    /// Run the full pipeline in process at full speed and print throughput, latency and RSS.
+    Bench {
+        /// Reference ticks to push through.
+        #[arg(long, default_value_t = 1_000_000)]
+        ticks: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+    },
+    /// Engage the kill switch of the service using this database: cancel all and halt.
+    Kill {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Release the kill switch (and a daily-loss halt) of the service using this database.
+    Resume {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Validate a config file and print the effective configuration.
+    CheckConfig {
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    // Only ring is compiled in; pin it so that rustls never has to choose at runtime.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run { config, db, duration, log_format } => run(config, db, duration, log_format),
+        Command::Status { db, config } => {
+            let budget = config::load(&config, env).map(|c| c.rate_limit.actions_per_second).unwrap_or(5);
+            let s = status::from_db(&db)?;
+            print!("{}", status::render(&s, budget));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { ticks, json, config } => {
+            let cfg = config::load(&config, env)?;
+            logging::init(LogFormat::Text);
+            let r = bench::run(cfg, ticks)?;
+            if json {
+                println!("{}", serde_json::to_string(&serde_json::json!({
+                    "ticks": r.ticks,
+                    "ticks_per_sec": r.ticks_per_sec,
+                    "latency_us": r.latency_us,
+                    "peak_rss_mb": r.peak_rss_mb,
+                    "intents": r.intents,
+                    "targets": r.targets,
+                    "elapsed_s": r.elapsed_s,
+                }))?);
+            } else {
+                println!(
+                    "ticks {} in {:.3} s = {:.0} ticks/s; targets {}; intents {}\n\
+                     tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\npeak RSS {:.1} MB",
+                    r.ticks, r.elapsed_s, r.ticks_per_sec, r.targets, r.intents, r.latency_us.p50, r.latency_us.p99,
+                    r.latency_us.p999, r.peak_rss_mb
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kill { db } => control(&db, "kill"),
+        Command::Resume { db } => control(&db, "resume"),
+        Command::CheckConfig { config } => {
+            let cfg = config::load(&config, env)?;
+            println!("{} is valid:\n{}", config.display(), serde_yaml::to_string(&cfg)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn control(db: &std::path::Path, command: &str) -> anyhow::Result<ExitCode> {
+    let conn = mm_actors::store::open_connection(db).with_context(|| format!("opening {}", db.display()))?;
+    let mut conn = conn;
+    mm_actors::store::schema::migrate(&mut conn)?;
+    conn.execute(
+        "INSERT INTO control(ts_ms, command) VALUES (?1, ?2)",
+        rusqlite::params![mm_actors::types::now_ms(), command],
+    )?;
+    println!("{command} recorded in {}; a running service acts on it within a second", db.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(
+    config_path: PathBuf,
+    db: Option<PathBuf>,
+    duration: Option<Duration>,
+    log_format: Option<LogFormatArg>,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = config::load(&config_path, env)?;
+    if let Some(db) = db {
+        cfg.run.db_path = db;
+    }
+    if let Some(f) = log_format {
+        cfg.run.log_format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    logging::init(cfg.run.log_format);
+    let store = Store::open(&cfg.run.db_path).with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
+    let spec = app::feed_spec(&cfg)?;
+    info!(
+        config = %config_path.display(), db = %cfg.run.db_path.display(), mode = ?cfg.mode,
+        feed = ?cfg.feed.source, markets = cfg.markets.len(), budget = cfg.rate_limit.actions_per_second,
+        "deltadefi-mm starting"
+    );
+    let drain = Duration::from_millis(cfg.run.drain_timeout_ms);
+    let status_every = cfg.run.status_interval_s;
+    let drained = actix::System::new().block_on(async move {
+        let p = app::Pipeline::start(&cfg, store, spec);
+        if status_every > 0 {
+            let sp = p.clone();
+            actix_rt::spawn(async move {
+                let mut iv = actix_rt::time::interval(Duration::from_secs(status_every));
+                iv.tick().await;
+                loop {
+                    iv.tick().await;
+                    let (markets, used, budget) = status::live(&sp).await;
+                    for m in markets {
+                        info!(target: "status", "{}", m.line(used, budget));
+                    }
+                }
+            });
+        }
+        let kill = p.risk.clone();
+        actix_rt::spawn(async move {
+            if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+                while usr1.recv().await.is_some() {
+                    kill.do_send(KillSwitch { engage: true, source: "SIGUSR1".into() });
+                }
+            }
+        });
+        let reason = wait_for_stop(duration).await;
+        info!(reason, "stopping: cancelling every order and draining the outbox");
+        let drained = p.shutdown(drain).await;
+        let (markets, used, budget) = status::live(&p).await;
+        for m in markets {
+            info!(target: "status", "final {}", m.line(used, budget));
+        }
+        actix::System::current().stop();
+        drained
+    });
+    if drained {
+        info!("stopped cleanly");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        error!("stopped with live orders or undelivered intents left: see `deltadefi-mm status --db`");
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(cause = %e, "cannot listen for SIGTERM");
+            None
+        }
+    };
+    let sigterm = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let timer = async {
+        match duration {
+            Some(d) => actix_rt::time::sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = sigterm => "SIGTERM",
+        _ = timer => "duration elapsed",
+    }
+}

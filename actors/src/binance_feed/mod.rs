@@ -36,8 +36,15 @@ pub enum FeedSpec {
     Live(LiveConfig),
     /// Frames as (recorded receive ms, text).
     Replay { frames: Arc<Vec<(i64, String)>>, speed: ReplaySpeed, looped: bool },
-    Synthetic(SyntheticConfig),
+    /// A seeded walk; with `interval_ms: 0` it runs as fast as the consumers keep up, and
+    /// `max_ticks` stops it (until [`PlayMore`] raises the limit).
+    Synthetic { cfg: SyntheticConfig, max_ticks: Option<u64> },
 }
+
+/// Raises a synthetic feed's tick limit by this many ticks and resumes it.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct PlayMore(pub u64);
 
 /// Asks for feed figures.
 #[derive(Message, Debug, Clone, Copy)]
@@ -90,14 +97,14 @@ impl BinanceFeed {
     /// A feed of `symbols` from `spec`.
     pub fn new(reg: Reg, spec: FeedSpec, symbols: Vec<BinanceSymbol>, health_interval_ms: u64) -> Self {
         let walkers = match &spec {
-            FeedSpec::Synthetic(cfg) => {
+            FeedSpec::Synthetic { cfg, .. } => {
                 symbols.iter().enumerate().map(|(i, s)| Synthetic::new(cfg, s.clone(), i as u64)).collect()
             }
             FeedSpec::Live(_) | FeedSpec::Replay { .. } => Vec::new(),
         };
         let backoff_ms = match &spec {
             FeedSpec::Live(l) => l.reconnect_initial_ms,
-            FeedSpec::Replay { .. } | FeedSpec::Synthetic(_) => 0,
+            FeedSpec::Replay { .. } | FeedSpec::Synthetic { .. } => 0,
         };
         Self {
             reg,
@@ -161,7 +168,8 @@ impl BinanceFeed {
 
     fn start_source(&mut self, ctx: &mut Context<Self>) {
         match self.spec.clone() {
-            FeedSpec::Synthetic(_) => {
+            FeedSpec::Synthetic { cfg, .. } if cfg.interval_ms == 0 => self.synthetic_burst(ctx),
+            FeedSpec::Synthetic { .. } => {
                 for i in 0..self.walkers.len() {
                     self.synthetic_step(i, ctx);
                 }
@@ -171,7 +179,33 @@ impl BinanceFeed {
         }
     }
 
+    fn synthetic_limit_reached(&mut self) -> bool {
+        let FeedSpec::Synthetic { max_ticks: Some(max), .. } = &self.spec else { return false };
+        if self.frames >= *max {
+            self.finished = true;
+            return true;
+        }
+        false
+    }
+
+    /// Max-speed synthetic: one batch per turn, then yield so consumers drain their mailboxes.
+    fn synthetic_burst(&mut self, ctx: &mut Context<Self>) {
+        for _ in 0..REPLAY_BATCH {
+            if self.synthetic_limit_reached() {
+                return;
+            }
+            for i in 0..self.walkers.len() {
+                let (text, _) = self.walkers[i].step();
+                self.ingest(&text, now_ms());
+            }
+        }
+        yield_then(ctx, |act, ctx| act.synthetic_burst(ctx));
+    }
+
     fn synthetic_step(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.synthetic_limit_reached() {
+            return;
+        }
         let Some(w) = self.walkers.get_mut(i) else { return };
         let (text, delay) = w.step();
         self.ingest(&text, now_ms());
@@ -210,7 +244,7 @@ impl BinanceFeed {
             handled += 1;
             if speed == ReplaySpeed::Max && handled >= REPLAY_BATCH {
                 // Yield so the consumers drain their mailboxes before the next batch.
-                ctx.notify(ReplayStep);
+                yield_then(ctx, |act, ctx| act.replay_step(ctx));
                 return;
             }
         }
@@ -250,6 +284,25 @@ impl BinanceFeed {
         let delay = Duration::from_millis(self.backoff_ms + jitter);
         self.backoff_ms = (self.backoff_ms * 2).min(cfg.reconnect_max_ms);
         ctx.run_later(delay, move |act, ctx| act.connect(cfg, ctx));
+    }
+}
+
+/// Lets every other task on the arbiter run once, then calls `f`.
+fn yield_then(ctx: &mut Context<BinanceFeed>, f: impl FnOnce(&mut BinanceFeed, &mut Context<BinanceFeed>) + 'static) {
+    ctx.spawn(actix::fut::wrap_future::<_, BinanceFeed>(tokio::task::yield_now()).map(move |(), act, ctx| f(act, ctx)));
+}
+
+impl Handler<PlayMore> for BinanceFeed {
+    type Result = ();
+    fn handle(&mut self, msg: PlayMore, ctx: &mut Context<Self>) {
+        if let FeedSpec::Synthetic { max_ticks: Some(max), .. } = &mut self.spec {
+            *max += msg.0;
+            let resume = self.finished;
+            self.finished = false;
+            if resume {
+                self.start_source(ctx);
+            }
+        }
     }
 }
 

@@ -151,6 +151,11 @@ pub struct MarketOrderStats {
     pub fills: u64,
 }
 
+/// Clears the tick → intent latency histogram (the benchmark does after its warm-up).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ResetLatency;
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct PersistFailed(String);
@@ -619,6 +624,13 @@ impl Handler<PersistFailed> for OrderManager {
         // Memory is ahead of the database: restart and reload what is durable.
         error!(cause = %msg.0, "intent not persisted, restarting order manager");
         ctx.stop();
+    }
+}
+
+impl Handler<ResetLatency> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, _: ResetLatency, _: &mut Context<Self>) {
+        self.latency = LatencyHistogram::default();
     }
 }
 

@@ -1,0 +1,179 @@
+//! The supervision tree: which actors start, with what, and how they are wired.
+//!
+//! Every actor runs under `actix::Supervisor` on the current arbiter (the hot path stays on
+//! one thread); SQLite runs on its own thread behind [`Store`]. In staging, MockExchange is
+//! the venue behind the gateway's and the account feed's messages.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use mm_actors::account_feed::AccountFeed;
+use mm_actors::binance_feed::source::ReplayFile;
+use mm_actors::binance_feed::{BinanceFeed, FeedSpec};
+use mm_actors::config::{Config, FeedSource};
+use mm_actors::gateway::DeltaDeFiGateway;
+use mm_actors::mock_exchange::MockExchange;
+use mm_actors::order_manager::{CancelEverything, GetOrderStats, OrderManager};
+use mm_actors::outbox_worker::{GetOutboxStats, OutboxWorker};
+use mm_actors::quote_engine::QuoteEngine;
+use mm_actors::rate_limiter::RateLimiter;
+use mm_actors::registry::{Reg, Registry};
+use mm_actors::risk_guard::{HaltForShutdown, RiskGuard};
+use mm_actors::store::Store;
+use mm_actors::supervision::{ActorHealth, GetHealth};
+
+/// Builds the feed spec of the config (loading a replay file).
+///
+/// # Errors
+/// A replay file that cannot be read, naming it and the line.
+pub fn feed_spec(cfg: &Config) -> anyhow::Result<FeedSpec> {
+    Ok(match cfg.feed.source {
+        FeedSource::Live => FeedSpec::Live(cfg.feed.live.clone()),
+        FeedSource::Synthetic => FeedSpec::Synthetic { cfg: cfg.feed.synthetic.clone(), max_ticks: None },
+        FeedSource::Replay => {
+            let file = ReplayFile::load(&cfg.feed.replay.path)?;
+            FeedSpec::Replay { frames: Arc::new(file.frames), speed: cfg.feed.replay.speed, looped: cfg.feed.replay.r#loop }
+        }
+    })
+}
+
+/// Addresses of every running actor.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub reg: Reg,
+    pub store: Store,
+    pub feed: Addr<BinanceFeed>,
+    pub quotes: Addr<QuoteEngine>,
+    pub orders: Addr<OrderManager>,
+    pub risk: Addr<RiskGuard>,
+    pub limiter: Addr<RateLimiter>,
+    pub outbox: Addr<OutboxWorker>,
+    pub gateway: Addr<DeltaDeFiGateway>,
+    pub account: Addr<AccountFeed>,
+    pub mock: Addr<MockExchange>,
+}
+
+/// A unique id for this process's client order ids (base-36 start time in ms).
+pub fn run_id() -> String {
+    let mut n = u64::try_from(mm_actors::types::now_ms()).unwrap_or(0);
+    let mut s = Vec::new();
+    while n > 0 {
+        let d = (n % 36) as u8;
+        s.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+        n /= 36;
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap_or_default()
+}
+
+impl Pipeline {
+    /// Starts every actor on the current arbiter and binds their peers. Must run inside a
+    /// `System`.
+    pub fn start(cfg: &Config, store: Store, feed: FeedSpec) -> Pipeline {
+        let reg: Reg = Arc::new(Registry::default());
+        let markets = cfg.markets.clone();
+        let market_ids: Vec<_> = markets.iter().map(|m| m.market.clone()).collect();
+        let symbols = {
+            let mut s: Vec<_> = markets.iter().map(|m| m.reference.clone()).collect();
+            s.dedup();
+            s
+        };
+        let run = run_id();
+
+        let r = reg.clone();
+        let (mock_cfg, mock_markets, mock_aps) = (cfg.mock_exchange.clone(), markets.clone(), cfg.mock_actions_per_second());
+        let mock = Supervisor::start(move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps));
+        let rl_cfg = cfg.rate_limit.clone();
+        let limiter = Supervisor::start(move |_| RateLimiter::new(&rl_cfg));
+        let (r, s, risk_cfg, m, stale) =
+            (reg.clone(), store.clone(), cfg.risk.clone(), markets.clone(), cfg.feed.stale_after_ms);
+        let risk = Supervisor::start(move |_| RiskGuard::new(r, s, risk_cfg, &m, stale));
+        let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
+        let gateway = Supervisor::start(move |_| DeltaDeFiGateway::new(r, &gw_cfg));
+        let (r, s, ob_cfg) = (reg.clone(), store.clone(), cfg.outbox.clone());
+        let outbox = Supervisor::start(move |_| OutboxWorker::new(r, s, ob_cfg));
+        let (r, s, m, prefix) = (reg.clone(), store.clone(), markets.clone(), cfg.run.client_id_prefix.clone());
+        let orders = Supervisor::start(move |_| OrderManager::new(r, s, &m, &prefix, &run));
+        let (r, s, ids) = (reg.clone(), store.clone(), market_ids);
+        let account = Supervisor::start(move |_| AccountFeed::new(r, s, ids));
+        let (r, s, m, max_pos) = (reg.clone(), store.clone(), markets, cfg.risk.max_position);
+        let quotes = Supervisor::start(move |_| QuoteEngine::new(r, s, &m, max_pos));
+        let (r, health_ms) = (reg.clone(), cfg.feed.health_interval_ms);
+        let feed = Supervisor::start(move |_| BinanceFeed::new(r, feed, symbols, health_ms));
+
+        // Every actor's started() runs after this synchronous block, so all peers are bound
+        // before any message flows.
+        reg.ticks_to_quotes.bind(quotes.clone().recipient());
+        reg.ticks_to_venue.bind(mock.clone().recipient());
+        reg.feed_health.bind(risk.clone().recipient());
+        reg.quote_targets.bind(orders.clone().recipient());
+        reg.requote.bind(quotes.clone().recipient());
+        reg.inventory.bind(quotes.clone().recipient());
+        reg.risk_check.bind(risk.clone().recipient());
+        reg.state_to_quotes.bind(quotes.clone().recipient());
+        reg.state_to_orders.bind(orders.clone().recipient());
+        reg.balances.bind(risk.clone().recipient());
+        reg.fills_to_risk.bind(risk.clone().recipient());
+        reg.fills_to_orders.bind(orders.clone().recipient());
+        reg.intents_durable.bind(outbox.clone().recipient());
+        reg.resolve_intent.bind(outbox.clone().recipient());
+        reg.permits.bind(limiter.clone().recipient());
+        reg.dispatch.bind(gateway.clone().recipient());
+        reg.dispatch_outcome.bind(outbox.clone().recipient());
+        reg.intent_outcome.bind(orders.clone().recipient());
+        reg.order_updates.bind(orders.clone().recipient());
+        reg.venue_snapshot.bind(orders.clone().recipient());
+        reg.order_resolved.bind(orders.clone().recipient());
+        reg.cancel_everything.bind(orders.clone().recipient());
+        reg.resolve_orders.bind(account.clone().recipient());
+        reg.resync.bind(account.clone().recipient());
+        reg.venue.bind(mock.clone().recipient());
+        reg.venue_events.bind(account.clone().recipient());
+
+        Pipeline { reg, store, feed, quotes, orders, risk, limiter, outbox, gateway, account, mock }
+    }
+
+    /// Start and restart counts of every actor, by name.
+    pub async fn health(&self) -> Vec<(&'static str, ActorHealth)> {
+        let mut out = Vec::new();
+        macro_rules! h {
+            ($name:literal, $addr:expr) => {
+                out.push(($name, $addr.send(GetHealth).await.unwrap_or_default()));
+            };
+        }
+        h!("binance_feed", self.feed);
+        h!("quote_engine", self.quotes);
+        h!("order_manager", self.orders);
+        h!("risk_guard", self.risk);
+        h!("rate_limiter", self.limiter);
+        h!("outbox_worker", self.outbox);
+        h!("gateway", self.gateway);
+        h!("account_feed", self.account);
+        h!("mock_exchange", self.mock);
+        out
+    }
+
+    /// Halts trading, cancels every order and waits until no order is live and the outbox is
+    /// empty, or `timeout` passes. Returns true when everything drained.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.risk.do_send(HaltForShutdown);
+        self.orders.do_send(CancelEverything { reason: "shutdown".into() });
+        let t0 = Instant::now();
+        loop {
+            let live: usize = match self.orders.send(GetOrderStats).await {
+                Ok(s) => s.markets.iter().map(|m| m.live).sum(),
+                Err(_) => usize::MAX,
+            };
+            let open = self.outbox.send(GetOutboxStats).await.map(|s| s.open).unwrap_or(usize::MAX);
+            if live == 0 && open == 0 {
+                return true;
+            }
+            if t0.elapsed() >= timeout {
+                tracing::warn!(live_orders = live, outbox_open = open, "shutdown drain timed out");
+                return false;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `deltadefi-mm bench`: the whole pipeline in process at full speed. A synthetic walk is
+//! generated and parsed as bookTicker text as fast as the actors keep up; the mock exchange
+//! answers at zero latency and the rate budget is lifted so that only the pipeline's own work
+//! is measured. A warm-up brings the market to ACTIVE (fresh feed, reconciled orders) first.
+//!
+//! Reported: ticks/s through feed → quote engine, tick → approved-intent latency quantiles
+//! (OrderManager's histogram), and the process's peak RSS (VmHWM).
+
+use std::time::{Duration, Instant};
+
+use mm_actors::binance_feed::{FeedSpec, PlayMore};
+use mm_actors::config::Config;
+use mm_actors::order_manager::GetOrderStats;
+use mm_actors::quote_engine::GetQuoteStats;
+use mm_actors::risk_guard::GetRiskStats;
+use mm_actors::risk_guard::rules::TradingState;
+use mm_actors::store::Store;
+use serde::Serialize;
+
+use crate::app::Pipeline;
+
+/// Latency quantiles in microseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct LatencyUs {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+}
+
+/// One benchmark run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BenchReport {
+    pub ticks: u64,
+    pub elapsed_s: f64,
+    pub ticks_per_sec: f64,
+    pub latency_us: LatencyUs,
+    pub intents: u64,
+    pub targets: u64,
+    pub peak_rss_mb: f64,
+}
+
+const WARMUP_TICKS: u64 = 2_000;
+
+/// The process's peak resident set size in MiB, from /proc/self/status (0 where unavailable).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs the benchmark with `base` (usually the staging config) adjusted for speed.
+///
+/// # Errors
+/// Store or pipeline failures.
+pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
+    let dir = std::env::temp_dir().join(format!("deltadefi-mm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("bench.db");
+    cfg.run.db_path = db.clone();
+    cfg.run.status_interval_s = 0;
+    cfg.rate_limit.actions_per_second = 1_000_000;
+    cfg.rate_limit.burst = 1_000_000;
+    cfg.mock_exchange.latency_ms = 0;
+    cfg.mock_exchange.latency_jitter_ms = 0;
+    cfg.mock_exchange.actions_per_second = 0;
+    cfg.feed.synthetic.interval_ms = 0;
+    cfg.feed.synthetic.burst_probability = rust_decimal::Decimal::ZERO;
+    let report = actix::System::new().block_on(async move {
+        let store = Store::open(&cfg.run.db_path)?;
+        let spec = FeedSpec::Synthetic { cfg: cfg.feed.synthetic.clone(), max_ticks: Some(WARMUP_TICKS) };
+        let p = Pipeline::start(&cfg, store, spec);
+        // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
+        let t0 = Instant::now();
+        loop {
+            let risk = p.risk.send(GetRiskStats).await?;
+            let orders = p.orders.send(GetOrderStats).await?;
+            if orders.reconciled && risk.markets.iter().all(|m| m.state == TradingState::Active) {
+                break;
+            }
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "pipeline did not become ACTIVE within 10 s");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before_ticks: u64 = p.quotes.send(GetQuoteStats).await?.iter().map(|m| m.ticks).sum();
+        let before = p.orders.send(GetOrderStats).await?;
+        p.orders.send(mm_actors::order_manager::ResetLatency).await?;
+        let start = Instant::now();
+        p.feed.do_send(PlayMore(ticks));
+        let target = before_ticks + ticks;
+        let (done_ticks, targets) = loop {
+            let q = p.quotes.send(GetQuoteStats).await?;
+            let n: u64 = q.iter().map(|m| m.ticks).sum();
+            if n >= target {
+                break (n - before_ticks, q.iter().map(|m| m.targets).sum::<u64>());
+            }
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        };
+        let elapsed = start.elapsed().as_secs_f64();
+        let after = p.orders.send(GetOrderStats).await?;
+        actix::System::current().stop();
+        anyhow::Ok(BenchReport {
+            ticks: done_ticks,
+            elapsed_s: elapsed,
+            ticks_per_sec: done_ticks as f64 / elapsed,
+            latency_us: LatencyUs { p50: after.latency.p50_us, p99: after.latency.p99_us, p999: after.latency.p999_us },
+            intents: after.intents - before.intents,
+            targets,
+            peak_rss_mb: peak_rss_mb(),
+        })
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
