@@ -91,7 +91,7 @@ pub struct BinanceFeed {
 }
 
 /// How many replay frames are handled per mailbox turn at max speed.
-const REPLAY_BATCH: usize = 256;
+const REPLAY_BATCH: usize = 64;
 
 impl BinanceFeed {
     /// A feed of `symbols` from `spec`.

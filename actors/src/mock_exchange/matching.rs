@@ -43,7 +43,11 @@ struct Asset {
 pub struct MatchingCore {
     params: MatchingParams,
     markets: HashMap<MarketId, MarketRules>,
+    /// Orders resting on the book; the only ones a tick is matched against.
     orders: HashMap<VenueOrderId, VenueOrder>,
+    /// Finished orders, kept for queries; the oldest go beyond [`CLOSED_KEPT`].
+    closed: HashMap<VenueOrderId, VenueOrder>,
+    closed_order: VecDeque<VenueOrderId>,
     by_client: HashMap<ClientOrderId, VenueOrderId>,
     assets: HashMap<String, Asset>,
     references: HashMap<MarketId, (Decimal, Decimal)>,
@@ -52,6 +56,9 @@ pub struct MatchingCore {
     order_seq: u64,
     trade_seq: u64,
 }
+
+/// How many finished orders the mock remembers for queries.
+pub const CLOSED_KEPT: usize = 50_000;
 
 /// Base and quote asset names of a market (`ADAUSDM` → `ada`, `usdm`).
 pub fn assets_of(market: &MarketId) -> (String, String) {
@@ -76,6 +83,8 @@ impl MatchingCore {
             params,
             markets: markets.into_iter().map(|m| (m.market.clone(), m)).collect(),
             orders: HashMap::new(),
+            closed: HashMap::new(),
+            closed_order: VecDeque::new(),
             by_client: HashMap::new(),
             assets,
             references: HashMap::new(),
@@ -168,9 +177,32 @@ impl MatchingCore {
             ts_ms: now_ms,
         };
         self.by_client.insert(req.client_order_id.clone(), order.venue_order_id.clone());
-        self.orders.insert(order.venue_order_id.clone(), order.clone());
+        self.put(order.clone());
         let events = vec![VenueEvent::Order(order.clone()), VenueEvent::Balances(self.balances())];
         Ok((order, events))
+    }
+
+    /// Stores an order where it belongs: on the book while live, in the history once finished.
+    fn put(&mut self, o: VenueOrder) {
+        if o.status.is_terminal() {
+            self.orders.remove(&o.venue_order_id);
+            self.closed_order.push_back(o.venue_order_id.clone());
+            self.closed.insert(o.venue_order_id.clone(), o);
+            while self.closed_order.len() > CLOSED_KEPT {
+                if let Some(old) = self.closed_order.pop_front()
+                    && let Some(gone) = self.closed.remove(&old)
+                    && let Some(c) = &gone.client_order_id
+                {
+                    self.by_client.remove(c);
+                }
+            }
+        } else {
+            self.orders.insert(o.venue_order_id.clone(), o);
+        }
+    }
+
+    fn lookup(&self, id: &VenueOrderId) -> Option<&VenueOrder> {
+        self.orders.get(id).or_else(|| self.closed.get(id))
     }
 
     fn find(&self, venue: Option<&VenueOrderId>, client: &ClientOrderId) -> Option<VenueOrderId> {
@@ -201,7 +233,7 @@ impl MatchingCore {
     ) -> Result<(VenueOrder, Vec<VenueEvent>), VenueError> {
         self.spend_action(now_ms)?;
         let id = self.find(venue, client).ok_or_else(|| VenueError::new(4200, "Order not found"))?;
-        let order = self.orders.get(&id).cloned().ok_or_else(|| VenueError::new(4200, "Order not found"))?;
+        let order = self.lookup(&id).cloned().ok_or_else(|| VenueError::new(4200, "Order not found"))?;
         if order.status.is_terminal() {
             return Err(VenueError::new(4201, "order is not open"));
         }
@@ -209,7 +241,7 @@ impl MatchingCore {
         let mut done = order;
         done.status = VenueOrderStatus::Cancelled;
         done.ts_ms = now_ms;
-        self.orders.insert(id, done.clone());
+        self.put(done.clone());
         Ok((done.clone(), vec![VenueEvent::Order(done), VenueEvent::Balances(self.balances())]))
     }
 
@@ -219,12 +251,7 @@ impl MatchingCore {
     /// 4200 "Order not found" when nothing is open, as DeltaDeFi answers.
     pub fn cancel_all(&mut self, market: &MarketId, now_ms: i64) -> Result<(Vec<VenueOrderId>, Vec<VenueEvent>), VenueError> {
         self.spend_action(now_ms)?;
-        let mut open: Vec<VenueOrder> = self
-            .orders
-            .values()
-            .filter(|o| &o.market == market && !o.status.is_terminal())
-            .cloned()
-            .collect();
+        let mut open: Vec<VenueOrder> = self.orders.values().filter(|o| &o.market == market).cloned().collect();
         if open.is_empty() {
             return Err(VenueError::new(4200, "Order not found"));
         }
@@ -235,7 +262,7 @@ impl MatchingCore {
             let mut done = o.clone();
             done.status = VenueOrderStatus::Cancelled;
             done.ts_ms = now_ms;
-            self.orders.insert(done.venue_order_id.clone(), done.clone());
+            self.put(done.clone());
             events.push(VenueEvent::Order(done));
         }
         events.push(VenueEvent::Balances(self.balances()));
@@ -244,13 +271,12 @@ impl MatchingCore {
 
     /// Looks an order up.
     pub fn query(&self, venue: Option<&VenueOrderId>, client: &ClientOrderId) -> Option<VenueOrder> {
-        self.find(venue, client).and_then(|id| self.orders.get(&id).cloned())
+        self.find(venue, client).and_then(|id| self.lookup(&id).cloned())
     }
 
     /// Open orders of a market, oldest first.
     pub fn open_orders(&self, market: &MarketId) -> Vec<VenueOrder> {
-        let mut v: Vec<VenueOrder> =
-            self.orders.values().filter(|o| &o.market == market && !o.status.is_terminal()).cloned().collect();
+        let mut v: Vec<VenueOrder> = self.orders.values().filter(|o| &o.market == market).cloned().collect();
         v.sort_by(|a, b| a.venue_order_id.cmp(&b.venue_order_id));
         v
     }
@@ -266,7 +292,7 @@ impl MatchingCore {
         let mut crossing: Vec<VenueOrderId> = self
             .orders
             .values()
-            .filter(|o| &o.market == market && !o.status.is_terminal())
+            .filter(|o| &o.market == market)
             .filter(|o| match (o.side, touch) {
                 (Side::Buy, false) => ask < o.price,
                 (Side::Buy, true) => ask <= o.price,
@@ -331,7 +357,7 @@ impl MatchingCore {
             liquidity: Liquidity::Maker,
             ts_ms: now_ms,
         };
-        self.orders.insert(id.clone(), o.clone());
+        self.put(o.clone());
         Some(vec![VenueEvent::Fill(fill), VenueEvent::Order(o)])
     }
 }

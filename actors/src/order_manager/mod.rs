@@ -160,6 +160,12 @@ pub struct ResetLatency;
 #[rtype(result = "()")]
 struct PersistFailed(String);
 
+/// Diff the markets whose target changed; queued behind the mailbox, so that a burst of
+/// targets costs one diff per market (the latest target wins).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WorkPending;
+
 /// The order owner.
 pub struct OrderManager {
     reg: Reg,
@@ -172,6 +178,8 @@ pub struct OrderManager {
     halted: HashSet<MarketId>,
     unknown_rows: HashMap<ClientOrderId, i64>,
     fill_sums: HashMap<ClientOrderId, Decimal>,
+    pending_work: HashSet<MarketId>,
+    work_scheduled: bool,
     fills: HashMap<MarketId, u64>,
     latency: LatencyHistogram,
     intents: u64,
@@ -193,6 +201,8 @@ impl OrderManager {
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             unknown_rows: HashMap::new(),
             fill_sums: HashMap::new(),
+            pending_work: HashSet::new(),
+            work_scheduled: false,
             fills: HashMap::new(),
             latency: LatencyHistogram::default(),
             intents: 0,
@@ -206,6 +216,8 @@ impl OrderManager {
         self.reconciled.clear();
         self.unknown_rows.clear();
         self.fill_sums.clear();
+        self.pending_work.clear();
+        self.work_scheduled = false;
         self.loaded = false;
     }
 
@@ -418,10 +430,25 @@ crate::supervised_actor!(OrderManager, "order_manager");
 impl Handler<QuoteTarget> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: QuoteTarget, ctx: &mut Context<Self>) {
+        let market = msg.market.clone();
+        self.latest.insert(market.clone(), msg);
+        self.pending_work.insert(market);
+        if !self.work_scheduled {
+            self.work_scheduled = true;
+            ctx.notify(WorkPending);
+        }
+    }
+}
+
+impl Handler<WorkPending> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, _: WorkPending, ctx: &mut Context<Self>) {
         guarded(self, ctx, "order_manager", |act, ctx| {
-            let market = msg.market.clone();
-            act.latest.insert(market.clone(), msg);
-            act.work_market(&market, ctx);
+            act.work_scheduled = false;
+            let markets: Vec<MarketId> = act.pending_work.drain().collect();
+            for m in markets {
+                act.work_market(&m, ctx);
+            }
         });
     }
 }

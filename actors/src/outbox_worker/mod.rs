@@ -148,11 +148,11 @@ impl OutboxWorker {
         }
     }
 
-    fn send_row(&mut self, id: i64, sent_at_ms: i64) {
-        if !self.queue.unreserve(id) {
-            debug!(outbox_id = id, "row superseded while waiting for its permit");
+    fn send_row(&mut self, reserved_for: i64, sent_at_ms: i64) {
+        let Some(id) = self.queue.take_for_permit(reserved_for, sent_at_ms) else {
+            debug!(outbox_id = reserved_for, "permit granted with nothing left to send");
             return;
-        }
+        };
         let Some(row) = self.queue.mark_sent(id, sent_at_ms) else { return };
         self.sent_total += 1;
         let attempt = row.attempts;

@@ -283,12 +283,27 @@ impl OutboxQueue {
         self.reserved.len()
     }
 
-    /// The next row to dispatch, if any may go now.
+    /// The next row to dispatch, if any may go now (rows waiting for a permit excluded).
     pub fn next_ready(&self, now_ms: i64) -> Option<i64> {
+        self.next(now_ms, false)
+    }
+
+    /// The row a granted permit should carry: `preferred` if it is still waiting, else the
+    /// next ready row, reserved or not (its own permit, when it comes, carries another).
+    /// A permit is never wasted while a row is ready.
+    pub fn take_for_permit(&mut self, preferred: i64, now_ms: i64) -> Option<i64> {
+        let id = if self.unreserve(preferred) { Some(preferred) } else { self.next(now_ms, true) };
+        if let Some(id) = id {
+            self.reserved.remove(&id);
+        }
+        id
+    }
+
+    fn next(&self, now_ms: i64, include_reserved: bool) -> Option<i64> {
         let ready = |r: &&OutboxRow| {
             r.status == OutboxStatus::Pending
                 && r.next_attempt_at_ms <= now_ms
-                && !self.reserved.contains(&r.id)
+                && (include_reserved || !self.reserved.contains(&r.id))
                 && !self.blocked(r)
         };
         self.rows
@@ -519,6 +534,17 @@ mod tests {
             &q.get(2).map(|r| r.intent.clone()),
             Some(Intent::Cancel { venue_order_id: Some(v), .. }) if v.as_str() == "v1"
         ));
+    }
+
+    #[test]
+    fn a_permit_for_a_superseded_row_carries_the_next_one() {
+        let mut q = OutboxQueue::new(policy());
+        q.enqueue(place(1, "a", 0), 0);
+        q.reserve(1);
+        q.enqueue(place(2, "b", 0), 0); // supersedes 1 while it waits for its permit
+        assert_eq!(q.take_for_permit(1, 0), Some(2));
+        q.mark_sent(2, 0);
+        assert_eq!(q.take_for_permit(2, 0), None, "nothing else is ready");
     }
 
     #[test]

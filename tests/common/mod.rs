@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests: configs, bounded waits, database access.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use deltadefi_mm::config;
+use mm_actors::config::Config;
+
+/// The shipped staging config, with the database in `dir`.
+pub fn staging_config(dir: &Path) -> Config {
+    let text = std::fs::read_to_string(repo_path("config/staging.yaml")).expect("read staging.yaml");
+    let mut cfg = config::parse(&text).expect("staging.yaml parses");
+    cfg.run.db_path = dir.join("test.db");
+    cfg.run.status_interval_s = 0;
+    cfg
+}
+
+/// A path inside the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let p = std::env::temp_dir().join(format!("deltadefi-mm-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` until it holds; panics with `what` after `timeout`. Bounded event wait for
+/// conditions that have no event to await (state inside actors or the database).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A read-only connection to a test database.
+pub fn db(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
+}
+
+/// One integer from a query.
+pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
