@@ -176,7 +176,6 @@ pub struct OrderManager {
     latest: HashMap<MarketId, QuoteTarget>,
     reconciled: HashSet<MarketId>,
     halted: HashSet<MarketId>,
-    unknown_rows: HashMap<ClientOrderId, i64>,
     fill_sums: HashMap<ClientOrderId, Decimal>,
     pending_work: HashSet<MarketId>,
     work_scheduled: bool,
@@ -199,7 +198,6 @@ impl OrderManager {
             latest: HashMap::new(),
             reconciled: HashSet::new(),
             halted: markets.iter().map(|m| m.market.clone()).collect(),
-            unknown_rows: HashMap::new(),
             fill_sums: HashMap::new(),
             pending_work: HashSet::new(),
             work_scheduled: false,
@@ -214,7 +212,6 @@ impl OrderManager {
     fn on_restart(&mut self, _: &mut Context<Self>) {
         self.latest.clear();
         self.reconciled.clear();
-        self.unknown_rows.clear();
         self.fill_sums.clear();
         self.pending_work.clear();
         self.work_scheduled = false;
@@ -470,12 +467,10 @@ impl Handler<IntentOutcome> for OrderManager {
                     self.tracker.set_venue_id(id, v);
                 }
                 self.apply_and_persist(id, OrderEvent::Accepted, None);
-                self.unknown_rows.remove(id);
             }
             (Intent::Place { client_order_id: id, .. }, DispatchResult::Rejected { code, message }) => {
                 debug!(client_order_id = %id, code, cause = %message, "place rejected");
                 self.apply_and_persist(id, OrderEvent::Rejected, Some(message));
-                self.unknown_rows.remove(id);
                 self.work_market(&market, ctx);
             }
             (Intent::Place { client_order_id: id, .. }, DispatchResult::Retry { message, .. }) => {
@@ -486,7 +481,6 @@ impl Handler<IntentOutcome> for OrderManager {
             (Intent::Place { client_order_id: id, .. }, DispatchResult::Unknown { message }) => {
                 warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
                 self.apply_and_persist(id, OrderEvent::OutcomeUnknown, Some(message));
-                self.unknown_rows.insert(id.clone(), row.id);
                 self.resolve(vec![id.clone()]);
             }
             (Intent::Cancel { client_order_id: id, .. }, result) => {
@@ -599,21 +593,19 @@ impl Handler<OrderResolved> for OrderManager {
     fn handle(&mut self, msg: OrderResolved, ctx: &mut Context<Self>) {
         let id = msg.client_order_id;
         let market = self.tracker.get(&id).map(|o| o.market.clone());
-        let row = self.unknown_rows.remove(&id);
         match &msg.venue_order {
             Some(vo) => {
                 self.apply_venue_order(&id, vo);
-                if let Some(row) = row {
-                    self.reg.resolve_intent.do_send(ResolveIntent { id: row, venue_order_id: Some(vo.venue_order_id.clone()) });
-                }
             }
             None => {
                 self.apply_and_persist(&id, OrderEvent::NotFound, Some("not found at the venue".into()));
-                if let Some(row) = row {
-                    self.reg.resolve_intent.do_send(ResolveIntent { id: row, venue_order_id: None });
-                }
             }
         }
+        // Settles the outbox row of a place whose outcome was unknown (a no-op otherwise).
+        self.reg.resolve_intent.do_send(ResolveIntent {
+            client_order_id: id,
+            venue_order_id: msg.venue_order.map(|vo| vo.venue_order_id),
+        });
         if let Some(m) = market {
             self.work_market(&m, ctx);
         }

@@ -18,7 +18,7 @@ use crate::rate_limiter::AcquirePermit;
 use crate::registry::Reg;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{VenueOrderId, now_ms};
+use crate::types::{ClientOrderId, VenueOrderId, now_ms};
 use queue::{DispatchResult, Effect, OutboxQueue, OutboxRow, RetryPolicy};
 
 /// Outbox rows whose transaction has committed: they may now be sent.
@@ -34,11 +34,11 @@ pub struct DispatchOutcome {
     pub result: DispatchResult,
 }
 
-/// The venue has been asked about a row whose outcome was unknown.
+/// The venue has been asked about an order; settles its place if its outcome was unknown.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct ResolveIntent {
-    pub id: i64,
+    pub client_order_id: ClientOrderId,
     /// The venue's order, when it exists there.
     pub venue_order_id: Option<VenueOrderId>,
 }
@@ -243,7 +243,7 @@ impl Handler<DispatchOutcome> for OutboxWorker {
 impl Handler<ResolveIntent> for OutboxWorker {
     type Result = ();
     fn handle(&mut self, msg: ResolveIntent, ctx: &mut Context<Self>) {
-        let effects = self.queue.resolve(msg.id, msg.venue_order_id, now_ms());
+        let effects = self.queue.resolve(&msg.client_order_id, msg.venue_order_id, now_ms());
         // The order side of the resolution was applied by OrderManager already.
         let effects = effects.into_iter().filter(|e| !matches!(e, Effect::Outcome { .. })).collect();
         self.apply_effects(effects);

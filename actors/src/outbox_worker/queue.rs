@@ -401,12 +401,14 @@ impl OutboxQueue {
         effects
     }
 
-    /// Resolves a place whose outcome was unknown, once the venue has been asked.
-    pub fn resolve(&mut self, id: i64, at_venue: Option<VenueOrderId>, now_ms: i64) -> Vec<Effect> {
-        match self.rows.get(&id).map(|r| r.status) {
-            Some(OutboxStatus::Unknown) => {}
-            _ => return Vec::new(),
-        }
+    /// Resolves the place of `coid` whose outcome was unknown, once the venue has been asked.
+    /// Nothing happens when no such row waits (it was resolved already).
+    pub fn resolve(&mut self, coid: &ClientOrderId, at_venue: Option<VenueOrderId>, now_ms: i64) -> Vec<Effect> {
+        let found = self.rows.values().find(|r| {
+            r.status == OutboxStatus::Unknown
+                && matches!(&r.intent, Intent::Place { client_order_id, .. } if client_order_id == coid)
+        });
+        let Some(id) = found.map(|r| r.id) else { return Vec::new() };
         let result = match at_venue {
             Some(v) => DispatchResult::Done { venue_order_id: Some(v) },
             None => DispatchResult::Rejected { code: None, message: "not found at the venue".into() },
@@ -584,7 +586,8 @@ mod tests {
         q.mark_sent(1, 0);
         q.on_result(1, DispatchResult::Unknown { message: "timeout".into() }, 10);
         assert_eq!(q.next_ready(1_000_000), None);
-        let fx = q.resolve(1, None, 20);
+        assert!(q.resolve(&ClientOrderId("zz".into()), None, 15).is_empty());
+        let fx = q.resolve(&ClientOrderId("a".into()), None, 20);
         assert_eq!(status(&fx, 1), Some(OutboxStatus::Rejected));
         assert!(q.is_empty());
     }
