@@ -1,0 +1,148 @@
+//! The binary as an operator uses it: bad configs stop start-up naming the key; SIGINT cancels
+//! everything, drains the outbox and exits 0; the kill switch halts a running service;
+//! `status --db` reads the result.
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, count, db, repo_path};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deltadefi-mm"));
+    c.current_dir(repo_path("")).env_remove("RUST_LOG");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MM_")) {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn staging_with(replace: &str, by: &str) -> String {
+    let text = std::fs::read_to_string(repo_path("config/staging.yaml")).expect("staging.yaml");
+    assert!(text.contains(replace), "staging.yaml lacks {replace:?}");
+    text.replacen(replace, by, 1)
+}
+
+fn run_with_config(dir: &TempDir, yaml: &str) -> Output {
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--db")
+        .arg(dir.path().join("x.db"))
+        .output()
+        .expect("run binary")
+}
+
+#[test]
+fn bad_config_stops_start_up_naming_the_key() {
+    let dir = TempDir::new("cli-config");
+    let cases = [
+        ("unknown key", staging_with("  levels: 2", "  levels: 2\n    levles: 3"), "levles"),
+        ("out of range", staging_with("  levels: 2", "  levels: 0"), "markets[0].levels"),
+        ("budget zero", staging_with("actions_per_second: 5", "actions_per_second: 0"), "rate_limit.actions_per_second"),
+        ("wrong type", staging_with("max_open_orders: 20", "max_open_orders: many"), "max_open_orders"),
+    ];
+    for (name, yaml, key) in cases {
+        let out = run_with_config(&dir, &yaml);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(key), "{name}: stderr does not name {key}: {stderr}");
+        assert!(!dir.path().join("x.db").exists(), "{name}: nothing may be created before the config is valid");
+    }
+    let out = bin().args(["run", "--config", "/nonexistent/x.yaml"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
+}
+
+fn spawn_run(db_path: &std::path::Path) -> Child {
+    bin()
+        .args(["run", "--db"])
+        .arg(db_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run")
+}
+
+fn wait_db(db_path: &std::path::Path, what: &str, sql: &str) {
+    let t0 = Instant::now();
+    loop {
+        if db_path.exists() && count(&db(db_path), sql) > 0 {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill").success();
+    assert!(ok, "kill {sig} failed");
+}
+
+fn wait_exit(mut child: Child) -> (Option<i32>, String) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return (status.code(), err);
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the service did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_cancels_everything_drains_and_exits_zero() {
+    let dir = TempDir::new("cli-sigint");
+    let db_path = dir.path().join("run.db");
+    let child = spawn_run(&db_path);
+    wait_db(&db_path, "a working order", "SELECT COUNT(*) FROM orders WHERE state = 'working'");
+    signal(&child, "-INT");
+    let (code, stderr) = wait_exit(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("SIGINT"), "{stderr}");
+    let conn = db(&db_path);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled','cancelled','rejected')"), 0);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')"), 0);
+    assert!(count(&conn, "SELECT COUNT(*) FROM outbox WHERE kind = 'cancel_all' AND status = 'done'") >= 1);
+
+    let out = bin().args(["status", "--db"]).arg(&db_path).output().expect("status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ADAUSDM HALTED"), "{stdout}");
+    assert!(stdout.contains("working=0"), "{stdout}");
+}
+
+#[test]
+fn kill_switch_from_the_cli_halts_a_running_service() {
+    let dir = TempDir::new("cli-kill");
+    let db_path = dir.path().join("run.db");
+    let child = spawn_run(&db_path);
+    wait_db(&db_path, "a working order", "SELECT COUNT(*) FROM orders WHERE state = 'working'");
+    let out = bin().args(["kill", "--db"]).arg(&db_path).output().expect("kill");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_db(&db_path, "the kill switch", "SELECT COUNT(*) FROM risk_events WHERE reason = 'kill_switch'");
+    wait_db(
+        &db_path,
+        "every order cancelled",
+        "SELECT CASE WHEN (SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled','cancelled','rejected')) = 0 \
+         AND (SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')) = 0 THEN 1 ELSE 0 END",
+    );
+    let placed_at_kill = count(&db(&db_path), "SELECT COUNT(*) FROM outbox WHERE kind = 'place'");
+    std::thread::sleep(Duration::from_millis(1500));
+    let placed_later = count(&db(&db_path), "SELECT COUNT(*) FROM outbox WHERE kind = 'place'");
+    assert_eq!(placed_at_kill, placed_later, "no new order while halted");
+    signal(&child, "-TERM");
+    let (code, stderr) = wait_exit(child);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+}
