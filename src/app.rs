@@ -30,10 +30,17 @@ use mm_actors::supervision::{ActorHealth, GetHealth};
 pub fn feed_spec(cfg: &Config) -> anyhow::Result<FeedSpec> {
     Ok(match cfg.feed.source {
         FeedSource::Live => FeedSpec::Live(cfg.feed.live.clone()),
-        FeedSource::Synthetic => FeedSpec::Synthetic { cfg: cfg.feed.synthetic.clone(), max_ticks: None },
+        FeedSource::Synthetic => FeedSpec::Synthetic {
+            cfg: cfg.feed.synthetic.clone(),
+            max_ticks: None,
+        },
         FeedSource::Replay => {
             let file = ReplayFile::load(&cfg.feed.replay.path)?;
-            FeedSpec::Replay { frames: Arc::new(file.frames), speed: cfg.feed.replay.speed, looped: cfg.feed.replay.r#loop }
+            FeedSpec::Replay {
+                frames: Arc::new(file.frames),
+                speed: cfg.feed.replay.speed,
+                looped: cfg.feed.replay.r#loop,
+            }
         }
     })
 }
@@ -82,18 +89,33 @@ impl Pipeline {
         let run = run_id();
 
         let r = reg.clone();
-        let (mock_cfg, mock_markets, mock_aps) = (cfg.mock_exchange.clone(), markets.clone(), cfg.mock_actions_per_second());
-        let mock = Supervisor::start(move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps));
+        let (mock_cfg, mock_markets, mock_aps) = (
+            cfg.mock_exchange.clone(),
+            markets.clone(),
+            cfg.mock_actions_per_second(),
+        );
+        let mock =
+            Supervisor::start(move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps));
         let rl_cfg = cfg.rate_limit.clone();
         let limiter = Supervisor::start(move |_| RateLimiter::new(&rl_cfg));
-        let (r, s, risk_cfg, m, stale) =
-            (reg.clone(), store.clone(), cfg.risk.clone(), markets.clone(), cfg.feed.stale_after_ms);
+        let (r, s, risk_cfg, m, stale) = (
+            reg.clone(),
+            store.clone(),
+            cfg.risk.clone(),
+            markets.clone(),
+            cfg.feed.stale_after_ms,
+        );
         let risk = Supervisor::start(move |_| RiskGuard::new(r, s, risk_cfg, &m, stale));
         let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
         let gateway = Supervisor::start(move |_| DeltaDeFiGateway::new(r, &gw_cfg));
         let (r, s, ob_cfg) = (reg.clone(), store.clone(), cfg.outbox.clone());
         let outbox = Supervisor::start(move |_| OutboxWorker::new(r, s, ob_cfg));
-        let (r, s, m, prefix) = (reg.clone(), store.clone(), markets.clone(), cfg.run.client_id_prefix.clone());
+        let (r, s, m, prefix) = (
+            reg.clone(),
+            store.clone(),
+            markets.clone(),
+            cfg.run.client_id_prefix.clone(),
+        );
         let orders = Supervisor::start(move |_| OrderManager::new(r, s, &m, &prefix, &run));
         let (r, s, ids) = (reg.clone(), store.clone(), market_ids);
         let account = Supervisor::start(move |_| AccountFeed::new(r, s, ids));
@@ -131,7 +153,19 @@ impl Pipeline {
         reg.venue.bind(mock.clone().recipient());
         reg.venue_events.bind(account.clone().recipient());
 
-        Pipeline { reg, store, feed, quotes, orders, risk, limiter, outbox, gateway, account, mock }
+        Pipeline {
+            reg,
+            store,
+            feed,
+            quotes,
+            orders,
+            risk,
+            limiter,
+            outbox,
+            gateway,
+            account,
+            mock,
+        }
     }
 
     /// Start and restart counts of every actor, by name.
@@ -158,19 +192,30 @@ impl Pipeline {
     /// empty, or `timeout` passes. Returns true when everything drained.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         self.risk.do_send(HaltForShutdown);
-        self.orders.do_send(CancelEverything { reason: "shutdown".into() });
+        self.orders.do_send(CancelEverything {
+            reason: "shutdown".into(),
+        });
         let t0 = Instant::now();
         loop {
             let live: usize = match self.orders.send(GetOrderStats).await {
                 Ok(s) => s.markets.iter().map(|m| m.live).sum(),
                 Err(_) => usize::MAX,
             };
-            let open = self.outbox.send(GetOutboxStats).await.map(|s| s.open).unwrap_or(usize::MAX);
+            let open = self
+                .outbox
+                .send(GetOutboxStats)
+                .await
+                .map(|s| s.open)
+                .unwrap_or(usize::MAX);
             if live == 0 && open == 0 {
                 return true;
             }
             if t0.elapsed() >= timeout {
-                tracing::warn!(live_orders = live, outbox_open = open, "shutdown drain timed out");
+                tracing::warn!(
+                    live_orders = live,
+                    outbox_open = open,
+                    "shutdown drain timed out"
+                );
                 return false;
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;

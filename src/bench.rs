@@ -73,7 +73,10 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
     cfg.feed.synthetic.burst_probability = rust_decimal::Decimal::ZERO;
     let report = actix::System::new().block_on(async move {
         let store = Store::open(&cfg.run.db_path)?;
-        let spec = FeedSpec::Synthetic { cfg: cfg.feed.synthetic.clone(), max_ticks: Some(WARMUP_TICKS) };
+        let spec = FeedSpec::Synthetic {
+            cfg: cfg.feed.synthetic.clone(),
+            max_ticks: Some(WARMUP_TICKS),
+        };
         let p = Pipeline::start(&cfg, store, spec);
         // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
         let t0 = Instant::now();
@@ -83,12 +86,23 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
             if orders.reconciled && risk.markets.iter().all(|m| m.state == TradingState::Active) {
                 break;
             }
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "pipeline did not become ACTIVE within 10 s");
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "pipeline did not become ACTIVE within 10 s"
+            );
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
-        let before_ticks: u64 = p.quotes.send(GetQuoteStats).await?.iter().map(|m| m.ticks).sum();
+        let before_ticks: u64 = p
+            .quotes
+            .send(GetQuoteStats)
+            .await?
+            .iter()
+            .map(|m| m.ticks)
+            .sum();
         let before = p.orders.send(GetOrderStats).await?;
-        p.orders.send(mm_actors::order_manager::ResetLatency).await?;
+        p.orders
+            .send(mm_actors::order_manager::ResetLatency)
+            .await?;
         let start = Instant::now();
         p.feed.do_send(PlayMore(ticks));
         let target = before_ticks + ticks;
@@ -107,7 +121,11 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
             ticks: done_ticks,
             elapsed_s: elapsed,
             ticks_per_sec: done_ticks as f64 / elapsed,
-            latency_us: LatencyUs { p50: after.latency.p50_us, p99: after.latency.p99_us, p999: after.latency.p999_us },
+            latency_us: LatencyUs {
+                p50: after.latency.p50_us,
+                p99: after.latency.p99_us,
+                p999: after.latency.p999_us,
+            },
             intents: after.intents - before.intents,
             targets,
             peak_rss_mb: peak_rss_mb(),

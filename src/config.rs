@@ -9,7 +9,10 @@ use mm_actors::config::{Config, FeedSource, LogFormat, Mode, Violation};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -34,11 +37,21 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 /// # Errors
 /// [`ConfigError`] naming what is wrong.
 pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    let mut cfg = parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let mut cfg = parse(&text).map_err(|message| ConfigError::Parse {
+        path: path.into(),
+        message,
+    })?;
     apply_env(&mut cfg, env)?;
     let violations = cfg.validate();
-    if violations.is_empty() { Ok(cfg) } else { Err(ConfigError::Invalid(violations)) }
+    if violations.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid(violations))
+    }
 }
 
 /// Parses YAML text; unknown keys are errors that name the key and its place.
@@ -49,15 +62,24 @@ pub fn parse(text: &str) -> Result<Config, String> {
     serde_yaml::from_str(text).map_err(|e| e.to_string())
 }
 
-fn enum_value<T: serde::de::DeserializeOwned>(var: &'static str, value: &str) -> Result<T, ConfigError> {
-    serde_yaml::from_str(value).map_err(|e| ConfigError::Env { var, message: format!("{value:?}: {e}") })
+fn enum_value<T: serde::de::DeserializeOwned>(
+    var: &'static str,
+    value: &str,
+) -> Result<T, ConfigError> {
+    serde_yaml::from_str(value).map_err(|e| ConfigError::Env {
+        var,
+        message: format!("{value:?}: {e}"),
+    })
 }
 
 /// Applies the `MM_*` overrides.
 ///
 /// # Errors
 /// [`ConfigError::Env`] naming a variable whose value does not parse.
-pub fn apply_env(cfg: &mut Config, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+pub fn apply_env(
+    cfg: &mut Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
     if let Some(v) = env("MM_MODE") {
         cfg.mode = enum_value::<Mode>("MM_MODE", &v)?;
     }
@@ -77,9 +99,10 @@ pub fn apply_env(cfg: &mut Config, env: impl Fn(&str) -> Option<String>) -> Resu
         cfg.feed.live.url = v;
     }
     if let Some(v) = env("MM_ACTIONS_PER_SECOND") {
-        cfg.rate_limit.actions_per_second = v
-            .parse()
-            .map_err(|e| ConfigError::Env { var: "MM_ACTIONS_PER_SECOND", message: format!("{v:?}: {e}") })?;
+        cfg.rate_limit.actions_per_second = v.parse().map_err(|e| ConfigError::Env {
+            var: "MM_ACTIONS_PER_SECOND",
+            message: format!("{v:?}: {e}"),
+        })?;
     }
     Ok(())
 }
@@ -92,7 +115,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 500ms, 5m or 2h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 500ms, 5m or 2h"))?;
     let ms = match unit {
         "" | "s" => n.checked_mul(1_000),
         "ms" => Some(n),
@@ -109,7 +134,8 @@ mod tests {
     use super::*;
 
     fn staging() -> String {
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/staging.yaml")).expect("staging.yaml")
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/staging.yaml"))
+            .expect("staging.yaml")
     }
 
     #[test]
@@ -122,7 +148,10 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let text = staging().replace("venue_spread_bps:", "venue_sprad_bps: 3\n    venue_spread_bps:");
+        let text = staging().replace(
+            "venue_spread_bps:",
+            "venue_sprad_bps: 3\n    venue_spread_bps:",
+        );
         let err = parse(&text).expect_err("unknown key");
         assert!(err.contains("venue_sprad_bps"), "{err}");
     }
@@ -134,8 +163,15 @@ mod tests {
         cfg.rate_limit.actions_per_second = 0;
         cfg.mock_exchange.partial_fill_ratio = rust_decimal::Decimal::from(2);
         let keys: Vec<String> = cfg.validate().into_iter().map(|v| v.key).collect();
-        for k in ["markets[0].levels", "rate_limit.actions_per_second", "mock_exchange.partial_fill_ratio"] {
-            assert!(keys.iter().any(|got| got == k), "{k} not reported in {keys:?}");
+        for k in [
+            "markets[0].levels",
+            "rate_limit.actions_per_second",
+            "mock_exchange.partial_fill_ratio",
+        ] {
+            assert!(
+                keys.iter().any(|got| got == k),
+                "{k} not reported in {keys:?}"
+            );
         }
     }
 
@@ -157,9 +193,18 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(std::time::Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(std::time::Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(std::time::Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Ok(std::time::Duration::from_secs(120))
+        );
         assert_eq!(parse_duration("7"), Ok(std::time::Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
     }

@@ -13,7 +13,11 @@ use mm_actors::store::Store;
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
-#[command(name = "deltadefi-mm", version, about = "Market maker for DeltaDeFi ADAUSDM priced from Binance ADAUSDT")]
+#[command(
+    name = "deltadefi-mm",
+    version,
+    about = "Market maker for DeltaDeFi ADAUSDM priced from Binance ADAUSDT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,33 +101,54 @@ fn env(k: &str) -> Option<String> {
 
 fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Run { config, db, duration, log_format } => run(config, db, duration, log_format),
+        Command::Run {
+            config,
+            db,
+            duration,
+            log_format,
+        } => run(config, db, duration, log_format),
         Command::Status { db, config } => {
-            let budget = config::load(&config, env).map(|c| c.rate_limit.actions_per_second).unwrap_or(5);
+            let budget = config::load(&config, env)
+                .map(|c| c.rate_limit.actions_per_second)
+                .unwrap_or(5);
             let s = status::from_db(&db)?;
             print!("{}", status::render(&s, budget));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { ticks, json, config } => {
+        Command::Bench {
+            ticks,
+            json,
+            config,
+        } => {
             let cfg = config::load(&config, env)?;
             logging::init(LogFormat::Text);
             let r = bench::run(cfg, ticks)?;
             if json {
-                println!("{}", serde_json::to_string(&serde_json::json!({
-                    "ticks": r.ticks,
-                    "ticks_per_sec": r.ticks_per_sec,
-                    "latency_us": r.latency_us,
-                    "peak_rss_mb": r.peak_rss_mb,
-                    "intents": r.intents,
-                    "targets": r.targets,
-                    "elapsed_s": r.elapsed_s,
-                }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({
+                        "ticks": r.ticks,
+                        "ticks_per_sec": r.ticks_per_sec,
+                        "latency_us": r.latency_us,
+                        "peak_rss_mb": r.peak_rss_mb,
+                        "intents": r.intents,
+                        "targets": r.targets,
+                        "elapsed_s": r.elapsed_s,
+                    }))?
+                );
             } else {
                 println!(
                     "ticks {} in {:.3} s = {:.0} ticks/s; targets {}; intents {}\n\
                      tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\npeak RSS {:.1} MB",
-                    r.ticks, r.elapsed_s, r.ticks_per_sec, r.targets, r.intents, r.latency_us.p50, r.latency_us.p99,
-                    r.latency_us.p999, r.peak_rss_mb
+                    r.ticks,
+                    r.elapsed_s,
+                    r.ticks_per_sec,
+                    r.targets,
+                    r.intents,
+                    r.latency_us.p50,
+                    r.latency_us.p99,
+                    r.latency_us.p999,
+                    r.peak_rss_mb
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -132,21 +157,29 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Resume { db } => control(&db, "resume"),
         Command::CheckConfig { config } => {
             let cfg = config::load(&config, env)?;
-            println!("{} is valid:\n{}", config.display(), serde_yaml::to_string(&cfg)?);
+            println!(
+                "{} is valid:\n{}",
+                config.display(),
+                serde_yaml::to_string(&cfg)?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn control(db: &std::path::Path, command: &str) -> anyhow::Result<ExitCode> {
-    let conn = mm_actors::store::open_connection(db).with_context(|| format!("opening {}", db.display()))?;
+    let conn = mm_actors::store::open_connection(db)
+        .with_context(|| format!("opening {}", db.display()))?;
     let mut conn = conn;
     mm_actors::store::schema::migrate(&mut conn)?;
     conn.execute(
         "INSERT INTO control(ts_ms, command) VALUES (?1, ?2)",
         rusqlite::params![mm_actors::types::now_ms(), command],
     )?;
-    println!("{command} recorded in {}; a running service acts on it within a second", db.display());
+    println!(
+        "{command} recorded in {}; a running service acts on it within a second",
+        db.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -167,7 +200,8 @@ fn run(
         };
     }
     logging::init(cfg.run.log_format);
-    let store = Store::open(&cfg.run.db_path).with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
+    let store = Store::open(&cfg.run.db_path)
+        .with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
     let spec = app::feed_spec(&cfg)?;
     info!(
         config = %config_path.display(), db = %cfg.run.db_path.display(), mode = ?cfg.mode,
@@ -194,14 +228,22 @@ fn run(
         }
         let kill = p.risk.clone();
         actix_rt::spawn(async move {
-            if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            if let Ok(mut usr1) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+            {
                 while usr1.recv().await.is_some() {
-                    kill.do_send(KillSwitch { engage: true, source: "SIGUSR1".into() });
+                    kill.do_send(KillSwitch {
+                        engage: true,
+                        source: "SIGUSR1".into(),
+                    });
                 }
             }
         });
         let reason = wait_for_stop(duration).await;
-        info!(reason, "stopping: cancelling every order and draining the outbox");
+        info!(
+            reason,
+            "stopping: cancelling every order and draining the outbox"
+        );
         let drained = p.shutdown(drain).await;
         let (markets, used, budget) = status::live(&p).await;
         for m in markets {
@@ -214,7 +256,9 @@ fn run(
         info!("stopped cleanly");
         Ok(ExitCode::SUCCESS)
     } else {
-        error!("stopped with live orders or undelivered intents left: see `deltadefi-mm status --db`");
+        error!(
+            "stopped with live orders or undelivered intents left: see `deltadefi-mm status --db`"
+        );
         Ok(ExitCode::from(1))
     }
 }

@@ -85,11 +85,20 @@ pub async fn live(p: &Pipeline) -> (Vec<MarketStatus>, u32, u32) {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("cannot open database {path}: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("database {path}: {source}")]
-    Query { path: String, source: rusqlite::Error },
+    Query {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("database {path}: {source}")]
-    Store { path: String, source: mm_actors::store::StoreError },
+    Store {
+        path: String,
+        source: mm_actors::store::StoreError,
+    },
 }
 
 /// Figures read from a database.
@@ -108,10 +117,21 @@ pub struct DbStatus {
 /// [`StatusError`] naming the database.
 pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
     let p = path.display().to_string();
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| StatusError::Open { path: p.clone(), source })?;
-    let q = |source| StatusError::Query { path: p.clone(), source };
-    let fills = load_fills(&conn).map_err(|source| StatusError::Store { path: p.clone(), source })?;
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            StatusError::Open {
+                path: p.clone(),
+                source,
+            }
+        })?;
+    let q = |source| StatusError::Query {
+        path: p.clone(),
+        source,
+    };
+    let fills = load_fills(&conn).map_err(|source| StatusError::Store {
+        path: p.clone(),
+        source,
+    })?;
     let mut positions: HashMap<String, (Position, u64)> = HashMap::new();
     for (_, f) in &fills {
         let e = positions.entry(f.market.to_string()).or_default();
@@ -136,7 +156,9 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
         let decode = |s: &str| dec("quotes", s).ok();
         let (ref_mid, bid, ask) = match &last {
             Some((rb, ra, b, a)) => (
-                decode(rb).zip(decode(ra)).map(|(b, a)| (b + a) / Decimal::TWO),
+                decode(rb)
+                    .zip(decode(ra))
+                    .map(|(b, a)| (b + a) / Decimal::TWO),
                 b.as_deref().and_then(decode),
                 a.as_deref().and_then(decode),
             ),
@@ -150,9 +172,11 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
             )
             .map_err(q)?;
         let state: Option<String> = conn
-            .query_row("SELECT to_state FROM risk_events WHERE market = ?1 ORDER BY id DESC LIMIT 1", [&market], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT to_state FROM risk_events WHERE market = ?1 ORDER BY id DESC LIMIT 1",
+                [&market],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(q)?;
         let (pos, nfills) = positions.remove(&market).unwrap_or_default();
@@ -173,8 +197,14 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
         ("outbox", "status", &mut out.outbox_by_status),
         ("orders", "state", &mut out.orders_by_state),
     ] {
-        let mut stmt = conn.prepare(&format!("SELECT {col}, COUNT(*) FROM {table} GROUP BY {col}")).map_err(q)?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(q)?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {col}, COUNT(*) FROM {table} GROUP BY {col}"
+            ))
+            .map_err(q)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(q)?;
         for row in rows {
             let (k, n) = row.map_err(q)?;
             map.insert(k, u64::try_from(n).unwrap_or(0));
@@ -189,7 +219,9 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
 /// SQLite errors.
 pub fn max_actions_per_second(conn: &Connection) -> Result<u32, rusqlite::Error> {
     let mut stmt = conn.prepare("SELECT sent_at_ms FROM outbox_sends ORDER BY sent_at_ms")?;
-    let times: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let times: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut best = 0usize;
     let mut lo = 0usize;
     for hi in 0..times.len() {
@@ -209,6 +241,10 @@ pub fn render(s: &DbStatus, budget: u32) -> String {
     }
     let _ = writeln!(out, "orders: {:?}", s.orders_by_state);
     let _ = writeln!(out, "outbox: {:?}", s.outbox_by_status);
-    let _ = writeln!(out, "most actions sent in one second: {} (budget {budget})", s.max_actions_per_second);
+    let _ = writeln!(
+        out,
+        "most actions sent in one second: {} (budget {budget})",
+        s.max_actions_per_second
+    );
     out
 }

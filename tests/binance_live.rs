@@ -1,6 +1,7 @@
 //! BinanceFeed's live source against a local WebSocket server playing Binance: combined stream
 //! for several symbols, bad frames dropped and counted, pings answered, reconnect after the
 //! server closes and after `serverShutdown`.
+#![allow(clippy::result_large_err)] // tungstenite's handshake callback signature
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +31,9 @@ impl Handler<TickReceived> for Probe {
     type Result = ();
     fn handle(&mut self, msg: TickReceived, _: &mut Context<Self>) {
         let t = msg.0;
-        let _ = self.ticks.send((t.symbol.to_string(), t.update_id, t.bid.to_string()));
+        let _ = self
+            .ticks
+            .send((t.symbol.to_string(), t.update_id, t.bid.to_string()));
     }
 }
 impl Handler<FeedHealth> for Probe {
@@ -39,7 +42,10 @@ impl Handler<FeedHealth> for Probe {
 }
 
 fn ticker(sym: &str, u: u64, b: &str, a: &str) -> String {
-    format!(r#"{{"stream":"{}@bookTicker","data":{{"u":{u},"s":"{sym}","b":"{b}","B":"10","a":"{a}","A":"20"}}}}"#, sym.to_lowercase())
+    format!(
+        r#"{{"stream":"{}@bookTicker","data":{{"u":{u},"s":"{sym}","b":"{b}","B":"10","a":"{a}","A":"20"}}}}"#,
+        sym.to_lowercase()
+    )
 }
 
 /// What each accepted connection is sent, in order.
@@ -58,9 +64,13 @@ fn scripts() -> Vec<Vec<String>> {
         ],
         vec![
             ticker("ADAUSDT", 6, "0.4505", "0.4506"),
-            r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}"#.into(),
+            r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}"#
+                .into(),
         ],
-        vec![ticker("ADAUSDT", 8, "0.4510", "0.4511"), ticker("BTCUSDT", 8, "90001.00", "90001.10")],
+        vec![
+            ticker("ADAUSDT", 8, "0.4510", "0.4511"),
+            ticker("BTCUSDT", 8, "90001.00", "90001.10"),
+        ],
     ]
 }
 
@@ -73,16 +83,21 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
     let (server_paths, server_pongs) = (paths.clone(), pongs.clone());
     actix_rt::spawn(async move {
         for (i, script) in scripts().into_iter().enumerate() {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let p = server_paths.clone();
-            let mut ws = tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
-                p.lock().expect("paths").push(req.uri().to_string());
-                Ok(resp)
-            })
-            .await
-            .expect("handshake");
+            let mut ws =
+                tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
+                    p.lock().expect("paths").push(req.uri().to_string());
+                    Ok(resp)
+                })
+                .await
+                .expect("handshake");
             if i == 0 {
-                ws.send(Message::Ping(b"are-you-there".to_vec().into())).await.expect("ping");
+                ws.send(Message::Ping(b"are-you-there".to_vec().into()))
+                    .await
+                    .expect("ping");
             }
             for frame in script {
                 ws.send(Message::text(frame)).await.expect("send");
@@ -117,12 +132,18 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
         reconnect_initial_ms: 10,
         reconnect_max_ms: 100,
     };
-    let symbols = vec![BinanceSymbol("ADAUSDT".into()), BinanceSymbol("BTCUSDT".into())];
+    let symbols = vec![
+        BinanceSymbol("ADAUSDT".into()),
+        BinanceSymbol("BTCUSDT".into()),
+    ];
     let feed = Supervisor::start(move |_| BinanceFeed::new(reg, FeedSpec::Live(live), symbols, 50));
 
     let mut got = Vec::new();
     while got.len() < 6 {
-        let t = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("tick in time").expect("open");
+        let t = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("tick in time")
+            .expect("open");
         got.push(t);
     }
     let want: Vec<(String, u64, String)> = [
@@ -139,16 +160,33 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
     assert_eq!(got, want);
 
     let stats = feed.send(GetFeedStats).await.expect("stats");
-    let dropped = |r: DropReason| stats.dropped.iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n);
+    let dropped = |r: DropReason| {
+        stats
+            .dropped
+            .iter()
+            .find(|(x, _)| *x == r)
+            .map_or(0, |(_, n)| *n)
+    };
     assert_eq!(dropped(DropReason::Malformed), 2, "{stats:?}");
     assert_eq!(dropped(DropReason::Crossed), 1);
     assert_eq!(dropped(DropReason::NonPositive), 1);
     assert_eq!(dropped(DropReason::OutOfOrder), 1);
     assert_eq!(dropped(DropReason::UnknownSymbol), 1);
     assert_eq!(stats.accepted, 6);
-    assert_eq!(stats.connects, 3, "close and serverShutdown each cause a reconnect");
+    assert_eq!(
+        stats.connects, 3,
+        "close and serverShutdown each cause a reconnect"
+    );
     let paths = paths.lock().expect("paths").clone();
     assert_eq!(paths.len(), 3);
-    assert!(paths.iter().all(|p| p == "/stream?streams=adausdt@bookTicker/btcusdt@bookTicker"), "{paths:?}");
-    assert_eq!(pongs.lock().expect("pongs").clone(), vec![b"are-you-there".to_vec()]);
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/stream?streams=adausdt@bookTicker/btcusdt@bookTicker"),
+        "{paths:?}"
+    );
+    assert_eq!(
+        pongs.lock().expect("pongs").clone(),
+        vec![b"are-you-there".to_vec()]
+    );
 }

@@ -40,19 +40,44 @@ fn run_with_config(dir: &TempDir, yaml: &str) -> Output {
 fn bad_config_stops_start_up_naming_the_key() {
     let dir = TempDir::new("cli-config");
     let cases = [
-        ("unknown key", staging_with("  levels: 2", "  levels: 2\n    levles: 3"), "levles"),
-        ("out of range", staging_with("  levels: 2", "  levels: 0"), "markets[0].levels"),
-        ("budget zero", staging_with("actions_per_second: 5", "actions_per_second: 0"), "rate_limit.actions_per_second"),
-        ("wrong type", staging_with("max_open_orders: 20", "max_open_orders: many"), "max_open_orders"),
+        (
+            "unknown key",
+            staging_with("  levels: 2", "  levels: 2\n    levles: 3"),
+            "levles",
+        ),
+        (
+            "out of range",
+            staging_with("  levels: 2", "  levels: 0"),
+            "markets[0].levels",
+        ),
+        (
+            "budget zero",
+            staging_with("actions_per_second: 5", "actions_per_second: 0"),
+            "rate_limit.actions_per_second",
+        ),
+        (
+            "wrong type",
+            staging_with("max_open_orders: 20", "max_open_orders: many"),
+            "max_open_orders",
+        ),
     ];
     for (name, yaml, key) in cases {
         let out = run_with_config(&dir, &yaml);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert!(stderr.contains(key), "{name}: stderr does not name {key}: {stderr}");
-        assert!(!dir.path().join("x.db").exists(), "{name}: nothing may be created before the config is valid");
+        assert!(
+            stderr.contains(key),
+            "{name}: stderr does not name {key}: {stderr}"
+        );
+        assert!(
+            !dir.path().join("x.db").exists(),
+            "{name}: nothing may be created before the config is valid"
+        );
     }
-    let out = bin().args(["run", "--config", "/nonexistent/x.yaml"]).output().expect("run");
+    let out = bin()
+        .args(["run", "--config", "/nonexistent/x.yaml"])
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
 }
 
@@ -72,13 +97,20 @@ fn wait_db(db_path: &std::path::Path, what: &str, sql: &str) {
         if db_path.exists() && count(&db(db_path), sql) > 0 {
             return;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().expect("kill").success();
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
     assert!(ok, "kill {sig} failed");
 }
 
@@ -105,19 +137,48 @@ fn sigint_cancels_everything_drains_and_exits_zero() {
     let dir = TempDir::new("cli-sigint");
     let db_path = dir.path().join("run.db");
     let child = spawn_run(&db_path);
-    wait_db(&db_path, "a working order", "SELECT COUNT(*) FROM orders WHERE state = 'working'");
+    wait_db(
+        &db_path,
+        "a working order",
+        "SELECT COUNT(*) FROM orders WHERE state = 'working'",
+    );
     signal(&child, "-INT");
     let (code, stderr) = wait_exit(child);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("SIGINT"), "{stderr}");
     let conn = db(&db_path);
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled','cancelled','rejected')"), 0);
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')"), 0);
-    assert!(count(&conn, "SELECT COUNT(*) FROM outbox WHERE kind = 'cancel_all' AND status = 'done'") >= 1);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled','cancelled','rejected')"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')"
+        ),
+        0
+    );
+    assert!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'cancel_all' AND status = 'done'"
+        ) >= 1
+    );
 
-    let out = bin().args(["status", "--db"]).arg(&db_path).output().expect("status");
+    let out = bin()
+        .args(["status", "--db"])
+        .arg(&db_path)
+        .output()
+        .expect("status");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("ADAUSDM HALTED"), "{stdout}");
     assert!(stdout.contains("working=0"), "{stdout}");
 }
@@ -127,19 +188,41 @@ fn kill_switch_from_the_cli_halts_a_running_service() {
     let dir = TempDir::new("cli-kill");
     let db_path = dir.path().join("run.db");
     let child = spawn_run(&db_path);
-    wait_db(&db_path, "a working order", "SELECT COUNT(*) FROM orders WHERE state = 'working'");
-    let out = bin().args(["kill", "--db"]).arg(&db_path).output().expect("kill");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    wait_db(&db_path, "the kill switch", "SELECT COUNT(*) FROM risk_events WHERE reason = 'kill_switch'");
+    wait_db(
+        &db_path,
+        "a working order",
+        "SELECT COUNT(*) FROM orders WHERE state = 'working'",
+    );
+    let out = bin()
+        .args(["kill", "--db"])
+        .arg(&db_path)
+        .output()
+        .expect("kill");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_db(
+        &db_path,
+        "the kill switch",
+        "SELECT COUNT(*) FROM risk_events WHERE reason = 'kill_switch'",
+    );
     wait_db(
         &db_path,
         "every order cancelled",
         "SELECT CASE WHEN (SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled','cancelled','rejected')) = 0 \
          AND (SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')) = 0 THEN 1 ELSE 0 END",
     );
-    let placed_at_kill = count(&db(&db_path), "SELECT COUNT(*) FROM outbox WHERE kind = 'place'");
+    let placed_at_kill = count(
+        &db(&db_path),
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'place'",
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    let placed_later = count(&db(&db_path), "SELECT COUNT(*) FROM outbox WHERE kind = 'place'");
+    let placed_later = count(
+        &db(&db_path),
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'place'",
+    );
     assert_eq!(placed_at_kill, placed_later, "no new order while halted");
     signal(&child, "-TERM");
     let (code, stderr) = wait_exit(child);

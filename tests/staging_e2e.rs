@@ -43,16 +43,29 @@ async fn replay_through_the_pipeline_to_fills() {
     let p = Pipeline::start(&cfg, store, feed_spec(&cfg).expect("replay loads"));
     wait_until("the replay to finish", Duration::from_secs(40), || {
         let feed = p.feed.clone();
-        async move { feed.send(GetFeedStats).await.map(|s| s.finished).unwrap_or(false) }
+        async move {
+            feed.send(GetFeedStats)
+                .await
+                .map(|s| s.finished)
+                .unwrap_or(false)
+        }
     })
     .await;
     let feed = p.feed.send(GetFeedStats).await.expect("feed stats");
     assert!(p.shutdown(Duration::from_secs(15)).await, "shutdown drains");
     let health = p.health().await;
-    assert!(health.iter().all(|(_, h)| h.restarts == 0), "no actor restarted: {health:?}");
+    assert!(
+        health.iter().all(|(_, h)| h.restarts == 0),
+        "no actor restarted: {health:?}"
+    );
 
     // Bad frames in the file: 2 malformed fields + 1 bad JSON, 1 crossed, 1 zero, 1 old u, 1 other symbol.
-    let dropped = |r: DropReason| feed.dropped.iter().find(|(x, _)| *x == r).map_or(0, |(_, n)| *n);
+    let dropped = |r: DropReason| {
+        feed.dropped
+            .iter()
+            .find(|(x, _)| *x == r)
+            .map_or(0, |(_, n)| *n)
+    };
     assert_eq!(dropped(DropReason::Malformed), 2, "{feed:?}");
     assert_eq!(dropped(DropReason::Crossed), 1);
     assert_eq!(dropped(DropReason::NonPositive), 1);
@@ -61,28 +74,51 @@ async fn replay_through_the_pipeline_to_fills() {
     assert_eq!(feed.accepted, 480 - 6);
 
     let conn = db(&db_path);
-    let placed = count(&conn, "SELECT COUNT(*) FROM outbox WHERE kind = 'place' AND status = 'done'");
+    let placed = count(
+        &conn,
+        "SELECT COUNT(*) FROM outbox WHERE kind = 'place' AND status = 'done'",
+    );
     let fills = count(&conn, "SELECT COUNT(*) FROM fills");
     assert!(placed >= 4, "orders placed at the venue: {placed}");
     assert!(fills >= 2, "fills: {fills}");
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight', 'unknown')"), 0);
     assert_eq!(
-        count(&conn, "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled', 'cancelled', 'rejected')"),
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'in_flight', 'unknown')"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled', 'cancelled', 'rejected')"
+        ),
         0,
         "no live order after shutdown"
     );
     // The budget: every real send is in outbox_sends; outbox.sent_at_ms is each row's first send.
     let max_window = max_actions_per_second(&conn).expect("windows");
-    assert!(max_window >= 1 && max_window <= budget, "max sends in a 1 s window: {max_window}");
+    assert!(
+        max_window >= 1 && max_window <= budget,
+        "max sends in a 1 s window: {max_window}"
+    );
     let max_calendar_second = count(
         &conn,
         "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM outbox WHERE sent_at_ms IS NOT NULL GROUP BY sent_at_ms / 1000)",
     );
-    assert!(max_calendar_second <= i64::from(budget), "sent_at_ms per second: {max_calendar_second}");
+    assert!(
+        max_calendar_second <= i64::from(budget),
+        "sent_at_ms per second: {max_calendar_second}"
+    );
     // Quotes never crossed the reference (levels included).
-    let mut stmt = conn.prepare("SELECT ref_bid, ref_ask, levels FROM quotes").expect("prepare");
-    let quotes: Vec<(String, String, String)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("query").map(|r| r.expect("row")).collect();
+    let mut stmt = conn
+        .prepare("SELECT ref_bid, ref_ask, levels FROM quotes")
+        .expect("prepare");
+    let quotes: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
     assert!(quotes.len() > 10, "quotes recorded: {}", quotes.len());
     for (rb, ra, levels) in &quotes {
         let levels: Vec<serde_json::Value> = serde_json::from_str(levels).expect("levels json");
@@ -96,13 +132,23 @@ async fn replay_through_the_pipeline_to_fills() {
         }
     }
     // The position, fill by fill, stayed within the limit.
-    let mut stmt = conn.prepare("SELECT side, size FROM fills ORDER BY id").expect("prepare");
+    let mut stmt = conn
+        .prepare("SELECT side, size FROM fills ORDER BY id")
+        .expect("prepare");
     let mut position = Decimal::ZERO;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).expect("query") {
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .expect("query")
+    {
         let (side, size) = row.expect("row");
         position += if side == "buy" { d(&size) } else { -d(&size) };
-        assert!(position.abs() <= max_position, "position {position} beyond {max_position}");
+        assert!(
+            position.abs() <= max_position,
+            "position {position} beyond {max_position}"
+        );
     }
-    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity");
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity");
     assert_eq!(integrity, "ok");
 }

@@ -34,12 +34,34 @@ struct Counters {
 async fn counters(p: &Pipeline) -> Counters {
     Counters {
         feed_frames: p.feed.send(GetFeedStats).await.expect("feed").frames,
-        quote_ticks: p.quotes.send(GetQuoteStats).await.expect("quotes").iter().map(|m| m.ticks).sum(),
+        quote_ticks: p
+            .quotes
+            .send(GetQuoteStats)
+            .await
+            .expect("quotes")
+            .iter()
+            .map(|m| m.ticks)
+            .sum(),
         intents: p.orders.send(GetOrderStats).await.expect("orders").intents,
         risk_fills: p.risk.send(GetRiskStats).await.expect("risk").fills,
-        permits: p.limiter.send(GetBudget).await.expect("limiter").granted_total,
-        sent: p.outbox.send(GetOutboxStats).await.expect("outbox").sent_total,
-        order_updates: p.account.send(GetAccountStats).await.expect("account").order_updates,
+        permits: p
+            .limiter
+            .send(GetBudget)
+            .await
+            .expect("limiter")
+            .granted_total,
+        sent: p
+            .outbox
+            .send(GetOutboxStats)
+            .await
+            .expect("outbox")
+            .sent_total,
+        order_updates: p
+            .account
+            .send(GetAccountStats)
+            .await
+            .expect("account")
+            .order_updates,
     }
 }
 
@@ -60,7 +82,10 @@ async fn inject(p: &Pipeline, actor: &str, kind: FaultKind) {
 }
 
 fn restarts_of(h: &[(&'static str, ActorHealth)], actor: &str) -> u32 {
-    h.iter().find(|(n, _)| *n == actor).map(|(_, h)| h.restarts).expect("actor listed")
+    h.iter()
+        .find(|(n, _)| *n == actor)
+        .map(|(_, h)| h.restarts)
+        .expect("actor listed")
 }
 
 #[actix_rt::test]
@@ -73,12 +98,20 @@ async fn each_actor_restarts_alone_and_quoting_resumes() {
     cfg.mock_exchange.latency_ms = 5;
     cfg.rate_limit.actions_per_second = 20;
     let store = Store::open(&cfg.run.db_path).expect("store");
-    let spec = FeedSpec::Synthetic { cfg: cfg.feed.synthetic.clone(), max_ticks: None };
+    let spec = FeedSpec::Synthetic {
+        cfg: cfg.feed.synthetic.clone(),
+        max_ticks: None,
+    };
     let p = Pipeline::start(&cfg, store, spec);
 
     wait_until("quoting to start", Duration::from_secs(20), || {
         let o = p.orders.clone();
-        async move { o.send(GetOrderStats).await.map(|s| s.intents > 4).unwrap_or(false) }
+        async move {
+            o.send(GetOrderStats)
+                .await
+                .map(|s| s.intents > 4)
+                .unwrap_or(false)
+        }
     })
     .await;
 
@@ -100,38 +133,62 @@ async fn each_actor_restarts_alone_and_quoting_resumes() {
         let c0 = counters(&p).await;
         inject(&p, actor, kind).await;
         let want = restarts_of(&before, actor) + 1;
-        wait_until(&format!("{actor} to restart after {kind:?}"), Duration::from_secs(10), || {
-            let p = p.clone();
-            async move { restarts_of(&p.health().await, actor) == want }
-        })
+        wait_until(
+            &format!("{actor} to restart after {kind:?}"),
+            Duration::from_secs(10),
+            || {
+                let p = p.clone();
+                async move { restarts_of(&p.health().await, actor) == want }
+            },
+        )
         .await;
         let after = p.health().await;
         for (name, h) in &after {
             if *name != actor {
-                assert_eq!(h.restarts, restarts_of(&before, name), "{name} restarted when {actor} failed");
+                assert_eq!(
+                    h.restarts,
+                    restarts_of(&before, name),
+                    "{name} restarted when {actor} failed"
+                );
             }
         }
         // Others keep their state: no counter went back.
         let c1 = counters(&p).await;
-        assert!(c1.feed_frames >= c0.feed_frames, "{actor}: {c0:?} -> {c1:?}");
-        assert!(c1.quote_ticks >= c0.quote_ticks, "{actor}: {c0:?} -> {c1:?}");
+        assert!(
+            c1.feed_frames >= c0.feed_frames,
+            "{actor}: {c0:?} -> {c1:?}"
+        );
+        assert!(
+            c1.quote_ticks >= c0.quote_ticks,
+            "{actor}: {c0:?} -> {c1:?}"
+        );
         assert!(c1.intents >= c0.intents, "{actor}: {c0:?} -> {c1:?}");
         assert!(c1.risk_fills >= c0.risk_fills, "{actor}: {c0:?} -> {c1:?}");
         assert!(c1.permits >= c0.permits, "{actor}: {c0:?} -> {c1:?}");
         assert!(c1.sent >= c0.sent, "{actor}: {c0:?} -> {c1:?}");
-        assert!(c1.order_updates >= c0.order_updates, "{actor}: {c0:?} -> {c1:?}");
+        assert!(
+            c1.order_updates >= c0.order_updates,
+            "{actor}: {c0:?} -> {c1:?}"
+        );
         // Quoting resumes: new intents are approved and new requests reach the venue.
-        wait_until(&format!("quoting to resume after {actor} failed"), Duration::from_secs(20), || {
-            let p = p.clone();
-            async move {
-                let c = counters(&p).await;
-                c.intents > c1.intents + 1 && c.sent > c1.sent
-            }
-        })
+        wait_until(
+            &format!("quoting to resume after {actor} failed"),
+            Duration::from_secs(20),
+            || {
+                let p = p.clone();
+                async move {
+                    let c = counters(&p).await;
+                    c.intents > c1.intents + 1 && c.sent > c1.sent
+                }
+            },
+        )
         .await;
     }
     let health = p.health().await;
     let total: u32 = health.iter().map(|(_, h)| h.restarts).sum();
     assert_eq!(total, 11, "{health:?}");
-    assert!(p.shutdown(Duration::from_secs(15)).await, "drains after all the faults");
+    assert!(
+        p.shutdown(Duration::from_secs(15)).await,
+        "drains after all the faults"
+    );
 }

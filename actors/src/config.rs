@@ -220,7 +220,11 @@ pub struct ReplayConfig {
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("tests/data/adausdt-bookticker.jsonl"), speed: ReplaySpeed::Recorded, r#loop: false }
+        Self {
+            path: PathBuf::from("tests/data/adausdt-bookticker.jsonl"),
+            speed: ReplaySpeed::Recorded,
+            r#loop: false,
+        }
     }
 }
 
@@ -309,7 +313,10 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { actions_per_second: 5, burst: 1 }
+        Self {
+            actions_per_second: 5,
+            burst: 1,
+        }
     }
 }
 
@@ -327,7 +334,12 @@ pub struct OutboxConfig {
 
 impl Default for OutboxConfig {
     fn default() -> Self {
-        Self { max_attempts: 5, backoff_initial_ms: 200, backoff_max_ms: 5_000, max_in_flight: 4 }
+        Self {
+            max_attempts: 5,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 5_000,
+            max_in_flight: 4,
+        }
     }
 }
 
@@ -341,7 +353,9 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { request_timeout_ms: 3_000 }
+        Self {
+            request_timeout_ms: 3_000,
+        }
     }
 }
 
@@ -402,7 +416,10 @@ struct Checker(Vec<Violation>);
 impl Checker {
     fn check(&mut self, ok: bool, key: impl Into<String>, problem: impl Into<String>) {
         if !ok {
-            self.0.push(Violation { key: key.into(), problem: problem.into() });
+            self.0.push(Violation {
+                key: key.into(),
+                problem: problem.into(),
+            });
         }
     }
     fn positive(&mut self, v: Decimal, key: impl Into<String>) {
@@ -412,7 +429,11 @@ impl Checker {
         self.check(v >= Decimal::ZERO, key, format!("must be >= 0 (got {v})"));
     }
     fn range_u64(&mut self, v: u64, lo: u64, hi: u64, key: impl Into<String>) {
-        self.check((lo..=hi).contains(&v), key, format!("must be in {lo}..={hi} (got {v})"));
+        self.check(
+            (lo..=hi).contains(&v),
+            key,
+            format!("must be in {lo}..={hi} (got {v})"),
+        );
     }
 }
 
@@ -420,18 +441,34 @@ impl Config {
     /// Returns every violation of the allowed ranges; empty when the config is usable.
     pub fn validate(&self) -> Vec<Violation> {
         let mut c = Checker(Vec::new());
-        c.check(!self.markets.is_empty(), "markets", "must list at least one market");
+        c.check(
+            !self.markets.is_empty(),
+            "markets",
+            "must list at least one market",
+        );
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.markets.iter().enumerate() {
             let k = |f: &str| format!("markets[{i}].{f}");
-            c.check(seen.insert(m.market.clone()), k("market"), format!("{} is listed twice", m.market));
             c.check(
-                !m.market.0.is_empty() && m.market.0.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()),
+                seen.insert(m.market.clone()),
+                k("market"),
+                format!("{} is listed twice", m.market),
+            );
+            c.check(
+                !m.market.0.is_empty()
+                    && m.market
+                        .0
+                        .chars()
+                        .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()),
                 k("market"),
                 "must be upper-case letters and digits, e.g. ADAUSDM",
             );
             c.check(
-                !m.reference.0.is_empty() && m.reference.0.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()),
+                !m.reference.0.is_empty()
+                    && m.reference
+                        .0
+                        .chars()
+                        .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()),
                 k("reference"),
                 "must be an upper-case Binance symbol, e.g. ADAUSDT",
             );
@@ -449,7 +486,8 @@ impl Config {
             c.range_u64(u64::from(m.levels), 1, 10, k("levels"));
             c.non_negative(m.level_spacing_bps, k("level_spacing_bps"));
             c.check(
-                m.level_size_multiplier > Decimal::ZERO && m.level_size_multiplier <= Decimal::from(10),
+                m.level_size_multiplier > Decimal::ZERO
+                    && m.level_size_multiplier <= Decimal::from(10),
                 k("level_size_multiplier"),
                 format!("must be in (0, 10] (got {})", m.level_size_multiplier),
             );
@@ -462,7 +500,10 @@ impl Config {
             c.check(
                 m.order_size >= m.min_order_size,
                 k("order_size"),
-                format!("must be >= min_order_size {} (got {})", m.min_order_size, m.order_size),
+                format!(
+                    "must be >= min_order_size {} (got {})",
+                    m.min_order_size, m.order_size
+                ),
             );
         }
         let f = &self.feed;
@@ -482,7 +523,12 @@ impl Config {
             "feed.synthetic.burst_probability",
             format!("must be in 0..=1 (got {})", s.burst_probability),
         );
-        c.range_u64(u64::from(s.spread_ticks), 1, 1_000, "feed.synthetic.spread_ticks");
+        c.range_u64(
+            u64::from(s.spread_ticks),
+            1,
+            1_000,
+            "feed.synthetic.spread_ticks",
+        );
         if f.source == FeedSource::Replay {
             c.check(
                 !f.replay.path.as_os_str().is_empty(),
@@ -501,13 +547,28 @@ impl Config {
                 "feed.live.stream",
                 "raw streams carry one symbol: use combined for several markets",
             );
-            c.range_u64(f.live.reconnect_initial_ms, 10, 60_000, "feed.live.reconnect_initial_ms");
-            c.range_u64(f.live.reconnect_max_ms, f.live.reconnect_initial_ms, 600_000, "feed.live.reconnect_max_ms");
+            c.range_u64(
+                f.live.reconnect_initial_ms,
+                10,
+                60_000,
+                "feed.live.reconnect_initial_ms",
+            );
+            c.range_u64(
+                f.live.reconnect_max_ms,
+                f.live.reconnect_initial_ms,
+                600_000,
+                "feed.live.reconnect_max_ms",
+            );
         }
         let r = &self.risk;
         c.positive(r.max_position, "risk.max_position");
         c.positive(r.max_order_size, "risk.max_order_size");
-        c.range_u64(u64::from(r.max_open_orders), 1, 1_000, "risk.max_open_orders");
+        c.range_u64(
+            u64::from(r.max_open_orders),
+            1,
+            1_000,
+            "risk.max_open_orders",
+        );
         c.positive(r.price_band_bps, "risk.price_band_bps");
         c.positive(r.daily_loss_limit, "risk.daily_loss_limit");
         c.range_u64(r.check_interval_ms, 10, 60_000, "risk.check_interval_ms");
@@ -515,21 +576,49 @@ impl Config {
             c.check(
                 m.order_size <= r.max_order_size,
                 format!("markets[{i}].order_size"),
-                format!("must be <= risk.max_order_size {} (got {})", r.max_order_size, m.order_size),
+                format!(
+                    "must be <= risk.max_order_size {} (got {})",
+                    r.max_order_size, m.order_size
+                ),
             );
         }
         let rl = &self.rate_limit;
-        c.range_u64(u64::from(rl.actions_per_second), 1, 1_000_000, "rate_limit.actions_per_second");
-        c.range_u64(u64::from(rl.burst), 1, u64::from(rl.actions_per_second.max(1)), "rate_limit.burst");
+        c.range_u64(
+            u64::from(rl.actions_per_second),
+            1,
+            1_000_000,
+            "rate_limit.actions_per_second",
+        );
+        c.range_u64(
+            u64::from(rl.burst),
+            1,
+            u64::from(rl.actions_per_second.max(1)),
+            "rate_limit.burst",
+        );
         let o = &self.outbox;
         c.range_u64(u64::from(o.max_attempts), 1, 100, "outbox.max_attempts");
         c.range_u64(o.backoff_initial_ms, 1, 60_000, "outbox.backoff_initial_ms");
-        c.range_u64(o.backoff_max_ms, o.backoff_initial_ms, 600_000, "outbox.backoff_max_ms");
+        c.range_u64(
+            o.backoff_max_ms,
+            o.backoff_initial_ms,
+            600_000,
+            "outbox.backoff_max_ms",
+        );
         c.range_u64(u64::from(o.max_in_flight), 1, 64, "outbox.max_in_flight");
-        c.range_u64(self.gateway.request_timeout_ms, 10, 120_000, "gateway.request_timeout_ms");
+        c.range_u64(
+            self.gateway.request_timeout_ms,
+            10,
+            120_000,
+            "gateway.request_timeout_ms",
+        );
         let m = &self.mock_exchange;
         c.range_u64(m.latency_ms, 0, 10_000, "mock_exchange.latency_ms");
-        c.range_u64(m.latency_jitter_ms, 0, 10_000, "mock_exchange.latency_jitter_ms");
+        c.range_u64(
+            m.latency_jitter_ms,
+            0,
+            10_000,
+            "mock_exchange.latency_jitter_ms",
+        );
         c.non_negative(m.maker_fee_bps, "mock_exchange.maker_fee_bps");
         c.check(
             m.partial_fill_ratio > Decimal::ZERO && m.partial_fill_ratio <= Decimal::ONE,
@@ -543,12 +632,26 @@ impl Config {
         );
         c.non_negative(m.base_balance, "mock_exchange.base_balance");
         c.non_negative(m.quote_balance, "mock_exchange.quote_balance");
-        c.range_u64(self.run.status_interval_s, 0, 3_600, "run.status_interval_s");
-        c.range_u64(self.run.drain_timeout_ms, 0, 600_000, "run.drain_timeout_ms");
+        c.range_u64(
+            self.run.status_interval_s,
+            0,
+            3_600,
+            "run.status_interval_s",
+        );
+        c.range_u64(
+            self.run.drain_timeout_ms,
+            0,
+            600_000,
+            "run.drain_timeout_ms",
+        );
         c.check(
             !self.run.client_id_prefix.is_empty()
                 && self.run.client_id_prefix.len() <= 16
-                && self.run.client_id_prefix.chars().all(|ch| ch.is_ascii_alphanumeric()),
+                && self
+                    .run
+                    .client_id_prefix
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric()),
             "run.client_id_prefix",
             "must be 1..=16 ASCII letters or digits",
         );

@@ -10,9 +10,20 @@ use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
     /// Rest a new limit order (post-only).
-    Place { client_order_id: ClientOrderId, market: MarketId, slot: Slot, side: Side, price: Decimal, size: Decimal },
+    Place {
+        client_order_id: ClientOrderId,
+        market: MarketId,
+        slot: Slot,
+        side: Side,
+        price: Decimal,
+        size: Decimal,
+    },
     /// Cancel one order; the venue id is filled in once the place is acknowledged.
-    Cancel { client_order_id: ClientOrderId, market: MarketId, venue_order_id: Option<VenueOrderId> },
+    Cancel {
+        client_order_id: ClientOrderId,
+        market: MarketId,
+        venue_order_id: Option<VenueOrderId>,
+    },
     /// Cancel every order of ours in a market.
     CancelAll { market: MarketId },
 }
@@ -67,14 +78,21 @@ impl Intent {
     /// Returns the market.
     pub fn market(&self) -> &MarketId {
         match self {
-            Intent::Place { market, .. } | Intent::Cancel { market, .. } | Intent::CancelAll { market } => market,
+            Intent::Place { market, .. }
+            | Intent::Cancel { market, .. }
+            | Intent::CancelAll { market } => market,
         }
     }
 
     /// Returns the order the intent is about, if one.
     pub fn client_order_id(&self) -> Option<&ClientOrderId> {
         match self {
-            Intent::Place { client_order_id, .. } | Intent::Cancel { client_order_id, .. } => Some(client_order_id),
+            Intent::Place {
+                client_order_id, ..
+            }
+            | Intent::Cancel {
+                client_order_id, ..
+            } => Some(client_order_id),
             Intent::CancelAll { .. } => None,
         }
     }

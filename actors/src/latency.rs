@@ -15,7 +15,12 @@ const BUCKETS: usize = 100_000;
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self { buckets: vec![0; BUCKETS], overflow: 0, count: 0, max_ns: 0 }
+        Self {
+            buckets: vec![0; BUCKETS],
+            overflow: 0,
+            count: 0,
+            max_ns: 0,
+        }
     }
 }
 

@@ -19,7 +19,10 @@
 //! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart, health, fault injection.
 //! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod account_feed;
 pub mod binance_feed;
@@ -34,8 +37,8 @@ pub mod pricing_rules;
 pub mod quote_engine;
 pub mod rate_limiter;
 pub mod registry;
-pub mod rng;
 pub mod risk_guard;
+pub mod rng;
 pub mod store;
 pub mod supervision;
 pub mod types;

@@ -7,12 +7,13 @@ use std::sync::{Arc, OnceLock};
 use actix::prelude::*;
 
 use crate::account_feed::{ResolveOrders, Resync};
-use crate::quote_engine::TickReceived;
 use crate::gateway::Dispatch;
 use crate::order_manager::{
-    CancelEverything, FillApplied, IntentOutcome, OrderResolved, OrderUpdate, QuoteTarget, VenueSnapshot,
+    CancelEverything, FillApplied, IntentOutcome, OrderResolved, OrderUpdate, QuoteTarget,
+    VenueSnapshot,
 };
 use crate::outbox_worker::{DispatchOutcome, IntentsDurable, ResolveIntent};
+use crate::quote_engine::TickReceived;
 use crate::quote_engine::{InventoryChanged, RequestRequote};
 use crate::rate_limiter::AcquirePermit;
 use crate::risk_guard::{BalancesUpdated, CheckIntents, FeedHealth, TradingStateChanged};
@@ -46,7 +47,10 @@ where
     pub fn do_send(&self, msg: M) {
         match self.0.get() {
             Some(r) => r.do_send(msg),
-            None => tracing::warn!(message = std::any::type_name::<M>(), "peer not bound, message dropped"),
+            None => tracing::warn!(
+                message = std::any::type_name::<M>(),
+                "peer not bound, message dropped"
+            ),
         }
     }
 

@@ -43,6 +43,13 @@ pub struct ActorHealth {
 #[derive(Debug)]
 pub struct InjectedPanic;
 
+/// Panics on purpose with [`InjectedPanic`]: the fault-injection drill of [`FaultKind::Panic`].
+/// This is the one deliberate panic of the service, always run under [`guarded`].
+#[allow(clippy::panic)]
+pub fn injected_panic() {
+    std::panic::panic_any(InjectedPanic);
+}
+
 /// Runs `f` and turns a panic into a logged stop of the actor, which its supervisor restarts.
 /// Returns `None` when `f` panicked.
 pub fn guarded<A, R>(
@@ -113,9 +120,7 @@ macro_rules! supervised_actor {
                         ::actix::ActorContext::stop(ctx);
                     }
                     $crate::supervision::FaultKind::Panic => {
-                        $crate::supervision::guarded(self, ctx, $name, |_, _| -> () {
-                            ::std::panic::panic_any($crate::supervision::InjectedPanic);
-                        });
+                        $crate::supervision::guarded(self, ctx, $name, |_, _| $crate::supervision::injected_panic());
                     }
                 }
             }

@@ -47,7 +47,13 @@ macro_rules! display_str {
         }
     )*};
 }
-display_str!(MarketId, BinanceSymbol, ClientOrderId, VenueOrderId, TradeId);
+display_str!(
+    MarketId,
+    BinanceSymbol,
+    ClientOrderId,
+    VenueOrderId,
+    TradeId
+);
 
 /// Order side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -113,7 +119,10 @@ impl Slot {
         } else {
             return None;
         };
-        Some(Slot { side, level: level.parse().ok()? })
+        Some(Slot {
+            side,
+            level: level.parse().ok()?,
+        })
     }
 }
 

@@ -21,7 +21,9 @@ impl VenueOrderStatus {
     /// True when the order no longer rests on the book.
     pub fn is_terminal(self) -> bool {
         match self {
-            VenueOrderStatus::Filled | VenueOrderStatus::Cancelled | VenueOrderStatus::Failed => true,
+            VenueOrderStatus::Filled | VenueOrderStatus::Cancelled | VenueOrderStatus::Failed => {
+                true
+            }
             VenueOrderStatus::Open | VenueOrderStatus::PartiallyFilled => false,
         }
     }
@@ -94,7 +96,10 @@ pub struct VenueError {
 impl VenueError {
     /// Builds an error.
     pub fn new(code: u32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -114,11 +119,21 @@ pub struct NewOrder {
 pub enum VenueRequest {
     Place(NewOrder),
     /// Cancel by venue id, or by our id where the venue knows it.
-    Cancel { venue_order_id: Option<VenueOrderId>, client_order_id: ClientOrderId },
-    CancelAll { market: MarketId },
+    Cancel {
+        venue_order_id: Option<VenueOrderId>,
+        client_order_id: ClientOrderId,
+    },
+    CancelAll {
+        market: MarketId,
+    },
     /// Look one order up (outcome resolution).
-    Query { venue_order_id: Option<VenueOrderId>, client_order_id: ClientOrderId },
-    OpenOrders { market: MarketId },
+    Query {
+        venue_order_id: Option<VenueOrderId>,
+        client_order_id: ClientOrderId,
+    },
+    OpenOrders {
+        market: MarketId,
+    },
     Balances,
 }
 

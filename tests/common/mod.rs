@@ -10,7 +10,8 @@ use mm_actors::config::Config;
 
 /// The shipped staging config, with the database in `dir`.
 pub fn staging_config(dir: &Path) -> Config {
-    let text = std::fs::read_to_string(repo_path("config/staging.yaml")).expect("read staging.yaml");
+    let text =
+        std::fs::read_to_string(repo_path("config/staging.yaml")).expect("read staging.yaml");
     let mut cfg = config::parse(&text).expect("staging.yaml parses");
     cfg.run.db_path = dir.join("test.db");
     cfg.run.status_interval_s = 0;
@@ -27,7 +28,10 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let p = std::env::temp_dir().join(format!("deltadefi-mm-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).expect("create temp dir");
         Self(p)
@@ -55,17 +59,22 @@ where
         if cond().await {
             return;
         }
-        assert!(t0.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// A read-only connection to a test database.
 pub fn db(path: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open db")
 }
 
 /// One integer from a query.
 pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    conn.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

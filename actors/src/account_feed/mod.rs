@@ -61,40 +61,68 @@ const RETRY_QUERY: Duration = Duration::from_secs(1);
 impl AccountFeed {
     /// A feed for `markets`.
     pub fn new(reg: Reg, store: Store, markets: Vec<MarketId>) -> Self {
-        Self { reg, store, markets, stats: AccountStats::default(), health: ActorHealth::default() }
+        Self {
+            reg,
+            store,
+            markets,
+            stats: AccountStats::default(),
+            health: ActorHealth::default(),
+        }
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {}
 
     fn store_balances(&self, balances: &[Balance]) {
         let ts_ms = now_ms();
-        let writes = balances.iter().map(|b| Write::Balance { balance: b.clone(), ts_ms }).collect();
+        let writes = balances
+            .iter()
+            .map(|b| Write::Balance {
+                balance: b.clone(),
+                ts_ms,
+            })
+            .collect();
         self.store.write(writes, None);
-        self.reg.balances.do_send(BalancesUpdated(balances.to_vec()));
+        self.reg
+            .balances
+            .do_send(BalancesUpdated(balances.to_vec()));
     }
 
     fn resync(&mut self, ctx: &mut Context<Self>) {
-        let Some(venue) = self.reg.venue.get().cloned() else { return };
+        let Some(venue) = self.reg.venue.get().cloned() else {
+            return;
+        };
         self.stats.resyncs += 1;
         for market in self.markets.clone() {
             let v = venue.clone();
-            ctx.spawn(v.send(VenueRequest::OpenOrders { market: market.clone() }).into_actor(self).map(
-                move |res, act, ctx| match res {
+            ctx.spawn(
+                v.send(VenueRequest::OpenOrders {
+                    market: market.clone(),
+                })
+                .into_actor(self)
+                .map(move |res, act, ctx| match res {
                     Ok(Ok(VenueReply::OpenOrders(open_orders))) => {
-                        act.reg.venue_snapshot.do_send(VenueSnapshot { market, open_orders });
+                        act.reg.venue_snapshot.do_send(VenueSnapshot {
+                            market,
+                            open_orders,
+                        });
                     }
                     other => {
                         warn!(market = %market, ?other, "resync failed, retrying");
                         ctx.run_later(RETRY_QUERY, |act, ctx| act.resync(ctx));
                     }
-                },
-            ));
+                }),
+            );
         }
-        ctx.spawn(venue.send(VenueRequest::Balances).into_actor(self).map(|res, act, _| {
-            if let Ok(Ok(VenueReply::Balances(b))) = res {
-                act.store_balances(&b);
-            }
-        }));
+        ctx.spawn(
+            venue
+                .send(VenueRequest::Balances)
+                .into_actor(self)
+                .map(|res, act, _| {
+                    if let Ok(Ok(VenueReply::Balances(b))) = res {
+                        act.store_balances(&b);
+                    }
+                }),
+        );
     }
 }
 
@@ -120,21 +148,26 @@ impl Handler<VenueEvent> for AccountFeed {
             VenueEvent::Fill(f) => {
                 let store = self.store.clone();
                 let fill = f.clone();
-                ctx.spawn(async move { store.read(move |c| rows::insert_fill(c, &fill)).await }.into_actor(self).map(
-                    move |res, act, _| match res {
-                        Ok(Some(fill_row_id)) => {
-                            act.stats.fills_new += 1;
-                            let applied = FillApplied { fill: f, fill_row_id };
-                            act.reg.fills_to_risk.do_send(applied.clone());
-                            act.reg.fills_to_orders.do_send(applied);
-                        }
-                        Ok(None) => {
-                            act.stats.fills_duplicate += 1;
-                            debug!(trade_id = %f.trade_id, "duplicate fill ignored");
-                        }
-                        Err(e) => warn!(trade_id = %f.trade_id, cause = %e, "fill not stored"),
-                    },
-                ));
+                ctx.spawn(
+                    async move { store.read(move |c| rows::insert_fill(c, &fill)).await }
+                        .into_actor(self)
+                        .map(move |res, act, _| match res {
+                            Ok(Some(fill_row_id)) => {
+                                act.stats.fills_new += 1;
+                                let applied = FillApplied {
+                                    fill: f,
+                                    fill_row_id,
+                                };
+                                act.reg.fills_to_risk.do_send(applied.clone());
+                                act.reg.fills_to_orders.do_send(applied);
+                            }
+                            Ok(None) => {
+                                act.stats.fills_duplicate += 1;
+                                debug!(trade_id = %f.trade_id, "duplicate fill ignored");
+                            }
+                            Err(e) => warn!(trade_id = %f.trade_id, cause = %e, "fill not stored"),
+                        }),
+                );
             }
             VenueEvent::Balances(b) => self.store_balances(&b),
         }
@@ -144,9 +177,14 @@ impl Handler<VenueEvent> for AccountFeed {
 impl Handler<ResolveOrders> for AccountFeed {
     type Result = ();
     fn handle(&mut self, msg: ResolveOrders, ctx: &mut Context<Self>) {
-        let Some(venue) = self.reg.venue.get().cloned() else { return };
+        let Some(venue) = self.reg.venue.get().cloned() else {
+            return;
+        };
         for (client_order_id, venue_order_id) in msg.orders {
-            let req = VenueRequest::Query { venue_order_id: venue_order_id.clone(), client_order_id: client_order_id.clone() };
+            let req = VenueRequest::Query {
+                venue_order_id: venue_order_id.clone(),
+                client_order_id: client_order_id.clone(),
+            };
             ctx.spawn(venue.send(req).into_actor(self).map(move |res, act, ctx| match res {
                 Ok(Ok(VenueReply::Order(venue_order))) => {
                     act.reg.order_resolved.do_send(OrderResolved { client_order_id, venue_order });

@@ -27,8 +27,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for counters.
-    pub const ALL: [DropReason; 5] =
-        [DropReason::Malformed, DropReason::UnknownSymbol, DropReason::NonPositive, DropReason::Crossed, DropReason::OutOfOrder];
+    pub const ALL: [DropReason; 5] = [
+        DropReason::Malformed,
+        DropReason::UnknownSymbol,
+        DropReason::NonPositive,
+        DropReason::Crossed,
+        DropReason::OutOfOrder,
+    ];
 
     /// Returns the metric label.
     pub fn as_str(self) -> &'static str {
@@ -67,8 +72,13 @@ struct RawTicker {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Envelope {
-    Combined { stream: String, data: serde_json::Value },
-    Event { e: String },
+    Combined {
+        stream: String,
+        data: serde_json::Value,
+    },
+    Event {
+        e: String,
+    },
     Control {
         #[serde(rename = "id")]
         _id: serde_json::Value,
@@ -87,7 +97,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder accepting `symbols`.
     pub fn new(symbols: impl IntoIterator<Item = BinanceSymbol>) -> Self {
-        Self { last_update: symbols.into_iter().map(|s| (s, 0)).collect(), ..Self::default() }
+        Self {
+            last_update: symbols.into_iter().map(|s| (s, 0)).collect(),
+            ..Self::default()
+        }
     }
 
     /// Messages dropped for `reason` so far.
@@ -97,7 +110,10 @@ impl Decoder {
 
     /// Drop counters, by reason.
     pub fn drop_counts(&self) -> Vec<(DropReason, u64)> {
-        DropReason::ALL.into_iter().map(|r| (r, self.dropped(r))).collect()
+        DropReason::ALL
+            .into_iter()
+            .map(|r| (r, self.dropped(r)))
+            .collect()
     }
 
     /// Ticks accepted so far.
@@ -109,7 +125,12 @@ impl Decoder {
     ///
     /// # Errors
     /// The [`DropReason`] of a message that must not be quoted on; it has been counted.
-    pub fn decode(&mut self, text: &str, recv_ms: i64, recv_at: Instant) -> Result<Frame, DropReason> {
+    pub fn decode(
+        &mut self,
+        text: &str,
+        recv_ms: i64,
+        recv_at: Instant,
+    ) -> Result<Frame, DropReason> {
         let r = self.decode_inner(text, recv_ms, recv_at);
         match &r {
             Ok(Frame::Tick(_)) => self.accepted += 1,
@@ -119,7 +140,12 @@ impl Decoder {
         r
     }
 
-    fn decode_inner(&mut self, text: &str, recv_ms: i64, recv_at: Instant) -> Result<Frame, DropReason> {
+    fn decode_inner(
+        &mut self,
+        text: &str,
+        recv_ms: i64,
+        recv_at: Instant,
+    ) -> Result<Frame, DropReason> {
         let env: Envelope = serde_json::from_str(text).map_err(|_| DropReason::Malformed)?;
         let raw = match env {
             Envelope::Raw(raw) => raw,
@@ -136,10 +162,22 @@ impl Decoder {
         self.validate(raw, recv_ms, recv_at).map(Frame::Tick)
     }
 
-    fn validate(&mut self, raw: RawTicker, recv_ms: i64, recv_at: Instant) -> Result<Tick, DropReason> {
+    fn validate(
+        &mut self,
+        raw: RawTicker,
+        recv_ms: i64,
+        recv_at: Instant,
+    ) -> Result<Tick, DropReason> {
         let symbol = BinanceSymbol(raw.s);
-        let last = self.last_update.get_mut(&symbol).ok_or(DropReason::UnknownSymbol)?;
-        if raw.b <= Decimal::ZERO || raw.a <= Decimal::ZERO || raw.bq < Decimal::ZERO || raw.aq < Decimal::ZERO {
+        let last = self
+            .last_update
+            .get_mut(&symbol)
+            .ok_or(DropReason::UnknownSymbol)?;
+        if raw.b <= Decimal::ZERO
+            || raw.a <= Decimal::ZERO
+            || raw.bq < Decimal::ZERO
+            || raw.aq < Decimal::ZERO
+        {
             return Err(DropReason::NonPositive);
         }
         if raw.b >= raw.a {
@@ -149,7 +187,16 @@ impl Decoder {
             return Err(DropReason::OutOfOrder);
         }
         *last = raw.u;
-        Ok(Tick { symbol, update_id: raw.u, bid: raw.b, bid_qty: raw.bq, ask: raw.a, ask_qty: raw.aq, recv_ms, recv_at })
+        Ok(Tick {
+            symbol,
+            update_id: raw.u,
+            bid: raw.b,
+            bid_qty: raw.bq,
+            ask: raw.a,
+            ask_qty: raw.aq,
+            recv_ms,
+            recv_at,
+        })
     }
 }
 
@@ -168,9 +215,22 @@ mod tests {
     fn raw_and_combined_forms_decode() {
         let mut d = dec();
         let now = Instant::now();
-        let Ok(Frame::Tick(t)) = d.decode(&msg(1, "0.4500", "0.4501"), 5, now) else { panic!("raw") };
-        assert_eq!((t.update_id, t.bid, t.ask, t.recv_ms), (1, "0.4500".parse().expect("d"), "0.4501".parse().expect("d"), 5));
-        let combined = format!(r#"{{"stream":"adausdt@bookTicker","data":{}}}"#, msg(2, "0.45", "0.46"));
+        let Ok(Frame::Tick(t)) = d.decode(&msg(1, "0.4500", "0.4501"), 5, now) else {
+            panic!("raw")
+        };
+        assert_eq!(
+            (t.update_id, t.bid, t.ask, t.recv_ms),
+            (
+                1,
+                "0.4500".parse().expect("d"),
+                "0.4501".parse().expect("d"),
+                5
+            )
+        );
+        let combined = format!(
+            r#"{{"stream":"adausdt@bookTicker","data":{}}}"#,
+            msg(2, "0.45", "0.46")
+        );
         assert!(matches!(d.decode(&combined, 6, now), Ok(Frame::Tick(_))));
         assert_eq!(d.accepted(), 2);
     }
@@ -182,11 +242,23 @@ mod tests {
         d.decode(&msg(10, "0.45", "0.46"), 0, now).expect("first");
         let cases = [
             ("not json", "{{nope".to_string(), DropReason::Malformed),
-            ("missing field", r#"{"u":11,"s":"ADAUSDT","b":"0.45"}"#.to_string(), DropReason::Malformed),
+            (
+                "missing field",
+                r#"{"u":11,"s":"ADAUSDT","b":"0.45"}"#.to_string(),
+                DropReason::Malformed,
+            ),
             ("bad decimal", msg(11, "abc", "0.46"), DropReason::Malformed),
-            ("other symbol", msg(11, "0.45", "0.46").replace("ADAUSDT", "BTCUSDT"), DropReason::UnknownSymbol),
+            (
+                "other symbol",
+                msg(11, "0.45", "0.46").replace("ADAUSDT", "BTCUSDT"),
+                DropReason::UnknownSymbol,
+            ),
             ("zero bid", msg(11, "0", "0.46"), DropReason::NonPositive),
-            ("negative ask", msg(11, "0.45", "-0.46"), DropReason::NonPositive),
+            (
+                "negative ask",
+                msg(11, "0.45", "-0.46"),
+                DropReason::NonPositive,
+            ),
             ("crossed", msg(11, "0.47", "0.46"), DropReason::Crossed),
             ("locked", msg(11, "0.46", "0.46"), DropReason::Crossed),
             ("same u", msg(10, "0.45", "0.46"), DropReason::OutOfOrder),
@@ -199,18 +271,31 @@ mod tests {
         assert_eq!(d.dropped(DropReason::OutOfOrder), 2);
         assert_eq!(d.accepted(), 1);
         // A good message after the bad ones is still accepted.
-        assert!(matches!(d.decode(&msg(11, "0.45", "0.46"), 0, now), Ok(Frame::Tick(_))));
+        assert!(matches!(
+            d.decode(&msg(11, "0.45", "0.46"), 0, now),
+            Ok(Frame::Tick(_))
+        ));
     }
 
     #[test]
     fn server_shutdown_and_control_frames() {
         let mut d = dec();
         let now = Instant::now();
-        assert!(matches!(d.decode(r#"{"e":"serverShutdown","E":1770123456789}"#, 0, now), Ok(Frame::ServerShutdown)));
         assert!(matches!(
-            d.decode(r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}"#, 0, now),
+            d.decode(r#"{"e":"serverShutdown","E":1770123456789}"#, 0, now),
             Ok(Frame::ServerShutdown)
         ));
-        assert!(matches!(d.decode(r#"{"result":null,"id":1}"#, 0, now), Ok(Frame::Control)));
+        assert!(matches!(
+            d.decode(
+                r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1}}"#,
+                0,
+                now
+            ),
+            Ok(Frame::ServerShutdown)
+        ));
+        assert!(matches!(
+            d.decode(r#"{"result":null,"id":1}"#, 0, now),
+            Ok(Frame::Control)
+        ));
     }
 }

@@ -35,10 +35,17 @@ use source::Synthetic;
 pub enum FeedSpec {
     Live(LiveConfig),
     /// Frames as (recorded receive ms, text).
-    Replay { frames: Arc<Vec<(i64, String)>>, speed: ReplaySpeed, looped: bool },
+    Replay {
+        frames: Arc<Vec<(i64, String)>>,
+        speed: ReplaySpeed,
+        looped: bool,
+    },
     /// A seeded walk; with `interval_ms: 0` it runs as fast as the consumers keep up, and
     /// `max_ticks` stops it (until [`PlayMore`] raises the limit).
-    Synthetic { cfg: SyntheticConfig, max_ticks: Option<u64> },
+    Synthetic {
+        cfg: SyntheticConfig,
+        max_ticks: Option<u64>,
+    },
 }
 
 /// Raises a synthetic feed's tick limit by this many ticks and resumes it.
@@ -95,11 +102,18 @@ const REPLAY_BATCH: usize = 64;
 
 impl BinanceFeed {
     /// A feed of `symbols` from `spec`.
-    pub fn new(reg: Reg, spec: FeedSpec, symbols: Vec<BinanceSymbol>, health_interval_ms: u64) -> Self {
+    pub fn new(
+        reg: Reg,
+        spec: FeedSpec,
+        symbols: Vec<BinanceSymbol>,
+        health_interval_ms: u64,
+    ) -> Self {
         let walkers = match &spec {
-            FeedSpec::Synthetic { cfg, .. } => {
-                symbols.iter().enumerate().map(|(i, s)| Synthetic::new(cfg, s.clone(), i as u64)).collect()
-            }
+            FeedSpec::Synthetic { cfg, .. } => symbols
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Synthetic::new(cfg, s.clone(), i as u64))
+                .collect(),
             FeedSpec::Live(_) | FeedSpec::Replay { .. } => Vec::new(),
         };
         let backoff_ms = match &spec {
@@ -147,7 +161,11 @@ impl BinanceFeed {
             Err(reason) => {
                 let n = self.decoder.dropped(reason);
                 if n.is_power_of_two() {
-                    warn!(reason = reason.as_str(), dropped = n, "market message dropped");
+                    warn!(
+                        reason = reason.as_str(),
+                        dropped = n,
+                        "market message dropped"
+                    );
                 }
                 None
             }
@@ -160,10 +178,17 @@ impl BinanceFeed {
             .iter()
             .map(|s| {
                 let last = self.last.get(s);
-                SymbolHealth { symbol: s.clone(), last_recv_ms: last.map(|l| l.0), mid: last.map(|l| l.1) }
+                SymbolHealth {
+                    symbol: s.clone(),
+                    last_recv_ms: last.map(|l| l.0),
+                    mid: last.map(|l| l.1),
+                }
             })
             .collect();
-        self.reg.feed_health.do_send(FeedHealth { ts_ms: now_ms(), symbols });
+        self.reg.feed_health.do_send(FeedHealth {
+            ts_ms: now_ms(),
+            symbols,
+        });
     }
 
     fn start_source(&mut self, ctx: &mut Context<Self>) {
@@ -180,7 +205,13 @@ impl BinanceFeed {
     }
 
     fn synthetic_limit_reached(&mut self) -> bool {
-        let FeedSpec::Synthetic { max_ticks: Some(max), .. } = &self.spec else { return false };
+        let FeedSpec::Synthetic {
+            max_ticks: Some(max),
+            ..
+        } = &self.spec
+        else {
+            return false;
+        };
         if self.frames >= *max {
             self.finished = true;
             return true;
@@ -206,14 +237,25 @@ impl BinanceFeed {
         if self.synthetic_limit_reached() {
             return;
         }
-        let Some(w) = self.walkers.get_mut(i) else { return };
+        let Some(w) = self.walkers.get_mut(i) else {
+            return;
+        };
         let (text, delay) = w.step();
         self.ingest(&text, now_ms());
-        ctx.run_later(Duration::from_millis(delay), move |act, ctx| act.synthetic_step(i, ctx));
+        ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
+            act.synthetic_step(i, ctx)
+        });
     }
 
     fn replay_step(&mut self, ctx: &mut Context<Self>) {
-        let FeedSpec::Replay { frames, speed, looped } = &self.spec else { return };
+        let FeedSpec::Replay {
+            frames,
+            speed,
+            looped,
+        } = &self.spec
+        else {
+            return;
+        };
         let (frames, speed, looped) = (frames.clone(), *speed, *looped);
         let mut handled = 0;
         loop {
@@ -223,7 +265,11 @@ impl BinanceFeed {
                     self.replay_started = None;
                 } else {
                     if !self.finished {
-                        info!(frames = self.frames, accepted = self.decoder.accepted(), "replay finished");
+                        info!(
+                            frames = self.frames,
+                            accepted = self.decoder.accepted(),
+                            "replay finished"
+                        );
                     }
                     self.finished = true;
                     return;
@@ -251,11 +297,18 @@ impl BinanceFeed {
     }
 
     fn stream_url(&self, cfg: &LiveConfig) -> String {
-        let names: Vec<String> = self.symbols.iter().map(|s| format!("{}@bookTicker", s.as_str().to_lowercase())).collect();
+        let names: Vec<String> = self
+            .symbols
+            .iter()
+            .map(|s| format!("{}@bookTicker", s.as_str().to_lowercase()))
+            .collect();
         let base = cfg.url.trim_end_matches('/');
         match cfg.stream {
             StreamKind::Combined => format!("{base}/stream?streams={}", names.join("/")),
-            StreamKind::Raw => format!("{base}/ws/{}", names.first().map(String::as_str).unwrap_or("")),
+            StreamKind::Raw => format!(
+                "{base}/ws/{}",
+                names.first().map(String::as_str).unwrap_or("")
+            ),
         }
     }
 
@@ -288,14 +341,24 @@ impl BinanceFeed {
 }
 
 /// Lets every other task on the arbiter run once, then calls `f`.
-fn yield_then(ctx: &mut Context<BinanceFeed>, f: impl FnOnce(&mut BinanceFeed, &mut Context<BinanceFeed>) + 'static) {
-    ctx.spawn(actix::fut::wrap_future::<_, BinanceFeed>(tokio::task::yield_now()).map(move |(), act, ctx| f(act, ctx)));
+fn yield_then(
+    ctx: &mut Context<BinanceFeed>,
+    f: impl FnOnce(&mut BinanceFeed, &mut Context<BinanceFeed>) + 'static,
+) {
+    ctx.spawn(
+        actix::fut::wrap_future::<_, BinanceFeed>(tokio::task::yield_now())
+            .map(move |(), act, ctx| f(act, ctx)),
+    );
 }
 
 impl Handler<PlayMore> for BinanceFeed {
     type Result = ();
     fn handle(&mut self, msg: PlayMore, ctx: &mut Context<Self>) {
-        if let FeedSpec::Synthetic { max_ticks: Some(max), .. } = &mut self.spec {
+        if let FeedSpec::Synthetic {
+            max_ticks: Some(max),
+            ..
+        } = &mut self.spec
+        {
             *max += msg.0;
             let resume = self.finished;
             self.finished = false;

@@ -26,9 +26,16 @@ pub struct Recorded {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("cannot read replay file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("replay file {path} line {line}: {source}")]
-    Line { path: String, line: usize, source: serde_json::Error },
+    Line {
+        path: String,
+        line: usize,
+        source: serde_json::Error,
+    },
     #[error("replay file {path} holds no frames")]
     Empty { path: String },
 }
@@ -46,7 +53,10 @@ impl ReplayFile {
     /// Names the file and line that could not be read.
     pub fn load(path: &Path) -> Result<Self, ReplayError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Self::parse(&text, &p)
     }
 
@@ -61,8 +71,11 @@ impl ReplayFile {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let r: Recorded = serde_json::from_str(line)
-                .map_err(|source| ReplayError::Line { path: path.to_string(), line: i + 1, source })?;
+            let r: Recorded = serde_json::from_str(line).map_err(|source| ReplayError::Line {
+                path: path.to_string(),
+                line: i + 1,
+                source,
+            })?;
             let msg = match r.msg {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
@@ -70,7 +83,9 @@ impl ReplayFile {
             frames.push((r.recv_ms, msg));
         }
         if frames.is_empty() {
-            return Err(ReplayError::Empty { path: path.to_string() });
+            return Err(ReplayError::Empty {
+                path: path.to_string(),
+            });
         }
         Ok(Self { frames })
     }
@@ -131,12 +146,22 @@ impl Synthetic {
             }
         };
         self.bid_ticks = (self.bid_ticks + mv).max(10);
-        let spread = if self.rng.below(20) == 0 { self.spread_ticks + 1 } else { self.spread_ticks };
+        let spread = if self.rng.below(20) == 0 {
+            self.spread_ticks + 1
+        } else {
+            self.spread_ticks
+        };
         self.update_id += 1 + self.rng.below(3);
         let bid = Decimal::from(self.bid_ticks) * self.tick;
         let ask = Decimal::from(self.bid_ticks + spread) * self.tick;
-        let bq = Decimal::new(i64::try_from(1_000 + self.rng.below(200_000)).unwrap_or(1_000), 1);
-        let aq = Decimal::new(i64::try_from(1_000 + self.rng.below(200_000)).unwrap_or(1_000), 1);
+        let bq = Decimal::new(
+            i64::try_from(1_000 + self.rng.below(200_000)).unwrap_or(1_000),
+            1,
+        );
+        let aq = Decimal::new(
+            i64::try_from(1_000 + self.rng.below(200_000)).unwrap_or(1_000),
+            1,
+        );
         let text = format!(
             r#"{{"u":{},"s":"{}","b":"{}","B":"{}","a":"{}","A":"{}"}}"#,
             self.update_id, self.symbol, bid, bq, ask, aq
@@ -181,13 +206,19 @@ mod tests {
         let lo = mids.iter().min().copied().unwrap_or_default();
         let hi = mids.iter().max().copied().unwrap_or_default();
         assert!(hi > lo, "the walk moves");
-        assert!(lo > Decimal::new(1, 1) && hi < Decimal::ONE, "ADA-like prices, got {lo}..{hi}");
+        assert!(
+            lo > Decimal::new(1, 1) && hi < Decimal::ONE,
+            "ADA-like prices, got {lo}..{hi}"
+        );
     }
 
     #[test]
     fn replay_parse_reports_the_bad_line() {
         let text = "# header\n{\"recv_ms\":1,\"msg\":{\"u\":1}}\nnot json\n";
-        let err = ReplayFile::parse(text, "x.jsonl").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = ReplayFile::parse(text, "x.jsonl")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("line 3"), "{err}");
         let ok = ReplayFile::parse("{\"recv_ms\":1,\"msg\":{\"u\":1}}\n", "x").expect("parses");
         assert_eq!(ok.frames, vec![(1, "{\"u\":1}".to_string())]);

@@ -43,16 +43,28 @@ pub fn to_result(e: &VenueError, kind: IntentKind, now_ms: i64) -> DispatchResul
     let code = Some(e.code);
     let message = e.message.clone();
     match classify(e.code, kind) {
-        ErrorClass::DefiniteReject | ErrorClass::Fatal => DispatchResult::Rejected { code, message },
-        ErrorClass::Retry | ErrorClass::Rebuild => DispatchResult::Retry { code, message, not_before_ms: None },
-        ErrorClass::Pause => {
-            DispatchResult::Retry { code, message, not_before_ms: Some(now_ms + TRADING_LOCKED_PAUSE_MS) }
+        ErrorClass::DefiniteReject | ErrorClass::Fatal => {
+            DispatchResult::Rejected { code, message }
         }
+        ErrorClass::Retry | ErrorClass::Rebuild => DispatchResult::Retry {
+            code,
+            message,
+            not_before_ms: None,
+        },
+        ErrorClass::Pause => DispatchResult::Retry {
+            code,
+            message,
+            not_before_ms: Some(now_ms + TRADING_LOCKED_PAUSE_MS),
+        },
         // A cancel that finds nothing is done; a place "already submitted" must be looked up
         // to learn its venue id: an unknown outcome, resolved by query, never resent.
         ErrorClass::AlreadyDone => match kind {
-            IntentKind::Place => DispatchResult::Unknown { message: format!("{}: {message}", e.code) },
-            IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Done { venue_order_id: None },
+            IntentKind::Place => DispatchResult::Unknown {
+                message: format!("{}: {message}", e.code),
+            },
+            IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Done {
+                venue_order_id: None,
+            },
         },
     }
 }
@@ -94,11 +106,23 @@ mod tests {
     #[test]
     fn results() {
         let e = |c| VenueError::new(c, "x");
-        assert!(matches!(to_result(&e(4302), Place, 0), DispatchResult::Unknown { .. }));
-        assert_eq!(to_result(&e(4200), CancelAll, 0), DispatchResult::Done { venue_order_id: None });
+        assert!(matches!(
+            to_result(&e(4302), Place, 0),
+            DispatchResult::Unknown { .. }
+        ));
+        assert_eq!(
+            to_result(&e(4200), CancelAll, 0),
+            DispatchResult::Done {
+                venue_order_id: None
+            }
+        );
         assert_eq!(
             to_result(&e(5002), Place, 10),
-            DispatchResult::Retry { code: Some(5002), message: "x".into(), not_before_ms: Some(10 + TRADING_LOCKED_PAUSE_MS) }
+            DispatchResult::Retry {
+                code: Some(5002),
+                message: "x".into(),
+                not_before_ms: Some(10 + TRADING_LOCKED_PAUSE_MS)
+            }
         );
     }
 }

@@ -41,14 +41,21 @@ pub struct DeltaDeFiGateway {
 impl DeltaDeFiGateway {
     /// A gateway using the venue bound in `reg`.
     pub fn new(reg: Reg, cfg: &GatewayConfig) -> Self {
-        Self { reg, timeout: Duration::from_millis(cfg.request_timeout_ms), in_flight: HashMap::new(), health: ActorHealth::default() }
+        Self {
+            reg,
+            timeout: Duration::from_millis(cfg.request_timeout_ms),
+            in_flight: HashMap::new(),
+            health: ActorHealth::default(),
+        }
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
         for (id, _) in self.in_flight.drain() {
             self.reg.dispatch_outcome.do_send(DispatchOutcome {
                 id,
-                result: DispatchResult::Unknown { message: "gateway restarted with the request in flight".into() },
+                result: DispatchResult::Unknown {
+                    message: "gateway restarted with the request in flight".into(),
+                },
             });
         }
     }
@@ -56,17 +63,31 @@ impl DeltaDeFiGateway {
 
 fn request_of(intent: &Intent) -> VenueRequest {
     match intent {
-        Intent::Place { client_order_id, market, side, price, size, .. } => VenueRequest::Place(NewOrder {
+        Intent::Place {
+            client_order_id,
+            market,
+            side,
+            price,
+            size,
+            ..
+        } => VenueRequest::Place(NewOrder {
             client_order_id: client_order_id.clone(),
             market: market.clone(),
             side: *side,
             price: *price,
             size: *size,
         }),
-        Intent::Cancel { client_order_id, venue_order_id, .. } => {
-            VenueRequest::Cancel { venue_order_id: venue_order_id.clone(), client_order_id: client_order_id.clone() }
-        }
-        Intent::CancelAll { market } => VenueRequest::CancelAll { market: market.clone() },
+        Intent::Cancel {
+            client_order_id,
+            venue_order_id,
+            ..
+        } => VenueRequest::Cancel {
+            venue_order_id: venue_order_id.clone(),
+            client_order_id: client_order_id.clone(),
+        },
+        Intent::CancelAll { market } => VenueRequest::CancelAll {
+            market: market.clone(),
+        },
     }
 }
 
@@ -87,36 +108,62 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
         let Some(venue) = self.reg.venue.get().cloned() else {
             self.reg.dispatch_outcome.do_send(DispatchOutcome {
                 id,
-                result: DispatchResult::Retry { code: None, message: "no venue bound".into(), not_before_ms: None },
+                result: DispatchResult::Retry {
+                    code: None,
+                    message: "no venue bound".into(),
+                    not_before_ms: None,
+                },
             });
             return;
         };
         self.in_flight.insert(id, kind);
         let req = request_of(&msg.row.intent);
-        debug!(outbox_id = id, kind = kind.as_str(), attempt = msg.row.attempts, "gateway.dispatch");
+        debug!(
+            outbox_id = id,
+            kind = kind.as_str(),
+            attempt = msg.row.attempts,
+            "gateway.dispatch"
+        );
         let fut = tokio::time::timeout(self.timeout, venue.send(req));
         ctx.spawn(fut.into_actor(self).map(move |answer, act, _| {
             act.in_flight.remove(&id);
             let now = now_ms();
             let result = match answer {
                 Ok(Ok(Ok(reply))) => match reply {
-                    VenueReply::Placed(o) => DispatchResult::Done { venue_order_id: Some(o.venue_order_id) },
-                    VenueReply::Cancelled(_) | VenueReply::CancelledAll(_) => DispatchResult::Done { venue_order_id: None },
-                    other => DispatchResult::Rejected { code: None, message: format!("unexpected reply {other:?}") },
+                    VenueReply::Placed(o) => DispatchResult::Done {
+                        venue_order_id: Some(o.venue_order_id),
+                    },
+                    VenueReply::Cancelled(_) | VenueReply::CancelledAll(_) => {
+                        DispatchResult::Done {
+                            venue_order_id: None,
+                        }
+                    }
+                    other => DispatchResult::Rejected {
+                        code: None,
+                        message: format!("unexpected reply {other:?}"),
+                    },
                 },
                 Ok(Ok(Err(e))) => errors::to_result(&e, kind, now),
                 Ok(Err(mailbox)) => {
                     warn!(outbox_id = id, cause = %mailbox, "venue unreachable");
                     match kind {
-                        IntentKind::Place => DispatchResult::Unknown { message: format!("venue mailbox: {mailbox}") },
-                        IntentKind::Cancel | IntentKind::CancelAll => {
-                            DispatchResult::Retry { code: None, message: format!("venue mailbox: {mailbox}"), not_before_ms: None }
-                        }
+                        IntentKind::Place => DispatchResult::Unknown {
+                            message: format!("venue mailbox: {mailbox}"),
+                        },
+                        IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
+                            code: None,
+                            message: format!("venue mailbox: {mailbox}"),
+                            not_before_ms: None,
+                        },
                     }
                 }
-                Err(_) => DispatchResult::Unknown { message: "timed out waiting for the venue".into() },
+                Err(_) => DispatchResult::Unknown {
+                    message: "timed out waiting for the venue".into(),
+                },
             };
-            act.reg.dispatch_outcome.do_send(DispatchOutcome { id, result });
+            act.reg
+                .dispatch_outcome
+                .do_send(DispatchOutcome { id, result });
         }));
     }
 }

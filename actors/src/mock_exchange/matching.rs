@@ -16,7 +16,9 @@ use rust_decimal::Decimal;
 use crate::pricing_rules::MarketRules;
 use crate::rng::SplitMix64;
 use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId, bps};
-use crate::venue::{Balance, Liquidity, NewOrder, VenueError, VenueEvent, VenueFill, VenueOrder, VenueOrderStatus};
+use crate::venue::{
+    Balance, Liquidity, NewOrder, VenueError, VenueEvent, VenueFill, VenueOrder, VenueOrderStatus,
+};
 
 /// The knobs of the simulation.
 #[derive(Debug, Clone)]
@@ -75,8 +77,14 @@ impl MatchingCore {
         let mut assets = HashMap::new();
         for m in &markets {
             let (base, quote) = assets_of(&m.market);
-            assets.entry(base).or_insert(Asset { free: params.base_balance, locked: Decimal::ZERO });
-            assets.entry(quote).or_insert(Asset { free: params.quote_balance, locked: Decimal::ZERO });
+            assets.entry(base).or_insert(Asset {
+                free: params.base_balance,
+                locked: Decimal::ZERO,
+            });
+            assets.entry(quote).or_insert(Asset {
+                free: params.quote_balance,
+                locked: Decimal::ZERO,
+            });
         }
         Self {
             rng: SplitMix64::new(params.seed),
@@ -113,7 +121,11 @@ impl MatchingCore {
         let mut v: Vec<Balance> = self
             .assets
             .iter()
-            .map(|(k, a)| Balance { asset: k.clone(), free: a.free, locked: a.locked })
+            .map(|(k, a)| Balance {
+                asset: k.clone(),
+                free: a.free,
+                locked: a.locked,
+            })
             .collect();
         v.sort_by(|a, b| a.asset.cmp(&b.asset));
         v
@@ -123,9 +135,16 @@ impl MatchingCore {
     ///
     /// # Errors
     /// A [`VenueError`] with DeltaDeFi's code for whatever the venue would refuse.
-    pub fn place(&mut self, req: &NewOrder, now_ms: i64) -> Result<(VenueOrder, Vec<VenueEvent>), VenueError> {
+    pub fn place(
+        &mut self,
+        req: &NewOrder,
+        now_ms: i64,
+    ) -> Result<(VenueOrder, Vec<VenueEvent>), VenueError> {
         self.spend_action(now_ms)?;
-        let rules = self.markets.get(&req.market).ok_or_else(|| VenueError::new(4106, "invalid symbol"))?;
+        let rules = self
+            .markets
+            .get(&req.market)
+            .ok_or_else(|| VenueError::new(4106, "invalid symbol"))?;
         if req.price <= Decimal::ZERO {
             return Err(VenueError::new(4101, "price must be greater than 0"));
         }
@@ -133,13 +152,22 @@ impl MatchingCore {
             return Err(VenueError::new(4107, "quantity must be greater than 0"));
         }
         if req.price.normalize().scale() > rules.price_decimals {
-            return Err(VenueError::new(4102, format!("price has more than {} decimals", rules.price_decimals)));
+            return Err(VenueError::new(
+                4102,
+                format!("price has more than {} decimals", rules.price_decimals),
+            ));
         }
         if req.size.normalize().scale() > rules.size_decimals {
-            return Err(VenueError::new(4103, format!("quantity has more than {} decimals", rules.size_decimals)));
+            return Err(VenueError::new(
+                4103,
+                format!("quantity has more than {} decimals", rules.size_decimals),
+            ));
         }
         if req.size < rules.min_order_size || req.size * req.price < rules.min_order_notional {
-            return Err(VenueError::new(4100, format!("order size must be at least {}", rules.min_order_size)));
+            return Err(VenueError::new(
+                4100,
+                format!("order size must be at least {}", rules.min_order_size),
+            ));
         }
         if self.by_client.contains_key(&req.client_order_id) {
             return Err(VenueError::new(4302, "transaction already submitted"));
@@ -166,7 +194,10 @@ impl MatchingCore {
         a.locked += need;
         self.order_seq += 1;
         let order = VenueOrder {
-            venue_order_id: VenueOrderId(format!("00000000-0000-4000-8000-{:012x}", self.order_seq)),
+            venue_order_id: VenueOrderId(format!(
+                "00000000-0000-4000-8000-{:012x}",
+                self.order_seq
+            )),
             client_order_id: Some(req.client_order_id.clone()),
             market: req.market.clone(),
             side: req.side,
@@ -176,9 +207,13 @@ impl MatchingCore {
             status: VenueOrderStatus::Open,
             ts_ms: now_ms,
         };
-        self.by_client.insert(req.client_order_id.clone(), order.venue_order_id.clone());
+        self.by_client
+            .insert(req.client_order_id.clone(), order.venue_order_id.clone());
         self.put(order.clone());
-        let events = vec![VenueEvent::Order(order.clone()), VenueEvent::Balances(self.balances())];
+        let events = vec![
+            VenueEvent::Order(order.clone()),
+            VenueEvent::Balances(self.balances()),
+        ];
         Ok((order, events))
     }
 
@@ -206,7 +241,9 @@ impl MatchingCore {
     }
 
     fn find(&self, venue: Option<&VenueOrderId>, client: &ClientOrderId) -> Option<VenueOrderId> {
-        venue.cloned().or_else(|| self.by_client.get(client).cloned())
+        venue
+            .cloned()
+            .or_else(|| self.by_client.get(client).cloned())
     }
 
     fn release(&mut self, o: &VenueOrder) {
@@ -232,8 +269,13 @@ impl MatchingCore {
         now_ms: i64,
     ) -> Result<(VenueOrder, Vec<VenueEvent>), VenueError> {
         self.spend_action(now_ms)?;
-        let id = self.find(venue, client).ok_or_else(|| VenueError::new(4200, "Order not found"))?;
-        let order = self.lookup(&id).cloned().ok_or_else(|| VenueError::new(4200, "Order not found"))?;
+        let id = self
+            .find(venue, client)
+            .ok_or_else(|| VenueError::new(4200, "Order not found"))?;
+        let order = self
+            .lookup(&id)
+            .cloned()
+            .ok_or_else(|| VenueError::new(4200, "Order not found"))?;
         if order.status.is_terminal() {
             return Err(VenueError::new(4201, "order is not open"));
         }
@@ -242,16 +284,31 @@ impl MatchingCore {
         done.status = VenueOrderStatus::Cancelled;
         done.ts_ms = now_ms;
         self.put(done.clone());
-        Ok((done.clone(), vec![VenueEvent::Order(done), VenueEvent::Balances(self.balances())]))
+        Ok((
+            done.clone(),
+            vec![
+                VenueEvent::Order(done),
+                VenueEvent::Balances(self.balances()),
+            ],
+        ))
     }
 
     /// Cancels every open order of a market.
     ///
     /// # Errors
     /// 4200 "Order not found" when nothing is open, as DeltaDeFi answers.
-    pub fn cancel_all(&mut self, market: &MarketId, now_ms: i64) -> Result<(Vec<VenueOrderId>, Vec<VenueEvent>), VenueError> {
+    pub fn cancel_all(
+        &mut self,
+        market: &MarketId,
+        now_ms: i64,
+    ) -> Result<(Vec<VenueOrderId>, Vec<VenueEvent>), VenueError> {
         self.spend_action(now_ms)?;
-        let mut open: Vec<VenueOrder> = self.orders.values().filter(|o| &o.market == market).cloned().collect();
+        let mut open: Vec<VenueOrder> = self
+            .orders
+            .values()
+            .filter(|o| &o.market == market)
+            .cloned()
+            .collect();
         if open.is_empty() {
             return Err(VenueError::new(4200, "Order not found"));
         }
@@ -270,21 +327,39 @@ impl MatchingCore {
     }
 
     /// Looks an order up.
-    pub fn query(&self, venue: Option<&VenueOrderId>, client: &ClientOrderId) -> Option<VenueOrder> {
-        self.find(venue, client).and_then(|id| self.lookup(&id).cloned())
+    pub fn query(
+        &self,
+        venue: Option<&VenueOrderId>,
+        client: &ClientOrderId,
+    ) -> Option<VenueOrder> {
+        self.find(venue, client)
+            .and_then(|id| self.lookup(&id).cloned())
     }
 
     /// Open orders of a market, oldest first.
     pub fn open_orders(&self, market: &MarketId) -> Vec<VenueOrder> {
-        let mut v: Vec<VenueOrder> = self.orders.values().filter(|o| &o.market == market).cloned().collect();
+        let mut v: Vec<VenueOrder> = self
+            .orders
+            .values()
+            .filter(|o| &o.market == market)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.venue_order_id.cmp(&b.venue_order_id));
         v
     }
 
     /// Moves the reference of a market (raw reference prices; the market's `anchor_bps`
     /// basis is applied here) and fills whatever it trades through.
-    pub fn on_reference(&mut self, market: &MarketId, ref_bid: Decimal, ref_ask: Decimal, now_ms: i64) -> Vec<VenueEvent> {
-        let Some(rules) = self.markets.get(market).cloned() else { return Vec::new() };
+    pub fn on_reference(
+        &mut self,
+        market: &MarketId,
+        ref_bid: Decimal,
+        ref_ask: Decimal,
+        now_ms: i64,
+    ) -> Vec<VenueEvent> {
+        let Some(rules) = self.markets.get(market).cloned() else {
+            return Vec::new();
+        };
         let basis = Decimal::ONE + bps(rules.anchor_bps);
         let (bid, ask) = (ref_bid * basis, ref_ask * basis);
         self.references.insert(market.clone(), (bid, ask));
@@ -314,14 +389,17 @@ impl MatchingCore {
         events
     }
 
-    fn fill_one(&mut self, id: &VenueOrderId, rules: &MarketRules, now_ms: i64) -> Option<Vec<VenueEvent>> {
+    fn fill_one(
+        &mut self,
+        id: &VenueOrderId,
+        rules: &MarketRules,
+        now_ms: i64,
+    ) -> Option<Vec<VenueEvent>> {
         let mut o = self.orders.get(id)?.clone();
         let lot = Decimal::new(1, rules.size_decimals);
         let remaining = o.size - o.filled;
-        let chunk = (o.size * self.params.partial_fill_ratio).round_dp_with_strategy(
-            rules.size_decimals,
-            rust_decimal::RoundingStrategy::ToZero,
-        );
+        let chunk = (o.size * self.params.partial_fill_ratio)
+            .round_dp_with_strategy(rules.size_decimals, rust_decimal::RoundingStrategy::ToZero);
         let qty = chunk.max(lot).min(remaining);
         if qty <= Decimal::ZERO {
             return None;
@@ -342,7 +420,11 @@ impl MatchingCore {
             }
         }
         o.filled += qty;
-        o.status = if o.filled >= o.size { VenueOrderStatus::Filled } else { VenueOrderStatus::PartiallyFilled };
+        o.status = if o.filled >= o.size {
+            VenueOrderStatus::Filled
+        } else {
+            VenueOrderStatus::PartiallyFilled
+        };
         o.ts_ms = now_ms;
         self.trade_seq += 1;
         let fill = VenueFill {
@@ -395,7 +477,13 @@ mod tests {
         )
     }
     fn order(coid: &str, side: Side, price: &str, size: &str) -> NewOrder {
-        NewOrder { client_order_id: ClientOrderId(coid.into()), market: m(), side, price: d(price), size: d(size) }
+        NewOrder {
+            client_order_id: ClientOrderId(coid.into()),
+            market: m(),
+            side,
+            price: d(price),
+            size: d(size),
+        }
     }
     fn code(r: Result<(VenueOrder, Vec<VenueEvent>), VenueError>) -> u32 {
         r.err().map(|e| e.code).unwrap_or(0)
@@ -406,14 +494,38 @@ mod tests {
         let mut c = core(100);
         c.on_reference(&m(), d("0.45"), d("0.4502"), 0);
         let cases = [
-            ("too many price decimals", order("a", Side::Buy, "0.44991", "10"), 4102),
-            ("too many size decimals", order("b", Side::Buy, "0.4499", "10.001"), 4103),
-            ("below minimum", order("c", Side::Buy, "0.4499", "4.99"), 4100),
-            ("post-only cross", order("d", Side::Buy, "0.4502", "10"), 4104),
-            ("insufficient balance", order("e", Side::Buy, "0.4499", "5000"), 4050),
+            (
+                "too many price decimals",
+                order("a", Side::Buy, "0.44991", "10"),
+                4102,
+            ),
+            (
+                "too many size decimals",
+                order("b", Side::Buy, "0.4499", "10.001"),
+                4103,
+            ),
+            (
+                "below minimum",
+                order("c", Side::Buy, "0.4499", "4.99"),
+                4100,
+            ),
+            (
+                "post-only cross",
+                order("d", Side::Buy, "0.4502", "10"),
+                4104,
+            ),
+            (
+                "insufficient balance",
+                order("e", Side::Buy, "0.4499", "5000"),
+                4050,
+            ),
             ("zero price", order("f", Side::Buy, "0", "10"), 4101),
             ("accepted", order("g", Side::Buy, "0.4499", "10"), 0),
-            ("duplicate client id", order("g", Side::Buy, "0.4499", "10"), 4302),
+            (
+                "duplicate client id",
+                order("g", Side::Buy, "0.4499", "10"),
+                4302,
+            ),
         ];
         for (name, o, want) in cases {
             assert_eq!(code(c.place(&o, 1)), want, "{name}");
@@ -424,17 +536,49 @@ mod tests {
     fn buy_fills_when_reference_ask_trades_through_in_parts() {
         let mut c = core(100);
         c.on_reference(&m(), d("0.45"), d("0.4502"), 0);
-        let (o, _) = c.place(&order("a", Side::Buy, "0.4499", "100"), 1).expect("placed");
-        assert_eq!(c.balances().iter().find(|b| b.asset == "usdm").map(|b| b.locked), Some(d("44.99")));
-        assert!(c.on_reference(&m(), d("0.4498"), d("0.4499"), 2).is_empty(), "touch does not fill");
+        let (o, _) = c
+            .place(&order("a", Side::Buy, "0.4499", "100"), 1)
+            .expect("placed");
+        assert_eq!(
+            c.balances()
+                .iter()
+                .find(|b| b.asset == "usdm")
+                .map(|b| b.locked),
+            Some(d("44.99"))
+        );
+        assert!(
+            c.on_reference(&m(), d("0.4498"), d("0.4499"), 2).is_empty(),
+            "touch does not fill"
+        );
         let ev = c.on_reference(&m(), d("0.4497"), d("0.4498"), 3);
-        let fills: Vec<&VenueFill> = ev.iter().filter_map(|e| if let VenueEvent::Fill(f) = e { Some(f) } else { None }).collect();
+        let fills: Vec<&VenueFill> = ev
+            .iter()
+            .filter_map(|e| {
+                if let VenueEvent::Fill(f) = e {
+                    Some(f)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(fills.len(), 1);
-        assert_eq!((fills[0].size, fills[0].price, fills[0].fee), (d("50"), d("0.4499"), d("0.022495")));
+        assert_eq!(
+            (fills[0].size, fills[0].price, fills[0].fee),
+            (d("50"), d("0.4499"), d("0.022495"))
+        );
         c.on_reference(&m(), d("0.4497"), d("0.4498"), 4);
-        let done = c.query(Some(&o.venue_order_id), &ClientOrderId("a".into())).expect("known");
-        assert_eq!((done.status, done.filled), (VenueOrderStatus::Filled, d("100")));
-        let ada = c.balances().into_iter().find(|b| b.asset == "ada").expect("ada");
+        let done = c
+            .query(Some(&o.venue_order_id), &ClientOrderId("a".into()))
+            .expect("known");
+        assert_eq!(
+            (done.status, done.filled),
+            (VenueOrderStatus::Filled, d("100"))
+        );
+        let ada = c
+            .balances()
+            .into_iter()
+            .find(|b| b.asset == "ada")
+            .expect("ada");
         assert_eq!(ada.free, d("1100"));
     }
 
@@ -443,21 +587,50 @@ mod tests {
         let mut c = core(2);
         assert_eq!(code(c.place(&order("a", Side::Sell, "0.46", "10"), 0)), 0);
         assert_eq!(code(c.place(&order("b", Side::Sell, "0.46", "10"), 500)), 0);
-        assert_eq!(code(c.place(&order("c", Side::Sell, "0.46", "10"), 999)), 4290);
-        assert_eq!(code(c.place(&order("d", Side::Sell, "0.46", "10"), 1_000)), 0);
+        assert_eq!(
+            code(c.place(&order("c", Side::Sell, "0.46", "10"), 999)),
+            4290
+        );
+        assert_eq!(
+            code(c.place(&order("d", Side::Sell, "0.46", "10"), 1_000)),
+            0
+        );
     }
 
     #[test]
     fn cancel_and_cancel_all_codes() {
         let mut c = core(100);
-        let (o, _) = c.place(&order("a", Side::Sell, "0.46", "10"), 0).expect("placed");
-        assert!(c.cancel(Some(&o.venue_order_id), &ClientOrderId("a".into()), 1).is_ok());
-        assert_eq!(c.cancel(Some(&o.venue_order_id), &ClientOrderId("a".into()), 2).err().map(|e| e.code), Some(4201));
-        assert_eq!(c.cancel(None, &ClientOrderId("zz".into()), 3).err().map(|e| e.code), Some(4200));
+        let (o, _) = c
+            .place(&order("a", Side::Sell, "0.46", "10"), 0)
+            .expect("placed");
+        assert!(
+            c.cancel(Some(&o.venue_order_id), &ClientOrderId("a".into()), 1)
+                .is_ok()
+        );
+        assert_eq!(
+            c.cancel(Some(&o.venue_order_id), &ClientOrderId("a".into()), 2)
+                .err()
+                .map(|e| e.code),
+            Some(4201)
+        );
+        assert_eq!(
+            c.cancel(None, &ClientOrderId("zz".into()), 3)
+                .err()
+                .map(|e| e.code),
+            Some(4200)
+        );
         assert_eq!(c.cancel_all(&m(), 4).err().map(|e| e.code), Some(4200));
-        c.place(&order("b", Side::Sell, "0.46", "10"), 5).expect("placed");
-        assert_eq!(c.cancel_all(&m(), 6).map(|(ids, _)| ids.len()).ok(), Some(1));
-        let ada = c.balances().into_iter().find(|b| b.asset == "ada").expect("ada");
+        c.place(&order("b", Side::Sell, "0.46", "10"), 5)
+            .expect("placed");
+        assert_eq!(
+            c.cancel_all(&m(), 6).map(|(ids, _)| ids.len()).ok(),
+            Some(1)
+        );
+        let ada = c
+            .balances()
+            .into_iter()
+            .find(|b| b.asset == "ada")
+            .expect("ada");
         assert_eq!((ada.free, ada.locked), (d("1000"), d("0")));
     }
 }

@@ -35,7 +35,12 @@ pub struct MockExchange {
 
 impl MockExchange {
     /// A venue listing `markets`, enforcing `actions_per_second`.
-    pub fn new(reg: Reg, cfg: &MockExchangeConfig, markets: &[MarketConfig], actions_per_second: u32) -> Self {
+    pub fn new(
+        reg: Reg,
+        cfg: &MockExchangeConfig,
+        markets: &[MarketConfig],
+        actions_per_second: u32,
+    ) -> Self {
         let ppm = (cfg.reject_probability * rust_decimal::Decimal::from(1_000_000)).trunc();
         let params = MatchingParams {
             maker_fee_bps: cfg.maker_fee_bps,
@@ -50,7 +55,10 @@ impl MockExchange {
         Self {
             reg,
             core: MatchingCore::new(params, markets.iter().map(MarketRules::from).collect()),
-            references: markets.iter().map(|m| (m.reference.clone(), m.market.clone())).collect(),
+            references: markets
+                .iter()
+                .map(|m| (m.reference.clone(), m.market.clone()))
+                .collect(),
             latency: Duration::from_millis(cfg.latency_ms),
             jitter_ms: cfg.latency_jitter_ms,
             rng: SplitMix64::new(cfg.seed ^ 0x5eed),
@@ -77,25 +85,41 @@ impl MockExchange {
         }
     }
 
-    fn process(&mut self, req: VenueRequest, ctx: &mut Context<Self>) -> Result<VenueReply, VenueError> {
+    fn process(
+        &mut self,
+        req: VenueRequest,
+        ctx: &mut Context<Self>,
+    ) -> Result<VenueReply, VenueError> {
         let now = now_ms();
         let (reply, events) = match req {
             VenueRequest::Place(o) => {
                 let (order, ev) = self.core.place(&o, now)?;
                 (VenueReply::Placed(order), ev)
             }
-            VenueRequest::Cancel { venue_order_id, client_order_id } => {
-                let (order, ev) = self.core.cancel(venue_order_id.as_ref(), &client_order_id, now)?;
+            VenueRequest::Cancel {
+                venue_order_id,
+                client_order_id,
+            } => {
+                let (order, ev) =
+                    self.core
+                        .cancel(venue_order_id.as_ref(), &client_order_id, now)?;
                 (VenueReply::Cancelled(order), ev)
             }
             VenueRequest::CancelAll { market } => {
                 let (ids, ev) = self.core.cancel_all(&market, now)?;
                 (VenueReply::CancelledAll(ids), ev)
             }
-            VenueRequest::Query { venue_order_id, client_order_id } => {
-                (VenueReply::Order(self.core.query(venue_order_id.as_ref(), &client_order_id)), Vec::new())
-            }
-            VenueRequest::OpenOrders { market } => (VenueReply::OpenOrders(self.core.open_orders(&market)), Vec::new()),
+            VenueRequest::Query {
+                venue_order_id,
+                client_order_id,
+            } => (
+                VenueReply::Order(self.core.query(venue_order_id.as_ref(), &client_order_id)),
+                Vec::new(),
+            ),
+            VenueRequest::OpenOrders { market } => (
+                VenueReply::OpenOrders(self.core.open_orders(&market)),
+                Vec::new(),
+            ),
             VenueRequest::Balances => (VenueReply::Balances(self.core.balances()), Vec::new()),
         };
         self.emit(events, ctx);
@@ -126,7 +150,11 @@ impl Handler<VenueRequest> for MockExchange {
             actix_rt::time::sleep(self.latency)
                 .into_actor(self)
                 .map(move |(), act, ctx| act.process(req, ctx))
-                .then(move |r, act, _| actix_rt::time::sleep(back).into_actor(act).map(move |(), _, _| r)),
+                .then(move |r, act, _| {
+                    actix_rt::time::sleep(back)
+                        .into_actor(act)
+                        .map(move |(), _, _| r)
+                }),
         )
     }
 }
@@ -135,8 +163,12 @@ impl Handler<TickReceived> for MockExchange {
     type Result = ();
     fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
         let t = msg.0;
-        let markets: Vec<MarketId> =
-            self.references.iter().filter(|(s, _)| *s == t.symbol).map(|(_, m)| m.clone()).collect();
+        let markets: Vec<MarketId> = self
+            .references
+            .iter()
+            .filter(|(s, _)| *s == t.symbol)
+            .map(|(_, m)| m.clone())
+            .collect();
         for m in markets {
             let events = self.core.on_reference(&m, t.bid, t.ask, now_ms());
             self.emit(events, ctx);

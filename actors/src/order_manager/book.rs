@@ -50,7 +50,12 @@ pub struct OrderTracker {
 impl OrderTracker {
     /// Creates an empty tracker; ids are `<prefix>-<run>-<seq>`, with `run` unique per process.
     pub fn new(prefix: &str, run: &str) -> Self {
-        Self { id_prefix: format!("{prefix}-{run}-"), seq: 0, orders: HashMap::new(), by_venue: HashMap::new() }
+        Self {
+            id_prefix: format!("{prefix}-{run}-"),
+            seq: 0,
+            orders: HashMap::new(),
+            by_venue: HashMap::new(),
+        }
     }
 
     /// Replaces the tracked orders with `orders` (loaded from SQLite after a restart).
@@ -109,9 +114,18 @@ impl OrderTracker {
     /// Computes the intents that turn the market's working orders into `desired`.
     /// Orders whose price is within `tolerance_bps` of the desired price and whose size matches
     /// are kept; others are cancelled and replaced. Ids for new orders are allocated here.
-    pub fn diff(&mut self, market: &MarketId, desired: &[DesiredOrder], tolerance_bps: Decimal) -> Vec<Intent> {
+    pub fn diff(
+        &mut self,
+        market: &MarketId,
+        desired: &[DesiredOrder],
+        tolerance_bps: Decimal,
+    ) -> Vec<Intent> {
         let mut by_slot: HashMap<Slot, Vec<&Order>> = HashMap::new();
-        for o in self.orders.values().filter(|o| &o.market == market && o.state.is_quoting()) {
+        for o in self
+            .orders
+            .values()
+            .filter(|o| &o.market == market && o.state.is_quoting())
+        {
             by_slot.entry(o.slot).or_default().push(o);
         }
         let mut cancels = Vec::new();
@@ -120,9 +134,16 @@ impl OrderTracker {
             let in_slot = by_slot.remove(&d.slot).unwrap_or_default();
             let keep = in_slot
                 .iter()
-                .find(|o| o.side == d.side && o.size == d.size && !moved_beyond(o.price, d.price, tolerance_bps))
+                .find(|o| {
+                    o.side == d.side
+                        && o.size == d.size
+                        && !moved_beyond(o.price, d.price, tolerance_bps)
+                })
                 .map(|o| o.client_order_id.clone());
-            for o in in_slot.iter().filter(|o| Some(&o.client_order_id) != keep.as_ref()) {
+            for o in in_slot
+                .iter()
+                .filter(|o| Some(&o.client_order_id) != keep.as_ref())
+            {
                 cancels.push(cancel_of(o));
             }
             if keep.is_none() {
@@ -151,7 +172,14 @@ impl OrderTracker {
     /// covers to `PendingCancel`. Returns the transitions to persist with the outbox row.
     pub fn apply_intent(&mut self, intent: &Intent, now_ms: i64) -> Vec<Transition> {
         match intent {
-            Intent::Place { client_order_id, market, slot, side, price, size } => {
+            Intent::Place {
+                client_order_id,
+                market,
+                slot,
+                side,
+                price,
+                size,
+            } => {
                 let order = Order {
                     client_order_id: client_order_id.clone(),
                     market: market.clone(),
@@ -165,20 +193,35 @@ impl OrderTracker {
                     created_at_ms: now_ms,
                 };
                 self.orders.insert(client_order_id.clone(), order.clone());
-                vec![Transition { order, from: None, event: "created", detail: None }]
+                vec![Transition {
+                    order,
+                    from: None,
+                    event: "created",
+                    detail: None,
+                }]
             }
-            Intent::Cancel { client_order_id, .. } => self
+            Intent::Cancel {
+                client_order_id, ..
+            } => self
                 .apply(client_order_id, &OrderEvent::CancelRequested, None)
                 .ok()
                 .flatten()
                 .into_iter()
                 .collect(),
             Intent::CancelAll { market } => {
-                let mut ids: Vec<ClientOrderId> =
-                    self.orders.values().filter(|o| &o.market == market).map(|o| o.client_order_id.clone()).collect();
+                let mut ids: Vec<ClientOrderId> = self
+                    .orders
+                    .values()
+                    .filter(|o| &o.market == market)
+                    .map(|o| o.client_order_id.clone())
+                    .collect();
                 ids.sort();
                 ids.iter()
-                    .filter_map(|id| self.apply(id, &OrderEvent::CancelRequested, Some("cancel_all".into())).ok().flatten())
+                    .filter_map(|id| {
+                        self.apply(id, &OrderEvent::CancelRequested, Some("cancel_all".into()))
+                            .ok()
+                            .flatten()
+                    })
                     .collect()
             }
         }
@@ -195,14 +238,21 @@ impl OrderTracker {
         ev: &OrderEvent,
         detail: Option<String>,
     ) -> Result<Option<Transition>, OrderError> {
-        let Some(order) = self.orders.get_mut(id) else { return Ok(None) };
+        let Some(order) = self.orders.get_mut(id) else {
+            return Ok(None);
+        };
         let from = order.state;
         let to = from.transition(ev)?;
         if to == from && !matches!(ev, OrderEvent::Filled { .. }) {
             return Ok(None);
         }
         order.state = to;
-        let t = Transition { order: order.clone(), from: Some(from), event: ev.as_str(), detail };
+        let t = Transition {
+            order: order.clone(),
+            from: Some(from),
+            event: ev.as_str(),
+            detail,
+        };
         if to.is_terminal() {
             self.remove(id);
         }
@@ -258,14 +308,22 @@ mod tests {
         MarketId("ADAUSDM".into())
     }
     fn want(side: Side, level: u8, price: &str, size: &str) -> DesiredOrder {
-        DesiredOrder { slot: Slot { side, level }, side, price: d(price), size: d(size) }
+        DesiredOrder {
+            slot: Slot { side, level },
+            side,
+            price: d(price),
+            size: d(size),
+        }
     }
     fn place_all(t: &mut OrderTracker, desired: &[DesiredOrder]) -> Vec<ClientOrderId> {
         let intents = t.diff(&m(), desired, d("3"));
         let mut ids = Vec::new();
         for i in &intents {
             t.apply_intent(i, 1);
-            if let Intent::Place { client_order_id, .. } = i {
+            if let Intent::Place {
+                client_order_id, ..
+            } = i
+            {
                 ids.push(client_order_id.clone());
             }
         }
@@ -275,10 +333,20 @@ mod tests {
     #[test]
     fn first_diff_places_every_level() {
         let mut t = OrderTracker::new("mm", "r1");
-        let intents = t.diff(&m(), &[want(Side::Buy, 0, "0.4496", "100"), want(Side::Sell, 0, "0.4506", "100")], d("3"));
+        let intents = t.diff(
+            &m(),
+            &[
+                want(Side::Buy, 0, "0.4496", "100"),
+                want(Side::Sell, 0, "0.4506", "100"),
+            ],
+            d("3"),
+        );
         assert_eq!(intents.len(), 2);
         assert!(intents.iter().all(|i| matches!(i, Intent::Place { .. })));
-        assert_eq!(intents[0].client_order_id().map(|c| c.as_str()), Some("mm-r1-1"));
+        assert_eq!(
+            intents[0].client_order_id().map(|c| c.as_str()),
+            Some("mm-r1-1")
+        );
     }
 
     #[test]
@@ -295,23 +363,41 @@ mod tests {
         let ids = place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100")]);
         let intents = t.diff(&m(), &[want(Side::Buy, 0, "0.4520", "100")], d("3"));
         assert_eq!(intents.len(), 2);
-        assert!(matches!(&intents[0], Intent::Cancel { client_order_id, .. } if *client_order_id == ids[0]));
+        assert!(
+            matches!(&intents[0], Intent::Cancel { client_order_id, .. } if *client_order_id == ids[0])
+        );
         assert!(matches!(&intents[1], Intent::Place { price, .. } if *price == d("0.4520")));
         for i in &intents {
             t.apply_intent(i, 2);
         }
-        assert_eq!(t.get(&ids[0]).map(|o| o.state), Some(OrderState::PendingCancel));
+        assert_eq!(
+            t.get(&ids[0]).map(|o| o.state),
+            Some(OrderState::PendingCancel)
+        );
         // A second diff with the same target changes nothing: the cancel is not repeated.
-        assert!(t.diff(&m(), &[want(Side::Buy, 0, "0.4520", "100")], d("3")).is_empty());
+        assert!(
+            t.diff(&m(), &[want(Side::Buy, 0, "0.4520", "100")], d("3"))
+                .is_empty()
+        );
     }
 
     #[test]
     fn empty_target_cancels_everything_quoting() {
         let mut t = OrderTracker::new("mm", "r1");
-        place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100"), want(Side::Sell, 0, "0.4506", "100")]);
+        place_all(
+            &mut t,
+            &[
+                want(Side::Buy, 0, "0.4496", "100"),
+                want(Side::Sell, 0, "0.4506", "100"),
+            ],
+        );
         let intents = t.diff(&m(), &[], d("3"));
         assert_eq!(intents.len(), 2);
-        assert!(intents.iter().all(|i| i.kind() == crate::intent::IntentKind::Cancel));
+        assert!(
+            intents
+                .iter()
+                .all(|i| i.kind() == crate::intent::IntentKind::Cancel)
+        );
     }
 
     #[test]
@@ -321,9 +407,12 @@ mod tests {
         assert_eq!(t.exposure(&m()).open_buy, d("100"));
         t.apply(&ids[0], &OrderEvent::Accepted, None).expect("ack");
         t.set_filled(&ids[0], d("40"));
-        t.apply(&ids[0], &OrderEvent::Filled { complete: false }, None).expect("partial");
+        t.apply(&ids[0], &OrderEvent::Filled { complete: false }, None)
+            .expect("partial");
         assert_eq!(t.exposure(&m()).open_buy, d("60"));
-        let done = t.apply(&ids[0], &OrderEvent::Filled { complete: true }, None).expect("fill");
+        let done = t
+            .apply(&ids[0], &OrderEvent::Filled { complete: true }, None)
+            .expect("fill");
         assert_eq!(done.map(|t| t.order.state), Some(OrderState::Filled));
         assert!(t.get(&ids[0]).is_none());
         assert_eq!(t.exposure(&m()), OpenExposure::default());
@@ -332,7 +421,13 @@ mod tests {
     #[test]
     fn cancel_all_moves_every_live_order() {
         let mut t = OrderTracker::new("mm", "r1");
-        place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100"), want(Side::Sell, 0, "0.4506", "100")]);
+        place_all(
+            &mut t,
+            &[
+                want(Side::Buy, 0, "0.4496", "100"),
+                want(Side::Sell, 0, "0.4506", "100"),
+            ],
+        );
         let ts = t.apply_intent(&Intent::CancelAll { market: m() }, 5);
         assert_eq!(ts.len(), 2);
         assert!(t.orders().all(|o| o.state == OrderState::PendingCancel));

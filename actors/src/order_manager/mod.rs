@@ -85,7 +85,10 @@ pub struct OrderNeverSent(pub ClientOrderId);
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub enum IntentOutcome {
-    Result { row: OutboxRow, result: DispatchResult },
+    Result {
+        row: OutboxRow,
+        result: DispatchResult,
+    },
     NeverSent(OrderNeverSent),
 }
 
@@ -223,11 +226,22 @@ impl OrderManager {
             return;
         }
         let now = now_ms();
-        let writes = transitions.into_iter().map(|transition| Write::Order { transition, ts_ms: now }).collect();
+        let writes = transitions
+            .into_iter()
+            .map(|transition| Write::Order {
+                transition,
+                ts_ms: now,
+            })
+            .collect();
         self.store.write(writes, None);
     }
 
-    fn event(&mut self, id: &ClientOrderId, ev: OrderEvent, detail: Option<String>) -> Option<Transition> {
+    fn event(
+        &mut self,
+        id: &ClientOrderId,
+        ev: OrderEvent,
+        detail: Option<String>,
+    ) -> Option<Transition> {
         match self.tracker.apply(id, &ev, detail) {
             Ok(t) => t,
             Err(e) => {
@@ -237,7 +251,12 @@ impl OrderManager {
         }
     }
 
-    fn apply_and_persist(&mut self, id: &ClientOrderId, ev: OrderEvent, detail: Option<String>) -> bool {
+    fn apply_and_persist(
+        &mut self,
+        id: &ClientOrderId,
+        ev: OrderEvent,
+        detail: Option<String>,
+    ) -> bool {
         match self.event(id, ev, detail) {
             Some(t) => {
                 let terminal = t.order.state.is_terminal();
@@ -253,7 +272,9 @@ impl OrderManager {
         if !self.loaded || !self.reconciled.contains(market) || self.halted.contains(market) {
             return;
         }
-        let Some(target) = self.latest.get(market) else { return };
+        let Some(target) = self.latest.get(market) else {
+            return;
+        };
         let (tolerance, tick_at, mid) = (
             target.tolerance_bps,
             target.tick_recv_at,
@@ -276,9 +297,16 @@ impl OrderManager {
         tick_at: Option<Instant>,
         ctx: &mut Context<Self>,
     ) {
-        let Some(risk) = self.reg.risk_check.get().cloned() else { return };
+        let Some(risk) = self.reg.risk_check.get().cloned() else {
+            return;
+        };
         let exposure = self.tracker.exposure(&market);
-        let req = CheckIntents { market: market.clone(), intents: intents.clone(), exposure, reference_mid };
+        let req = CheckIntents {
+            market: market.clone(),
+            intents: intents.clone(),
+            exposure,
+            reference_mid,
+        };
         ctx.wait(risk.send(req).into_actor(self).map(move |verdicts, act, ctx| match verdicts {
             Ok(verdicts) => {
                 let approved: Vec<Intent> =
@@ -305,7 +333,10 @@ impl OrderManager {
         let mut rows = Vec::with_capacity(intents.len());
         for intent in intents {
             for transition in self.tracker.apply_intent(&intent, now) {
-                writes.push(Write::Order { transition, ts_ms: now });
+                writes.push(Write::Order {
+                    transition,
+                    ts_ms: now,
+                });
             }
             let row = OutboxRow::new(self.next_outbox_id, intent, now);
             self.next_outbox_id += 1;
@@ -325,12 +356,24 @@ impl OrderManager {
     }
 
     fn cancel_all(&mut self, market: &MarketId, reason: &str, ctx: &mut Context<Self>) {
-        let live = self.tracker.orders().filter(|o| &o.market == market && o.state != OrderState::PendingCancel).count();
+        let live = self
+            .tracker
+            .orders()
+            .filter(|o| &o.market == market && o.state != OrderState::PendingCancel)
+            .count();
         if live == 0 {
             return;
         }
         info!(market = %market, orders = live, reason, "cancelling every order of the market");
-        self.submit(market.clone(), vec![Intent::CancelAll { market: market.clone() }], None, None, ctx);
+        self.submit(
+            market.clone(),
+            vec![Intent::CancelAll {
+                market: market.clone(),
+            }],
+            None,
+            None,
+            ctx,
+        );
     }
 
     fn resolve(&self, ids: Vec<ClientOrderId>) {
@@ -348,10 +391,16 @@ impl OrderManager {
 
     /// Applies what the venue says about one order; returns the order's market when it ended.
     fn apply_venue_order(&mut self, id: &ClientOrderId, vo: &VenueOrder) -> Option<MarketId> {
-        if self.tracker.get(id).is_some_and(|o| o.venue_order_id.is_none()) {
+        if self
+            .tracker
+            .get(id)
+            .is_some_and(|o| o.venue_order_id.is_none())
+        {
             self.tracker.set_venue_id(id, vo.venue_order_id.clone());
         }
-        let filled = vo.filled.max(self.fill_sums.get(id).copied().unwrap_or_default());
+        let filled = vo
+            .filled
+            .max(self.fill_sums.get(id).copied().unwrap_or_default());
         self.tracker.set_filled(id, filled);
         let ev = match vo.status {
             VenueOrderStatus::Open => OrderEvent::Accepted,
@@ -361,7 +410,11 @@ impl OrderManager {
             VenueOrderStatus::Failed => OrderEvent::Rejected,
         };
         let market = self.tracker.get(id).map(|o| o.market.clone());
-        if self.apply_and_persist(id, ev, None) { market } else { None }
+        if self.apply_and_persist(id, ev, None) {
+            market
+        } else {
+            None
+        }
     }
 
     fn adopt_orphan(&mut self, vo: &VenueOrder) -> Intent {
@@ -370,7 +423,10 @@ impl OrderManager {
         let order = Order {
             client_order_id: id.clone(),
             market: vo.market.clone(),
-            slot: Slot { side: vo.side, level: u8::MAX },
+            slot: Slot {
+                side: vo.side,
+                level: u8::MAX,
+            },
             side: vo.side,
             price: vo.price,
             size: vo.size,
@@ -380,8 +436,17 @@ impl OrderManager {
             created_at_ms: vo.ts_ms,
         };
         self.tracker.load_one(order.clone());
-        self.persist(vec![Transition { order, from: None, event: "adopted", detail: Some("orphan at the venue".into()) }]);
-        Intent::Cancel { client_order_id: id, market: vo.market.clone(), venue_order_id: Some(vo.venue_order_id.clone()) }
+        self.persist(vec![Transition {
+            order,
+            from: None,
+            event: "adopted",
+            detail: Some("orphan at the venue".into()),
+        }]);
+        Intent::Cancel {
+            client_order_id: id,
+            market: vo.market.clone(),
+            venue_order_id: Some(vo.venue_order_id.clone()),
+        }
     }
 
     fn find(&self, vo: &VenueOrder) -> Option<ClientOrderId> {
@@ -455,35 +520,73 @@ impl Handler<IntentOutcome> for OrderManager {
     fn handle(&mut self, msg: IntentOutcome, ctx: &mut Context<Self>) {
         let (row, result) = match msg {
             IntentOutcome::NeverSent(OrderNeverSent(id)) => {
-                self.apply_and_persist(&id, OrderEvent::Cancelled, Some("superseded before it was sent".into()));
+                self.apply_and_persist(
+                    &id,
+                    OrderEvent::Cancelled,
+                    Some("superseded before it was sent".into()),
+                );
                 return;
             }
             IntentOutcome::Result { row, result } => (row, result),
         };
         let market = row.intent.market().clone();
         match (&row.intent, result) {
-            (Intent::Place { client_order_id: id, .. }, DispatchResult::Done { venue_order_id }) => {
+            (
+                Intent::Place {
+                    client_order_id: id,
+                    ..
+                },
+                DispatchResult::Done { venue_order_id },
+            ) => {
                 if let Some(v) = venue_order_id {
                     self.tracker.set_venue_id(id, v);
                 }
                 self.apply_and_persist(id, OrderEvent::Accepted, None);
             }
-            (Intent::Place { client_order_id: id, .. }, DispatchResult::Rejected { code, message }) => {
+            (
+                Intent::Place {
+                    client_order_id: id,
+                    ..
+                },
+                DispatchResult::Rejected { code, message },
+            ) => {
                 debug!(client_order_id = %id, code, cause = %message, "place rejected");
                 self.apply_and_persist(id, OrderEvent::Rejected, Some(message));
                 self.work_market(&market, ctx);
             }
-            (Intent::Place { client_order_id: id, .. }, DispatchResult::Retry { message, .. }) => {
+            (
+                Intent::Place {
+                    client_order_id: id,
+                    ..
+                },
+                DispatchResult::Retry { message, .. },
+            ) => {
                 error!(client_order_id = %id, cause = %message, "place dead-lettered");
-                self.apply_and_persist(id, OrderEvent::Rejected, Some(format!("dead-lettered: {message}")));
+                self.apply_and_persist(
+                    id,
+                    OrderEvent::Rejected,
+                    Some(format!("dead-lettered: {message}")),
+                );
                 self.work_market(&market, ctx);
             }
-            (Intent::Place { client_order_id: id, .. }, DispatchResult::Unknown { message }) => {
+            (
+                Intent::Place {
+                    client_order_id: id,
+                    ..
+                },
+                DispatchResult::Unknown { message },
+            ) => {
                 warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
                 self.apply_and_persist(id, OrderEvent::OutcomeUnknown, Some(message));
                 self.resolve(vec![id.clone()]);
             }
-            (Intent::Cancel { client_order_id: id, .. }, result) => {
+            (
+                Intent::Cancel {
+                    client_order_id: id,
+                    ..
+                },
+                result,
+            ) => {
                 if !matches!(result, DispatchResult::Done { .. }) {
                     error!(client_order_id = %id, ?result, "cancel failed");
                 }
@@ -516,7 +619,10 @@ impl Handler<OrderUpdate> for OrderManager {
                     self.work_market(&market, ctx);
                 }
             }
-            None if !vo.status.is_terminal() && self.reconciled.contains(&vo.market) && vo.client_order_id.is_none() => {
+            None if !vo.status.is_terminal()
+                && self.reconciled.contains(&vo.market)
+                && vo.client_order_id.is_none() =>
+            {
                 let cancel = self.adopt_orphan(&vo);
                 self.submit(vo.market.clone(), vec![cancel], None, None, ctx);
             }
@@ -555,7 +661,11 @@ impl Handler<VenueSnapshot> for OrderManager {
             return;
         }
         let market = msg.market.clone();
-        let listed: HashSet<_> = msg.open_orders.iter().map(|o| o.venue_order_id.clone()).collect();
+        let listed: HashSet<_> = msg
+            .open_orders
+            .iter()
+            .map(|o| o.venue_order_id.clone())
+            .collect();
         let mut orphans = Vec::new();
         for vo in &msg.open_orders {
             match self.find(vo) {
@@ -583,7 +693,10 @@ impl Handler<VenueSnapshot> for OrderManager {
             self.submit(market.clone(), orphans, None, None, ctx);
         }
         if first {
-            self.reg.requote.do_send(RequestRequote { market: Some(market), reason: QuoteReason::Reconciliation });
+            self.reg.requote.do_send(RequestRequote {
+                market: Some(market),
+                reason: QuoteReason::Reconciliation,
+            });
         }
     }
 }
@@ -598,7 +711,11 @@ impl Handler<OrderResolved> for OrderManager {
                 self.apply_venue_order(&id, vo);
             }
             None => {
-                self.apply_and_persist(&id, OrderEvent::NotFound, Some("not found at the venue".into()));
+                self.apply_and_persist(
+                    &id,
+                    OrderEvent::NotFound,
+                    Some("not found at the venue".into()),
+                );
             }
         }
         // Settles the outbox row of a place whose outcome was unknown (a no-op otherwise).
@@ -662,12 +779,20 @@ impl Handler<GetOrderStats> for OrderManager {
                 .iter()
                 .map(|m| MarketOrderStats {
                     market: m.market.clone(),
-                    live: self.tracker.orders().filter(|o| o.market == m.market).count(),
+                    live: self
+                        .tracker
+                        .orders()
+                        .filter(|o| o.market == m.market)
+                        .count(),
                     working: self
                         .tracker
                         .orders()
                         .filter(|o| {
-                            o.market == m.market && matches!(o.state, OrderState::Working | OrderState::PartiallyFilled)
+                            o.market == m.market
+                                && matches!(
+                                    o.state,
+                                    OrderState::Working | OrderState::PartiallyFilled
+                                )
                         })
                         .count(),
                     fills: self.fills.get(&m.market).copied().unwrap_or(0),
@@ -675,7 +800,10 @@ impl Handler<GetOrderStats> for OrderManager {
                 .collect(),
             latency: self.latency.summary(),
             intents: self.intents,
-            reconciled: self.markets.iter().all(|m| self.reconciled.contains(&m.market)),
+            reconciled: self
+                .markets
+                .iter()
+                .all(|m| self.reconciled.contains(&m.market)),
         }
     }
 }

@@ -70,8 +70,14 @@ impl OrderState {
     /// True while the order may rest on the venue and is not being cancelled.
     pub fn is_quoting(self) -> bool {
         match self {
-            OrderState::PendingNew | OrderState::Unknown | OrderState::Working | OrderState::PartiallyFilled => true,
-            OrderState::PendingCancel | OrderState::Filled | OrderState::Cancelled | OrderState::Rejected => false,
+            OrderState::PendingNew
+            | OrderState::Unknown
+            | OrderState::Working
+            | OrderState::PartiallyFilled => true,
+            OrderState::PendingCancel
+            | OrderState::Filled
+            | OrderState::Cancelled
+            | OrderState::Rejected => false,
         }
     }
 
@@ -88,16 +94,19 @@ impl OrderState {
             (S::PendingCancel, E::Accepted) => S::PendingCancel,
             (S::Working | S::PartiallyFilled, E::Accepted) => self,
             // Fills: partial keeps it live, complete ends it (also while cancelling).
-            (S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled, E::Filled { complete: false }) => {
-                S::PartiallyFilled
-            }
+            (
+                S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled,
+                E::Filled { complete: false },
+            ) => S::PartiallyFilled,
             (S::PendingCancel, E::Filled { complete: false }) => S::PendingCancel,
             (
                 S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled | S::PendingCancel,
                 E::Filled { complete: true },
             ) => S::Filled,
             // We asked to cancel.
-            (S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled, E::CancelRequested) => S::PendingCancel,
+            (S::PendingNew | S::Unknown | S::Working | S::PartiallyFilled, E::CancelRequested) => {
+                S::PendingCancel
+            }
             (S::PendingCancel, E::CancelRequested) => S::PendingCancel,
             // The venue (or the outbox, for an intent never sent) confirmed the cancel.
             (
@@ -113,9 +122,17 @@ impl OrderState {
             (S::PendingNew | S::Unknown, E::NotFound) => S::Rejected,
             (S::Working | S::PartiallyFilled | S::PendingCancel, E::NotFound) => S::Cancelled,
             // Late news about a finished order changes nothing.
-            (S::Filled | S::Cancelled | S::Rejected, E::Cancelled | E::NotFound | E::OutcomeUnknown) => self,
+            (
+                S::Filled | S::Cancelled | S::Rejected,
+                E::Cancelled | E::NotFound | E::OutcomeUnknown,
+            ) => self,
             (S::Filled, E::Filled { complete: true } | E::Accepted) => self,
-            (from, ev) => return Err(OrderError::InvalidTransition { from, event: ev.clone() }),
+            (from, ev) => {
+                return Err(OrderError::InvalidTransition {
+                    from,
+                    event: ev.clone(),
+                });
+            }
         };
         Ok(next)
     }
@@ -189,14 +206,54 @@ mod tests {
         let cases: &[(&str, S, E, S)] = &[
             ("ack", S::PendingNew, E::Accepted, S::Working),
             ("late ack of unknown", S::Unknown, E::Accepted, S::Working),
-            ("ack while cancelling", S::PendingCancel, E::Accepted, S::PendingCancel),
-            ("partial", S::Working, E::Filled { complete: false }, S::PartiallyFilled),
-            ("partial again", S::PartiallyFilled, E::Filled { complete: false }, S::PartiallyFilled),
-            ("fill before ack", S::PendingNew, E::Filled { complete: true }, S::Filled),
-            ("fill while cancelling", S::PendingCancel, E::Filled { complete: true }, S::Filled),
-            ("cancel request", S::Working, E::CancelRequested, S::PendingCancel),
-            ("cancel confirmed", S::PendingCancel, E::Cancelled, S::Cancelled),
-            ("venue cancelled on its own", S::Working, E::Cancelled, S::Cancelled),
+            (
+                "ack while cancelling",
+                S::PendingCancel,
+                E::Accepted,
+                S::PendingCancel,
+            ),
+            (
+                "partial",
+                S::Working,
+                E::Filled { complete: false },
+                S::PartiallyFilled,
+            ),
+            (
+                "partial again",
+                S::PartiallyFilled,
+                E::Filled { complete: false },
+                S::PartiallyFilled,
+            ),
+            (
+                "fill before ack",
+                S::PendingNew,
+                E::Filled { complete: true },
+                S::Filled,
+            ),
+            (
+                "fill while cancelling",
+                S::PendingCancel,
+                E::Filled { complete: true },
+                S::Filled,
+            ),
+            (
+                "cancel request",
+                S::Working,
+                E::CancelRequested,
+                S::PendingCancel,
+            ),
+            (
+                "cancel confirmed",
+                S::PendingCancel,
+                E::Cancelled,
+                S::Cancelled,
+            ),
+            (
+                "venue cancelled on its own",
+                S::Working,
+                E::Cancelled,
+                S::Cancelled,
+            ),
             ("reject", S::PendingNew, E::Rejected, S::Rejected),
             ("lost answer", S::PendingNew, E::OutcomeUnknown, S::Unknown),
             ("unknown not at venue", S::Unknown, E::NotFound, S::Rejected),
@@ -221,7 +278,10 @@ mod tests {
         for (from, ev) in cases {
             assert_eq!(
                 from.transition(ev),
-                Err(OrderError::InvalidTransition { from: *from, event: ev.clone() }),
+                Err(OrderError::InvalidTransition {
+                    from: *from,
+                    event: ev.clone()
+                }),
                 "{from:?} on {ev:?}"
             );
         }

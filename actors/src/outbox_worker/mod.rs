@@ -77,7 +77,17 @@ impl OutboxWorker {
     /// A worker persisting to `store`.
     pub fn new(reg: Reg, store: Store, cfg: OutboxConfig) -> Self {
         let queue = OutboxQueue::new(policy(&cfg));
-        Self { reg, store, cfg, queue, loaded: false, timer: None, sent_total: 0, dead_total: 0, health: ActorHealth::default() }
+        Self {
+            reg,
+            store,
+            cfg,
+            queue,
+            loaded: false,
+            timer: None,
+            sent_total: 0,
+            dead_total: 0,
+            health: ActorHealth::default(),
+        }
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
@@ -93,12 +103,22 @@ impl OutboxWorker {
                 Effect::Row(r) => {
                     if r.status == queue::OutboxStatus::Dead {
                         self.dead_total += 1;
-                        error!(outbox_id = r.id, cause = r.last_error.as_deref().unwrap_or(""), "intent dead-lettered");
+                        error!(
+                            outbox_id = r.id,
+                            cause = r.last_error.as_deref().unwrap_or(""),
+                            "intent dead-lettered"
+                        );
                     }
                     writes.push(Write::Outbox(r));
                 }
-                Effect::NeverSent(coid) => self.reg.intent_outcome.do_send(IntentOutcome::NeverSent(OrderNeverSent(coid))),
-                Effect::Outcome { row, result } => self.reg.intent_outcome.do_send(IntentOutcome::Result { row, result }),
+                Effect::NeverSent(coid) => self
+                    .reg
+                    .intent_outcome
+                    .do_send(IntentOutcome::NeverSent(OrderNeverSent(coid))),
+                Effect::Outcome { row, result } => self
+                    .reg
+                    .intent_outcome
+                    .do_send(IntentOutcome::Result { row, result }),
             }
         }
         if !writes.is_empty() {
@@ -113,24 +133,32 @@ impl OutboxWorker {
         let cap = self.cfg.max_in_flight as usize;
         let now = now_ms();
         while self.queue.in_flight() + self.queue.reserved() < cap {
-            let Some(id) = self.queue.next_ready(now) else { break };
+            let Some(id) = self.queue.next_ready(now) else {
+                break;
+            };
             self.queue.reserve(id);
-            let Some(kind) = self.queue.get(id).map(|r| r.intent.kind()) else { break };
-            let Some(limiter) = self.reg.permits.get().cloned() else { break };
-            ctx.spawn(limiter.send(AcquirePermit { kind }).into_actor(self).map(move |permit, act, ctx| {
-                match permit {
-                    Ok(Ok(p)) => act.send_row(id, p.granted_at_ms),
-                    Ok(Err(e)) => {
-                        warn!(outbox_id = id, cause = %e, "no permit");
-                        act.queue.unreserve(id);
+            let Some(kind) = self.queue.get(id).map(|r| r.intent.kind()) else {
+                break;
+            };
+            let Some(limiter) = self.reg.permits.get().cloned() else {
+                break;
+            };
+            ctx.spawn(limiter.send(AcquirePermit { kind }).into_actor(self).map(
+                move |permit, act, ctx| {
+                    match permit {
+                        Ok(Ok(p)) => act.send_row(id, p.granted_at_ms),
+                        Ok(Err(e)) => {
+                            warn!(outbox_id = id, cause = %e, "no permit");
+                            act.queue.unreserve(id);
+                        }
+                        Err(e) => {
+                            warn!(outbox_id = id, cause = %e, "rate limiter unreachable");
+                            act.queue.unreserve(id);
+                        }
                     }
-                    Err(e) => {
-                        warn!(outbox_id = id, cause = %e, "rate limiter unreachable");
-                        act.queue.unreserve(id);
-                    }
-                }
-                act.pump(ctx);
-            }));
+                    act.pump(ctx);
+                },
+            ));
         }
         self.schedule_wakeup(ctx, now);
     }
@@ -150,22 +178,38 @@ impl OutboxWorker {
 
     fn send_row(&mut self, reserved_for: i64, sent_at_ms: i64) {
         let Some(id) = self.queue.take_for_permit(reserved_for, sent_at_ms) else {
-            debug!(outbox_id = reserved_for, "permit granted with nothing left to send");
+            debug!(
+                outbox_id = reserved_for,
+                "permit granted with nothing left to send"
+            );
             return;
         };
-        let Some(row) = self.queue.mark_sent(id, sent_at_ms) else { return };
+        let Some(row) = self.queue.mark_sent(id, sent_at_ms) else {
+            return;
+        };
         self.sent_total += 1;
         let attempt = row.attempts;
         let reg = self.reg.clone();
         let dispatch = Dispatch { row: row.clone() };
         // Durable before the side effect: the row is in_flight on disk before the venue sees it.
         self.store.write(
-            vec![Write::Outbox(row), Write::OutboxSend { outbox_id: id, attempt, sent_at_ms }],
+            vec![
+                Write::Outbox(row),
+                Write::OutboxSend {
+                    outbox_id: id,
+                    attempt,
+                    sent_at_ms,
+                },
+            ],
             Some(Box::new(move |r| match r {
                 Ok(()) => reg.dispatch.do_send(dispatch),
                 Err(e) => reg.dispatch_outcome.do_send(DispatchOutcome {
                     id,
-                    result: DispatchResult::Retry { code: None, message: format!("store: {e}"), not_before_ms: None },
+                    result: DispatchResult::Retry {
+                        code: None,
+                        message: format!("store: {e}"),
+                        not_before_ms: None,
+                    },
                 }),
             })),
         );
@@ -185,28 +229,33 @@ impl Actor for OutboxWorker {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.health.starts += 1;
         let store = self.store.clone();
-        ctx.wait(async move { store.read(rows::load_open_outbox).await }.into_actor(self).map(|loaded, act, ctx| {
-            match loaded {
-                Ok(rows) => {
-                    let effects = act.queue.load(rows);
-                    act.apply_effects(effects);
-                    for r in act.queue.unknown() {
-                        act.reg.intent_outcome.do_send(IntentOutcome::Result {
-                            row: r.clone(),
-                            result: DispatchResult::Unknown {
-                                message: r.last_error.clone().unwrap_or_else(|| "outcome unknown".into()),
-                            },
-                        });
+        ctx.wait(
+            async move { store.read(rows::load_open_outbox).await }
+                .into_actor(self)
+                .map(|loaded, act, ctx| match loaded {
+                    Ok(rows) => {
+                        let effects = act.queue.load(rows);
+                        act.apply_effects(effects);
+                        for r in act.queue.unknown() {
+                            act.reg.intent_outcome.do_send(IntentOutcome::Result {
+                                row: r.clone(),
+                                result: DispatchResult::Unknown {
+                                    message: r
+                                        .last_error
+                                        .clone()
+                                        .unwrap_or_else(|| "outcome unknown".into()),
+                                },
+                            });
+                        }
+                        act.loaded = true;
+                        act.pump(ctx);
                     }
-                    act.loaded = true;
-                    act.pump(ctx);
-                }
-                Err(e) => {
-                    error!(cause = %e, "cannot load the outbox, restarting");
-                    ctx.stop();
-                }
-            }
-        }));
+                    Err(e) => {
+                        error!(cause = %e, "cannot load the outbox, restarting");
+                        ctx.stop();
+                    }
+                }),
+        );
     }
 }
 
@@ -231,7 +280,9 @@ impl Handler<IntentsDurable> for OutboxWorker {
 impl Handler<DispatchOutcome> for OutboxWorker {
     type Result = ();
     fn handle(&mut self, msg: DispatchOutcome, ctx: &mut Context<Self>) {
-        if let DispatchResult::Retry { message, .. } | DispatchResult::Rejected { message, .. } = &msg.result {
+        if let DispatchResult::Retry { message, .. } | DispatchResult::Rejected { message, .. } =
+            &msg.result
+        {
             debug!(outbox_id = msg.id, cause = %message, "dispatch failed");
         }
         let effects = self.queue.on_result(msg.id, msg.result, now_ms());
@@ -243,9 +294,14 @@ impl Handler<DispatchOutcome> for OutboxWorker {
 impl Handler<ResolveIntent> for OutboxWorker {
     type Result = ();
     fn handle(&mut self, msg: ResolveIntent, ctx: &mut Context<Self>) {
-        let effects = self.queue.resolve(&msg.client_order_id, msg.venue_order_id, now_ms());
+        let effects = self
+            .queue
+            .resolve(&msg.client_order_id, msg.venue_order_id, now_ms());
         // The order side of the resolution was applied by OrderManager already.
-        let effects = effects.into_iter().filter(|e| !matches!(e, Effect::Outcome { .. })).collect();
+        let effects = effects
+            .into_iter()
+            .filter(|e| !matches!(e, Effect::Outcome { .. }))
+            .collect();
         self.apply_effects(effects);
         self.pump(ctx);
     }
@@ -264,4 +320,3 @@ impl Handler<GetOutboxStats> for OutboxWorker {
         }
     }
 }
-

@@ -61,7 +61,10 @@ impl OutboxStatus {
     /// True once the row needs no more work.
     pub fn is_terminal(self) -> bool {
         match self {
-            OutboxStatus::Done | OutboxStatus::Rejected | OutboxStatus::Superseded | OutboxStatus::Dead => true,
+            OutboxStatus::Done
+            | OutboxStatus::Rejected
+            | OutboxStatus::Superseded
+            | OutboxStatus::Dead => true,
             OutboxStatus::Pending | OutboxStatus::InFlight | OutboxStatus::Unknown => false,
         }
     }
@@ -102,11 +105,17 @@ impl OutboxRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispatchResult {
     /// Done: a place acknowledged (with the venue id), a cancel or cancel-all confirmed.
-    Done { venue_order_id: Option<VenueOrderId> },
+    Done {
+        venue_order_id: Option<VenueOrderId>,
+    },
     /// The venue definitely refused; nothing happened there.
     Rejected { code: Option<u32>, message: String },
     /// Nothing happened at the venue; try again, not before `not_before_ms` if given.
-    Retry { code: Option<u32>, message: String, not_before_ms: Option<i64> },
+    Retry {
+        code: Option<u32>,
+        message: String,
+        not_before_ms: Option<i64>,
+    },
     /// The request may or may not have taken effect.
     Unknown { message: String },
 }
@@ -119,7 +128,10 @@ pub enum Effect {
     /// The order's place was superseded before reaching the venue: the order is cancelled.
     NeverSent(ClientOrderId),
     /// A row reached an outcome OrderManager must apply.
-    Outcome { row: OutboxRow, result: DispatchResult },
+    Outcome {
+        row: OutboxRow,
+        result: DispatchResult,
+    },
 }
 
 /// Retry policy.
@@ -134,7 +146,10 @@ impl RetryPolicy {
     /// Delay before attempt `attempts + 1`.
     pub fn backoff_ms(&self, attempts: u32) -> i64 {
         let exp = attempts.saturating_sub(1).min(20);
-        let ms = self.backoff_initial_ms.saturating_mul(1u64 << exp).min(self.backoff_max_ms);
+        let ms = self
+            .backoff_initial_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.backoff_max_ms);
         i64::try_from(ms).unwrap_or(i64::MAX)
     }
 }
@@ -155,7 +170,11 @@ fn at_venue_possible(st: OutboxStatus) -> bool {
 impl OutboxQueue {
     /// An empty queue.
     pub fn new(policy: RetryPolicy) -> Self {
-        Self { rows: BTreeMap::new(), reserved: std::collections::HashSet::new(), policy }
+        Self {
+            rows: BTreeMap::new(),
+            reserved: std::collections::HashSet::new(),
+            policy,
+        }
     }
 
     /// Number of non-terminal rows.
@@ -170,7 +189,10 @@ impl OutboxQueue {
 
     /// Rows in flight.
     pub fn in_flight(&self) -> usize {
-        self.rows.values().filter(|r| r.status == OutboxStatus::InFlight).count()
+        self.rows
+            .values()
+            .filter(|r| r.status == OutboxStatus::InFlight)
+            .count()
     }
 
     /// Returns a row.
@@ -180,7 +202,9 @@ impl OutboxQueue {
 
     /// Iterates over rows with an unknown outcome.
     pub fn unknown(&self) -> impl Iterator<Item = &OutboxRow> {
-        self.rows.values().filter(|r| r.status == OutboxStatus::Unknown)
+        self.rows
+            .values()
+            .filter(|r| r.status == OutboxStatus::Unknown)
     }
 
     /// Loads rows after a restart: a row that was in flight when the process stopped has an
@@ -203,7 +227,10 @@ impl OutboxQueue {
             r.status = OutboxStatus::Superseded;
             r.completed_at_ms = Some(now_ms);
             r.last_error = Some(format!("superseded by outbox row {by}"));
-            if let Intent::Place { client_order_id, .. } = &r.intent {
+            if let Intent::Place {
+                client_order_id, ..
+            } = &r.intent
+            {
                 effects.push(Effect::NeverSent(client_order_id.clone()));
             }
             effects.push(Effect::Row(r));
@@ -275,7 +302,9 @@ impl OutboxQueue {
     /// Releases a reservation; returns true when the row is still waiting to be sent.
     pub fn unreserve(&mut self, id: i64) -> bool {
         self.reserved.remove(&id);
-        self.rows.get(&id).is_some_and(|r| r.status == OutboxStatus::Pending)
+        self.rows
+            .get(&id)
+            .is_some_and(|r| r.status == OutboxStatus::Pending)
     }
 
     /// Rows waiting for a permit.
@@ -292,7 +321,11 @@ impl OutboxQueue {
     /// next ready row, reserved or not (its own permit, when it comes, carries another).
     /// A permit is never wasted while a row is ready.
     pub fn take_for_permit(&mut self, preferred: i64, now_ms: i64) -> Option<i64> {
-        let id = if self.unreserve(preferred) { Some(preferred) } else { self.next(now_ms, true) };
+        let id = if self.unreserve(preferred) {
+            Some(preferred)
+        } else {
+            self.next(now_ms, true)
+        };
         if let Some(id) = id {
             self.reserved.remove(&id);
         }
@@ -310,19 +343,26 @@ impl OutboxQueue {
             .values()
             .filter(ready)
             .find(|r| r.intent.kind().is_cancel())
-            .or_else(|| self.rows.values().filter(ready).next())
+            .or_else(|| self.rows.values().find(ready))
             .map(|r| r.id)
     }
 
     /// Earliest time a pending row becomes ready by the clock (ignoring blocks).
     pub fn next_wakeup_ms(&self) -> Option<i64> {
-        self.rows.values().filter(|r| r.status == OutboxStatus::Pending).map(|r| r.next_attempt_at_ms).min()
+        self.rows
+            .values()
+            .filter(|r| r.status == OutboxStatus::Pending)
+            .map(|r| r.next_attempt_at_ms)
+            .min()
     }
 
     /// Marks a row as sent. Returns its snapshot to persist (with the send).
     pub fn mark_sent(&mut self, id: i64, now_ms: i64) -> Option<OutboxRow> {
         self.reserved.remove(&id);
-        let r = self.rows.get_mut(&id).filter(|r| r.status == OutboxStatus::Pending)?;
+        let r = self
+            .rows
+            .get_mut(&id)
+            .filter(|r| r.status == OutboxStatus::Pending)?;
         r.status = OutboxStatus::InFlight;
         r.attempts += 1;
         r.sent_at_ms.get_or_insert(now_ms);
@@ -332,13 +372,21 @@ impl OutboxQueue {
     /// Applies the gateway's answer to a row.
     pub fn on_result(&mut self, id: i64, result: DispatchResult, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
-        let Some(mut row) = self.rows.remove(&id) else { return effects };
+        let Some(mut row) = self.rows.remove(&id) else {
+            return effects;
+        };
         match &result {
             DispatchResult::Done { venue_order_id } => {
                 row.status = OutboxStatus::Done;
                 row.completed_at_ms = Some(now_ms);
                 row.last_error = None;
-                if let (Intent::Place { client_order_id, .. }, Some(v)) = (&row.intent, venue_order_id) {
+                if let (
+                    Intent::Place {
+                        client_order_id, ..
+                    },
+                    Some(v),
+                ) = (&row.intent, venue_order_id)
+                {
                     self.learn_venue_id(client_order_id, v, &mut effects);
                 }
             }
@@ -346,17 +394,32 @@ impl OutboxQueue {
                 row.status = OutboxStatus::Rejected;
                 row.completed_at_ms = Some(now_ms);
                 row.last_error = Some(describe(*code, message));
-                if let Intent::Place { client_order_id, .. } = &row.intent {
+                if let Intent::Place {
+                    client_order_id, ..
+                } = &row.intent
+                {
                     self.drop_cancels_of(client_order_id, "place rejected", now_ms, &mut effects);
                 }
             }
-            DispatchResult::Retry { code, message, not_before_ms } => {
+            DispatchResult::Retry {
+                code,
+                message,
+                not_before_ms,
+            } => {
                 row.last_error = Some(describe(*code, message));
                 if row.attempts >= self.policy.max_attempts {
                     row.status = OutboxStatus::Dead;
                     row.completed_at_ms = Some(now_ms);
-                    if let Intent::Place { client_order_id, .. } = &row.intent {
-                        self.drop_cancels_of(client_order_id, "place dead-lettered", now_ms, &mut effects);
+                    if let Intent::Place {
+                        client_order_id, ..
+                    } = &row.intent
+                    {
+                        self.drop_cancels_of(
+                            client_order_id,
+                            "place dead-lettered",
+                            now_ms,
+                            &mut effects,
+                        );
                     }
                 } else {
                     row.status = OutboxStatus::Pending;
@@ -372,7 +435,10 @@ impl OutboxQueue {
                 if row.intent.kind() == IntentKind::Place {
                     row.status = OutboxStatus::Unknown;
                     effects.push(Effect::Row(row.clone()));
-                    effects.push(Effect::Outcome { row: row.clone(), result });
+                    effects.push(Effect::Outcome {
+                        row: row.clone(),
+                        result,
+                    });
                     self.rows.insert(id, row);
                     return effects;
                 }
@@ -385,12 +451,21 @@ impl OutboxQueue {
         effects
     }
 
-    fn requeue_cancel(&mut self, mut row: OutboxRow, now_ms: i64, mut effects: Vec<Effect>) -> Vec<Effect> {
+    fn requeue_cancel(
+        &mut self,
+        mut row: OutboxRow,
+        now_ms: i64,
+        mut effects: Vec<Effect>,
+    ) -> Vec<Effect> {
         if row.attempts >= self.policy.max_attempts {
             row.status = OutboxStatus::Dead;
             row.completed_at_ms = Some(now_ms);
             effects.push(Effect::Row(row.clone()));
-            let result = DispatchResult::Retry { code: None, message: "cancel dead-lettered".into(), not_before_ms: None };
+            let result = DispatchResult::Retry {
+                code: None,
+                message: "cancel dead-lettered".into(),
+                not_before_ms: None,
+            };
             effects.push(Effect::Outcome { row, result });
             return effects;
         }
@@ -403,22 +478,43 @@ impl OutboxQueue {
 
     /// Resolves the place of `coid` whose outcome was unknown, once the venue has been asked.
     /// Nothing happens when no such row waits (it was resolved already).
-    pub fn resolve(&mut self, coid: &ClientOrderId, at_venue: Option<VenueOrderId>, now_ms: i64) -> Vec<Effect> {
+    pub fn resolve(
+        &mut self,
+        coid: &ClientOrderId,
+        at_venue: Option<VenueOrderId>,
+        now_ms: i64,
+    ) -> Vec<Effect> {
         let found = self.rows.values().find(|r| {
             r.status == OutboxStatus::Unknown
                 && matches!(&r.intent, Intent::Place { client_order_id, .. } if client_order_id == coid)
         });
-        let Some(id) = found.map(|r| r.id) else { return Vec::new() };
+        let Some(id) = found.map(|r| r.id) else {
+            return Vec::new();
+        };
         let result = match at_venue {
-            Some(v) => DispatchResult::Done { venue_order_id: Some(v) },
-            None => DispatchResult::Rejected { code: None, message: "not found at the venue".into() },
+            Some(v) => DispatchResult::Done {
+                venue_order_id: Some(v),
+            },
+            None => DispatchResult::Rejected {
+                code: None,
+                message: "not found at the venue".into(),
+            },
         };
         self.on_result(id, result, now_ms)
     }
 
-    fn learn_venue_id(&mut self, coid: &ClientOrderId, v: &VenueOrderId, effects: &mut Vec<Effect>) {
+    fn learn_venue_id(
+        &mut self,
+        coid: &ClientOrderId,
+        v: &VenueOrderId,
+        effects: &mut Vec<Effect>,
+    ) {
         for r in self.rows.values_mut() {
-            if let Intent::Cancel { client_order_id, venue_order_id, .. } = &mut r.intent
+            if let Intent::Cancel {
+                client_order_id,
+                venue_order_id,
+                ..
+            } = &mut r.intent
                 && client_order_id == coid
                 && venue_order_id.is_none()
             {
@@ -428,7 +524,13 @@ impl OutboxQueue {
         }
     }
 
-    fn drop_cancels_of(&mut self, coid: &ClientOrderId, why: &str, now_ms: i64, effects: &mut Vec<Effect>) {
+    fn drop_cancels_of(
+        &mut self,
+        coid: &ClientOrderId,
+        why: &str,
+        now_ms: i64,
+        effects: &mut Vec<Effect>,
+    ) {
         let ids: Vec<i64> = self
             .rows
             .values()
@@ -460,7 +562,11 @@ mod tests {
     use rust_decimal::Decimal;
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 3, backoff_initial_ms: 100, backoff_max_ms: 1_000 }
+        RetryPolicy {
+            max_attempts: 3,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+        }
     }
     fn m() -> MarketId {
         MarketId("ADAUSDM".into())
@@ -471,7 +577,10 @@ mod tests {
             Intent::Place {
                 client_order_id: ClientOrderId(coid.into()),
                 market: m(),
-                slot: Slot { side: Side::Buy, level },
+                slot: Slot {
+                    side: Side::Buy,
+                    level,
+                },
                 side: Side::Buy,
                 price: Decimal::new(4500, 4),
                 size: Decimal::from(100),
@@ -480,7 +589,15 @@ mod tests {
         )
     }
     fn cancel(id: i64, coid: &str) -> OutboxRow {
-        OutboxRow::new(id, Intent::Cancel { client_order_id: ClientOrderId(coid.into()), market: m(), venue_order_id: None }, 0)
+        OutboxRow::new(
+            id,
+            Intent::Cancel {
+                client_order_id: ClientOrderId(coid.into()),
+                market: m(),
+                venue_order_id: None,
+            },
+            0,
+        )
     }
     fn status(effects: &[Effect], id: i64) -> Option<OutboxStatus> {
         effects.iter().rev().find_map(|e| match e {
@@ -529,7 +646,13 @@ mod tests {
         q.mark_sent(1, 0);
         q.enqueue(cancel(2, "a"), 0);
         assert_eq!(q.next_ready(10), None, "cancel must wait for the place");
-        let fx = q.on_result(1, DispatchResult::Done { venue_order_id: Some(VenueOrderId("v1".into())) }, 5);
+        let fx = q.on_result(
+            1,
+            DispatchResult::Done {
+                venue_order_id: Some(VenueOrderId("v1".into())),
+            },
+            5,
+        );
         assert_eq!(status(&fx, 1), Some(OutboxStatus::Done));
         assert_eq!(q.next_ready(10), Some(2));
         assert!(matches!(
@@ -554,7 +677,13 @@ mod tests {
         let mut q = OutboxQueue::new(policy());
         q.enqueue(place(1, "a", 0), 0);
         q.mark_sent(1, 0);
-        q.on_result(1, DispatchResult::Done { venue_order_id: Some(VenueOrderId("v1".into())) }, 0);
+        q.on_result(
+            1,
+            DispatchResult::Done {
+                venue_order_id: Some(VenueOrderId("v1".into())),
+            },
+            0,
+        );
         q.enqueue(place(2, "b", 1), 0);
         q.enqueue(cancel(3, "a"), 0);
         assert_eq!(q.next_ready(0), Some(3));
@@ -564,7 +693,11 @@ mod tests {
     fn retries_back_off_then_dead_letter() {
         let mut q = OutboxQueue::new(policy());
         q.enqueue(place(1, "a", 0), 0);
-        let retry = || DispatchResult::Retry { code: Some(5000), message: "internal".into(), not_before_ms: None };
+        let retry = || DispatchResult::Retry {
+            code: Some(5000),
+            message: "internal".into(),
+            not_before_ms: None,
+        };
         q.mark_sent(1, 0);
         q.on_result(1, retry(), 0);
         assert_eq!(q.get(1).map(|r| r.next_attempt_at_ms), Some(100));
@@ -584,7 +717,13 @@ mod tests {
         let mut q = OutboxQueue::new(policy());
         q.enqueue(place(1, "a", 0), 0);
         q.mark_sent(1, 0);
-        q.on_result(1, DispatchResult::Unknown { message: "timeout".into() }, 10);
+        q.on_result(
+            1,
+            DispatchResult::Unknown {
+                message: "timeout".into(),
+            },
+            10,
+        );
         assert_eq!(q.next_ready(1_000_000), None);
         assert!(q.resolve(&ClientOrderId("zz".into()), None, 15).is_empty());
         let fx = q.resolve(&ClientOrderId("a".into()), None, 20);
@@ -611,7 +750,13 @@ mod tests {
         let fx = q.enqueue(OutboxRow::new(3, Intent::CancelAll { market: m() }, 0), 0);
         assert_eq!(status(&fx, 1), Some(OutboxStatus::Superseded));
         assert_eq!(q.next_ready(0), None);
-        q.on_result(2, DispatchResult::Done { venue_order_id: Some(VenueOrderId("v2".into())) }, 1);
+        q.on_result(
+            2,
+            DispatchResult::Done {
+                venue_order_id: Some(VenueOrderId("v2".into())),
+            },
+            1,
+        );
         assert_eq!(q.next_ready(1), Some(3));
     }
 }

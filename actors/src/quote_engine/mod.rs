@@ -91,7 +91,13 @@ impl QuoteEngine {
                 targets: 0,
             })
             .collect();
-        Self { reg, store, max_position, markets, health: ActorHealth::default() }
+        Self {
+            reg,
+            store,
+            max_position,
+            markets,
+            health: ActorHealth::default(),
+        }
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
@@ -104,15 +110,21 @@ impl QuoteEngine {
 
     fn reprice(&mut self, idx: usize, reason: QuoteReason, tick_at: Option<Instant>, force: bool) {
         let max_position = self.max_position;
-        let Some(m) = self.markets.get_mut(idx) else { return };
-        let Some((bid, ask)) = m.reference else { return };
+        let Some(m) = self.markets.get_mut(idx) else {
+            return;
+        };
+        let Some((bid, ask)) = m.reference else {
+            return;
+        };
         let book = price_book(&m.cfg, max_position, bid, ask, m.inventory, m.sides);
         let reason = match (&m.last, reason) {
             (Some(last), QuoteReason::PriceMoved { .. }) => {
                 if !force && !book_changed(last, &book, m.cfg.requote_tolerance_bps) {
                     return;
                 }
-                QuoteReason::PriceMoved { bps: distance_bps(book.fair, last.fair).round_dp(2) }
+                QuoteReason::PriceMoved {
+                    bps: distance_bps(book.fair, last.fair).round_dp(2),
+                }
             }
             (None, QuoteReason::PriceMoved { .. }) => QuoteReason::Start,
             (_, r) => r,
@@ -176,7 +188,12 @@ impl Handler<TickReceived> for QuoteEngine {
                 }
                 m.reference = Some((t.bid, t.ask));
                 m.ticks += 1;
-                act.reprice(idx, QuoteReason::PriceMoved { bps: Decimal::ZERO }, Some(t.recv_at), false);
+                act.reprice(
+                    idx,
+                    QuoteReason::PriceMoved { bps: Decimal::ZERO },
+                    Some(t.recv_at),
+                    false,
+                );
             }
         });
     }
@@ -208,7 +225,11 @@ impl Handler<RequestRequote> for QuoteEngine {
     type Result = ();
     fn handle(&mut self, msg: RequestRequote, _: &mut Context<Self>) {
         for idx in 0..self.markets.len() {
-            if msg.market.as_ref().is_none_or(|m| *m == self.markets[idx].cfg.market) {
+            if msg
+                .market
+                .as_ref()
+                .is_none_or(|m| *m == self.markets[idx].cfg.market)
+            {
                 self.reprice(idx, msg.reason.clone(), None, true);
             }
         }
@@ -224,8 +245,16 @@ impl Handler<GetQuoteStats> for QuoteEngine {
                 .map(|m| MarketQuoteStats {
                     market: m.cfg.market.clone(),
                     ref_mid: m.reference.map(|(b, a)| (b + a) / Decimal::TWO),
-                    bid: m.last.as_ref().and_then(|b| b.best(Side::Buy)).map(|o| o.price),
-                    ask: m.last.as_ref().and_then(|b| b.best(Side::Sell)).map(|o| o.price),
+                    bid: m
+                        .last
+                        .as_ref()
+                        .and_then(|b| b.best(Side::Buy))
+                        .map(|o| o.price),
+                    ask: m
+                        .last
+                        .as_ref()
+                        .and_then(|b| b.best(Side::Sell))
+                        .map(|o| o.price),
                     ticks: m.ticks,
                     targets: m.targets,
                 })

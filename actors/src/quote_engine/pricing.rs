@@ -37,7 +37,10 @@ pub struct QuoteBook {
 impl QuoteBook {
     /// Returns the best (level-0) order of `side`, if quoted.
     pub fn best(&self, side: Side) -> Option<&DesiredOrder> {
-        self.orders.iter().filter(|o| o.side == side).min_by_key(|o| o.slot.level)
+        self.orders
+            .iter()
+            .filter(|o| o.side == side)
+            .min_by_key(|o| o.slot.level)
     }
 }
 
@@ -49,8 +52,14 @@ pub struct SidesAllowed {
 }
 
 impl SidesAllowed {
-    pub const BOTH: SidesAllowed = SidesAllowed { buy: true, sell: true };
-    pub const NONE: SidesAllowed = SidesAllowed { buy: false, sell: false };
+    pub const BOTH: SidesAllowed = SidesAllowed {
+        buy: true,
+        sell: true,
+    };
+    pub const NONE: SidesAllowed = SidesAllowed {
+        buy: false,
+        sell: false,
+    };
 
     fn allows(self, side: Side) -> bool {
         match side {
@@ -97,7 +106,11 @@ pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) 
 
 /// Distance between two prices in bps of `base` (0 when `base` is 0).
 pub fn distance_bps(a: Decimal, base: Decimal) -> Decimal {
-    if base.is_zero() { Decimal::ZERO } else { ((a - base) / base * Decimal::from(10_000)).abs() }
+    if base.is_zero() {
+        Decimal::ZERO
+    } else {
+        ((a - base) / base * Decimal::from(10_000)).abs()
+    }
 }
 
 /// Prices the desired book of one market.
@@ -151,12 +164,22 @@ pub fn price_book(
                     Side::Sell => price > prev.price,
                 });
             if tradable && further_than_previous && sides.allows(side) {
-                orders.push(DesiredOrder { slot: Slot { side, level }, side, price, size: qty });
+                orders.push(DesiredOrder {
+                    slot: Slot { side, level },
+                    side,
+                    price,
+                    size: qty,
+                });
             }
         }
         size *= m.level_size_multiplier;
     }
-    QuoteBook { ref_bid: rb, ref_ask: ra, fair: (bid_anchor + ask_anchor) / Decimal::TWO, orders }
+    QuoteBook {
+        ref_bid: rb,
+        ref_ask: ra,
+        fair: (bid_anchor + ask_anchor) / Decimal::TWO,
+        orders,
+    }
 }
 
 /// True when `new` differs from `old` enough to be worth sending: a slot appeared or
@@ -219,27 +242,84 @@ pub(crate) mod tests {
 
     #[test]
     fn flat_inventory_quotes_symmetric_levels() {
-        let book = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        let book = price_book(
+            &market(),
+            d("2000"),
+            d("0.4500"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
         // mid 0.4501, half spread 10 bps: bid 0.4501*0.999 = 0.4496499 -> 0.4496; ask 0.4505501 -> 0.4506
-        let prices: Vec<(Slot, Decimal, Decimal)> = book.orders.iter().map(|o| (o.slot, o.price, o.size)).collect();
+        let prices: Vec<(Slot, Decimal, Decimal)> = book
+            .orders
+            .iter()
+            .map(|o| (o.slot, o.price, o.size))
+            .collect();
         assert_eq!(
             prices,
             vec![
-                (Slot { side: Side::Buy, level: 0 }, d("0.4496"), d("100")),
-                (Slot { side: Side::Sell, level: 0 }, d("0.4506"), d("100")),
-                (Slot { side: Side::Buy, level: 1 }, d("0.4491"), d("150")),
-                (Slot { side: Side::Sell, level: 1 }, d("0.4511"), d("150")),
+                (
+                    Slot {
+                        side: Side::Buy,
+                        level: 0
+                    },
+                    d("0.4496"),
+                    d("100")
+                ),
+                (
+                    Slot {
+                        side: Side::Sell,
+                        level: 0
+                    },
+                    d("0.4506"),
+                    d("100")
+                ),
+                (
+                    Slot {
+                        side: Side::Buy,
+                        level: 1
+                    },
+                    d("0.4491"),
+                    d("150")
+                ),
+                (
+                    Slot {
+                        side: Side::Sell,
+                        level: 1
+                    },
+                    d("0.4511"),
+                    d("150")
+                ),
             ]
         );
     }
 
     #[test]
     fn long_inventory_skews_both_sides_down() {
-        let flat = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
-        let long = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), d("2000"), SidesAllowed::BOTH);
+        let flat = price_book(
+            &market(),
+            d("2000"),
+            d("0.4500"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
+        let long = price_book(
+            &market(),
+            d("2000"),
+            d("0.4500"),
+            d("0.4502"),
+            d("2000"),
+            SidesAllowed::BOTH,
+        );
         assert!(long.fair < flat.fair);
-        assert!(long.best(Side::Sell).expect("ask").price < flat.best(Side::Sell).expect("ask").price);
-        assert!(long.best(Side::Buy).expect("bid").price <= flat.best(Side::Buy).expect("bid").price);
+        assert!(
+            long.best(Side::Sell).expect("ask").price < flat.best(Side::Sell).expect("ask").price
+        );
+        assert!(
+            long.best(Side::Buy).expect("bid").price <= flat.best(Side::Buy).expect("bid").price
+        );
     }
 
     #[test]
@@ -248,11 +328,25 @@ pub(crate) mod tests {
         m.order_size = d("4.999");
         m.min_order_size = d("5");
         m.levels = 1;
-        let book = price_book(&m, d("2000"), d("0.45"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        let book = price_book(
+            &m,
+            d("2000"),
+            d("0.45"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
         assert!(book.orders.is_empty());
         m.order_size = d("12");
         m.min_order_notional = d("6"); // 12 * 0.45 = 5.4 < 6
-        let book = price_book(&m, d("2000"), d("0.45"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
+        let book = price_book(
+            &m,
+            d("2000"),
+            d("0.45"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
         assert!(book.orders.is_empty());
     }
 
@@ -264,7 +358,10 @@ pub(crate) mod tests {
             d("0.45"),
             d("0.4502"),
             Decimal::ZERO,
-            SidesAllowed { buy: false, sell: true },
+            SidesAllowed {
+                buy: false,
+                sell: true,
+            },
         );
         assert!(book.orders.iter().all(|o| o.side == Side::Sell));
         assert_eq!(book.orders.len(), 2);
@@ -274,9 +371,30 @@ pub(crate) mod tests {
     fn requote_tolerance() {
         assert!(!moved_beyond(d("0.4500"), d("0.4501"), d("3")));
         assert!(moved_beyond(d("0.4500"), d("0.4502"), d("3")));
-        let a = price_book(&market(), d("2000"), d("0.4500"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
-        let b = price_book(&market(), d("2000"), d("0.4501"), d("0.4502"), Decimal::ZERO, SidesAllowed::BOTH);
-        let c = price_book(&market(), d("2000"), d("0.4520"), d("0.4522"), Decimal::ZERO, SidesAllowed::BOTH);
+        let a = price_book(
+            &market(),
+            d("2000"),
+            d("0.4500"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
+        let b = price_book(
+            &market(),
+            d("2000"),
+            d("0.4501"),
+            d("0.4502"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
+        let c = price_book(
+            &market(),
+            d("2000"),
+            d("0.4520"),
+            d("0.4522"),
+            Decimal::ZERO,
+            SidesAllowed::BOTH,
+        );
         assert!(!book_changed(&a, &b, d("3")));
         assert!(book_changed(&a, &c, d("3")));
     }
@@ -299,18 +417,20 @@ pub(crate) mod tests {
                 2u32..6,
                 0u32..3,
             )
-                .prop_map(|(spread, levels, spacing, skew, anchor_bps, touch, pdp, sdp)| {
-                    let mut m = market();
-                    m.venue_spread_bps = Decimal::from(spread);
-                    m.levels = levels;
-                    m.level_spacing_bps = Decimal::from(spacing);
-                    m.skew_bps_at_max_position = Decimal::from(skew);
-                    m.anchor_bps = Decimal::from(anchor_bps);
-                    m.anchor = if touch { Anchor::Touch } else { Anchor::Mid };
-                    m.price_decimals = pdp;
-                    m.size_decimals = sdp;
-                    m
-                })
+                .prop_map(
+                    |(spread, levels, spacing, skew, anchor_bps, touch, pdp, sdp)| {
+                        let mut m = market();
+                        m.venue_spread_bps = Decimal::from(spread);
+                        m.levels = levels;
+                        m.level_spacing_bps = Decimal::from(spacing);
+                        m.skew_bps_at_max_position = Decimal::from(skew);
+                        m.anchor_bps = Decimal::from(anchor_bps);
+                        m.anchor = if touch { Anchor::Touch } else { Anchor::Mid };
+                        m.price_decimals = pdp;
+                        m.size_decimals = sdp;
+                        m
+                    },
+                )
         }
 
         proptest! {

@@ -74,7 +74,9 @@ impl RateLimiter {
         let per = NonZeroU32::new(cfg.actions_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let period = Duration::from_nanos(1_000_000_000 / u64::from(per.get()));
-        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(per)).allow_burst(burst);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(per))
+            .allow_burst(burst);
         Self {
             limiter: Arc::new(Gcra::direct(quota)),
             per_second: per.get(),
@@ -180,14 +182,31 @@ mod tests {
 
     #[actix_rt::test]
     async fn cancels_are_granted_before_places_and_spacing_holds() {
-        let rl = RateLimiter::new(&RateLimitConfig { actions_per_second: 20, burst: 1 }).start();
+        let rl = RateLimiter::new(&RateLimitConfig {
+            actions_per_second: 20,
+            burst: 1,
+        })
+        .start();
         // Spend the single burst token so that the next requests queue.
-        rl.send(AcquirePermit { kind: IntentKind::Place }).await.expect("mailbox").expect("permit");
-        let p1 = rl.send(AcquirePermit { kind: IntentKind::Place });
-        let p2 = rl.send(AcquirePermit { kind: IntentKind::Place });
-        let c1 = rl.send(AcquirePermit { kind: IntentKind::Cancel });
+        rl.send(AcquirePermit {
+            kind: IntentKind::Place,
+        })
+        .await
+        .expect("mailbox")
+        .expect("permit");
+        let p1 = rl.send(AcquirePermit {
+            kind: IntentKind::Place,
+        });
+        let p2 = rl.send(AcquirePermit {
+            kind: IntentKind::Place,
+        });
+        let c1 = rl.send(AcquirePermit {
+            kind: IntentKind::Cancel,
+        });
         let (p1, p2, c1) = tokio::join!(p1, p2, c1);
-        let t = |r: Result<Result<Permit, PermitError>, MailboxError>| r.expect("mailbox").expect("permit").granted_at_ms;
+        let t = |r: Result<Result<Permit, PermitError>, MailboxError>| {
+            r.expect("mailbox").expect("permit").granted_at_ms
+        };
         let (p1, p2, c1) = (t(p1), t(p2), t(c1));
         // p1 was queued first, but the cancel arrived before the first refill and goes first.
         assert!(c1 <= p1 && p1 <= p2, "cancel {c1} place {p1} place {p2}");

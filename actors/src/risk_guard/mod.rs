@@ -137,13 +137,22 @@ pub struct RiskGuard {
 
 impl RiskGuard {
     /// A guard over `markets`.
-    pub fn new(reg: Reg, store: Store, cfg: RiskConfig, markets: &[MarketConfig], stale_after_ms: u64) -> Self {
+    pub fn new(
+        reg: Reg,
+        store: Store,
+        cfg: RiskConfig,
+        markets: &[MarketConfig],
+        stale_after_ms: u64,
+    ) -> Self {
         Self {
             reg,
             store,
             cfg,
             stale_after_ms: i64::try_from(stale_after_ms).unwrap_or(i64::MAX),
-            markets: markets.iter().map(|m| (m.market.clone(), m.reference.clone(), m.anchor_bps)).collect(),
+            markets: markets
+                .iter()
+                .map(|m| (m.market.clone(), m.reference.clone(), m.anchor_bps))
+                .collect(),
             positions: HashMap::new(),
             marks: HashMap::new(),
             feed_last: HashMap::new(),
@@ -177,12 +186,21 @@ impl RiskGuard {
     }
 
     fn position(&self, market: &MarketId) -> Decimal {
-        self.positions.get(market).map(|p| p.qty).unwrap_or_default()
+        self.positions
+            .get(market)
+            .map(|p| p.qty)
+            .unwrap_or_default()
     }
 
     fn persist_global(&self, from: &str, to: &str, reason: &str) {
         self.store.write(
-            vec![Write::RiskEvent { ts_ms: now_ms(), market: None, from: from.into(), to: to.into(), reason: reason.into() }],
+            vec![Write::RiskEvent {
+                ts_ms: now_ms(),
+                market: None,
+                from: from.into(),
+                to: to.into(),
+                reason: reason.into(),
+            }],
             None,
         );
     }
@@ -195,17 +213,26 @@ impl RiskGuard {
         let now = now_ms();
         let day = rules::utc_day(now);
         for (market, symbol, _) in self.markets.clone() {
-            let fresh = self.feed_last.get(&symbol).is_some_and(|t| now - t <= self.stale_after_ms);
+            let fresh = self
+                .feed_last
+                .get(&symbol)
+                .is_some_and(|t| now - t <= self.stale_after_ms);
             if fresh {
                 self.stale.remove(&market);
             } else {
                 self.stale.insert(market.clone());
             }
             let mark = self.marks.get(&market).copied();
-            self.positions.entry(market.clone()).or_default().roll_day(day, mark);
+            self.positions
+                .entry(market.clone())
+                .or_default()
+                .roll_day(day, mark);
         }
-        let daily: Decimal =
-            self.positions.iter().map(|(m, p)| p.daily_pnl(self.marks.get(m).copied())).sum();
+        let daily: Decimal = self
+            .positions
+            .iter()
+            .map(|(m, p)| p.daily_pnl(self.marks.get(m).copied()))
+            .sum();
         if daily <= -self.cfg.daily_loss_limit && self.global_halts.insert(HaltReason::DailyLoss) {
             error!(daily_pnl = %daily, limit = %self.cfg.daily_loss_limit, "daily loss limit reached, halting");
             self.persist_global("ACTIVE", "HALTED", HaltReason::DailyLoss.as_str());
@@ -217,7 +244,11 @@ impl RiskGuard {
             let prev = self.states.insert(market.clone(), state);
             if prev != Some(state) {
                 let reasons: Vec<HaltReason> = halts.into_iter().collect();
-                let reason = reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+                let reason = reasons
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 info!(market = %market, from = prev.map(|s| s.as_str()).unwrap_or("START"), to = state.as_str(),
                       reason = %reason, "trading state changed");
                 self.store.write(
@@ -226,7 +257,11 @@ impl RiskGuard {
                         market: Some(market.clone()),
                         from: prev.map(|s| s.as_str()).unwrap_or("START").into(),
                         to: state.as_str().into(),
-                        reason: if reason.is_empty() { "position".into() } else { reason },
+                        reason: if reason.is_empty() {
+                            "position".into()
+                        } else {
+                            reason
+                        },
                     }],
                     None,
                 );
@@ -245,26 +280,39 @@ impl RiskGuard {
 
     fn poll_control(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
-        ctx.spawn(async move { store.read(rows::pending_control).await }.into_actor(self).map(|res, act, _| {
-            match res {
-                Ok(cmds) => {
-                    for (id, cmd) in cmds {
-                        act.store.write(vec![Write::ControlConsumed { id, ts_ms: now_ms() }], None);
-                        act.set_kill(cmd == "kill", "control table");
+        ctx.spawn(
+            async move { store.read(rows::pending_control).await }
+                .into_actor(self)
+                .map(|res, act, _| match res {
+                    Ok(cmds) => {
+                        for (id, cmd) in cmds {
+                            act.store.write(
+                                vec![Write::ControlConsumed {
+                                    id,
+                                    ts_ms: now_ms(),
+                                }],
+                                None,
+                            );
+                            act.set_kill(cmd == "kill", "control table");
+                        }
                     }
-                }
-                Err(e) => warn!(cause = %e, "cannot read the control table"),
-            }
-        }));
+                    Err(e) => warn!(cause = %e, "cannot read the control table"),
+                }),
+        );
     }
 
     fn set_kill(&mut self, engage: bool, source: &str) {
         if engage {
             if self.global_halts.insert(HaltReason::KillSwitch) {
-                warn!(source, "kill switch engaged: cancelling everything and halting");
+                warn!(
+                    source,
+                    "kill switch engaged: cancelling everything and halting"
+                );
                 self.persist_global("ACTIVE", "HALTED", HaltReason::KillSwitch.as_str());
             }
-        } else if self.global_halts.remove(&HaltReason::KillSwitch) | self.global_halts.remove(&HaltReason::DailyLoss) {
+        } else if self.global_halts.remove(&HaltReason::KillSwitch)
+            | self.global_halts.remove(&HaltReason::DailyLoss)
+        {
             info!(source, "trading resumed by operator");
             self.persist_global("HALTED", "ACTIVE", "resume");
         }
@@ -287,7 +335,10 @@ impl Actor for RiskGuard {
             .map(|res, act, ctx| match res {
                 Ok((fills, halt)) => {
                     for (id, f) in fills {
-                        act.positions.entry(f.market.clone()).or_default().apply_fill(f.side, f.price, f.size, f.fee);
+                        act.positions
+                            .entry(f.market.clone())
+                            .or_default()
+                            .apply_fill(f.side, f.price, f.size, f.fee);
                         act.last_fill_row = id;
                         act.fills += 1;
                     }
@@ -301,7 +352,10 @@ impl Actor for RiskGuard {
                         _ => {}
                     }
                     for (m, p) in &act.positions {
-                        act.reg.inventory.do_send(InventoryChanged { market: m.clone(), position: p.qty });
+                        act.reg.inventory.do_send(InventoryChanged {
+                            market: m.clone(),
+                            position: p.qty,
+                        });
                     }
                     act.loaded = true;
                     act.evaluate();
@@ -331,7 +385,11 @@ impl Handler<CheckIntents> for RiskGuard {
         if let Some(mid) = msg.reference_mid {
             self.marks.insert(msg.market.clone(), mid);
         }
-        let halts = if self.loaded { self.halts_of(&msg.market) } else { [HaltReason::StaleFeed].into() };
+        let halts = if self.loaded {
+            self.halts_of(&msg.market)
+        } else {
+            [HaltReason::StaleFeed].into()
+        };
         let cx = CheckContext {
             cfg: &self.cfg,
             halts: &halts,
@@ -344,7 +402,10 @@ impl Handler<CheckIntents> for RiskGuard {
             .intents
             .iter()
             .map(|i| {
-                let cx = CheckContext { exposure, ..cx.clone() };
+                let cx = CheckContext {
+                    exposure,
+                    ..cx.clone()
+                };
                 let v = rules::check(i, &cx);
                 if v.is_ok()
                     && let Intent::Place { side, size, .. } = i
@@ -362,10 +423,10 @@ impl Handler<CheckIntents> for RiskGuard {
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
         if denied > 0 {
             self.denials += denied;
-            if self.denials.is_power_of_two() {
-                if let Some(Err(d)) = verdicts.iter().find(|v| v.is_err()) {
-                    warn!(market = %msg.market, cause = %d, denials = self.denials, "intent denied");
-                }
+            if self.denials.is_power_of_two()
+                && let Some(Err(d)) = verdicts.iter().find(|v| v.is_err())
+            {
+                warn!(market = %msg.market, cause = %d, denials = self.denials, "intent denied");
             }
         }
         MessageResult(verdicts)
@@ -382,7 +443,10 @@ impl Handler<FeedHealth> for RiskGuard {
             if let Some(mid) = s.mid {
                 for (m, sym, anchor_bps) in &self.markets {
                     if *sym == s.symbol {
-                        self.marks.insert(m.clone(), mid * (Decimal::ONE + crate::types::bps(*anchor_bps)));
+                        self.marks.insert(
+                            m.clone(),
+                            mid * (Decimal::ONE + crate::types::bps(*anchor_bps)),
+                        );
                     }
                 }
             }
@@ -403,7 +467,10 @@ impl Handler<FillApplied> for RiskGuard {
         let p = self.positions.entry(f.market.clone()).or_default();
         p.apply_fill(f.side, f.price, f.size, f.fee);
         let qty = p.qty;
-        self.reg.inventory.do_send(InventoryChanged { market: f.market.clone(), position: qty });
+        self.reg.inventory.do_send(InventoryChanged {
+            market: f.market.clone(),
+            position: qty,
+        });
         self.evaluate();
     }
 }

@@ -71,9 +71,19 @@ pub enum Denial {
     #[error("{open} open orders, max_open_orders is {max}")]
     TooManyOpenOrders { open: u32, max: u32 },
     #[error("price {price} is {distance_bps} bps from reference mid {mid}, band is {band_bps} bps")]
-    OutsideBand { price: Decimal, mid: Decimal, distance_bps: Decimal, band_bps: Decimal },
+    OutsideBand {
+        price: Decimal,
+        mid: Decimal,
+        distance_bps: Decimal,
+        band_bps: Decimal,
+    },
     #[error("position {position} with open {open} and this {size} would pass max_position {max}")]
-    PositionLimit { position: Decimal, open: Decimal, size: Decimal, max: Decimal },
+    PositionLimit {
+        position: Decimal,
+        open: Decimal,
+        size: Decimal,
+        max: Decimal,
+    },
     #[error("no reference price yet")]
     NoReference,
 }
@@ -97,7 +107,8 @@ impl Position {
     pub fn apply_fill(&mut self, side: Side, price: Decimal, size: Decimal, fee: Decimal) {
         self.fees += fee;
         let signed = side.sign() * size;
-        let same_direction = self.qty.is_zero() || (self.qty > Decimal::ZERO) == (signed > Decimal::ZERO);
+        let same_direction =
+            self.qty.is_zero() || (self.qty > Decimal::ZERO) == (signed > Decimal::ZERO);
         if same_direction {
             let new_qty = self.qty + signed;
             self.avg_cost = (self.qty.abs() * self.avg_cost + size * price) / new_qty.abs();
@@ -144,7 +155,11 @@ pub fn utc_day(ms: i64) -> i64 {
 }
 
 /// The state a market is in, given the halts in force and its position.
-pub fn trading_state(halts: &BTreeSet<HaltReason>, position: Decimal, cfg: &RiskConfig) -> TradingState {
+pub fn trading_state(
+    halts: &BTreeSet<HaltReason>,
+    position: Decimal,
+    cfg: &RiskConfig,
+) -> TradingState {
     if !halts.is_empty() {
         TradingState::Halted
     } else if position.abs() >= cfg.max_position {
@@ -159,7 +174,10 @@ pub fn sides_allowed(state: TradingState, position: Decimal) -> SidesAllowed {
     match state {
         TradingState::Active => SidesAllowed::BOTH,
         TradingState::Halted => SidesAllowed::NONE,
-        TradingState::Reducing => SidesAllowed { buy: position < Decimal::ZERO, sell: position > Decimal::ZERO },
+        TradingState::Reducing => SidesAllowed {
+            buy: position < Decimal::ZERO,
+            sell: position > Decimal::ZERO,
+        },
     }
 }
 
@@ -178,7 +196,12 @@ pub struct CheckContext<'a> {
 /// # Errors
 /// The [`Denial`] naming the first limit the intent would break.
 pub fn check(intent: &Intent, cx: &CheckContext<'_>) -> Result<(), Denial> {
-    let Intent::Place { side, price, size, .. } = intent else { return Ok(()) };
+    let Intent::Place {
+        side, price, size, ..
+    } = intent
+    else {
+        return Ok(());
+    };
     if let Some(reason) = cx.halts.iter().next() {
         return Err(Denial::Halted(*reason));
     }
@@ -193,23 +216,45 @@ pub fn check(intent: &Intent, cx: &CheckContext<'_>) -> Result<(), Denial> {
         return Err(Denial::Reducing(*side));
     }
     if *size > cfg.max_order_size {
-        return Err(Denial::OrderTooLarge { size: *size, max: cfg.max_order_size });
+        return Err(Denial::OrderTooLarge {
+            size: *size,
+            max: cfg.max_order_size,
+        });
     }
     if cx.exposure.open_orders + 1 > cfg.max_open_orders {
-        return Err(Denial::TooManyOpenOrders { open: cx.exposure.open_orders, max: cfg.max_open_orders });
+        return Err(Denial::TooManyOpenOrders {
+            open: cx.exposure.open_orders,
+            max: cfg.max_open_orders,
+        });
     }
     let mid = cx.reference_mid.ok_or(Denial::NoReference)?;
     let dist = distance_bps(*price, mid);
     if dist > cfg.price_band_bps {
-        return Err(Denial::OutsideBand { price: *price, mid, distance_bps: dist.round_dp(2), band_bps: cfg.price_band_bps });
+        return Err(Denial::OutsideBand {
+            price: *price,
+            mid,
+            distance_bps: dist.round_dp(2),
+            band_bps: cfg.price_band_bps,
+        });
     }
     let (open, worst) = match side {
-        Side::Buy => (cx.exposure.open_buy, cx.position + cx.exposure.open_buy + *size),
-        Side::Sell => (cx.exposure.open_sell, -(cx.position - cx.exposure.open_sell - *size)),
+        Side::Buy => (
+            cx.exposure.open_buy,
+            cx.position + cx.exposure.open_buy + *size,
+        ),
+        Side::Sell => (
+            cx.exposure.open_sell,
+            -(cx.position - cx.exposure.open_sell - *size),
+        ),
     };
     // Growing toward the limit is capped; a side that reduces |position| only needs to stay inside it.
     if worst > cfg.max_position && worst > cx.position.abs() {
-        return Err(Denial::PositionLimit { position: cx.position, open, size: *size, max: cfg.max_position });
+        return Err(Denial::PositionLimit {
+            position: cx.position,
+            open,
+            size: *size,
+            max: cfg.max_position,
+        });
     }
     Ok(())
 }
@@ -253,7 +298,10 @@ mod tests {
 
     #[test]
     fn daily_baseline_rolls_at_midnight() {
-        let mut p = Position { realized: d("10"), ..Position::default() };
+        let mut p = Position {
+            realized: d("10"),
+            ..Position::default()
+        };
         p.roll_day(utc_day(86_400_000 * 3 + 5), None);
         assert_eq!(p.daily_pnl(None), Decimal::ZERO);
         p.realized -= d("4");
@@ -272,7 +320,11 @@ mod tests {
         };
         let none = BTreeSet::new();
         let killed: BTreeSet<HaltReason> = [HaltReason::KillSwitch].into();
-        let exp = OpenExposure { open_orders: 1, open_buy: d("100"), open_sell: d("0") };
+        let exp = OpenExposure {
+            open_orders: 1,
+            open_buy: d("100"),
+            open_sell: d("0"),
+        };
         let cx = |halts, position: &str, exposure| CheckContext {
             cfg: &cfg,
             halts,
@@ -281,17 +333,59 @@ mod tests {
             reference_mid: Some(d("0.45")),
         };
         let cases: Vec<(&str, Intent, CheckContext<'_>, Result<(), &str>)> = vec![
-            ("plain buy", place(Side::Buy, "0.449", "100"), cx(&none, "0", exp), Ok(())),
-            ("halted", place(Side::Buy, "0.449", "100"), cx(&killed, "0", exp), Err("halted")),
-            ("too large", place(Side::Buy, "0.449", "501"), cx(&none, "0", exp), Err("size")),
-            ("outside band", place(Side::Sell, "0.46", "100"), cx(&none, "0", exp), Err("band")),
-            ("position", place(Side::Buy, "0.449", "100"), cx(&none, "850", exp), Err("max_position")),
-            ("reducing buy", place(Side::Buy, "0.449", "100"), cx(&none, "1000", exp), Err("reducing")),
-            ("reducing sell ok", place(Side::Sell, "0.451", "100"), cx(&none, "1000", exp), Ok(())),
+            (
+                "plain buy",
+                place(Side::Buy, "0.449", "100"),
+                cx(&none, "0", exp),
+                Ok(()),
+            ),
+            (
+                "halted",
+                place(Side::Buy, "0.449", "100"),
+                cx(&killed, "0", exp),
+                Err("halted"),
+            ),
+            (
+                "too large",
+                place(Side::Buy, "0.449", "501"),
+                cx(&none, "0", exp),
+                Err("size"),
+            ),
+            (
+                "outside band",
+                place(Side::Sell, "0.46", "100"),
+                cx(&none, "0", exp),
+                Err("band"),
+            ),
+            (
+                "position",
+                place(Side::Buy, "0.449", "100"),
+                cx(&none, "850", exp),
+                Err("max_position"),
+            ),
+            (
+                "reducing buy",
+                place(Side::Buy, "0.449", "100"),
+                cx(&none, "1000", exp),
+                Err("reducing"),
+            ),
+            (
+                "reducing sell ok",
+                place(Side::Sell, "0.451", "100"),
+                cx(&none, "1000", exp),
+                Ok(()),
+            ),
             (
                 "too many orders",
                 place(Side::Sell, "0.451", "100"),
-                cx(&none, "0", OpenExposure { open_orders: 4, ..exp }),
+                cx(
+                    &none,
+                    "0",
+                    OpenExposure {
+                        open_orders: 4,
+                        ..exp
+                    },
+                ),
                 Err("open orders"),
             ),
         ];
@@ -303,17 +397,37 @@ mod tests {
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
         }
-        let cancel = Intent::CancelAll { market: MarketId("ADAUSDM".into()) };
+        let cancel = Intent::CancelAll {
+            market: MarketId("ADAUSDM".into()),
+        };
         assert_eq!(check(&cancel, &cx(&killed, "5000", exp)), Ok(()));
     }
 
     #[test]
     fn states_and_sides() {
         let cfg = RiskConfig::default();
-        assert_eq!(trading_state(&BTreeSet::new(), d("0"), &cfg), TradingState::Active);
-        assert_eq!(trading_state(&BTreeSet::new(), cfg.max_position, &cfg), TradingState::Reducing);
-        assert_eq!(trading_state(&[HaltReason::StaleFeed].into(), d("0"), &cfg), TradingState::Halted);
-        assert_eq!(sides_allowed(TradingState::Reducing, d("-5")), SidesAllowed { buy: true, sell: false });
-        assert_eq!(sides_allowed(TradingState::Halted, d("0")), SidesAllowed::NONE);
+        assert_eq!(
+            trading_state(&BTreeSet::new(), d("0"), &cfg),
+            TradingState::Active
+        );
+        assert_eq!(
+            trading_state(&BTreeSet::new(), cfg.max_position, &cfg),
+            TradingState::Reducing
+        );
+        assert_eq!(
+            trading_state(&[HaltReason::StaleFeed].into(), d("0"), &cfg),
+            TradingState::Halted
+        );
+        assert_eq!(
+            sides_allowed(TradingState::Reducing, d("-5")),
+            SidesAllowed {
+                buy: true,
+                sell: false
+            }
+        );
+        assert_eq!(
+            sides_allowed(TradingState::Halted, d("0")),
+            SidesAllowed::NONE
+        );
     }
 }

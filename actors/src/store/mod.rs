@@ -29,11 +29,17 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("journal_mode is {0}, WAL could not be enabled")]
     NotWal(String),
     #[error("migration {version} failed: {source}")]
-    Migration { version: u32, source: rusqlite::Error },
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
     #[error("the store thread has stopped")]
     Closed,
     #[error("cannot start the store thread: {0}")]
@@ -47,7 +53,10 @@ pub type OnCommit = Box<dyn FnOnce(Result<(), String>) + Send>;
 type ReadFn = Box<dyn FnOnce(&Connection) + Send>;
 
 enum Command {
-    Write { writes: Vec<Write>, on_commit: Option<OnCommit> },
+    Write {
+        writes: Vec<Write>,
+        on_commit: Option<OnCommit>,
+    },
     Read(ReadFn),
 }
 
@@ -70,7 +79,10 @@ impl std::fmt::Debug for Store {
 /// Fails when the file cannot be opened or WAL mode cannot be enabled.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let conn = Connection::open(path)?;
     // journal_mode answers with a row; read it back to know WAL really is on.
@@ -97,7 +109,10 @@ impl Store {
             .name("sqlite-store".into())
             .spawn(move || run(conn, rx))
             .map_err(StoreError::Spawn)?;
-        Ok(Store { tx, path: path.to_path_buf() })
+        Ok(Store {
+            tx,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Returns the database file path.
@@ -107,8 +122,10 @@ impl Store {
 
     /// Queues writes; `on_commit` runs on the store thread after the transaction.
     pub fn write(&self, writes: Vec<Write>, on_commit: Option<OnCommit>) {
-        if let Err(mpsc::SendError(Command::Write { on_commit: Some(cb), .. })) =
-            self.tx.send(Command::Write { writes, on_commit })
+        if let Err(mpsc::SendError(Command::Write {
+            on_commit: Some(cb),
+            ..
+        })) = self.tx.send(Command::Write { writes, on_commit })
         {
             cb(Err("store thread stopped".into()));
         }
@@ -127,7 +144,9 @@ impl Store {
         let job: ReadFn = Box::new(move |c| {
             let _ = tx.send(f(c));
         });
-        self.tx.send(Command::Read(job)).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Command::Read(job))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -175,7 +194,10 @@ fn commit(conn: &mut Connection, batch: &mut Vec<(Vec<Write>, Option<OnCommit>)>
     }
 }
 
-fn apply(conn: &mut Connection, batch: &[(Vec<Write>, Option<OnCommit>)]) -> Result<(), rusqlite::Error> {
+fn apply(
+    conn: &mut Connection,
+    batch: &[(Vec<Write>, Option<OnCommit>)],
+) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     for (writes, _) in batch {
         for w in writes {

@@ -37,14 +37,33 @@ pub struct QuoteRecord {
 pub enum Write {
     Quote(QuoteRecord),
     /// An order created or changed, with its audit event.
-    Order { transition: Transition, ts_ms: i64 },
+    Order {
+        transition: Transition,
+        ts_ms: i64,
+    },
     /// Insert or update an outbox row.
     Outbox(OutboxRow),
     /// A request actually sent (retries included).
-    OutboxSend { outbox_id: i64, attempt: u32, sent_at_ms: i64 },
-    Balance { balance: Balance, ts_ms: i64 },
-    RiskEvent { ts_ms: i64, market: Option<MarketId>, from: String, to: String, reason: String },
-    ControlConsumed { id: i64, ts_ms: i64 },
+    OutboxSend {
+        outbox_id: i64,
+        attempt: u32,
+        sent_at_ms: i64,
+    },
+    Balance {
+        balance: Balance,
+        ts_ms: i64,
+    },
+    RiskEvent {
+        ts_ms: i64,
+        market: Option<MarketId>,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    ControlConsumed {
+        id: i64,
+        ts_ms: i64,
+    },
 }
 
 fn opt_dec(d: Option<Decimal>) -> Option<String> {
@@ -76,7 +95,10 @@ impl Write {
                     q.levels_json
                 ])?;
             }
-            Write::Order { transition: t, ts_ms } => {
+            Write::Order {
+                transition: t,
+                ts_ms,
+            } => {
                 let o = &t.order;
                 tx.prepare_cached(
                     "INSERT INTO orders(client_order_id, market, slot, side, price, size, filled, state,
@@ -117,7 +139,14 @@ impl Write {
             }
             Write::Outbox(r) => {
                 let (coid, venue, slot, side, price, size) = match &r.intent {
-                    Intent::Place { client_order_id, slot, side, price, size, .. } => (
+                    Intent::Place {
+                        client_order_id,
+                        slot,
+                        side,
+                        price,
+                        size,
+                        ..
+                    } => (
                         Some(client_order_id.as_str()),
                         None,
                         Some(slot.to_string()),
@@ -125,7 +154,11 @@ impl Write {
                         Some(price.to_string()),
                         Some(size.to_string()),
                     ),
-                    Intent::Cancel { client_order_id, venue_order_id, .. } => (
+                    Intent::Cancel {
+                        client_order_id,
+                        venue_order_id,
+                        ..
+                    } => (
                         Some(client_order_id.as_str()),
                         venue_order_id.as_ref().map(|v| v.as_str()),
                         None,
@@ -165,9 +198,15 @@ impl Write {
                     r.last_error
                 ])?;
             }
-            Write::OutboxSend { outbox_id, attempt, sent_at_ms } => {
-                tx.prepare_cached("INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms) VALUES (?1, ?2, ?3)")?
-                    .execute(params![outbox_id, attempt, sent_at_ms])?;
+            Write::OutboxSend {
+                outbox_id,
+                attempt,
+                sent_at_ms,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![outbox_id, attempt, sent_at_ms])?;
             }
             Write::Balance { balance: b, ts_ms } => {
                 tx.prepare_cached(
@@ -177,14 +216,21 @@ impl Write {
                 )?
                 .execute(params![b.asset, b.free.to_string(), b.locked.to_string(), ts_ms])?;
             }
-            Write::RiskEvent { ts_ms, market, from, to, reason } => {
+            Write::RiskEvent {
+                ts_ms,
+                market,
+                from,
+                to,
+                reason,
+            } => {
                 tx.prepare_cached(
                     "INSERT INTO risk_events(ts_ms, market, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![ts_ms, market.as_ref().map(|m| m.as_str()), from, to, reason])?;
             }
             Write::ControlConsumed { id, ts_ms } => {
-                tx.prepare_cached("UPDATE control SET consumed_at_ms = ?2 WHERE id = ?1")?.execute(params![id, ts_ms])?;
+                tx.prepare_cached("UPDATE control SET consumed_at_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, ts_ms])?;
             }
         }
         Ok(())
@@ -196,11 +242,17 @@ impl Write {
 /// # Errors
 /// [`StoreError::Corrupt`] naming the table and the text.
 pub fn dec(table: &'static str, s: &str) -> Result<Decimal, StoreError> {
-    Decimal::from_str(s).map_err(|e| StoreError::Corrupt { table, detail: format!("decimal {s:?}: {e}") })
+    Decimal::from_str(s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: format!("decimal {s:?}: {e}"),
+    })
 }
 
 fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt { table, detail: detail.into() }
+    StoreError::Corrupt {
+        table,
+        detail: detail.into(),
+    }
 }
 
 /// Loads every order that is not terminal.
@@ -237,7 +289,8 @@ pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
             price: dec("orders", &price)?,
             size: dec("orders", &size)?,
             filled: dec("orders", &filled)?,
-            state: OrderState::parse(&state).ok_or_else(|| corrupt("orders", format!("state {state:?}")))?,
+            state: OrderState::parse(&state)
+                .ok_or_else(|| corrupt("orders", format!("state {state:?}")))?,
             venue_order_id: venue.map(VenueOrderId),
             created_at_ms: created,
         });
@@ -298,19 +351,41 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, kind, market, coid, venue, slot, side, price, size, status, attempts, created, sent, next, done, err) =
-            row?;
+        let (
+            id,
+            kind,
+            market,
+            coid,
+            venue,
+            slot,
+            side,
+            price,
+            size,
+            status,
+            attempts,
+            created,
+            sent,
+            next,
+            done,
+            err,
+        ) = row?;
         let market = MarketId(market);
-        let need = |v: Option<String>, what: &str| v.ok_or_else(|| corrupt("outbox", format!("row {id} lacks {what}")));
-        let intent = match IntentKind::parse(&kind).ok_or_else(|| corrupt("outbox", format!("kind {kind:?}")))? {
+        let need = |v: Option<String>, what: &str| {
+            v.ok_or_else(|| corrupt("outbox", format!("row {id} lacks {what}")))
+        };
+        let intent = match IntentKind::parse(&kind)
+            .ok_or_else(|| corrupt("outbox", format!("kind {kind:?}")))?
+        {
             IntentKind::Place => {
                 let slot = need(slot, "slot")?;
                 let side = need(side, "side")?;
                 Intent::Place {
                     client_order_id: ClientOrderId(need(coid, "client_order_id")?),
                     market,
-                    slot: Slot::parse(&slot).ok_or_else(|| corrupt("outbox", format!("slot {slot:?}")))?,
-                    side: Side::parse(&side).ok_or_else(|| corrupt("outbox", format!("side {side:?}")))?,
+                    slot: Slot::parse(&slot)
+                        .ok_or_else(|| corrupt("outbox", format!("slot {slot:?}")))?,
+                    side: Side::parse(&side)
+                        .ok_or_else(|| corrupt("outbox", format!("side {side:?}")))?,
                     price: dec("outbox", &need(price, "price")?)?,
                     size: dec("outbox", &need(size, "size")?)?,
                 }
@@ -325,7 +400,8 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
         out.push(OutboxRow {
             id,
             intent,
-            status: OutboxStatus::parse(&status).ok_or_else(|| corrupt("outbox", format!("status {status:?}")))?,
+            status: OutboxStatus::parse(&status)
+                .ok_or_else(|| corrupt("outbox", format!("status {status:?}")))?,
             attempts,
             created_at_ms: created,
             sent_at_ms: sent,
@@ -369,7 +445,11 @@ pub fn insert_fill(conn: &Connection, f: &VenueFill) -> Result<Option<i64>, Stor
             f.liquidity.as_str(),
             f.ts_ms
         ])?;
-    Ok(if n == 1 { Some(conn.last_insert_rowid()) } else { None })
+    Ok(if n == 1 {
+        Some(conn.last_insert_rowid())
+    } else {
+        None
+    })
 }
 
 /// Loads every fill, oldest first, with its row id.
@@ -406,11 +486,16 @@ pub fn load_fills(conn: &Connection) -> Result<Vec<(i64, VenueFill)>, StoreError
                 venue_order_id: VenueOrderId(venue),
                 client_order_id: coid.map(ClientOrderId),
                 market: MarketId(market),
-                side: Side::parse(&side).ok_or_else(|| corrupt("fills", format!("side {side:?}")))?,
+                side: Side::parse(&side)
+                    .ok_or_else(|| corrupt("fills", format!("side {side:?}")))?,
                 price: dec("fills", &price)?,
                 size: dec("fills", &size)?,
                 fee: dec("fills", &fee)?,
-                liquidity: if liq == "taker" { Liquidity::Taker } else { Liquidity::Maker },
+                liquidity: if liq == "taker" {
+                    Liquidity::Taker
+                } else {
+                    Liquidity::Maker
+                },
                 ts_ms: ts,
             },
         ));
@@ -423,7 +508,8 @@ pub fn load_fills(conn: &Connection) -> Result<Vec<(i64, VenueFill)>, StoreError
 /// # Errors
 /// SQLite errors.
 pub fn pending_control(conn: &Connection) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, command FROM control WHERE consumed_at_ms IS NULL ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, command FROM control WHERE consumed_at_ms IS NULL ORDER BY id")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -18,11 +18,18 @@ pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
     )?;
-    let current: u32 =
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let current: u32 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).map_err(|source| StoreError::Migration { version: *version, source })?;
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration {
+                version: *version,
+                source,
+            })?;
         tx.execute(
             "INSERT INTO schema_migrations(version, applied_at_ms) VALUES (?1, ?2)",
             rusqlite::params![version, now_ms()],
@@ -41,11 +48,25 @@ mod tests {
         let mut conn = Connection::open_in_memory().expect("open");
         assert_eq!(migrate(&mut conn).expect("first"), 1);
         assert_eq!(migrate(&mut conn).expect("second"), 1);
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).expect("count");
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .expect("count");
         assert_eq!(n, 1);
-        for table in ["quotes", "orders", "order_events", "fills", "outbox", "outbox_sends", "balances"] {
+        for table in [
+            "quotes",
+            "orders",
+            "order_events",
+            "fills",
+            "outbox",
+            "outbox_sends",
+            "balances",
+        ] {
             let found: i64 = conn
-                .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1", [table], |r| r.get(0))
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name=?1",
+                    [table],
+                    |r| r.get(0),
+                )
                 .expect("lookup");
             assert_eq!(found, 1, "table {table} missing");
         }
