@@ -1,8 +1,11 @@
 //! The supervision tree: which actors start, with what, and how they are wired.
 //!
-//! Every actor runs under `actix::Supervisor` on the current arbiter (the hot path stays on
-//! one thread); SQLite runs on its own thread behind [`Store`]. In staging, MockExchange is
-//! the venue behind the gateway's and the account feed's messages.
+//! Every actor runs under `actix::Supervisor`. The hot path (BinanceFeed → QuoteEngine →
+//! OrderManager ⇄ RiskGuard, and RateLimiter) shares the current arbiter; the venue side
+//! (OutboxWorker, DeltaDeFiGateway, AccountFeed, MockExchange) runs on a second arbiter, so
+//! that dispatching and venue I/O never delay a tick; SQLite runs on its own thread behind
+//! [`Store`]. In staging, MockExchange is the venue behind the gateway's and the account
+//! feed's messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +51,8 @@ pub fn feed_spec(cfg: &Config) -> anyhow::Result<FeedSpec> {
 /// Addresses of every running actor.
 #[derive(Clone)]
 pub struct Pipeline {
+    /// The venue-side arbiter; [`Pipeline::stop`] ends it.
+    pub venue_arbiter: ArbiterHandle,
     pub reg: Reg,
     pub store: Store,
     pub feed: Addr<BinanceFeed>,
@@ -88,14 +93,16 @@ impl Pipeline {
         };
         let run = run_id();
 
+        let venue_arbiter = Arbiter::new().handle();
         let r = reg.clone();
         let (mock_cfg, mock_markets, mock_aps) = (
             cfg.mock_exchange.clone(),
             markets.clone(),
             cfg.mock_actions_per_second(),
         );
-        let mock =
-            Supervisor::start(move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps));
+        let mock = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+            MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps)
+        });
         let rl_cfg = cfg.rate_limit.clone();
         let limiter = Supervisor::start(move |_| RateLimiter::new(&rl_cfg));
         let (r, s, risk_cfg, m, stale) = (
@@ -107,9 +114,12 @@ impl Pipeline {
         );
         let risk = Supervisor::start(move |_| RiskGuard::new(r, s, risk_cfg, &m, stale));
         let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
-        let gateway = Supervisor::start(move |_| DeltaDeFiGateway::new(r, &gw_cfg));
+        let gateway = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+            DeltaDeFiGateway::new(r, &gw_cfg)
+        });
         let (r, s, ob_cfg) = (reg.clone(), store.clone(), cfg.outbox.clone());
-        let outbox = Supervisor::start(move |_| OutboxWorker::new(r, s, ob_cfg));
+        let outbox =
+            Supervisor::start_in_arbiter(&venue_arbiter, move |_| OutboxWorker::new(r, s, ob_cfg));
         let (r, s, m, prefix) = (
             reg.clone(),
             store.clone(),
@@ -118,14 +128,17 @@ impl Pipeline {
         );
         let orders = Supervisor::start(move |_| OrderManager::new(r, s, &m, &prefix, &run));
         let (r, s, ids) = (reg.clone(), store.clone(), market_ids);
-        let account = Supervisor::start(move |_| AccountFeed::new(r, s, ids));
+        let account =
+            Supervisor::start_in_arbiter(&venue_arbiter, move |_| AccountFeed::new(r, s, ids));
         let (r, s, m, max_pos) = (reg.clone(), store.clone(), markets, cfg.risk.max_position);
         let quotes = Supervisor::start(move |_| QuoteEngine::new(r, s, &m, max_pos));
         let (r, health_ms) = (reg.clone(), cfg.feed.health_interval_ms);
         let feed = Supervisor::start(move |_| BinanceFeed::new(r, feed, symbols, health_ms));
 
-        // Every actor's started() runs after this synchronous block, so all peers are bound
-        // before any message flows.
+        // Actors on this arbiter start after this synchronous block; the venue arbiter's may
+        // start sooner, but they only act on messages, which are sent to peers bound below
+        // (a message to a peer not yet bound is dropped and logged, and their first act, the
+        // account resync, is answered through the registry after it is bound).
         reg.ticks_to_quotes.bind(quotes.clone().recipient());
         reg.ticks_to_venue.bind(mock.clone().recipient());
         reg.feed_health.bind(risk.clone().recipient());
@@ -154,6 +167,7 @@ impl Pipeline {
         reg.venue_events.bind(account.clone().recipient());
 
         Pipeline {
+            venue_arbiter,
             reg,
             store,
             feed,
@@ -186,6 +200,12 @@ impl Pipeline {
         h!("account_feed", self.account);
         h!("mock_exchange", self.mock);
         out
+    }
+
+    /// Stops the venue-side arbiter (and the actors on it) without any clean-up: the end of
+    /// the process, or a crash in tests. Call [`Pipeline::shutdown`] first for a clean stop.
+    pub fn stop(&self) {
+        self.venue_arbiter.stop();
     }
 
     /// Halts trading, cancels every order and waits until no order is live and the outbox is

@@ -49,7 +49,7 @@ fn restart_resumes_outbox_and_orders_from_sqlite() {
     let c1 = cfg.clone();
     actix::System::new().block_on(async move {
         let store = Store::open(&c1.run.db_path).expect("store");
-        let _p = Pipeline::start(&c1, store, feed_spec(&c1).expect("spec"));
+        let p1 = Pipeline::start(&c1, store, feed_spec(&c1).expect("spec"));
         let p = c1.run.db_path.clone();
         wait_until(
             "working orders and pending rows",
@@ -65,7 +65,9 @@ fn restart_resumes_outbox_and_orders_from_sqlite() {
             },
         )
         .await;
-        // Returning drops the System with everything in flight: a crash, not a shutdown.
+        // Stopping the venue arbiter and returning drops every actor with everything in
+        // flight: a crash, not a shutdown.
+        p1.stop();
     });
     std::thread::sleep(Duration::from_millis(200)); // the store thread finishes its last commit
     let crash_ms = now_ms();

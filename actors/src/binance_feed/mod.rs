@@ -98,7 +98,7 @@ pub struct BinanceFeed {
 }
 
 /// How many replay frames are handled per mailbox turn at max speed.
-const REPLAY_BATCH: usize = 64;
+const REPLAY_BATCH: usize = 8;
 
 impl BinanceFeed {
     /// A feed of `symbols` from `spec`.
