@@ -60,6 +60,9 @@ pub struct OutboxStats {
     pub loaded: bool,
 }
 
+/// Delay before asking the rate limiter again after it could not answer.
+const PERMIT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The dispatcher.
 pub struct OutboxWorker {
     reg: Reg,
@@ -145,18 +148,19 @@ impl OutboxWorker {
             };
             ctx.spawn(limiter.send(AcquirePermit { kind }).into_actor(self).map(
                 move |permit, act, ctx| {
-                    match permit {
-                        Ok(Ok(p)) => act.send_row(id, p.granted_at_ms),
-                        Ok(Err(e)) => {
-                            warn!(outbox_id = id, cause = %e, "no permit");
-                            act.queue.unreserve(id);
+                    let failure = match permit {
+                        Ok(Ok(p)) => {
+                            act.send_row(id, p.granted_at_ms);
+                            act.pump(ctx);
+                            return;
                         }
-                        Err(e) => {
-                            warn!(outbox_id = id, cause = %e, "rate limiter unreachable");
-                            act.queue.unreserve(id);
-                        }
-                    }
-                    act.pump(ctx);
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    // The limiter restarted or is gone: ask again later, never in a tight loop.
+                    warn!(outbox_id = id, cause = %failure, "no permit, retrying shortly");
+                    act.queue.unreserve(id);
+                    ctx.run_later(PERMIT_RETRY, |act, ctx| act.pump(ctx));
                 },
             ));
         }
