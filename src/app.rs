@@ -228,6 +228,11 @@ impl Pipeline {
                 .map(|s| s.open)
                 .unwrap_or(usize::MAX);
             if live == 0 && open == 0 {
+                // The actors are settled; make sure their last writes are on disk too.
+                if let Err(e) = self.store.flush().await {
+                    tracing::error!(cause = %e, "final store flush failed");
+                    return false;
+                }
                 return true;
             }
             if t0.elapsed() >= timeout {

@@ -180,6 +180,8 @@ pub struct OrderManager {
     reconciled: HashSet<MarketId>,
     halted: HashSet<MarketId>,
     fill_sums: HashMap<ClientOrderId, Decimal>,
+    /// Orders whose cancel failed for good; cancelled again if the venue still lists them open.
+    cancel_failed: HashSet<ClientOrderId>,
     pending_work: HashSet<MarketId>,
     work_scheduled: bool,
     fills: HashMap<MarketId, u64>,
@@ -202,6 +204,7 @@ impl OrderManager {
             reconciled: HashSet::new(),
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             fill_sums: HashMap::new(),
+            cancel_failed: HashSet::new(),
             pending_work: HashSet::new(),
             work_scheduled: false,
             fills: HashMap::new(),
@@ -216,6 +219,7 @@ impl OrderManager {
         self.latest.clear();
         self.reconciled.clear();
         self.fill_sums.clear();
+        self.cancel_failed.clear();
         self.pending_work.clear();
         self.work_scheduled = false;
         self.loaded = false;
@@ -356,10 +360,11 @@ impl OrderManager {
     }
 
     fn cancel_all(&mut self, market: &MarketId, reason: &str, ctx: &mut Context<Self>) {
+        // Every non-terminal order, cancels in progress included: one venue call settles all.
         let live = self
             .tracker
             .orders()
-            .filter(|o| &o.market == market && o.state != OrderState::PendingCancel)
+            .filter(|o| &o.market == market)
             .count();
         if live == 0 {
             return;
@@ -589,6 +594,7 @@ impl Handler<IntentOutcome> for OrderManager {
             ) => {
                 if !matches!(result, DispatchResult::Done { .. }) {
                     error!(client_order_id = %id, ?result, "cancel failed");
+                    self.cancel_failed.insert(id.clone());
                 }
                 // The venue's report of the order is authoritative (it may have filled).
                 self.resolve(vec![id.clone()]);
@@ -709,8 +715,18 @@ impl Handler<OrderResolved> for OrderManager {
         match &msg.venue_order {
             Some(vo) => {
                 self.apply_venue_order(&id, vo);
+                if self.cancel_failed.remove(&id) && !vo.status.is_terminal() {
+                    warn!(client_order_id = %id, "cancel failed but the order is still open, cancelling again");
+                    let cancel = Intent::Cancel {
+                        client_order_id: id.clone(),
+                        market: vo.market.clone(),
+                        venue_order_id: Some(vo.venue_order_id.clone()),
+                    };
+                    self.submit(vo.market.clone(), vec![cancel], None, None, ctx);
+                }
             }
             None => {
+                self.cancel_failed.remove(&id);
                 self.apply_and_persist(
                     &id,
                     OrderEvent::NotFound,

@@ -131,6 +131,14 @@ impl Store {
         }
     }
 
+    /// Waits until every write queued before this call is committed (or failed).
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] when the thread has stopped.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.read(|_| Ok(())).await
+    }
+
     /// Runs `f` on the store thread after every write queued before it.
     ///
     /// # Errors
