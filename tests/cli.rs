@@ -91,6 +91,17 @@ fn spawn_run(db_path: &std::path::Path) -> Child {
         .expect("spawn run")
 }
 
+/// Starts `run` on `db_path` and returns once an order works at the (mock) venue.
+fn spawn_quoting(db_path: &std::path::Path) -> Child {
+    let child = spawn_run(db_path);
+    wait_db(
+        db_path,
+        "a working order",
+        "SELECT COUNT(*) FROM orders WHERE state = 'working'",
+    );
+    child
+}
+
 fn wait_db(db_path: &std::path::Path, what: &str, sql: &str) {
     let t0 = Instant::now();
     loop {
@@ -136,12 +147,7 @@ fn wait_exit(mut child: Child) -> (Option<i32>, String) {
 fn sigint_cancels_everything_drains_and_exits_zero() {
     let dir = TempDir::new("cli-sigint");
     let db_path = dir.path().join("run.db");
-    let child = spawn_run(&db_path);
-    wait_db(
-        &db_path,
-        "a working order",
-        "SELECT COUNT(*) FROM orders WHERE state = 'working'",
-    );
+    let child = spawn_quoting(&db_path);
     signal(&child, "-INT");
     let (code, stderr) = wait_exit(child);
     assert_eq!(code, Some(0), "{stderr}");
@@ -187,12 +193,7 @@ fn sigint_cancels_everything_drains_and_exits_zero() {
 fn kill_switch_from_the_cli_halts_a_running_service() {
     let dir = TempDir::new("cli-kill");
     let db_path = dir.path().join("run.db");
-    let child = spawn_run(&db_path);
-    wait_db(
-        &db_path,
-        "a working order",
-        "SELECT COUNT(*) FROM orders WHERE state = 'working'",
-    );
+    let child = spawn_quoting(&db_path);
     let out = bin()
         .args(["kill", "--db"])
         .arg(&db_path)

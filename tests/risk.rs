@@ -7,13 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TempDir, count, db, staging_config, wait_until};
+use common::{TempDir, count, db, staging_config, start_synthetic, wait_until};
 use deltadefi_mm::app::Pipeline;
-use mm_actors::binance_feed::{FeedSpec, PlayMore};
+use mm_actors::binance_feed::PlayMore;
 use mm_actors::order_manager::GetOrderStats;
 use mm_actors::risk_guard::GetRiskStats;
 use mm_actors::risk_guard::rules::{HaltReason, TradingState};
-use mm_actors::store::Store;
 use rust_decimal::Decimal;
 
 async fn state(p: &Pipeline) -> TradingState {
@@ -48,13 +47,8 @@ async fn stale_feed_cancels_all_and_quoting_resumes_when_fresh() {
     cfg.feed.health_interval_ms = 50;
     cfg.risk.check_interval_ms = 50;
     let db_path = cfg.run.db_path.clone();
-    let store = Store::open(&db_path).expect("store");
     // 150 ticks (~3 s), then silence until PlayMore.
-    let spec = FeedSpec::Synthetic {
-        cfg: cfg.feed.synthetic.clone(),
-        max_ticks: Some(150),
-    };
-    let p = Pipeline::start(&cfg, store, spec);
+    let p = start_synthetic(&cfg, Some(150));
 
     wait_until("orders working", Duration::from_secs(20), || {
         let p = p.clone();
@@ -123,12 +117,7 @@ async fn daily_loss_limit_halts_and_latches() {
     cfg.mock_exchange.maker_fee_bps = Decimal::from(50); // every fill costs ~0.2 USDM
     cfg.risk.daily_loss_limit = Decimal::new(1, 2); // 0.01 USDM
     let db_path = cfg.run.db_path.clone();
-    let store = Store::open(&db_path).expect("store");
-    let spec = FeedSpec::Synthetic {
-        cfg: cfg.feed.synthetic.clone(),
-        max_ticks: None,
-    };
-    let p = Pipeline::start(&cfg, store, spec);
+    let p = start_synthetic(&cfg, None);
 
     wait_until(
         "a fill to break the daily loss limit",
@@ -204,12 +193,7 @@ async fn failing_venue_retries_with_backoff_then_dead_letters() {
     cfg.outbox.backoff_initial_ms = 50;
     cfg.rate_limit.actions_per_second = 20;
     let db_path = cfg.run.db_path.clone();
-    let store = Store::open(&db_path).expect("store");
-    let spec = FeedSpec::Synthetic {
-        cfg: cfg.feed.synthetic.clone(),
-        max_ticks: None,
-    };
-    let p = Pipeline::start(&cfg, store, spec);
+    let p = start_synthetic(&cfg, None);
 
     wait_until(
         "a retried success and a dead letter",

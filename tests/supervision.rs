@@ -6,16 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TempDir, staging_config, wait_until};
+use common::{TempDir, staging_config, start_synthetic, wait_until};
 use deltadefi_mm::app::Pipeline;
 use mm_actors::account_feed::GetAccountStats;
-use mm_actors::binance_feed::{FeedSpec, GetFeedStats};
+use mm_actors::binance_feed::GetFeedStats;
 use mm_actors::order_manager::GetOrderStats;
 use mm_actors::outbox_worker::GetOutboxStats;
 use mm_actors::quote_engine::GetQuoteStats;
 use mm_actors::rate_limiter::GetBudget;
 use mm_actors::risk_guard::GetRiskStats;
-use mm_actors::store::Store;
 use mm_actors::supervision::{ActorHealth, FaultKind, InjectFault};
 use rust_decimal::Decimal;
 
@@ -97,12 +96,7 @@ async fn each_actor_restarts_alone_and_quoting_resumes() {
     cfg.markets[0].requote_tolerance_bps = Decimal::from(2);
     cfg.mock_exchange.latency_ms = 5;
     cfg.rate_limit.actions_per_second = 20;
-    let store = Store::open(&cfg.run.db_path).expect("store");
-    let spec = FeedSpec::Synthetic {
-        cfg: cfg.feed.synthetic.clone(),
-        max_ticks: None,
-    };
-    let p = Pipeline::start(&cfg, store, spec);
+    let p = start_synthetic(&cfg, None);
 
     wait_until("quoting to start", Duration::from_secs(20), || {
         let o = p.orders.clone();

@@ -5,8 +5,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use deltadefi_mm::app::Pipeline;
 use deltadefi_mm::config;
+use mm_actors::binance_feed::FeedSpec;
 use mm_actors::config::Config;
+use mm_actors::store::Store;
 
 /// The shipped staging config, with the database in `dir`.
 pub fn staging_config(dir: &Path) -> Config {
@@ -16,6 +19,20 @@ pub fn staging_config(dir: &Path) -> Config {
     cfg.run.db_path = dir.join("test.db");
     cfg.run.status_interval_s = 0;
     cfg
+}
+
+/// Starts the pipeline on `cfg`'s database with its synthetic feed, stopping after
+/// `max_ticks` ticks if given. Must run inside a `System`.
+pub fn start_synthetic(cfg: &Config, max_ticks: Option<u64>) -> Pipeline {
+    let store = Store::open(&cfg.run.db_path).expect("store");
+    Pipeline::start(
+        cfg,
+        store,
+        FeedSpec::Synthetic {
+            cfg: cfg.feed.synthetic.clone(),
+            max_ticks,
+        },
+    )
 }
 
 /// A path inside the repository.
