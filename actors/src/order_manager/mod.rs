@@ -182,6 +182,8 @@ pub struct OrderManager {
     fill_sums: HashMap<ClientOrderId, Decimal>,
     /// Orders whose cancel failed for good; cancelled again if the venue still lists them open.
     cancel_failed: HashSet<ClientOrderId>,
+    /// Markets with a cancel-all between approval and its outcome.
+    cancel_all_pending: HashSet<MarketId>,
     pending_work: HashSet<MarketId>,
     work_scheduled: bool,
     fills: HashMap<MarketId, u64>,
@@ -205,6 +207,7 @@ impl OrderManager {
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             fill_sums: HashMap::new(),
             cancel_failed: HashSet::new(),
+            cancel_all_pending: HashSet::new(),
             pending_work: HashSet::new(),
             work_scheduled: false,
             fills: HashMap::new(),
@@ -220,6 +223,7 @@ impl OrderManager {
         self.reconciled.clear();
         self.fill_sums.clear();
         self.cancel_failed.clear();
+        self.cancel_all_pending.clear();
         self.pending_work.clear();
         self.work_scheduled = false;
         self.loaded = false;
@@ -323,7 +327,10 @@ impl OrderManager {
                 }
                 act.commit(approved, ctx);
             }
-            Err(e) => warn!(market = %market, cause = %e, "risk guard unreachable, intents dropped"),
+            Err(e) => {
+                warn!(market = %market, cause = %e, "risk guard unreachable, intents dropped");
+                act.cancel_all_pending.remove(&market); // let the next halt or shutdown try again
+            }
         }));
     }
 
@@ -366,8 +373,8 @@ impl OrderManager {
             .orders()
             .filter(|o| &o.market == market)
             .count();
-        if live == 0 {
-            return;
+        if live == 0 || !self.cancel_all_pending.insert(market.clone()) {
+            return; // nothing to cancel, or a cancel-all for this market is already on its way
         }
         info!(market = %market, orders = live, reason, "cancelling every order of the market");
         self.submit(
@@ -600,6 +607,7 @@ impl Handler<IntentOutcome> for OrderManager {
                 self.resolve(vec![id.clone()]);
             }
             (Intent::CancelAll { .. }, result) => {
+                self.cancel_all_pending.remove(&market);
                 if !matches!(result, DispatchResult::Done { .. }) {
                     error!(market = %market, ?result, "cancel-all failed");
                 }
