@@ -17,6 +17,7 @@
 //! - [`venue`]: transport-independent venue requests, replies, errors and events.
 //! - [`intent`], [`types`], [`config`], [`pricing_rules`]: shared domain types and configuration.
 //! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart, health, fault injection.
+//! - [`signer`]: operation-key decryption, BIP32-Ed25519 derivation, Cardano tx signing.
 //! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -39,6 +40,7 @@ pub mod rate_limiter;
 pub mod registry;
 pub mod risk_guard;
 pub mod rng;
+pub mod signer;
 pub mod store;
 pub mod supervision;
 pub mod types;
