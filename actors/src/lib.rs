@@ -17,6 +17,7 @@
 //! - [`venue`]: transport-independent venue requests, replies, errors and events.
 //! - [`intent`], [`types`], [`config`], [`pricing_rules`]: shared domain types and configuration.
 //! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart, health, fault injection.
+//! - [`deltadefi`]: DeltaDeFi REST and account-stream shapes, parsed defensively.
 //! - [`signer`]: operation-key decryption, BIP32-Ed25519 derivation, Cardano tx signing.
 //! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@
 pub mod account_feed;
 pub mod binance_feed;
 pub mod config;
+pub mod deltadefi;
 pub mod gateway;
 pub mod intent;
 pub mod latency;

@@ -1,0 +1,2 @@
+//! DeltaDeFi: the wire shapes of its REST API and account stream ([`wire`]).
+pub mod wire;
