@@ -103,6 +103,22 @@ impl VenueError {
     }
 }
 
+/// Why a request did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VenueFailure {
+    /// The venue answered with an error: nothing happened there.
+    #[error(transparent)]
+    Rejected(#[from] VenueError),
+    /// The request may have taken effect (a submit whose answer was lost). Carries the venue's
+    /// order id when it is known (DeltaDeFi gives it at build time), the only handle to look
+    /// the order up.
+    #[error("outcome unknown: {reason}")]
+    OutcomeUnknown {
+        venue_order_id: Option<VenueOrderId>,
+        reason: String,
+    },
+}
+
 /// A new post-only limit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
@@ -115,7 +131,7 @@ pub struct NewOrder {
 
 /// One request to the venue.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<VenueReply, VenueError>")]
+#[rtype(result = "Result<VenueReply, VenueFailure>")]
 pub enum VenueRequest {
     Place(NewOrder),
     /// Cancel by venue id, or by our id where the venue knows it.
@@ -141,7 +157,7 @@ pub enum VenueRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VenueReply {
     Placed(VenueOrder),
-    Cancelled(VenueOrder),
+    Cancelled(VenueOrderId),
     CancelledAll(Vec<VenueOrderId>),
     Order(Option<VenueOrder>),
     OpenOrders(Vec<VenueOrder>),

@@ -61,6 +61,7 @@ pub fn to_result(e: &VenueError, kind: IntentKind, now_ms: i64) -> DispatchResul
         ErrorClass::AlreadyDone => match kind {
             IntentKind::Place => DispatchResult::Unknown {
                 message: format!("{}: {message}", e.code),
+                venue_order_id: None,
             },
             IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Done {
                 venue_order_id: None,

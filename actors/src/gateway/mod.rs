@@ -21,7 +21,7 @@ use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
 use crate::registry::Reg;
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
-use crate::venue::{NewOrder, VenueReply, VenueRequest};
+use crate::venue::{NewOrder, VenueFailure, VenueReply, VenueRequest};
 
 /// Sends one outbox row to the venue; the answer comes back as a [`DispatchOutcome`].
 #[derive(Message, Debug, Clone)]
@@ -55,6 +55,7 @@ impl DeltaDeFiGateway {
                 id,
                 result: DispatchResult::Unknown {
                     message: "gateway restarted with the request in flight".into(),
+                    venue_order_id: None,
                 },
             });
         }
@@ -143,12 +144,28 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                         message: format!("unexpected reply {other:?}"),
                     },
                 },
-                Ok(Ok(Err(e))) => errors::to_result(&e, kind, now),
+                Ok(Ok(Err(VenueFailure::Rejected(e)))) => errors::to_result(&e, kind, now),
+                Ok(Ok(Err(VenueFailure::OutcomeUnknown {
+                    venue_order_id,
+                    reason,
+                }))) => match kind {
+                    IntentKind::Place => DispatchResult::Unknown {
+                        message: reason,
+                        venue_order_id,
+                    },
+                    // Cancels are idempotent: try again.
+                    IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
+                        code: None,
+                        message: reason,
+                        not_before_ms: None,
+                    },
+                },
                 Ok(Err(mailbox)) => {
                     warn!(outbox_id = id, cause = %mailbox, "venue unreachable");
                     match kind {
                         IntentKind::Place => DispatchResult::Unknown {
                             message: format!("venue mailbox: {mailbox}"),
+                            venue_order_id: None,
                         },
                         IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
                             code: None,
@@ -159,6 +176,7 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                 }
                 Err(_) => DispatchResult::Unknown {
                     message: "timed out waiting for the venue".into(),
+                    venue_order_id: None,
                 },
             };
             act.reg

@@ -19,7 +19,7 @@ use crate::registry::Reg;
 use crate::rng::SplitMix64;
 use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, MarketId, now_ms};
-use crate::venue::{VenueError, VenueEvent, VenueReply, VenueRequest};
+use crate::venue::{VenueEvent, VenueFailure, VenueReply, VenueRequest};
 use matching::{MatchingCore, MatchingParams};
 
 /// The simulated venue.
@@ -89,7 +89,7 @@ impl MockExchange {
         &mut self,
         req: VenueRequest,
         ctx: &mut Context<Self>,
-    ) -> Result<VenueReply, VenueError> {
+    ) -> Result<VenueReply, VenueFailure> {
         let now = now_ms();
         let (reply, events) = match req {
             VenueRequest::Place(o) => {
@@ -103,7 +103,7 @@ impl MockExchange {
                 let (order, ev) =
                     self.core
                         .cancel(venue_order_id.as_ref(), &client_order_id, now)?;
-                (VenueReply::Cancelled(order), ev)
+                (VenueReply::Cancelled(order.venue_order_id), ev)
             }
             VenueRequest::CancelAll { market } => {
                 let (ids, ev) = self.core.cancel_all(&market, now)?;
@@ -138,7 +138,7 @@ impl Actor for MockExchange {
 crate::supervised_actor!(MockExchange, "mock_exchange");
 
 impl Handler<VenueRequest> for MockExchange {
-    type Result = ResponseActFuture<Self, Result<VenueReply, VenueError>>;
+    type Result = ResponseActFuture<Self, Result<VenueReply, VenueFailure>>;
     fn handle(&mut self, req: VenueRequest, ctx: &mut Context<Self>) -> Self::Result {
         if self.latency.is_zero() {
             let r = self.process(req, ctx);

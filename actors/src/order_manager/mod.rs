@@ -86,7 +86,7 @@ pub struct OrderNeverSent(pub ClientOrderId);
 #[rtype(result = "()")]
 pub enum IntentOutcome {
     Result {
-        row: OutboxRow,
+        row: Box<OutboxRow>,
         result: DispatchResult,
     },
     NeverSent(OrderNeverSent),
@@ -586,9 +586,16 @@ impl Handler<IntentOutcome> for OrderManager {
                     client_order_id: id,
                     ..
                 },
-                DispatchResult::Unknown { message },
+                DispatchResult::Unknown {
+                    message,
+                    venue_order_id,
+                },
             ) => {
                 warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
+                if let Some(v) = venue_order_id {
+                    // DeltaDeFi names the order at build time: the id to look it up by.
+                    self.tracker.set_venue_id(id, v);
+                }
                 self.apply_and_persist(id, OrderEvent::OutcomeUnknown, Some(message));
                 self.resolve(vec![id.clone()]);
             }

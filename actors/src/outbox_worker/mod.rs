@@ -118,10 +118,12 @@ impl OutboxWorker {
                     .reg
                     .intent_outcome
                     .do_send(IntentOutcome::NeverSent(OrderNeverSent(coid))),
-                Effect::Outcome { row, result } => self
-                    .reg
-                    .intent_outcome
-                    .do_send(IntentOutcome::Result { row, result }),
+                Effect::Outcome { row, result } => {
+                    self.reg.intent_outcome.do_send(IntentOutcome::Result {
+                        row: Box::new(row),
+                        result,
+                    })
+                }
             }
         }
         if !writes.is_empty() {
@@ -242,12 +244,13 @@ impl Actor for OutboxWorker {
                         act.apply_effects(effects);
                         for r in act.queue.unknown() {
                             act.reg.intent_outcome.do_send(IntentOutcome::Result {
-                                row: r.clone(),
+                                row: Box::new(r.clone()),
                                 result: DispatchResult::Unknown {
                                     message: r
                                         .last_error
                                         .clone()
                                         .unwrap_or_else(|| "outcome unknown".into()),
+                                    venue_order_id: None,
                                 },
                             });
                         }

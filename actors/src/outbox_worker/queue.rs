@@ -116,8 +116,12 @@ pub enum DispatchResult {
         message: String,
         not_before_ms: Option<i64>,
     },
-    /// The request may or may not have taken effect.
-    Unknown { message: String },
+    /// The request may or may not have taken effect; the venue id, when known, is how the
+    /// order is looked up.
+    Unknown {
+        message: String,
+        venue_order_id: Option<VenueOrderId>,
+    },
 }
 
 /// What the shell must do after a queue operation.
@@ -430,7 +434,7 @@ impl OutboxQueue {
                     return effects;
                 }
             }
-            DispatchResult::Unknown { message } => {
+            DispatchResult::Unknown { message, .. } => {
                 row.last_error = Some(message.clone());
                 if row.intent.kind() == IntentKind::Place {
                     row.status = OutboxStatus::Unknown;
@@ -721,6 +725,7 @@ mod tests {
             1,
             DispatchResult::Unknown {
                 message: "timeout".into(),
+                venue_order_id: None,
             },
             10,
         );
