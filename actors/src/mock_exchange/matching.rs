@@ -140,6 +140,20 @@ impl MatchingCore {
         req: &NewOrder,
         now_ms: i64,
     ) -> Result<(VenueOrder, Vec<VenueEvent>), VenueError> {
+        self.place_as(req, None, now_ms)
+    }
+
+    /// Places an order under a venue id chosen beforehand (DeltaDeFi names an order when it
+    /// builds its transaction, before submit).
+    ///
+    /// # Errors
+    /// As [`MatchingCore::place`].
+    pub fn place_as(
+        &mut self,
+        req: &NewOrder,
+        venue_id: Option<VenueOrderId>,
+        now_ms: i64,
+    ) -> Result<(VenueOrder, Vec<VenueEvent>), VenueError> {
         self.spend_action(now_ms)?;
         let rules = self
             .markets
@@ -193,11 +207,10 @@ impl MatchingCore {
         a.free -= need;
         a.locked += need;
         self.order_seq += 1;
+        let seq = self.order_seq;
         let order = VenueOrder {
-            venue_order_id: VenueOrderId(format!(
-                "00000000-0000-4000-8000-{:012x}",
-                self.order_seq
-            )),
+            venue_order_id: venue_id
+                .unwrap_or_else(|| VenueOrderId(format!("00000000-0000-4000-8000-{seq:012x}"))),
             client_order_id: Some(req.client_order_id.clone()),
             market: req.market.clone(),
             side: req.side,

@@ -170,7 +170,7 @@ pub fn split_tx(b: &[u8]) -> Result<TxParts, CborError> {
 }
 
 /// Minimal head encoding.
-fn encode_head(major: u8, n: u64, out: &mut Vec<u8>) {
+pub fn encode_head(major: u8, n: u64, out: &mut Vec<u8>) {
     let m = major << 5;
     match n {
         0..=23 => out.push(m | n as u8),

@@ -1,0 +1,657 @@
+//! The mock exchange over the wire: DeltaDeFi's REST endpoints with the same request and
+//! response shapes (spec §1), error bodies and codes, and the build → sign → submit two-step
+//! with a real unsigned Cardano transaction whose vkey witness is verified on submit. It is
+//! backed by the same [`MatchingCore`] as the in-process MockExchange, so the real gateway is
+//! tested over real sockets.
+//!
+//! Test controls (not DeltaDeFi's): `POST /mock/reference` moves the reference price of a
+//! market (fills follow), `POST /mock/fault` makes the next request to a path fail with a code
+//! or lose its response after executing.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+
+use super::matching::{MatchingCore, MatchingParams};
+use crate::deltadefi::wire::{BuildOrderRequest, CancelAllRequest, SubmitOrderRequest};
+use crate::pricing_rules::MarketRules;
+use crate::rng::SplitMix64;
+use crate::signer::cbor::encode_head;
+use crate::signer::{Signer, XPrv, blake2b256, cbor, key, verify_signed_tx};
+use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
+use crate::venue::{NewOrder, VenueError, VenueEvent, VenueFill, VenueOrder, VenueOrderStatus};
+
+/// How the wire mock is set up.
+#[derive(Debug, Clone)]
+pub struct WireMockConfig {
+    pub api_key: String,
+    /// The trading passcode that decrypts the operation key it hands out.
+    pub passcode: String,
+    pub markets: Vec<MarketRules>,
+    pub params: MatchingParams,
+    /// A build not submitted within this window answers 4300.
+    pub build_expiry_ms: i64,
+}
+
+/// A request failure the test wants next.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fault {
+    /// Path prefix it applies to, e.g. `/order/submit`.
+    pub path: String,
+    /// Answer this code instead (HTTP 400, or 429 for 4290, 503 for 5xxx-by-gateway).
+    #[serde(default)]
+    pub code: Option<u32>,
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// Execute the request, then hold the answer this long (past the client's timeout).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+struct Build {
+    order: NewOrder,
+    body: Vec<u8>,
+    built_at_ms: i64,
+}
+
+/// Shared state of the wire mock (one lock, short critical sections).
+pub struct WireState {
+    cfg: WireMockConfig,
+    core: MatchingCore,
+    builds: HashMap<String, Build>,
+    submitted: HashSet<String>,
+    fills: HashMap<VenueOrderId, Vec<VenueFill>>,
+    faults: VecDeque<Fault>,
+    encrypted_key: String,
+    key_hash: String,
+    vkey: [u8; 32],
+    rng: SplitMix64,
+    /// Account-stream events, in order, for subscribers.
+    pub events: Vec<VenueEvent>,
+}
+
+/// Encodes bytes as bech32 with `hrp` (any length).
+fn bech32_encode(hrp: &str, data: &[u8]) -> String {
+    const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let mut five = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in data {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            five.push(((acc >> bits) & 31) as u8);
+        }
+    }
+    if bits > 0 {
+        five.push(((acc << (5 - bits)) & 31) as u8);
+    }
+    let mut values: Vec<u8> = hrp.bytes().map(|c| c >> 5).collect();
+    values.push(0);
+    values.extend(hrp.bytes().map(|c| c & 31));
+    values.extend(&five);
+    values.extend([0u8; 6]);
+    let pm = polymod(&values) ^ 1;
+    let checksum: Vec<u8> = (0..6).map(|i| ((pm >> (5 * (5 - i))) & 31) as u8).collect();
+    let mut s = format!("{hrp}1");
+    for v in five.iter().chain(&checksum) {
+        s.push(CHARSET[usize::from(*v)] as char);
+    }
+    s
+}
+
+fn polymod(values: &[u8]) -> u32 {
+    const GEN: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
+    let mut chk: u32 = 1;
+    for v in values {
+        let top = chk >> 25;
+        chk = ((chk & 0x01ff_ffff) << 5) ^ u32::from(*v);
+        for (i, g) in GEN.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                chk ^= g;
+            }
+        }
+    }
+    chk
+}
+
+/// Encrypts `plain` the way DeltaDeFi's web app does (PBKDF2-HMAC-SHA256 100k, AES-256-GCM,
+/// 12-byte IV, 16-byte salt), as the JSON record `{"iv","salt","ciphertext"}`.
+fn encrypt_record(plain: &str, passcode: &str, rng: &mut SplitMix64) -> String {
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 12];
+    for b in salt.iter_mut().chain(iv.iter_mut()) {
+        *b = rng.next_u64() as u8;
+    }
+    let mut k = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(passcode.as_bytes(), &salt, key::PBKDF2_ROUNDS, &mut k);
+    let ct = Aes256Gcm::new_from_slice(&k)
+        .ok()
+        .and_then(|c| c.encrypt((&iv).into(), plain.as_bytes()).ok())
+        .unwrap_or_default();
+    json!({"iv": B64.encode(iv), "salt": B64.encode(salt), "ciphertext": B64.encode(ct)})
+        .to_string()
+}
+
+/// An unsigned transaction for an order: a real Cardano shape
+/// `[{0: inputs, 1: outputs, 2: fee, 3: ttl}, {}, true, null]`, unique per order id.
+fn unsigned_tx(order_id: &str, ttl: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut body = Vec::new();
+    encode_head(5, 4, &mut body);
+    encode_head(0, 0, &mut body);
+    encode_head(4, 1, &mut body);
+    encode_head(4, 2, &mut body);
+    encode_head(2, 32, &mut body);
+    body.extend_from_slice(&blake2b256(order_id.as_bytes()));
+    encode_head(0, 0, &mut body);
+    encode_head(0, 1, &mut body);
+    encode_head(4, 1, &mut body);
+    encode_head(4, 2, &mut body);
+    encode_head(2, 29, &mut body);
+    body.push(0x60);
+    body.extend_from_slice(&blake2b256(b"deltadefi-mock-script")[..28]);
+    encode_head(0, 2_000_000, &mut body);
+    encode_head(0, 2, &mut body);
+    encode_head(0, 168_317, &mut body);
+    encode_head(0, 3, &mut body);
+    encode_head(0, ttl, &mut body);
+    let mut tx = vec![0x84];
+    tx.extend_from_slice(&body);
+    tx.extend_from_slice(&[0xa0, 0xf5, 0xf6]);
+    (tx, body)
+}
+
+fn status_str(o: &VenueOrder) -> &'static str {
+    match o.status {
+        VenueOrderStatus::Open | VenueOrderStatus::PartiallyFilled => "open",
+        VenueOrderStatus::Filled => "closed",
+        VenueOrderStatus::Cancelled => "cancelled",
+        VenueOrderStatus::Failed => "failed",
+    }
+}
+
+/// An order in DeltaDeFi's OrderResponse shape (decimals as strings).
+pub fn order_json(o: &VenueOrder, fills: &[VenueFill]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = fills
+        .iter()
+        .map(|f| {
+            json!({"id": f.trade_id.as_str(), "order_id": f.venue_order_id.as_str(), "account_id": "mock-account",
+                   "execution_price": f.price.to_string(), "filled_base_qty": f.size.to_string(),
+                   "filled_quote_qty": (f.size * f.price).to_string(), "commission_unit": "usdm",
+                   "commission": f.fee.to_string(), "role": f.liquidity.as_str(),
+                   "counter_party_order_id": "mock", "created_at": iso(f.ts_ms)})
+        })
+        .collect();
+    let remaining = if o.status.is_terminal() {
+        Decimal::ZERO
+    } else {
+        o.size - o.filled
+    };
+    json!({
+        "id": o.venue_order_id.as_str(), "account_id": "mock-account", "status": status_str(o),
+        "symbol": o.market.as_str(), "base_qty": o.size.to_string(), "quote_qty": (o.size * o.price).to_string(),
+        "side": o.side.as_str(), "price": o.price.to_string(), "type": "limit",
+        "locked_base_qty": "0", "locked_quote_qty": "0",
+        "executed_base_qty": o.filled.to_string(), "executed_quote_qty": (o.filled * o.price).to_string(),
+        "ob_open_order_base_qty": remaining.to_string(), "commission_unit": "usdm",
+        "commission": fills.iter().map(|f| f.fee).sum::<Decimal>().to_string(), "commission_rate_bp": 10,
+        "executed_price": if o.filled > Decimal::ZERO { o.price.to_string() } else { "0".into() },
+        "created_at": iso(o.ts_ms), "updated_at": iso(o.ts_ms), "order_execution_records": records,
+    })
+}
+
+fn iso(ms: i64) -> String {
+    // Seconds since the epoch are enough for a mock: clients do not parse it.
+    format!("{}.{:03}Z", ms / 1000, ms.rem_euclid(1000))
+}
+
+fn err(status: u16, code: u32, message: &str) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(status).json(json!({"error": message, "code": code}))
+}
+
+fn venue_err(e: &VenueError) -> HttpResponse {
+    let status = match e.code {
+        4290 => 429,
+        4010 => 401,
+        _ => 400,
+    };
+    err(status, e.code, &e.message)
+}
+
+impl WireState {
+    /// A fresh mock account with a new operation key encrypted under `cfg.passcode`.
+    pub fn new(cfg: WireMockConfig) -> Self {
+        let mut rng = SplitMix64::new(cfg.params.seed ^ now_ms() as u64);
+        let mut root = [0u8; 96];
+        for b in root.iter_mut() {
+            *b = rng.next_u64() as u8;
+        }
+        root[0] &= 0xf8;
+        root[31] &= 0x1f;
+        root[31] |= 0x40;
+        let xprv = bech32_encode("xprv", &root);
+        let encrypted_key = encrypt_record(&xprv, &cfg.passcode, &mut rng);
+        let signer = XPrv::from_bytes(&root).map(|k| Signer::from_root(&k));
+        let (vkey, key_hash) = match &signer {
+            Ok(s) => (s.vkey(), s.key_hash_hex()),
+            Err(_) => ([0u8; 32], String::new()),
+        };
+        Self {
+            core: MatchingCore::new(cfg.params.clone(), cfg.markets.clone()),
+            cfg,
+            builds: HashMap::new(),
+            submitted: HashSet::new(),
+            fills: HashMap::new(),
+            faults: VecDeque::new(),
+            encrypted_key,
+            key_hash,
+            vkey,
+            rng,
+            events: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, events: Vec<VenueEvent>) {
+        for e in &events {
+            if let VenueEvent::Fill(f) = e {
+                self.fills
+                    .entry(f.venue_order_id.clone())
+                    .or_default()
+                    .push(f.clone());
+            }
+        }
+        self.events.extend(events);
+    }
+
+    fn order_json(&self, o: &VenueOrder) -> serde_json::Value {
+        order_json(
+            o,
+            self.fills
+                .get(&o.venue_order_id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        )
+    }
+
+    fn take_fault(&mut self, path: &str) -> Option<Fault> {
+        let i = self.faults.iter().position(|f| path.starts_with(&f.path))?;
+        self.faults.remove(i)
+    }
+}
+
+type Shared = web::Data<Arc<Mutex<WireState>>>;
+
+fn authorized(req: &HttpRequest, st: &WireState) -> bool {
+    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) == Some(st.cfg.api_key.as_str())
+}
+
+/// Runs `f` under the lock after the API-key check and fault injection.
+async fn guarded(
+    req: HttpRequest,
+    shared: Shared,
+    f: impl FnOnce(&mut WireState) -> HttpResponse,
+) -> HttpResponse {
+    let (resp, delay) = {
+        let Ok(mut st) = shared.lock() else {
+            return err(500, 5000, "Internal Server Error");
+        };
+        if !authorized(&req, &st) {
+            return err(401, 4010, "unauthorized");
+        }
+        let fault = st.take_fault(req.path());
+        match fault {
+            Some(Fault {
+                code: Some(code),
+                http_status,
+                ..
+            }) => {
+                let status = http_status.unwrap_or(if code == 4290 { 429 } else { 400 });
+                return err(status, code, "injected by the mock");
+            }
+            Some(Fault {
+                http_status: Some(s),
+                code: None,
+                ..
+            }) => {
+                return HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(s)
+                        .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE),
+                )
+                .body("upstream connect error or disconnect/reset before headers");
+            }
+            other => (f(&mut st), other.and_then(|f| f.delay_ms)),
+        }
+    };
+    if let Some(ms) = delay {
+        actix_rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+    resp
+}
+
+async fn market_config(shared: Shared) -> HttpResponse {
+    let Ok(st) = shared.lock() else {
+        return err(500, 5000, "Internal Server Error");
+    };
+    let pairs: Vec<serde_json::Value> = st
+        .cfg
+        .markets
+        .iter()
+        .map(|m| {
+            let (base, quote) = super::matching::assets_of(&m.market);
+            json!({"symbol": m.market.as_str(),
+                   "base_token": {"symbol": base.to_uppercase(), "unit": "lovelace", "decimals": 6, "max_qty_dp": m.size_decimals},
+                   "quote_token": {"symbol": quote.to_uppercase(), "unit": "mock.5553444d", "decimals": 6, "max_qty_dp": 2},
+                   "price_max_dp": m.price_decimals})
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"assets": [], "trading_pairs": pairs}))
+}
+
+async fn operation_key(req: HttpRequest, shared: Shared) -> HttpResponse {
+    guarded(req, shared, |st| {
+        HttpResponse::Ok().json(
+            json!({"encrypted_operation_key": st.encrypted_key, "operation_key_hash": st.key_hash}),
+        )
+    })
+    .await
+}
+
+async fn build(
+    req: HttpRequest,
+    shared: Shared,
+    body: web::Json<BuildOrderRequest>,
+) -> HttpResponse {
+    guarded(req, shared, move |st| {
+        let b = body.into_inner();
+        if b.order_type != "limit" {
+            return err(400, 4000, "only limit orders in the mock");
+        }
+        let (Ok(price), Ok(size)) = (
+            b.price.parse::<Decimal>(),
+            b.base_quantity.parse::<Decimal>(),
+        ) else {
+            return err(400, 4000, "invalid request data");
+        };
+        if !st.cfg.markets.iter().any(|m| m.market.as_str() == b.symbol) {
+            return err(400, 4106, "invalid symbol");
+        }
+        let n = st.rng.next_u64();
+        let order_id = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            n >> 32,
+            (n >> 16) & 0xffff,
+            n & 0xfff,
+            (n >> 12) & 0xfff,
+            st.rng.next_u64() & 0xffff_ffff_ffff
+        );
+        let (tx, body_bytes) = unsigned_tx(&order_id, 100_000_000);
+        let order = NewOrder {
+            client_order_id: ClientOrderId(order_id.clone()),
+            market: MarketId(b.symbol),
+            side: b.side,
+            price,
+            size,
+        };
+        st.builds.insert(
+            order_id.clone(),
+            Build {
+                order,
+                body: body_bytes,
+                built_at_ms: now_ms(),
+            },
+        );
+        HttpResponse::Ok().json(json!({"order_id": order_id, "tx_hex": hex::encode(tx)}))
+    })
+    .await
+}
+
+async fn submit(
+    req: HttpRequest,
+    shared: Shared,
+    body: web::Json<SubmitOrderRequest>,
+) -> HttpResponse {
+    guarded(req, shared, move |st| {
+        let s = body.into_inner();
+        if st.submitted.contains(&s.order_id) {
+            return err(400, 4302, "transaction already submitted");
+        }
+        let Some(b) = st.builds.get(&s.order_id) else {
+            return err(400, 4402, "transaction not found");
+        };
+        if now_ms() - b.built_at_ms > st.cfg.build_expiry_ms {
+            st.builds.remove(&s.order_id);
+            return err(400, 4300, "transaction expired, build again");
+        }
+        let Ok(signed) = hex::decode(&s.signed_tx) else {
+            return err(400, 4000, "signed_tx is not hex");
+        };
+        let same_body = cbor::split_tx(&signed)
+            .ok()
+            .is_some_and(|p| signed[p.body] == b.body[..]);
+        if !same_body {
+            return err(400, 4000, "signed transaction does not match the built one");
+        }
+        if let Err(e) = verify_signed_tx(&signed, &st.vkey) {
+            return err(400, 4407, &format!("failed to sign transaction: {e}"));
+        }
+        let order = b.order.clone();
+        let id = VenueOrderId(s.order_id.clone());
+        match st.core.place_as(&order, Some(id), now_ms()) {
+            Ok((o, events)) => {
+                st.submitted.insert(s.order_id.clone());
+                st.builds.remove(&s.order_id);
+                st.record(events);
+                HttpResponse::Ok().json(st.order_json(&o))
+            }
+            Err(e) => venue_err(&e),
+        }
+    })
+    .await
+}
+
+async fn cancel(req: HttpRequest, shared: Shared, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    guarded(req, shared, move |st| {
+        let vid = VenueOrderId(id.clone());
+        match st
+            .core
+            .cancel(Some(&vid), &ClientOrderId(id.clone()), now_ms())
+        {
+            Ok((_, events)) => {
+                st.record(events);
+                HttpResponse::Ok().json(json!({"order_id": id}))
+            }
+            Err(e) => venue_err(&e),
+        }
+    })
+    .await
+}
+
+async fn cancel_all(
+    req: HttpRequest,
+    shared: Shared,
+    body: web::Json<CancelAllRequest>,
+) -> HttpResponse {
+    guarded(req, shared, move |st| {
+        let symbol = body.into_inner().symbol;
+        match st.core.cancel_all(&MarketId(symbol.clone()), now_ms()) {
+            Ok((ids, events)) => {
+                st.record(events);
+                let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+                HttpResponse::Ok().json(json!({"symbol": symbol, "order_ids": ids}))
+            }
+            Err(e) => venue_err(&e),
+        }
+    })
+    .await
+}
+
+async fn order_by_id(req: HttpRequest, shared: Shared, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    guarded(req, shared, move |st| {
+        let vid = VenueOrderId(id.clone());
+        match st.core.query(Some(&vid), &ClientOrderId(id)) {
+            Some(o) => HttpResponse::Ok().json(st.order_json(&o)),
+            None => err(400, 4200, "Order not found"),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct Page {
+    symbol: Option<String>,
+    limit: Option<usize>,
+    page: Option<usize>,
+}
+
+async fn open_orders(req: HttpRequest, shared: Shared, q: web::Query<Page>) -> HttpResponse {
+    let q = q.into_inner();
+    guarded(req, shared, move |st| {
+        let symbol = q.symbol.unwrap_or_default();
+        let all = st.core.open_orders(&MarketId(symbol));
+        let limit = q.limit.unwrap_or(10).clamp(1, 250);
+        let page = q.page.unwrap_or(1).max(1);
+        let total_page = all.len().div_ceil(limit).max(1);
+        let data: Vec<serde_json::Value> = all
+            .iter()
+            .skip((page - 1) * limit)
+            .take(limit)
+            .map(|o| st.order_json(o))
+            .collect();
+        HttpResponse::Ok()
+            .json(json!({"data": data, "total_count": all.len(), "total_page": total_page}))
+    })
+    .await
+}
+
+async fn balance(req: HttpRequest, shared: Shared) -> HttpResponse {
+    guarded(req, shared, |st| {
+        let rows: Vec<serde_json::Value> = st
+            .core
+            .balances()
+            .iter()
+            .map(|b| json!({"asset": b.asset, "asset_unit": "", "free": b.free.to_string(), "locked": b.locked.to_string()}))
+            .collect();
+        HttpResponse::Ok().json(rows)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ReferenceMove {
+    market: String,
+    bid: Decimal,
+    ask: Decimal,
+}
+
+async fn set_reference(shared: Shared, body: web::Json<ReferenceMove>) -> HttpResponse {
+    let Ok(mut st) = shared.lock() else {
+        return err(500, 5000, "Internal Server Error");
+    };
+    let m = body.into_inner();
+    let events = st
+        .core
+        .on_reference(&MarketId(m.market), m.bid, m.ask, now_ms());
+    let fills = events
+        .iter()
+        .filter(|e| matches!(e, VenueEvent::Fill(_)))
+        .count();
+    st.record(events);
+    HttpResponse::Ok().json(json!({"fills": fills}))
+}
+
+async fn add_fault(shared: Shared, body: web::Json<Fault>) -> HttpResponse {
+    let Ok(mut st) = shared.lock() else {
+        return err(500, 5000, "Internal Server Error");
+    };
+    st.faults.push_back(body.into_inner());
+    HttpResponse::Ok().json(json!({"queued": st.faults.len()}))
+}
+
+/// Serves the wire mock on `listen`; returns the bound address, the shared state (for tests)
+/// and the server future to run on an actix system.
+///
+/// # Errors
+/// The bind error.
+pub fn serve(
+    cfg: WireMockConfig,
+    listen: SocketAddr,
+) -> std::io::Result<(SocketAddr, Arc<Mutex<WireState>>, actix_web::dev::Server)> {
+    let state = Arc::new(Mutex::new(WireState::new(cfg)));
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/app/market-config", web::get().to(market_config))
+            .route("/accounts/operation-key", web::get().to(operation_key))
+            .route("/accounts/order/{id}", web::get().to(order_by_id))
+            .route("/accounts/open-orders", web::get().to(open_orders))
+            .route("/accounts/balance", web::get().to(balance))
+            .route("/order/build", web::post().to(build))
+            .route("/order/submit", web::post().to(submit))
+            .route("/order/cancel-all", web::post().to(cancel_all))
+            .route("/order/{id}/cancel", web::post().to(cancel))
+            .route("/mock/reference", web::post().to(set_reference))
+            .route("/mock/fault", web::post().to(add_fault))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(listen)?;
+    let addr = server.addrs().first().copied().unwrap_or(listen);
+    Ok((addr, state, server.run()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signer::key::{bech32_decode, decrypt_operation_key};
+
+    #[test]
+    fn bech32_round_trip_and_key_record() {
+        let data: Vec<u8> = (0u8..96).collect();
+        let s = bech32_encode("xprv", &data);
+        let (hrp, back) = bech32_decode(&s).expect("decodes");
+        assert_eq!((hrp.as_str(), back.to_vec()), ("xprv", data));
+        let mut rng = SplitMix64::new(3);
+        let rec = encrypt_record("xprv1secret", "pass", &mut rng);
+        assert_eq!(
+            decrypt_operation_key(&rec, "pass")
+                .expect("decrypts")
+                .as_str(),
+            "xprv1secret"
+        );
+    }
+
+    #[test]
+    fn built_transactions_sign_and_verify() {
+        let (tx, body) = unsigned_tx("order-1", 5);
+        let parts = cbor::split_tx(&tx).expect("a transaction");
+        assert_eq!(tx[parts.body.clone()], body[..]);
+        let root = XPrv::from_bytes(&[7u8; 96]).expect("key");
+        let signer = Signer::from_root(&root);
+        let signed = signer.sign_tx(&tx).expect("signs");
+        assert_eq!(verify_signed_tx(&signed, &signer.vkey()), Ok(()));
+        let other = Signer::from_root(&XPrv::from_bytes(&[9u8; 96]).expect("key"));
+        assert!(verify_signed_tx(&signed, &other.vkey()).is_err());
+    }
+}
