@@ -1,0 +1,389 @@
+//! DeltaDeFiRest is an actor. It owns the HTTP client (awc, so it lives on the venue arbiter),
+//! the API key and the signer, and answers the gateway's and account feed's
+//! [`VenueRequest`]s over DeltaDeFi's REST API: build → sign → submit in one path, cancel,
+//! cancel-all, order lookup, open orders and balances.
+//!
+//! At start it reads the market config (and reports precision that differs from ours), fetches
+//! and decrypts the operation key, and cancels orphans with cancel-all (4200 "nothing to
+//! cancel" is success). It answers nothing but "not ready" (5001, retryable) until then.
+//!
+//! A submit that gets no answer, or a 5xxx after the submit was sent, is an unknown outcome
+//! carrying the order id from the build: it is looked up, never resent.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{error, info, warn};
+use zeroize::Zeroizing;
+
+use super::wire::{
+    BuildOrderRequest, BuildOrderResponse, CancelAllRequest, CancelAllResponse,
+    CancelOrderResponse, ListOf, MarketConfigResponse, OperationKeyResponse, OrderResponse,
+    SubmitOrderRequest, SubmitOrderResponse, error_from_http,
+};
+use crate::pricing_rules::MarketRules;
+use crate::signer::Signer;
+use crate::supervision::ActorHealth;
+use crate::types::{MarketId, VenueOrderId, now_ms};
+use crate::venue::{Balance, NewOrder, VenueError, VenueFailure, VenueReply, VenueRequest};
+
+/// Where and how to reach DeltaDeFi. Secrets are here only in memory, never in `Debug`.
+#[derive(Clone)]
+pub struct RestConfig {
+    pub base_url: String,
+    pub api_key: Zeroizing<String>,
+    pub passcode: Zeroizing<String>,
+    pub timeout: Duration,
+    pub markets: Vec<MarketRules>,
+}
+
+impl std::fmt::Debug for RestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("passcode", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+enum CallError {
+    /// No answer (connect failure, timeout): the request may or may not have arrived.
+    Transport(String),
+    /// An answer that is an error.
+    Venue(VenueError),
+}
+
+impl From<CallError> for VenueFailure {
+    fn from(e: CallError) -> VenueFailure {
+        match e {
+            CallError::Venue(v) => VenueFailure::Rejected(v),
+            // Before a submit, a lost request changed nothing: retryable.
+            CallError::Transport(t) => VenueFailure::Rejected(VenueError::new(5001, t)),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Http {
+    client: awc::Client,
+    base: String,
+    key: Rc<Zeroizing<String>>,
+}
+
+impl Http {
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        post: bool,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, CallError> {
+        let url = format!("{}{path}", self.base);
+        let req = if post {
+            self.client.post(&url)
+        } else {
+            self.client.get(&url)
+        };
+        let req = req.insert_header(("X-API-KEY", self.key.as_str()));
+        let sent = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        let mut resp = sent.map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body()
+            .limit(8 << 20)
+            .await
+            .map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
+        if !(200..300).contains(&status) {
+            return Err(CallError::Venue(error_from_http(status, &bytes)));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            CallError::Venue(VenueError::new(
+                4000,
+                format!("{path}: unexpected response: {e}"),
+            ))
+        })
+    }
+}
+
+/// The REST transport.
+pub struct DeltaDeFiRest {
+    cfg: RestConfig,
+    http: Http,
+    signer: Option<Rc<Signer>>,
+    failures: u32,
+    health: ActorHealth,
+}
+
+impl DeltaDeFiRest {
+    /// A transport for `cfg`. Call on the arbiter it will run on (awc is not `Send`).
+    pub fn new(cfg: RestConfig) -> Self {
+        let client = awc::Client::builder().timeout(cfg.timeout).finish();
+        let http = Http {
+            client,
+            base: cfg.base_url.trim_end_matches('/').to_string(),
+            key: Rc::new(cfg.api_key.clone()),
+        };
+        Self {
+            cfg,
+            http,
+            signer: None,
+            failures: 0,
+            health: ActorHealth::default(),
+        }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        self.signer = None;
+    }
+
+    async fn start_up(http: Http, cfg: RestConfig) -> Result<Signer, String> {
+        let mc: MarketConfigResponse = http
+            .call::<(), _>(false, "/app/market-config", None)
+            .await
+            .map_err(describe)?;
+        for m in &cfg.markets {
+            match mc
+                .trading_pairs
+                .iter()
+                .find(|p| p.symbol == m.market.as_str())
+            {
+                None => return Err(format!("market {} is not listed by the venue", m.market)),
+                Some(p)
+                    if p.price_max_dp < m.price_decimals
+                        || p.base_token.max_qty_dp < m.size_decimals =>
+                {
+                    return Err(format!(
+                        "market {}: the venue allows {} price and {} size decimals, the config uses {} and {}",
+                        m.market,
+                        p.price_max_dp,
+                        p.base_token.max_qty_dp,
+                        m.price_decimals,
+                        m.size_decimals
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let key: OperationKeyResponse = http
+            .call::<(), _>(false, "/accounts/operation-key", None)
+            .await
+            .map_err(describe)?;
+        let signer = Signer::from_encrypted(&key.encrypted_operation_key, &cfg.passcode)
+            .map_err(|e| e.to_string())?;
+        if !key.operation_key_hash.is_empty() && key.operation_key_hash != signer.key_hash_hex() {
+            warn!(
+                "operation_key_hash differs from the derived key's hash (the hash's meaning is unconfirmed)"
+            );
+        }
+        for m in &cfg.markets {
+            let body = CancelAllRequest {
+                symbol: m.market.to_string(),
+            };
+            match http
+                .call::<_, CancelAllResponse>(true, "/order/cancel-all", Some(&body))
+                .await
+            {
+                Ok(r) => {
+                    info!(market = %m.market, cancelled = r.order_ids.len(), "orphans cancelled at start-up")
+                }
+                Err(CallError::Venue(e)) if e.code == 4200 => {
+                    info!(market = %m.market, "no orphan orders")
+                }
+                Err(e) => return Err(describe(e)),
+            }
+        }
+        Ok(signer)
+    }
+}
+
+fn describe(e: CallError) -> String {
+    match e {
+        CallError::Transport(t) => t,
+        CallError::Venue(v) => v.to_string(),
+    }
+}
+
+impl Actor for DeltaDeFiRest {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        let (http, cfg) = (self.http.clone(), self.cfg.clone());
+        ctx.wait(Self::start_up(http, cfg).into_actor(self).map(|res, act, ctx| match res {
+            Ok(signer) => {
+                info!(key_hash = %signer.key_hash_hex(), "deltadefi gateway ready");
+                act.signer = Some(Rc::new(signer));
+                act.failures = 0;
+            }
+            Err(cause) => {
+                act.failures += 1;
+                let wait = Duration::from_millis((500u64 << act.failures.min(7)).min(60_000));
+                error!(cause = %cause, retry_in_ms = wait.as_millis() as u64, "deltadefi start-up failed");
+                ctx.run_later(wait, |_, ctx| ctx.stop());
+            }
+        }));
+    }
+}
+
+crate::supervised_actor!(DeltaDeFiRest, "deltadefi_rest");
+
+async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply, VenueFailure> {
+    let req = BuildOrderRequest {
+        symbol: o.market.to_string(),
+        side: o.side,
+        order_type: "limit".into(),
+        base_quantity: o.size.normalize().to_string(),
+        price: o.price.normalize().to_string(),
+        post_only: true,
+    };
+    let built: BuildOrderResponse = http.call(true, "/order/build", Some(&req)).await?;
+    let signed_tx = signer.sign_tx_hex(&built.tx_hex).map_err(|e| {
+        VenueFailure::Rejected(VenueError::new(
+            4407,
+            format!("cannot sign the built transaction: {e}"),
+        ))
+    })?;
+    let venue_id = VenueOrderId(built.order_id.clone());
+    let submit = SubmitOrderRequest {
+        order_id: built.order_id,
+        signed_tx,
+    };
+    match http
+        .call::<_, SubmitOrderResponse>(true, "/order/submit", Some(&submit))
+        .await
+    {
+        Ok(r) => {
+            let order = r.into_order();
+            let mut vo = order
+                .to_venue(now_ms())
+                .map_err(|e| VenueFailure::OutcomeUnknown {
+                    venue_order_id: Some(venue_id.clone()),
+                    reason: e.to_string(),
+                })?;
+            vo.client_order_id = Some(o.client_order_id);
+            if order.venue_id().is_none() {
+                vo.venue_order_id = venue_id;
+            }
+            Ok(VenueReply::Placed(vo))
+        }
+        // The submit may have reached the venue: look the order up, never resend it.
+        Err(CallError::Transport(t)) => Err(VenueFailure::OutcomeUnknown {
+            venue_order_id: Some(venue_id),
+            reason: t,
+        }),
+        Err(CallError::Venue(e)) if e.code >= 5000 && e.code != 5002 => {
+            Err(VenueFailure::OutcomeUnknown {
+                venue_order_id: Some(venue_id),
+                reason: e.to_string(),
+            })
+        }
+        Err(CallError::Venue(e)) => Err(VenueFailure::Rejected(e)),
+    }
+}
+
+async fn open_orders(http: Http, market: MarketId) -> Result<VenueReply, VenueFailure> {
+    let mut out = Vec::new();
+    let mut page = 1u32;
+    loop {
+        let path = format!("/accounts/open-orders?symbol={market}&limit=250&page={page}");
+        let list: ListOf<OrderResponse> = http.call::<(), _>(false, &path, None).await?;
+        let (orders, pages) = list.into_parts();
+        for o in orders {
+            match o.to_venue(now_ms()) {
+                Ok(v) => out.push(v),
+                Err(e) => warn!(cause = %e, "open order without id skipped"),
+            }
+        }
+        if page >= pages || page >= 1000 {
+            return Ok(VenueReply::OpenOrders(out));
+        }
+        page += 1;
+    }
+}
+
+impl Handler<VenueRequest> for DeltaDeFiRest {
+    type Result = ResponseActFuture<Self, Result<VenueReply, VenueFailure>>;
+    fn handle(&mut self, req: VenueRequest, _: &mut Context<Self>) -> Self::Result {
+        let http = self.http.clone();
+        let Some(signer) = self.signer.clone() else {
+            return Box::pin(actix::fut::ready(Err(VenueFailure::Rejected(
+                VenueError::new(
+                    5001,
+                    "deltadefi gateway is not ready (start-up in progress)",
+                ),
+            ))));
+        };
+        let fut = async move {
+            match req {
+                VenueRequest::Place(o) => place(http, signer, o).await,
+                VenueRequest::Cancel {
+                    venue_order_id: Some(id),
+                    ..
+                } => {
+                    let path = format!("/order/{id}/cancel");
+                    let r: CancelOrderResponse = http.call::<(), _>(true, &path, None).await?;
+                    Ok(VenueReply::Cancelled(VenueOrderId(r.order_id)))
+                }
+                VenueRequest::Cancel {
+                    venue_order_id: None,
+                    client_order_id,
+                } => Err(VenueFailure::Rejected(VenueError::new(
+                    4200,
+                    format!("{client_order_id} never got a venue order id"),
+                ))),
+                VenueRequest::CancelAll { market } => {
+                    let body = CancelAllRequest {
+                        symbol: market.to_string(),
+                    };
+                    let r: CancelAllResponse =
+                        http.call(true, "/order/cancel-all", Some(&body)).await?;
+                    Ok(VenueReply::CancelledAll(
+                        r.order_ids.into_iter().map(VenueOrderId).collect(),
+                    ))
+                }
+                VenueRequest::Query {
+                    venue_order_id: Some(id),
+                    ..
+                } => {
+                    match http
+                        .call::<(), OrderResponse>(false, &format!("/accounts/order/{id}"), None)
+                        .await
+                    {
+                        Ok(o) => Ok(VenueReply::Order(o.to_venue(now_ms()).ok())),
+                        Err(CallError::Venue(e)) if e.code == 4200 => Ok(VenueReply::Order(None)),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                // Without a venue id the order never passed build: it cannot exist there.
+                VenueRequest::Query {
+                    venue_order_id: None,
+                    ..
+                } => Ok(VenueReply::Order(None)),
+                VenueRequest::OpenOrders { market } => open_orders(http, market).await,
+                VenueRequest::Balances => {
+                    let list: ListOf<super::wire::BalanceRow> =
+                        http.call::<(), _>(false, "/accounts/balance", None).await?;
+                    Ok(VenueReply::Balances(
+                        list.into_parts().0.into_iter().map(Balance::from).collect(),
+                    ))
+                }
+            }
+        };
+        Box::pin(fut.into_actor(self))
+    }
+}
+
+/// DeltaDeFi's REST base URL per environment (spec §1.1).
+pub fn base_url(environment: &str) -> Option<&'static str> {
+    match environment {
+        "staging" => Some("https://api-staging.deltadefi.io"),
+        "mainnet" => Some("https://api.deltadefi.io"),
+        _ => None,
+    }
+}
