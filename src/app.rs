@@ -14,17 +14,21 @@ use actix::prelude::*;
 use mm_actors::account_feed::AccountFeed;
 use mm_actors::binance_feed::source::ReplayFile;
 use mm_actors::binance_feed::{BinanceFeed, FeedSpec};
-use mm_actors::config::{Config, FeedSource};
+use mm_actors::config::{Config, FeedSource, VenueKind};
+use mm_actors::deltadefi::rest::{DeltaDeFiRest, RestConfig};
+use mm_actors::deltadefi::stream::{DeltaDeFiAccountStream, StreamConfig};
 use mm_actors::gateway::DeltaDeFiGateway;
 use mm_actors::mock_exchange::MockExchange;
 use mm_actors::order_manager::{CancelEverything, GetOrderStats, OrderManager};
 use mm_actors::outbox_worker::{GetOutboxStats, OutboxWorker};
+use mm_actors::pricing_rules::MarketRules;
 use mm_actors::quote_engine::QuoteEngine;
 use mm_actors::rate_limiter::RateLimiter;
 use mm_actors::registry::{Reg, Registry};
 use mm_actors::risk_guard::{HaltForShutdown, RiskGuard};
 use mm_actors::store::Store;
 use mm_actors::supervision::{ActorHealth, GetHealth};
+use zeroize::Zeroizing;
 
 /// Builds the feed spec of the config (loading a replay file).
 ///
@@ -63,7 +67,67 @@ pub struct Pipeline {
     pub outbox: Addr<OutboxWorker>,
     pub gateway: Addr<DeltaDeFiGateway>,
     pub account: Addr<AccountFeed>,
-    pub mock: Addr<MockExchange>,
+    pub mock: Option<Addr<MockExchange>>,
+    pub rest: Option<Addr<DeltaDeFiRest>>,
+    pub stream: Option<Addr<DeltaDeFiAccountStream>>,
+}
+
+/// How the service reaches its venue: the in-process mock, or DeltaDeFi with the secrets
+/// read from the environment (never from the config file).
+pub enum VenueAccess {
+    InProcess,
+    DeltaDeFi {
+        api_key: Zeroizing<String>,
+        passcode: Zeroizing<String>,
+    },
+}
+
+impl std::fmt::Debug for VenueAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VenueAccess::InProcess => f.write_str("InProcess"),
+            VenueAccess::DeltaDeFi { .. } => f.write_str("DeltaDeFi(<secrets redacted>)"),
+        }
+    }
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("environment variable {0} is required by gateway.venue: deltadefi")]
+    MissingSecret(&'static str),
+}
+
+/// Environment variable holding the DeltaDeFi API key.
+pub const ENV_API_KEY: &str = "DELTADEFI_API_KEY";
+/// Environment variable holding the DeltaDeFi trading passcode.
+pub const ENV_PASSCODE: &str = "DELTADEFI_TRADING_PASSCODE";
+
+impl VenueAccess {
+    /// What `cfg` needs: the in-process mock, or DeltaDeFi secrets from `env`.
+    ///
+    /// # Errors
+    /// [`StartError::MissingSecret`] naming the variable that is unset or empty.
+    pub fn for_config(
+        cfg: &Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<VenueAccess, StartError> {
+        match cfg.gateway.venue {
+            VenueKind::Mock => Ok(VenueAccess::InProcess),
+            VenueKind::Deltadefi => {
+                let get = |k: &'static str| {
+                    env(k)
+                        .filter(|v| !v.is_empty())
+                        .map(Zeroizing::new)
+                        .ok_or(StartError::MissingSecret(k))
+                };
+                Ok(VenueAccess::DeltaDeFi {
+                    api_key: get(ENV_API_KEY)?,
+                    passcode: get(ENV_PASSCODE)?,
+                })
+            }
+        }
+    }
 }
 
 /// A unique id for this process's client order ids (base-36 start time in ms).
@@ -82,7 +146,15 @@ pub fn run_id() -> String {
 impl Pipeline {
     /// Starts every actor on the current arbiter and binds their peers. Must run inside a
     /// `System`.
-    pub fn start(cfg: &Config, store: Store, feed: FeedSpec) -> Pipeline {
+    pub fn start(
+        cfg: &Config,
+        store: Store,
+        feed: FeedSpec,
+        access: VenueAccess,
+    ) -> Result<Pipeline, StartError> {
+        if let (VenueKind::Deltadefi, VenueAccess::InProcess) = (cfg.gateway.venue, &access) {
+            return Err(StartError::MissingSecret(ENV_API_KEY));
+        }
         let reg: Reg = Arc::new(Registry::default());
         let markets = cfg.markets.clone();
         let market_ids: Vec<_> = markets.iter().map(|m| m.market.clone()).collect();
@@ -94,15 +166,51 @@ impl Pipeline {
         let run = run_id();
 
         let venue_arbiter = Arbiter::new().handle();
-        let r = reg.clone();
-        let (mock_cfg, mock_markets, mock_aps) = (
-            cfg.mock_exchange.clone(),
-            markets.clone(),
-            cfg.mock_actions_per_second(),
-        );
-        let mock = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
-            MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps)
-        });
+        let (mut mock, mut rest, mut stream) = (None, None, None);
+        match access {
+            VenueAccess::InProcess => {
+                let r = reg.clone();
+                let (mock_cfg, mock_markets, mock_aps) = (
+                    cfg.mock_exchange.clone(),
+                    markets.clone(),
+                    cfg.mock_actions_per_second(),
+                );
+                let m = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+                    MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps)
+                });
+                reg.ticks_to_venue.bind(m.clone().recipient());
+                reg.venue.bind(m.clone().recipient());
+                mock = Some(m);
+            }
+            VenueAccess::DeltaDeFi { api_key, passcode } => {
+                let (rest_url, ws_url) = cfg.gateway.deltadefi.urls();
+                let rest_cfg = RestConfig {
+                    base_url: rest_url,
+                    api_key: api_key.clone(),
+                    passcode,
+                    timeout: Duration::from_millis(cfg.gateway.request_timeout_ms),
+                    markets: markets.iter().map(MarketRules::from).collect(),
+                };
+                // awc is not Send: the client is created on the venue arbiter, in the closure.
+                let r = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+                    DeltaDeFiRest::new(rest_cfg)
+                });
+                reg.venue.bind(r.clone().recipient());
+                rest = Some(r);
+                let dd = &cfg.gateway.deltadefi;
+                let stream_cfg = StreamConfig {
+                    ws_url,
+                    api_key,
+                    ping_every: Duration::from_millis(dd.ping_interval_ms),
+                    reconnect_initial_ms: dd.reconnect_initial_ms,
+                    reconnect_max_ms: dd.reconnect_max_ms,
+                };
+                let rg = reg.clone();
+                stream = Some(Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+                    DeltaDeFiAccountStream::new(rg, stream_cfg)
+                }));
+            }
+        }
         let rl_cfg = cfg.rate_limit.clone();
         let limiter = Supervisor::start(move |_| RateLimiter::new(&rl_cfg));
         let (r, s, risk_cfg, m, stale) = (
@@ -128,8 +236,10 @@ impl Pipeline {
         );
         let orders = Supervisor::start(move |_| OrderManager::new(r, s, &m, &prefix, &run));
         let (r, s, ids) = (reg.clone(), store.clone(), market_ids);
-        let account =
-            Supervisor::start_in_arbiter(&venue_arbiter, move |_| AccountFeed::new(r, s, ids));
+        let reconcile = Duration::from_millis(cfg.gateway.reconcile_interval_ms);
+        let account = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+            AccountFeed::new(r, s, ids, reconcile)
+        });
         let (r, s, m, max_pos) = (reg.clone(), store.clone(), markets, cfg.risk.max_position);
         let quotes = Supervisor::start(move |_| QuoteEngine::new(r, s, &m, max_pos));
         let (r, health_ms) = (reg.clone(), cfg.feed.health_interval_ms);
@@ -140,7 +250,7 @@ impl Pipeline {
         // (a message to a peer not yet bound is dropped and logged, and their first act, the
         // account resync, is answered through the registry after it is bound).
         reg.ticks_to_quotes.bind(quotes.clone().recipient());
-        reg.ticks_to_venue.bind(mock.clone().recipient());
+
         reg.feed_health.bind(risk.clone().recipient());
         reg.quote_targets.bind(orders.clone().recipient());
         reg.requote.bind(quotes.clone().recipient());
@@ -163,10 +273,10 @@ impl Pipeline {
         reg.cancel_everything.bind(orders.clone().recipient());
         reg.resolve_orders.bind(account.clone().recipient());
         reg.resync.bind(account.clone().recipient());
-        reg.venue.bind(mock.clone().recipient());
+
         reg.venue_events.bind(account.clone().recipient());
 
-        Pipeline {
+        Ok(Pipeline {
             venue_arbiter,
             reg,
             store,
@@ -179,7 +289,9 @@ impl Pipeline {
             gateway,
             account,
             mock,
-        }
+            rest,
+            stream,
+        })
     }
 
     /// Start and restart counts of every actor, by name.
@@ -198,7 +310,15 @@ impl Pipeline {
         h!("outbox_worker", self.outbox);
         h!("gateway", self.gateway);
         h!("account_feed", self.account);
-        h!("mock_exchange", self.mock);
+        if let Some(m) = &self.mock {
+            h!("mock_exchange", m);
+        }
+        if let Some(r) = &self.rest {
+            h!("deltadefi_rest", r);
+        }
+        if let Some(s) = &self.stream {
+            h!("account_stream", s);
+        }
         out
     }
 

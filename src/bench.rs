@@ -17,7 +17,7 @@ use mm_actors::risk_guard::rules::TradingState;
 use mm_actors::store::Store;
 use serde::Serialize;
 
-use crate::app::Pipeline;
+use crate::app::{Pipeline, VenueAccess};
 
 /// Latency quantiles in microseconds.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -77,7 +77,7 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
             cfg: cfg.feed.synthetic.clone(),
             max_ticks: Some(WARMUP_TICKS),
         };
-        let p = Pipeline::start(&cfg, store, spec);
+        let p = Pipeline::start(&cfg, store, spec, VenueAccess::InProcess)?;
         // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
         let t0 = Instant::now();
         loop {

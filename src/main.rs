@@ -203,6 +203,8 @@ fn run(
     let store = Store::open(&cfg.run.db_path)
         .with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
     let spec = app::feed_spec(&cfg)?;
+    // Secrets are read from the environment here and only here; they are never logged.
+    let access = app::VenueAccess::for_config(&cfg, env)?;
     info!(
         config = %config_path.display(), db = %cfg.run.db_path.display(), mode = ?cfg.mode,
         feed = ?cfg.feed.source, markets = cfg.markets.len(), budget = cfg.rate_limit.actions_per_second,
@@ -211,7 +213,14 @@ fn run(
     let drain = Duration::from_millis(cfg.run.drain_timeout_ms);
     let status_every = cfg.run.status_interval_s;
     let drained = actix::System::new().block_on(async move {
-        let p = app::Pipeline::start(&cfg, store, spec);
+        let p = match app::Pipeline::start(&cfg, store, spec, access) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(cause = %e, "cannot start");
+                actix::System::current().stop();
+                return false;
+            }
+        };
         if status_every > 0 {
             let sp = p.clone();
             actix_rt::spawn(async move {

@@ -52,6 +52,7 @@ fn start_mock(actions_per_second: u32) -> SocketAddr {
             quote_balance: d("10000"),
         },
         build_expiry_ms: 30_000,
+        references: vec![(MarketId("ADAUSDM".into()), "ADAUSDT".into())],
     };
     let (addr, _state, server) = serve(cfg, "127.0.0.1:0".parse().expect("addr")).expect("bind");
     actix_rt::spawn(server);
@@ -157,7 +158,7 @@ async fn place_fill_lookup_cancel_over_rest() {
         client_order_id: ClientOrderId("x".into()),
     };
     match ask(&r, q(&filled_id)).await {
-        Ok(VenueReply::Order(Some(o))) => {
+        Ok(VenueReply::Order { order: Some(o), .. }) => {
             assert_eq!((o.status, o.filled), (VenueOrderStatus::Filled, d("100")))
         }
         other => panic!("{other:?}"),
@@ -177,7 +178,9 @@ async fn place_fill_lookup_cancel_over_rest() {
         (4201, ErrorClass::AlreadyDone)
     );
     match ask(&r, q(&resting_id)).await {
-        Ok(VenueReply::Order(Some(o))) => assert_eq!(o.status, VenueOrderStatus::Cancelled),
+        Ok(VenueReply::Order { order: Some(o), .. }) => {
+            assert_eq!(o.status, VenueOrderStatus::Cancelled)
+        }
         other => panic!("{other:?}"),
     }
     // Nothing open: cancel-all answers 4200, done for a cancel-all.
@@ -315,7 +318,9 @@ async fn a_lost_submit_response_is_an_unknown_outcome_and_no_duplicate() {
         client_order_id: ClientOrderId("lost".into()),
     };
     match ask(&r, q).await {
-        Ok(VenueReply::Order(Some(o))) => assert_eq!(o.status, VenueOrderStatus::Open),
+        Ok(VenueReply::Order { order: Some(o), .. }) => {
+            assert_eq!(o.status, VenueOrderStatus::Open)
+        }
         other => panic!("{other:?}"),
     }
     match ask(

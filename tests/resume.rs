@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{TempDir, count, db, staging_config, wait_until};
-use deltadefi_mm::app::{Pipeline, feed_spec};
+use deltadefi_mm::app::{Pipeline, VenueAccess, feed_spec};
 use mm_actors::config::Config;
 use mm_actors::store::Store;
 use mm_actors::types::now_ms;
@@ -49,7 +49,13 @@ fn restart_resumes_outbox_and_orders_from_sqlite() {
     let c1 = cfg.clone();
     actix::System::new().block_on(async move {
         let store = Store::open(&c1.run.db_path).expect("store");
-        let p1 = Pipeline::start(&c1, store, feed_spec(&c1).expect("spec"));
+        let p1 = Pipeline::start(
+            &c1,
+            store,
+            feed_spec(&c1).expect("spec"),
+            VenueAccess::InProcess,
+        )
+        .expect("pipeline starts");
         let p = c1.run.db_path.clone();
         wait_until(
             "working orders and pending rows",
@@ -100,7 +106,13 @@ fn restart_resumes_outbox_and_orders_from_sqlite() {
     let c2 = cfg.clone();
     actix::System::new().block_on(async move {
         let store = Store::open(&c2.run.db_path).expect("store");
-        let p = Pipeline::start(&c2, store, feed_spec(&c2).expect("spec"));
+        let p = Pipeline::start(
+            &c2,
+            store,
+            feed_spec(&c2).expect("spec"),
+            VenueAccess::InProcess,
+        )
+        .expect("pipeline starts");
         let path = c2.run.db_path.clone();
         wait_until("every row open at the crash to finish", Duration::from_secs(30), || {
             let conn = db(&path);

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use common::{TempDir, count, db, repo_path, staging_config, wait_until};
-use deltadefi_mm::app::{Pipeline, feed_spec};
+use deltadefi_mm::app::{Pipeline, VenueAccess, feed_spec};
 use deltadefi_mm::status::max_actions_per_second;
 use mm_actors::binance_feed::GetFeedStats;
 use mm_actors::binance_feed::codec::DropReason;
@@ -40,7 +40,13 @@ async fn replay_through_the_pipeline_to_fills() {
     let db_path = cfg.run.db_path.clone();
 
     let store = Store::open(&db_path).expect("store");
-    let p = Pipeline::start(&cfg, store, feed_spec(&cfg).expect("replay loads"));
+    let p = Pipeline::start(
+        &cfg,
+        store,
+        feed_spec(&cfg).expect("replay loads"),
+        VenueAccess::InProcess,
+    )
+    .expect("pipeline starts");
     wait_until("the replay to finish", Duration::from_secs(40), || {
         let feed = p.feed.clone();
         async move {

@@ -75,7 +75,7 @@ async fn inject(p: &Pipeline, actor: &str, kind: FaultKind) {
         "outbox_worker" => p.outbox.do_send(f),
         "gateway" => p.gateway.do_send(f),
         "account_feed" => p.account.do_send(f),
-        "mock_exchange" => p.mock.do_send(f),
+        "mock_exchange" => p.mock.as_ref().expect("in-process mock").do_send(f),
         other => panic!("unknown actor {other}"),
     }
 }

@@ -347,14 +347,90 @@ impl Default for OutboxConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
+    /// `mock`: the in-process MockExchange; `deltadefi`: DeltaDeFi (or the wire mock) over
+    /// REST and WebSocket.
+    pub venue: VenueKind,
     /// A request without an answer after this long has an unknown outcome.
     pub request_timeout_ms: u64,
+    /// Period of the open-orders reconciliation with the venue.
+    pub reconcile_interval_ms: u64,
+    pub deltadefi: DeltaDeFiConfig,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
+            venue: VenueKind::Mock,
             request_timeout_ms: 3_000,
+            reconcile_interval_ms: 10_000,
+            deltadefi: DeltaDeFiConfig::default(),
+        }
+    }
+}
+
+/// Which venue orders go to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VenueKind {
+    #[default]
+    Mock,
+    Deltadefi,
+}
+
+/// DeltaDeFi endpoints. The API key and trading passcode come only from the environment
+/// (`DELTADEFI_API_KEY`, `DELTADEFI_TRADING_PASSCODE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeltaDeFiConfig {
+    /// `staging`, `mainnet`, or `custom` (then `rest_url` and `ws_url` are used).
+    pub environment: DeltaDeFiEnvironment,
+    pub rest_url: String,
+    pub ws_url: String,
+    /// Protocol pings on the account stream (the server's own cadence is unconfirmed).
+    pub ping_interval_ms: u64,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for DeltaDeFiConfig {
+    fn default() -> Self {
+        Self {
+            environment: DeltaDeFiEnvironment::Staging,
+            rest_url: String::new(),
+            ws_url: String::new(),
+            ping_interval_ms: 20_000,
+            reconnect_initial_ms: 1_000,
+            reconnect_max_ms: 60_000,
+        }
+    }
+}
+
+/// DeltaDeFi environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaDeFiEnvironment {
+    #[default]
+    Staging,
+    Mainnet,
+    Custom,
+}
+
+impl DeltaDeFiConfig {
+    /// REST and WebSocket base URLs (spec §1.1), without a trailing slash.
+    pub fn urls(&self) -> (String, String) {
+        match self.environment {
+            DeltaDeFiEnvironment::Staging => (
+                "https://api-staging.deltadefi.io".into(),
+                "wss://stream-staging.deltadefi.io".into(),
+            ),
+            DeltaDeFiEnvironment::Mainnet => (
+                "https://api.deltadefi.io".into(),
+                "wss://stream.deltadefi.io".into(),
+            ),
+            DeltaDeFiEnvironment::Custom => (
+                self.rest_url.trim_end_matches('/').to_string(),
+                self.ws_url.trim_end_matches('/').to_string(),
+            ),
         }
     }
 }
@@ -611,6 +687,49 @@ impl Config {
             120_000,
             "gateway.request_timeout_ms",
         );
+        c.range_u64(
+            self.gateway.reconcile_interval_ms,
+            100,
+            600_000,
+            "gateway.reconcile_interval_ms",
+        );
+        let dd = &self.gateway.deltadefi;
+        if dd.environment == DeltaDeFiEnvironment::Custom {
+            c.check(
+                dd.rest_url.starts_with("http://") || dd.rest_url.starts_with("https://"),
+                "gateway.deltadefi.rest_url",
+                format!(
+                    "must be an http(s) URL when environment is custom (got {:?})",
+                    dd.rest_url
+                ),
+            );
+            c.check(
+                dd.ws_url.starts_with("ws://") || dd.ws_url.starts_with("wss://"),
+                "gateway.deltadefi.ws_url",
+                format!(
+                    "must be a ws(s) URL when environment is custom (got {:?})",
+                    dd.ws_url
+                ),
+            );
+        }
+        c.range_u64(
+            dd.ping_interval_ms,
+            1_000,
+            300_000,
+            "gateway.deltadefi.ping_interval_ms",
+        );
+        c.range_u64(
+            dd.reconnect_initial_ms,
+            10,
+            60_000,
+            "gateway.deltadefi.reconnect_initial_ms",
+        );
+        c.range_u64(
+            dd.reconnect_max_ms,
+            dd.reconnect_initial_ms,
+            600_000,
+            "gateway.deltadefi.reconnect_max_ms",
+        );
         let m = &self.mock_exchange;
         c.range_u64(m.latency_ms, 0, 10_000, "mock_exchange.latency_ms");
         c.range_u64(
@@ -656,9 +775,14 @@ impl Config {
             "must be 1..=16 ASCII letters or digits",
         );
         c.check(
-            self.mode == Mode::Staging,
+            self.mode == Mode::Staging || self.gateway.venue == VenueKind::Deltadefi,
             "mode",
-            "only `staging` is available in this build: the DeltaDeFi REST gateway is not wired yet",
+            "production needs gateway.venue: deltadefi",
+        );
+        c.check(
+            self.mode == Mode::Staging || self.gateway.deltadefi.environment == DeltaDeFiEnvironment::Mainnet,
+            "gateway.deltadefi.environment",
+            "production trades on mainnet; use mode: staging for the staging environment or a custom URL",
         );
         c.0
     }

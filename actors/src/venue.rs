@@ -159,7 +159,11 @@ pub enum VenueReply {
     Placed(VenueOrder),
     Cancelled(VenueOrderId),
     CancelledAll(Vec<VenueOrderId>),
-    Order(Option<VenueOrder>),
+    /// One order, with the fills the venue lists for it (empty where it lists none).
+    Order {
+        order: Option<VenueOrder>,
+        fills: Vec<VenueFill>,
+    },
     OpenOrders(Vec<VenueOrder>),
     Balances(Vec<Balance>),
 }

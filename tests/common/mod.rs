@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use deltadefi_mm::app::Pipeline;
+use deltadefi_mm::app::{Pipeline, VenueAccess};
 use deltadefi_mm::config;
 use mm_actors::binance_feed::FeedSpec;
 use mm_actors::config::Config;
@@ -32,7 +32,9 @@ pub fn start_synthetic(cfg: &Config, max_ticks: Option<u64>) -> Pipeline {
             cfg: cfg.feed.synthetic.clone(),
             max_ticks,
         },
+        VenueAccess::InProcess,
     )
+    .expect("pipeline starts")
 }
 
 /// A path inside the repository.

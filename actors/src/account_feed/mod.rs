@@ -18,7 +18,7 @@ use crate::risk_guard::BalancesUpdated;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
-use crate::venue::{Balance, VenueEvent, VenueReply, VenueRequest};
+use crate::venue::{Balance, VenueEvent, VenueFill, VenueReply, VenueRequest};
 
 /// Asks the venue about these orders; answers come as [`OrderResolved`].
 #[derive(Message, Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct AccountFeed {
     reg: Reg,
     store: Store,
     markets: Vec<MarketId>,
+    /// Period of the open-orders reconciliation with the venue.
+    reconcile_every: Duration,
     stats: AccountStats,
     health: ActorHealth,
 }
@@ -59,12 +61,13 @@ pub struct AccountFeed {
 const RETRY_QUERY: Duration = Duration::from_secs(1);
 
 impl AccountFeed {
-    /// A feed for `markets`.
-    pub fn new(reg: Reg, store: Store, markets: Vec<MarketId>) -> Self {
+    /// A feed for `markets`, reconciling open orders every `reconcile_every`.
+    pub fn new(reg: Reg, store: Store, markets: Vec<MarketId>, reconcile_every: Duration) -> Self {
         Self {
             reg,
             store,
             markets,
+            reconcile_every,
             stats: AccountStats::default(),
             health: ActorHealth::default(),
         }
@@ -85,6 +88,33 @@ impl AccountFeed {
         self.reg
             .balances
             .do_send(BalancesUpdated(balances.to_vec()));
+    }
+
+    /// Stores a fill once (unique trade id) and only then hands it to OrderManager and
+    /// RiskGuard; a fill seen again (stream and lookup, or after a reconnect) is dropped.
+    fn ingest_fill(&mut self, f: VenueFill, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let fill = f.clone();
+        ctx.spawn(
+            async move { store.read(move |c| rows::insert_fill(c, &fill)).await }
+                .into_actor(self)
+                .map(move |res, act, _| match res {
+                    Ok(Some(fill_row_id)) => {
+                        act.stats.fills_new += 1;
+                        let applied = FillApplied {
+                            fill: f,
+                            fill_row_id,
+                        };
+                        act.reg.fills_to_risk.do_send(applied.clone());
+                        act.reg.fills_to_orders.do_send(applied);
+                    }
+                    Ok(None) => {
+                        act.stats.fills_duplicate += 1;
+                        debug!(trade_id = %f.trade_id, "duplicate fill ignored");
+                    }
+                    Err(e) => warn!(trade_id = %f.trade_id, cause = %e, "fill not stored"),
+                }),
+        );
     }
 
     fn resync(&mut self, ctx: &mut Context<Self>) {
@@ -132,6 +162,9 @@ impl Actor for AccountFeed {
         self.health.starts += 1;
         info!("account feed started, resynchronising");
         self.resync(ctx);
+        // Orders the venue lists but we do not know are cancelled; orders we think live but
+        // the venue does not list are looked up (OrderManager decides, on VenueSnapshot).
+        ctx.run_interval(self.reconcile_every, |act, ctx| act.resync(ctx));
     }
 }
 
@@ -145,30 +178,7 @@ impl Handler<VenueEvent> for AccountFeed {
                 self.stats.order_updates += 1;
                 self.reg.order_updates.do_send(OrderUpdate(o));
             }
-            VenueEvent::Fill(f) => {
-                let store = self.store.clone();
-                let fill = f.clone();
-                ctx.spawn(
-                    async move { store.read(move |c| rows::insert_fill(c, &fill)).await }
-                        .into_actor(self)
-                        .map(move |res, act, _| match res {
-                            Ok(Some(fill_row_id)) => {
-                                act.stats.fills_new += 1;
-                                let applied = FillApplied {
-                                    fill: f,
-                                    fill_row_id,
-                                };
-                                act.reg.fills_to_risk.do_send(applied.clone());
-                                act.reg.fills_to_orders.do_send(applied);
-                            }
-                            Ok(None) => {
-                                act.stats.fills_duplicate += 1;
-                                debug!(trade_id = %f.trade_id, "duplicate fill ignored");
-                            }
-                            Err(e) => warn!(trade_id = %f.trade_id, cause = %e, "fill not stored"),
-                        }),
-                );
-            }
+            VenueEvent::Fill(f) => self.ingest_fill(f, ctx),
             VenueEvent::Balances(b) => self.store_balances(&b),
         }
     }
@@ -186,8 +196,11 @@ impl Handler<ResolveOrders> for AccountFeed {
                 client_order_id: client_order_id.clone(),
             };
             ctx.spawn(venue.send(req).into_actor(self).map(move |res, act, ctx| match res {
-                Ok(Ok(VenueReply::Order(venue_order))) => {
-                    act.reg.order_resolved.do_send(OrderResolved { client_order_id, venue_order });
+                Ok(Ok(VenueReply::Order { order, fills })) => {
+                    for f in fills {
+                        act.ingest_fill(f, ctx);
+                    }
+                    act.reg.order_resolved.do_send(OrderResolved { client_order_id, venue_order: order });
                 }
                 other => {
                     warn!(client_order_id = %client_order_id, ?other, "order query failed, retrying");

@@ -1,4 +1,5 @@
-//! DeltaDeFi: the wire shapes of its REST API and account stream ([`wire`]) and the REST
-//! transport actor ([`rest`]).
+//! DeltaDeFi: the wire shapes of its REST API and account stream ([`wire`]), the REST
+//! transport actor ([`rest`]) and the account-stream actor ([`stream`]).
 pub mod rest;
+pub mod stream;
 pub mod wire;

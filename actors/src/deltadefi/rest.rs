@@ -355,8 +355,14 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                         .call::<(), OrderResponse>(false, &format!("/accounts/order/{id}"), None)
                         .await
                     {
-                        Ok(o) => Ok(VenueReply::Order(o.to_venue(now_ms()).ok())),
-                        Err(CallError::Venue(e)) if e.code == 4200 => Ok(VenueReply::Order(None)),
+                        Ok(o) => Ok(VenueReply::Order {
+                            order: o.to_venue(now_ms()).ok(),
+                            fills: o.fills(now_ms(), LOVELACE),
+                        }),
+                        Err(CallError::Venue(e)) if e.code == 4200 => Ok(VenueReply::Order {
+                            order: None,
+                            fills: Vec::new(),
+                        }),
                         Err(e) => Err(e.into()),
                     }
                 }
@@ -364,7 +370,10 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                 VenueRequest::Query {
                     venue_order_id: None,
                     ..
-                } => Ok(VenueReply::Order(None)),
+                } => Ok(VenueReply::Order {
+                    order: None,
+                    fills: Vec::new(),
+                }),
                 VenueRequest::OpenOrders { market } => open_orders(http, market).await,
                 VenueRequest::Balances => {
                     let list: ListOf<super::wire::BalanceRow> =
@@ -378,6 +387,11 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
         Box::pin(fut.into_actor(self))
     }
 }
+
+/// Lovelace per ADA: a fee reported in `lovelace` is divided by this (DeltaDeFi's own
+/// connector does; the unit is unconfirmed, spec §7.15).
+pub const LOVELACE: rust_decimal::Decimal =
+    rust_decimal::Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 /// DeltaDeFi's REST base URL per environment (spec §1.1).
 pub fn base_url(environment: &str) -> Option<&'static str> {

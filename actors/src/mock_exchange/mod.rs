@@ -114,7 +114,10 @@ impl MockExchange {
                 venue_order_id,
                 client_order_id,
             } => (
-                VenueReply::Order(self.core.query(venue_order_id.as_ref(), &client_order_id)),
+                VenueReply::Order {
+                    order: self.core.query(venue_order_id.as_ref(), &client_order_id),
+                    fills: Vec::new(),
+                },
                 Vec::new(),
             ),
             VenueRequest::OpenOrders { market } => (

@@ -18,10 +18,12 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::StreamExt as _;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
+use tokio::sync::broadcast;
 
 use super::matching::{MatchingCore, MatchingParams};
 use crate::deltadefi::wire::{BuildOrderRequest, CancelAllRequest, SubmitOrderRequest};
@@ -42,6 +44,8 @@ pub struct WireMockConfig {
     pub params: MatchingParams,
     /// A build not submitted within this window answers 4300.
     pub build_expiry_ms: i64,
+    /// The Binance symbol each market follows, for the bookTicker stream the mock serves.
+    pub references: Vec<(MarketId, String)>,
 }
 
 /// A request failure the test wants next.
@@ -77,8 +81,13 @@ pub struct WireState {
     key_hash: String,
     vkey: [u8; 32],
     rng: SplitMix64,
-    /// Account-stream events, in order, for subscribers.
-    pub events: Vec<VenueEvent>,
+    /// Account-stream messages (JSON text) for every connected stream.
+    account_tx: broadcast::Sender<String>,
+    /// bookTicker frames (combined form) for every connected Binance stream.
+    binance_tx: broadcast::Sender<String>,
+    /// Closes every stream at once (tests of reconnection).
+    kill_tx: broadcast::Sender<()>,
+    binance_u: u64,
 }
 
 /// Encodes bytes as bech32 with `hrp` (any length).
@@ -266,20 +275,62 @@ impl WireState {
             key_hash,
             vkey,
             rng,
-            events: Vec::new(),
+            account_tx: broadcast::channel(4096).0,
+            binance_tx: broadcast::channel(4096).0,
+            kill_tx: broadcast::channel(4).0,
+            binance_u: 1_000,
         }
     }
 
     fn record(&mut self, events: Vec<VenueEvent>) {
-        for e in &events {
-            if let VenueEvent::Fill(f) = e {
-                self.fills
+        for e in events {
+            match e {
+                VenueEvent::Fill(f) => self
+                    .fills
                     .entry(f.venue_order_id.clone())
                     .or_default()
-                    .push(f.clone());
+                    .push(f),
+                VenueEvent::Order(o) => {
+                    let msg = json!({"type": "Account", "sub_type": "order_info", "order": self.order_json(&o)});
+                    let _ = self.account_tx.send(msg.to_string());
+                }
+                VenueEvent::Balances(b) => {
+                    // JSON numbers here, as the DOCS example shows (REST sends strings).
+                    let rows: Vec<serde_json::Value> = b
+                        .iter()
+                        .map(|x| {
+                            let num = |d: Decimal| d.normalize().to_string().parse::<serde_json::Number>().map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null);
+                            json!({"asset": x.asset, "asset_unit": "", "free": num(x.free), "locked": num(x.locked)})
+                        })
+                        .collect();
+                    let msg = json!({"type": "Account", "sub_type": "balance", "balance": rows});
+                    let _ = self.account_tx.send(msg.to_string());
+                }
             }
         }
-        self.events.extend(events);
+    }
+
+    /// Moves a market's reference: fills what it trades through and publishes the bookTicker.
+    pub fn move_reference(&mut self, market: &MarketId, bid: Decimal, ask: Decimal) -> usize {
+        let events = self.core.on_reference(market, bid, ask, now_ms());
+        let fills = events
+            .iter()
+            .filter(|e| matches!(e, VenueEvent::Fill(_)))
+            .count();
+        self.record(events);
+        if let Some((_, symbol)) = self.cfg.references.iter().find(|(m, _)| m == market) {
+            self.binance_u += 1;
+            let data = json!({"u": self.binance_u, "s": symbol, "b": bid.to_string(), "B": "1000.0", "a": ask.to_string(), "A": "1000.0"});
+            let frame =
+                json!({"stream": format!("{}@bookTicker", symbol.to_lowercase()), "data": data});
+            let _ = self.binance_tx.send(frame.to_string());
+        }
+        fills
+    }
+
+    /// Every fill so far, of every order.
+    pub fn fill_count(&self) -> usize {
+        self.fills.values().map(Vec::len).sum()
     }
 
     fn order_json(&self, o: &VenueOrder) -> serde_json::Value {
@@ -569,14 +620,7 @@ async fn set_reference(shared: Shared, body: web::Json<ReferenceMove>) -> HttpRe
         return err(500, 5000, "Internal Server Error");
     };
     let m = body.into_inner();
-    let events = st
-        .core
-        .on_reference(&MarketId(m.market), m.bid, m.ask, now_ms());
-    let fills = events
-        .iter()
-        .filter(|e| matches!(e, VenueEvent::Fill(_)))
-        .count();
-    st.record(events);
+    let fills = st.move_reference(&MarketId(m.market), m.bid, m.ask);
     HttpResponse::Ok().json(json!({"fills": fills}))
 }
 
@@ -586,6 +630,146 @@ async fn add_fault(shared: Shared, body: web::Json<Fault>) -> HttpResponse {
     };
     st.faults.push_back(body.into_inner());
     HttpResponse::Ok().json(json!({"queued": st.faults.len()}))
+}
+
+async fn drop_streams(shared: Shared) -> HttpResponse {
+    let Ok(st) = shared.lock() else {
+        return err(500, 5000, "Internal Server Error");
+    };
+    let n = st.kill_tx.send(()).unwrap_or(0);
+    HttpResponse::Ok().json(json!({"dropped": n}))
+}
+
+#[derive(Deserialize)]
+struct StreamAuth {
+    api_key: Option<String>,
+}
+
+/// Pumps `rx` into a WebSocket session until the client leaves or the streams are dropped;
+/// answers protocol pings and the text "ping" some clients send.
+fn pump(
+    mut session: actix_ws::Session,
+    mut incoming: actix_ws::MessageStream,
+    mut rx: broadcast::Receiver<String>,
+    mut kill: broadcast::Receiver<()>,
+    transform: impl Fn(&str) -> Option<String> + 'static,
+) {
+    actix_rt::spawn(async move {
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Ok(text) => {
+                        if let Some(t) = transform(&text)
+                            && session.text(t).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = kill.recv() => break,
+                inc = incoming.next() => match inc {
+                    Some(Ok(actix_ws::Message::Ping(p))) => {
+                        if session.pong(&p).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(actix_ws::Message::Text(t))) if t.trim() == "ping" => {
+                        if session.text("pong").await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(actix_ws::Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        let _ = session.close(None).await;
+    });
+}
+
+async fn account_stream(
+    req: HttpRequest,
+    payload: web::Payload,
+    shared: Shared,
+    q: web::Query<StreamAuth>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (rx, kill) = {
+        let Ok(st) = shared.lock() else {
+            return Ok(err(500, 5000, "Internal Server Error"));
+        };
+        if q.api_key.as_deref() != Some(st.cfg.api_key.as_str()) {
+            return Ok(err(401, 4010, "unauthorized"));
+        }
+        (st.account_tx.subscribe(), st.kill_tx.subscribe())
+    };
+    let (resp, session, incoming) = actix_ws::handle(&req, payload)?;
+    pump(session, incoming, rx, kill, |t| Some(t.to_string()));
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct Streams {
+    streams: Option<String>,
+}
+
+/// Binance-shaped bookTicker: `/stream?streams=a@bookTicker/b@bookTicker` (combined frames)
+/// or `/ws/a@bookTicker` (bare payloads).
+async fn binance_stream(
+    req: HttpRequest,
+    payload: web::Payload,
+    shared: Shared,
+    q: web::Query<Streams>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let raw = req.match_info().get("name").map(str::to_string);
+    let wanted: Vec<String> = match (&raw, &q.streams) {
+        (Some(name), _) => vec![name.clone()],
+        (None, Some(s)) => s.split('/').map(str::to_string).collect(),
+        (None, None) => Vec::new(),
+    };
+    let (rx, kill) = {
+        let Ok(st) = shared.lock() else {
+            return Ok(err(500, 5000, "Internal Server Error"));
+        };
+        (st.binance_tx.subscribe(), st.kill_tx.subscribe())
+    };
+    let (resp, session, incoming) = actix_ws::handle(&req, payload)?;
+    let combined = raw.is_none();
+    pump(session, incoming, rx, kill, move |frame| {
+        let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+        let stream = v.get("stream")?.as_str()?;
+        if !wanted.iter().any(|w| w.eq_ignore_ascii_case(stream)) {
+            return None;
+        }
+        if combined {
+            Some(frame.to_string())
+        } else {
+            Some(v.get("data")?.to_string())
+        }
+    });
+    Ok(resp)
+}
+
+/// Walks the reference of `market` (published as `symbol` bookTicker) with the synthetic
+/// source, forever: what `deltadefi-mm mock-exchange` runs so that the bot has prices to follow.
+pub async fn walk_reference(
+    state: Arc<Mutex<WireState>>,
+    market: MarketId,
+    mut walk: crate::binance_feed::source::Synthetic,
+    symbol: crate::types::BinanceSymbol,
+) {
+    let mut decoder = crate::binance_feed::codec::Decoder::new([symbol]);
+    loop {
+        let (text, delay) = walk.step();
+        if let Ok(crate::binance_feed::codec::Frame::Tick(t)) =
+            decoder.decode(&text, now_ms(), std::time::Instant::now())
+            && let Ok(mut st) = state.lock()
+        {
+            st.move_reference(&market, t.bid, t.ask);
+        }
+        actix_rt::time::sleep(Duration::from_millis(delay.max(1))).await;
+    }
 }
 
 /// Serves the wire mock on `listen`; returns the bound address, the shared state (for tests)
@@ -613,6 +797,10 @@ pub fn serve(
             .route("/order/{id}/cancel", web::post().to(cancel))
             .route("/mock/reference", web::post().to(set_reference))
             .route("/mock/fault", web::post().to(add_fault))
+            .route("/mock/drop-streams", web::post().to(drop_streams))
+            .route("/accounts/stream", web::get().to(account_stream))
+            .route("/stream", web::get().to(binance_stream))
+            .route("/ws/{name}", web::get().to(binance_stream))
     })
     .workers(1)
     .disable_signals()

@@ -1,0 +1,202 @@
+//! DeltaDeFiAccountStream is an actor. It owns the account WebSocket
+//! (`{ws}/accounts/stream?api_key=…`), turns `order_info` and `balance` messages into
+//! [`VenueEvent`]s for AccountFeed (fills from `order_execution_records`, stored once by trade
+//! id there), sends protocol pings every `ping_interval_ms`, tolerates text pings and unknown
+//! messages, and reconnects with exponential backoff and jitter. After every (re)connect it
+//! asks AccountFeed for a REST resync, since the stream replays nothing.
+//!
+//! The API key is part of the URL: it is never logged (errors are scrubbed of it).
+
+use std::time::Duration;
+
+use actix::io::SinkWrite;
+use actix::prelude::*;
+use futures_util::StreamExt;
+use futures_util::stream::SplitSink;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
+
+use super::rest::LOVELACE;
+use super::wire::AccountMessage;
+use crate::account_feed::Resync;
+use crate::registry::Reg;
+use crate::rng::SplitMix64;
+use crate::supervision::ActorHealth;
+use crate::types::now_ms;
+use crate::venue::{Balance, VenueEvent};
+
+/// How to reach the account stream.
+#[derive(Clone)]
+pub struct StreamConfig {
+    pub ws_url: String,
+    pub api_key: Zeroizing<String>,
+    pub ping_every: Duration,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Asks for stream figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "StreamStats")]
+pub struct GetStreamStats;
+
+/// Stream figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MessageResponse)]
+pub struct StreamStats {
+    pub connected: bool,
+    pub connects: u64,
+    pub messages: u64,
+    pub unparsed: u64,
+}
+
+/// The account stream reader.
+pub struct DeltaDeFiAccountStream {
+    reg: Reg,
+    cfg: StreamConfig,
+    sink: Option<SinkWrite<WsMessage, SplitSink<Ws, WsMessage>>>,
+    stats: StreamStats,
+    backoff_ms: u64,
+    rng: SplitMix64,
+    health: ActorHealth,
+}
+
+impl DeltaDeFiAccountStream {
+    /// A reader that delivers to AccountFeed through `reg`.
+    pub fn new(reg: Reg, cfg: StreamConfig) -> Self {
+        let backoff_ms = cfg.reconnect_initial_ms;
+        Self {
+            reg,
+            cfg,
+            sink: None,
+            stats: StreamStats::default(),
+            backoff_ms,
+            rng: SplitMix64::new(now_ms() as u64),
+            health: ActorHealth::default(),
+        }
+    }
+
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        self.sink = None;
+        self.stats.connected = false;
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        text.replace(self.cfg.api_key.as_str(), "<redacted>")
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let url = format!(
+            "{}/accounts/stream?api_key={}",
+            self.cfg.ws_url,
+            self.cfg.api_key.as_str()
+        );
+        ctx.wait(
+            tokio_tungstenite::connect_async(url)
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok((ws, _)) => {
+                        let (write, read) = ws.split();
+                        act.sink = Some(SinkWrite::new(write, ctx));
+                        ctx.add_stream(read);
+                        act.stats.connected = true;
+                        act.stats.connects += 1;
+                        act.backoff_ms = act.cfg.reconnect_initial_ms;
+                        info!(
+                            connects = act.stats.connects,
+                            "account stream connected, resynchronising over REST"
+                        );
+                        act.reg.resync.do_send(Resync);
+                    }
+                    Err(e) => {
+                        warn!(cause = %act.scrub(&e.to_string()), "account stream connect failed");
+                        act.schedule_reconnect(ctx);
+                    }
+                }),
+        );
+    }
+
+    fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
+        self.sink = None;
+        self.stats.connected = false;
+        let jitter = self.rng.below(self.backoff_ms / 4 + 1);
+        let delay = Duration::from_millis(self.backoff_ms + jitter);
+        self.backoff_ms = (self.backoff_ms * 2).min(self.cfg.reconnect_max_ms);
+        ctx.run_later(delay, |act, ctx| act.connect(ctx));
+    }
+
+    fn on_text(&mut self, text: &str) {
+        self.stats.messages += 1;
+        let msg = match serde_json::from_str::<AccountMessage>(text) {
+            Ok(m) => m,
+            Err(e) => {
+                // Text pings/pongs and unknown shapes are tolerated, counted, never fatal.
+                self.stats.unparsed += 1;
+                debug!(cause = %e, "account stream message ignored");
+                return;
+            }
+        };
+        let now = now_ms();
+        match msg {
+            AccountMessage::OrderInfo { order } => {
+                for f in order.fills(now, LOVELACE) {
+                    self.reg.venue_events.do_send(VenueEvent::Fill(f));
+                }
+                match order.to_venue(now) {
+                    Ok(o) => self.reg.venue_events.do_send(VenueEvent::Order(o)),
+                    Err(e) => warn!(cause = %e, "order_info without an order id"),
+                }
+            }
+            AccountMessage::Balance { balance } => {
+                self.reg.venue_events.do_send(VenueEvent::Balances(
+                    balance.into_iter().map(Balance::from).collect(),
+                ));
+            }
+            AccountMessage::Other => {}
+        }
+    }
+}
+
+impl Actor for DeltaDeFiAccountStream {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.health.starts += 1;
+        self.connect(ctx);
+        ctx.run_interval(self.cfg.ping_every, |act, _| {
+            if let Some(sink) = act.sink.as_mut() {
+                let _ = sink.write(WsMessage::Ping(Vec::new().into()));
+            }
+        });
+    }
+}
+
+crate::supervised_actor!(DeltaDeFiAccountStream, "account_stream");
+
+impl actix::io::WriteHandler<tungstenite::Error> for DeltaDeFiAccountStream {}
+
+impl StreamHandler<Result<WsMessage, tungstenite::Error>> for DeltaDeFiAccountStream {
+    fn handle(&mut self, item: Result<WsMessage, tungstenite::Error>, _: &mut Context<Self>) {
+        match item {
+            Ok(WsMessage::Text(t)) => self.on_text(t.as_str()),
+            Ok(WsMessage::Close(frame)) => info!(?frame, "account stream closed by the venue"),
+            Ok(_) => {}
+            Err(e) => warn!(cause = %self.scrub(&e.to_string()), "account stream error"),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        warn!("account stream ended, reconnecting");
+        self.schedule_reconnect(ctx);
+    }
+}
+
+impl Handler<GetStreamStats> for DeltaDeFiAccountStream {
+    type Result = StreamStats;
+    fn handle(&mut self, _: GetStreamStats, _: &mut Context<Self>) -> StreamStats {
+        self.stats
+    }
+}
