@@ -19,6 +19,8 @@ use mm_actors::deltadefi::rest::{DeltaDeFiRest, RestConfig};
 use mm_actors::deltadefi::stream::{DeltaDeFiAccountStream, StreamConfig};
 use mm_actors::gateway::DeltaDeFiGateway;
 use mm_actors::mock_exchange::MockExchange;
+use mm_actors::mock_exchange::matching::MatchingParams;
+use mm_actors::mock_exchange::wire::WireMockConfig;
 use mm_actors::order_manager::{CancelEverything, GetOrderStats, OrderManager};
 use mm_actors::outbox_worker::{GetOutboxStats, OutboxWorker};
 use mm_actors::pricing_rules::MarketRules;
@@ -50,6 +52,33 @@ pub fn feed_spec(cfg: &Config) -> anyhow::Result<FeedSpec> {
             }
         }
     })
+}
+
+/// The wire mock exchange for `cfg`'s markets and mock settings.
+pub fn wire_mock_config(cfg: &Config, api_key: String, passcode: String) -> WireMockConfig {
+    let m = &cfg.mock_exchange;
+    let ppm = (m.reject_probability * rust_decimal::Decimal::from(1_000_000)).trunc();
+    WireMockConfig {
+        api_key,
+        passcode,
+        markets: cfg.markets.iter().map(MarketRules::from).collect(),
+        params: MatchingParams {
+            maker_fee_bps: m.maker_fee_bps,
+            partial_fill_ratio: m.partial_fill_ratio,
+            fill_on_touch: m.fill_on_touch,
+            actions_per_second: cfg.mock_actions_per_second(),
+            reject_ppm: rust_decimal::prelude::ToPrimitive::to_u64(&ppm).unwrap_or(0),
+            seed: m.seed,
+            base_balance: m.base_balance,
+            quote_balance: m.quote_balance,
+        },
+        build_expiry_ms: 30_000,
+        references: cfg
+            .markets
+            .iter()
+            .map(|mk| (mk.market.clone(), mk.reference.to_string()))
+            .collect(),
+    }
 }
 
 /// Addresses of every running actor.
@@ -166,7 +195,7 @@ impl Pipeline {
         let run = run_id();
 
         let venue_arbiter = Arbiter::new().handle();
-        let (mut mock, mut rest, mut stream) = (None, None, None);
+        let (mut mock, mut rest, mut stream_cfg_later) = (None, None, None);
         match access {
             VenueAccess::InProcess => {
                 let r = reg.clone();
@@ -205,10 +234,7 @@ impl Pipeline {
                     reconnect_initial_ms: dd.reconnect_initial_ms,
                     reconnect_max_ms: dd.reconnect_max_ms,
                 };
-                let rg = reg.clone();
-                stream = Some(Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
-                    DeltaDeFiAccountStream::new(rg, stream_cfg)
-                }));
+                stream_cfg_later = Some(stream_cfg);
             }
         }
         let rl_cfg = cfg.rate_limit.clone();
@@ -275,6 +301,14 @@ impl Pipeline {
         reg.resync.bind(account.clone().recipient());
 
         reg.venue_events.bind(account.clone().recipient());
+        // The account stream connects at once and asks for a resync: start it once every
+        // peer is bound.
+        let stream = stream_cfg_later.map(|stream_cfg| {
+            let rg = reg.clone();
+            Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+                DeltaDeFiAccountStream::new(rg, stream_cfg)
+            })
+        });
 
         Ok(Pipeline {
             venue_arbiter,

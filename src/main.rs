@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Serve a mock DeltaDeFi (REST + account WebSocket) and a Binance-shaped bookTicker stream
+    /// from the config's markets and synthetic walk. API key and passcode: DELTADEFI_API_KEY and
+    /// DELTADEFI_TRADING_PASSCODE (defaults `staging-api-key` / `staging-passcode`).
+    MockExchange {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+    },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         #[arg(long, default_value = "config/staging.yaml")]
@@ -155,6 +164,29 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Kill { db } => control(&db, "kill"),
         Command::Resume { db } => control(&db, "resume"),
+        Command::MockExchange { listen, config } => {
+            let cfg = config::load(&config, env)?;
+            logging::init(cfg.run.log_format);
+            let api_key = env(app::ENV_API_KEY).unwrap_or_else(|| "staging-api-key".into());
+            let passcode = env(app::ENV_PASSCODE).unwrap_or_else(|| "staging-passcode".into());
+            let wire = app::wire_mock_config(&cfg, api_key, passcode);
+            actix::System::new().block_on(async move {
+                let (addr, state, server) = mm_actors::mock_exchange::wire::serve(wire, listen)?;
+                for (i, m) in cfg.markets.iter().enumerate() {
+                    let walk = mm_actors::binance_feed::source::Synthetic::new(&cfg.feed.synthetic, m.reference.clone(), i as u64);
+                    actix_rt::spawn(mm_actors::mock_exchange::wire::walk_reference(
+                        state.clone(),
+                        m.market.clone(),
+                        walk,
+                        m.reference.clone(),
+                    ));
+                }
+                info!(%addr, "mock exchange listening: REST, /accounts/stream, /stream?streams=…, /ws/…");
+                server.await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => {
             let cfg = config::load(&config, env)?;
             println!(

@@ -329,8 +329,19 @@ impl WireState {
     }
 
     /// Every fill so far, of every order.
-    pub fn fill_count(&self) -> usize {
-        self.fills.values().map(Vec::len).sum()
+    pub fn fills(&self) -> Vec<VenueFill> {
+        let mut v: Vec<VenueFill> = self.fills.values().flatten().cloned().collect();
+        v.sort_by(|a, b| a.trade_id.cmp(&b.trade_id));
+        v
+    }
+
+    /// Orders resting at the mock.
+    pub fn open_order_count(&self) -> usize {
+        self.cfg
+            .markets
+            .iter()
+            .map(|m| self.core.open_orders(&m.market).len())
+            .sum()
     }
 
     fn order_json(&self, o: &VenueOrder) -> serde_json::Value {

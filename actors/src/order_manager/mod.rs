@@ -33,10 +33,16 @@ use crate::risk_guard::rules::TradingState;
 use crate::risk_guard::{CheckIntents, TradingStateChanged};
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::{ActorHealth, guarded};
-use crate::types::{ClientOrderId, MarketId, Slot, now_ms};
+use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
 use crate::venue::{VenueFill, VenueOrder, VenueOrderStatus};
 use book::{OrderTracker, Transition};
 use state::{Order, OrderEvent, OrderState};
+
+/// A venue order we cannot match is treated as an orphan only after this long, while a place
+/// of ours is still waiting for its venue id.
+const ORPHAN_GRACE_MS: i64 = 30_000;
+/// How long an unmatched venue report is kept for a late venue id.
+const UNMATCHED_KEPT_MS: i64 = 600_000;
 
 /// Why a target was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +186,8 @@ pub struct OrderManager {
     reconciled: HashSet<MarketId>,
     halted: HashSet<MarketId>,
     fill_sums: HashMap<ClientOrderId, Decimal>,
+    /// Venue orders reported before we knew their id: (latest report, first seen ms).
+    unmatched: HashMap<VenueOrderId, (VenueOrder, i64)>,
     /// Orders whose cancel failed for good; cancelled again if the venue still lists them open.
     cancel_failed: HashSet<ClientOrderId>,
     /// Markets with a cancel-all between approval and its outcome.
@@ -206,6 +214,7 @@ impl OrderManager {
             reconciled: HashSet::new(),
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             fill_sums: HashMap::new(),
+            unmatched: HashMap::new(),
             cancel_failed: HashSet::new(),
             cancel_all_pending: HashSet::new(),
             pending_work: HashSet::new(),
@@ -222,6 +231,7 @@ impl OrderManager {
         self.latest.clear();
         self.reconciled.clear();
         self.fill_sums.clear();
+        self.unmatched.clear();
         self.cancel_failed.clear();
         self.cancel_all_pending.clear();
         self.pending_work.clear();
@@ -429,6 +439,30 @@ impl OrderManager {
         }
     }
 
+    /// Records the venue id of one of our orders and applies any update the account stream
+    /// delivered for it before we knew the id.
+    fn assign_venue_id(&mut self, id: &ClientOrderId, v: VenueOrderId) {
+        self.tracker.set_venue_id(id, v.clone());
+        if let Some((vo, _)) = self.unmatched.remove(&v) {
+            self.apply_venue_order(id, &vo);
+        }
+    }
+
+    /// True when a venue order we do not know may still be one of ours whose place has not
+    /// been answered yet (DeltaDeFi names orders at build time, before we learn the name).
+    fn may_be_ours(&mut self, vo: &VenueOrder, now: i64) -> bool {
+        let unnamed_in_flight = self
+            .tracker
+            .orders()
+            .any(|o| o.market == vo.market && o.venue_order_id.is_none() && !o.state.is_terminal());
+        let first_seen = self
+            .unmatched
+            .entry(vo.venue_order_id.clone())
+            .or_insert((vo.clone(), now))
+            .1;
+        unnamed_in_flight && now - first_seen < ORPHAN_GRACE_MS
+    }
+
     fn adopt_orphan(&mut self, vo: &VenueOrder) -> Intent {
         let id = ClientOrderId(format!("orphan-{}", vo.venue_order_id));
         warn!(venue_order_id = %vo.venue_order_id, market = %vo.market, "unknown order at the venue, cancelling it");
@@ -551,7 +585,7 @@ impl Handler<IntentOutcome> for OrderManager {
                 DispatchResult::Done { venue_order_id },
             ) => {
                 if let Some(v) = venue_order_id {
-                    self.tracker.set_venue_id(id, v);
+                    self.assign_venue_id(id, v);
                 }
                 self.apply_and_persist(id, OrderEvent::Accepted, None);
             }
@@ -594,7 +628,7 @@ impl Handler<IntentOutcome> for OrderManager {
                 warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
                 if let Some(v) = venue_order_id {
                     // DeltaDeFi names the order at build time: the id to look it up by.
-                    self.tracker.set_venue_id(id, v);
+                    self.assign_venue_id(id, v);
                 }
                 self.apply_and_persist(id, OrderEvent::OutcomeUnknown, Some(message));
                 self.resolve(vec![id.clone()]);
@@ -640,14 +674,20 @@ impl Handler<OrderUpdate> for OrderManager {
                     self.work_market(&market, ctx);
                 }
             }
-            None if !vo.status.is_terminal()
-                && self.reconciled.contains(&vo.market)
-                && vo.client_order_id.is_none() =>
-            {
-                let cancel = self.adopt_orphan(&vo);
-                self.submit(vo.market.clone(), vec![cancel], None, None, ctx);
+            None => {
+                // DeltaDeFi carries no client id, and its stream can report a new order before
+                // the submit's answer names it: park the update until the id is assigned. Only
+                // reconciliation, after a grace period, treats such an order as an orphan.
+                let now = now_ms();
+                self.unmatched
+                    .retain(|_, (_, seen)| now - *seen < UNMATCHED_KEPT_MS);
+                match self.unmatched.get_mut(&vo.venue_order_id) {
+                    Some(entry) => entry.0 = vo,
+                    None => {
+                        self.unmatched.insert(vo.venue_order_id.clone(), (vo, now));
+                    }
+                }
             }
-            None => {}
         }
     }
 }
@@ -688,12 +728,19 @@ impl Handler<VenueSnapshot> for OrderManager {
             .map(|o| o.venue_order_id.clone())
             .collect();
         let mut orphans = Vec::new();
+        let now = now_ms();
         for vo in &msg.open_orders {
             match self.find(vo) {
                 Some(id) => {
                     self.apply_venue_order(&id, vo);
                 }
-                None => orphans.push(self.adopt_orphan(vo)),
+                None if self.may_be_ours(vo, now) => {
+                    debug!(venue_order_id = %vo.venue_order_id, "unmatched venue order, waiting for a place's answer");
+                }
+                None => {
+                    self.unmatched.remove(&vo.venue_order_id);
+                    orphans.push(self.adopt_orphan(vo));
+                }
             }
         }
         let missing: Vec<ClientOrderId> = self
