@@ -231,6 +231,8 @@ impl Pipeline {
                     ws_url,
                     api_key,
                     ping_every: Duration::from_millis(dd.ping_interval_ms),
+                    text_ping_every: (dd.text_ping_interval_ms > 0)
+                        .then(|| Duration::from_millis(dd.text_ping_interval_ms)),
                     reconnect_initial_ms: dd.reconnect_initial_ms,
                     reconnect_max_ms: dd.reconnect_max_ms,
                 };

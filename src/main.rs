@@ -59,6 +59,16 @@ enum Command {
         #[arg(long, default_value = "config/staging.yaml")]
         config: PathBuf,
     },
+    /// Record the live Binance bookTicker stream of the config's markets to a replay file
+    /// (JSONL: {"recv_ms", "msg"}) until Ctrl-C or --duration.
+    Record {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+        #[arg(long, value_parser = config::parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Engage the kill switch of the service using this database: cancel all and halt.
     Kill {
         #[arg(long)]
@@ -162,6 +172,17 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Record {
+            out,
+            config,
+            duration,
+        } => {
+            let cfg = config::load(&config, env)?;
+            logging::init(cfg.run.log_format);
+            let n = actix::System::new().block_on(record(cfg, out.clone(), duration))?;
+            println!("recorded {n} frames to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Kill { db } => control(&db, "kill"),
         Command::Resume { db } => control(&db, "resume"),
         Command::MockExchange { listen, config } => {
@@ -172,14 +193,38 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let wire = app::wire_mock_config(&cfg, api_key, passcode);
             actix::System::new().block_on(async move {
                 let (addr, state, server) = mm_actors::mock_exchange::wire::serve(wire, listen)?;
+                // The reference the mock follows (and serves as bookTicker): the replay file when the
+                // config's feed is a replay, else the synthetic walk.
+                let replay = match cfg.feed.source {
+                    mm_actors::config::FeedSource::Replay => Some(std::sync::Arc::new(
+                        mm_actors::binance_feed::source::ReplayFile::load(&cfg.feed.replay.path)?.frames,
+                    )),
+                    _ => None,
+                };
                 for (i, m) in cfg.markets.iter().enumerate() {
-                    let walk = mm_actors::binance_feed::source::Synthetic::new(&cfg.feed.synthetic, m.reference.clone(), i as u64);
-                    actix_rt::spawn(mm_actors::mock_exchange::wire::walk_reference(
-                        state.clone(),
-                        m.market.clone(),
-                        walk,
-                        m.reference.clone(),
-                    ));
+                    match &replay {
+                        Some(frames) => {
+                            actix_rt::spawn(mm_actors::mock_exchange::wire::replay_reference(
+                                state.clone(),
+                                m.market.clone(),
+                                frames.clone(),
+                                m.reference.clone(),
+                            ));
+                        }
+                        None => {
+                            let walk = mm_actors::binance_feed::source::Synthetic::new(
+                                &cfg.feed.synthetic,
+                                m.reference.clone(),
+                                i as u64,
+                            );
+                            actix_rt::spawn(mm_actors::mock_exchange::wire::walk_reference(
+                                state.clone(),
+                                m.market.clone(),
+                                walk,
+                                m.reference.clone(),
+                            ));
+                        }
+                    }
                 }
                 info!(%addr, "mock exchange listening: REST, /accounts/stream, /stream?streams=…, /ws/…");
                 server.await?;
@@ -302,6 +347,57 @@ fn run(
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// Writes every text frame of the live stream with its local receive time.
+async fn record(
+    cfg: mm_actors::config::Config,
+    out: PathBuf,
+    duration: Option<Duration>,
+) -> anyhow::Result<u64> {
+    use futures_util::StreamExt as _;
+    use std::io::Write as _;
+    let symbols: Vec<_> = cfg.markets.iter().map(|m| m.reference.clone()).collect();
+    let url = mm_actors::binance_feed::stream_url(&cfg.feed.live, &symbols);
+    info!(url = %url, out = %out.display(), "recording");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .context("connecting to the stream")?;
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    let stop = async {
+        match duration {
+            Some(d) => actix_rt::time::sleep(d).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::pin!(stop);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            msg = ws.next() => match msg {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    let recv_ms = mm_actors::types::now_ms();
+                    let msg = serde_json::from_str::<serde_json::Value>(t.as_str())
+                        .unwrap_or_else(|_| serde_json::Value::String(t.to_string()));
+                    writeln!(file, "{}", serde_json::json!({"recv_ms": recv_ms, "msg": msg}))?;
+                    n += 1;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    warn!(cause = %e, "stream error, stopping the recording");
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    file.flush()?;
+    Ok(n)
 }
 
 async fn wait_for_stop(duration: Option<Duration>) -> &'static str {

@@ -82,42 +82,45 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
     let pongs = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let (server_paths, server_pongs) = (paths.clone(), pongs.clone());
     actix_rt::spawn(async move {
+        // Each connection is served on its own task, as a real server would: the client opens
+        // the next connection before it lets the previous one go.
         for (i, script) in scripts().into_iter().enumerate() {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let p = server_paths.clone();
-            let mut ws =
-                tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
-                    p.lock().expect("paths").push(req.uri().to_string());
-                    Ok(resp)
-                })
+            let server_pongs = server_pongs.clone();
+            actix_rt::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_hdr_async(
+                    tcp,
+                    move |req: &Request, resp: Response| {
+                        p.lock().expect("paths").push(req.uri().to_string());
+                        Ok(resp)
+                    },
+                )
                 .await
                 .expect("handshake");
-            if i == 0 {
-                ws.send(Message::Ping(b"are-you-there".to_vec().into()))
-                    .await
-                    .expect("ping");
-            }
-            for frame in script {
-                ws.send(Message::text(frame)).await.expect("send");
-            }
-            if i == 0 {
-                // Wait for the pong, then close: the client must reconnect.
-                while let Some(Ok(m)) = ws.next().await {
-                    if let Message::Pong(p) = m {
-                        server_pongs.lock().expect("pongs").push(p.to_vec());
-                        break;
-                    }
+                if i == 0 {
+                    ws.send(Message::Ping(b"are-you-there".to_vec().into()))
+                        .await
+                        .expect("ping");
                 }
-                let _ = ws.close(None).await;
-            } else if i == 1 {
-                // After serverShutdown the client leaves on its own; keep reading until it does.
+                for frame in script {
+                    ws.send(Message::text(frame)).await.expect("send");
+                }
+                if i == 0 {
+                    // Wait for the pong, then close: the client must reconnect.
+                    while let Some(Ok(m)) = ws.next().await {
+                        if let Message::Pong(p) = m {
+                            server_pongs.lock().expect("pongs").push(p.to_vec());
+                            break;
+                        }
+                    }
+                    let _ = ws.close(None).await;
+                }
+                // Otherwise keep the connection until the client leaves.
                 while let Some(Ok(_)) = ws.next().await {}
-            } else {
-                // Keep the last connection open until the test ends.
-                while let Some(Ok(_)) = ws.next().await {}
-            }
+            });
         }
     });
 
@@ -131,6 +134,7 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
         stream: StreamKind::Combined,
         reconnect_initial_ms: 10,
         reconnect_max_ms: 100,
+        rollover_after_ms: 23 * 3_600_000,
     };
     let symbols = vec![
         BinanceSymbol("ADAUSDT".into()),
@@ -189,4 +193,89 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
         pongs.lock().expect("pongs").clone(),
         vec![b"are-you-there".to_vec()]
     );
+}
+
+#[actix_rt::test]
+async fn rollover_opens_the_new_connection_before_closing_the_old() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let u = Arc::new(AtomicU64::new(1));
+    // (connection number, event) in order: "open" / "closed".
+    let log = Arc::new(Mutex::new(Vec::<(usize, &'static str)>::new()));
+    let (server_log, server_u) = (log.clone(), u.clone());
+    actix_rt::spawn(async move {
+        let mut n = 0;
+        while let Ok((tcp, _)) = listener.accept().await {
+            n += 1;
+            let (log, u) = (server_log.clone(), server_u.clone());
+            actix_rt::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                log.lock().expect("log").push((n, "open"));
+                loop {
+                    let next = u.fetch_add(1, Ordering::SeqCst);
+                    let frame = ticker("ADAUSDT", next, "0.4500", "0.4501");
+                    if ws.send(Message::text(frame)).await.is_err() {
+                        break;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(20), ws.next()).await {
+                        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+                        _ => {}
+                    }
+                }
+                log.lock().expect("log").push((n, "closed"));
+            });
+        }
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let probe = Probe { ticks: tx }.start();
+    let reg = Arc::new(Registry::default());
+    reg.ticks_to_quotes.bind(probe.clone().recipient());
+    reg.feed_health.bind(probe.recipient());
+    let live = LiveConfig {
+        url: format!("ws://{addr}"),
+        stream: StreamKind::Combined,
+        reconnect_initial_ms: 10,
+        reconnect_max_ms: 100,
+        rollover_after_ms: 300,
+    };
+    let feed = Supervisor::start(move |_| {
+        BinanceFeed::new(
+            reg,
+            FeedSpec::Live(live),
+            vec![BinanceSymbol("ADAUSDT".into())],
+            50,
+        )
+    });
+    // Collect ticks across at least two rollovers.
+    let mut last = 0;
+    let mut seen = 0;
+    while feed.send(GetFeedStats).await.expect("stats").connects < 3 {
+        let (_, u, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("tick")
+            .expect("open");
+        assert!(u > last, "ticks went back: {u} after {last}");
+        last = u;
+        seen += 1;
+    }
+    let stats = feed.send(GetFeedStats).await.expect("stats");
+    assert!(seen > 10, "ticks flowed through the rollovers: {seen}");
+    assert_eq!(
+        stats.dropped.iter().map(|(_, n)| n).sum::<u64>(),
+        0,
+        "the old connection's frames are not counted as drops"
+    );
+    let log = log.lock().expect("log").clone();
+    let opened2 = log
+        .iter()
+        .position(|e| *e == (2, "open"))
+        .expect("second connection");
+    let closed1 = log
+        .iter()
+        .position(|e| *e == (1, "closed"))
+        .expect("first connection closed");
+    assert!(opened2 < closed1, "make-before-break: {log:?}");
 }

@@ -230,3 +230,76 @@ fn kill_switch_from_the_cli_halts_a_running_service() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
 }
+
+#[test]
+fn record_writes_a_replay_file_of_the_live_stream() {
+    use mm_actors::binance_feed::codec::{Decoder, Frame};
+    use mm_actors::binance_feed::source::{ReplayFile, Synthetic};
+    let dir = TempDir::new("cli-record");
+    // A Binance-shaped stream: the wire mock with a synthetic walk, on its own thread.
+    let mut cfg = deltadefi_mm::config::parse(
+        &std::fs::read_to_string(repo_path("config/staging.yaml")).expect("read"),
+    )
+    .expect("parses");
+    cfg.feed.synthetic.interval_ms = 10;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let walk_cfg = cfg.clone();
+    std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            let wire = deltadefi_mm::app::wire_mock_config(&walk_cfg, "k".into(), "p".into());
+            let (addr, state, server) =
+                mm_actors::mock_exchange::wire::serve(wire, "127.0.0.1:0".parse().expect("addr"))
+                    .expect("bind");
+            let m = &walk_cfg.markets[0];
+            let walk = Synthetic::new(&walk_cfg.feed.synthetic, m.reference.clone(), 0);
+            actix_rt::spawn(mm_actors::mock_exchange::wire::walk_reference(
+                state,
+                m.market.clone(),
+                walk,
+                m.reference.clone(),
+            ));
+            tx.send(addr).expect("addr out");
+            let _ = server.await;
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("mock up");
+    let yaml = staging_with(
+        "url: wss://stream.binance.com:9443",
+        &format!("url: ws://{addr}"),
+    );
+    let config = dir.path().join("record.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let out = dir.path().join("recorded.jsonl");
+    let status = bin()
+        .args(["record", "--duration", "2s", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("record");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let replay = ReplayFile::load(&out).expect("a replay file");
+    assert!(
+        replay.frames.len() > 20,
+        "frames recorded: {}",
+        replay.frames.len()
+    );
+    assert!(
+        replay.frames.windows(2).all(|w| w[0].0 <= w[1].0),
+        "receive times in order"
+    );
+    let mut dec = Decoder::new([cfg.markets[0].reference.clone()]);
+    for (recv_ms, text) in &replay.frames {
+        assert!(
+            matches!(
+                dec.decode(text, *recv_ms, std::time::Instant::now()),
+                Ok(Frame::Tick(_))
+            ),
+            "{text}"
+        );
+    }
+}

@@ -247,6 +247,9 @@ pub struct LiveConfig {
     pub stream: StreamKind,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Open a new connection (make-before-break) this long after each connect; Binance
+    /// closes a connection at 24 h.
+    pub rollover_after_ms: u64,
 }
 
 impl Default for LiveConfig {
@@ -256,6 +259,7 @@ impl Default for LiveConfig {
             stream: StreamKind::Combined,
             reconnect_initial_ms: 500,
             reconnect_max_ms: 30_000,
+            rollover_after_ms: 23 * 3_600_000,
         }
     }
 }
@@ -388,6 +392,9 @@ pub struct DeltaDeFiConfig {
     pub ws_url: String,
     /// Protocol pings on the account stream (the server's own cadence is unconfirmed).
     pub ping_interval_ms: u64,
+    /// Also send the text frame "ping" this often, as DeltaDeFi's Hummingbot connector does;
+    /// 0 = never (whether the server needs or answers it is unconfirmed).
+    pub text_ping_interval_ms: u64,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
 }
@@ -399,6 +406,7 @@ impl Default for DeltaDeFiConfig {
             rest_url: String::new(),
             ws_url: String::new(),
             ping_interval_ms: 20_000,
+            text_ping_interval_ms: 0,
             reconnect_initial_ms: 1_000,
             reconnect_max_ms: 60_000,
         }
@@ -634,6 +642,12 @@ impl Config {
                 f.live.reconnect_initial_ms,
                 600_000,
                 "feed.live.reconnect_max_ms",
+            );
+            c.range_u64(
+                f.live.rollover_after_ms,
+                1_000,
+                86_000_000,
+                "feed.live.rollover_after_ms",
             );
         }
         let r = &self.risk;

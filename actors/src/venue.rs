@@ -151,6 +151,11 @@ pub enum VenueRequest {
         market: MarketId,
     },
     Balances,
+    /// The account's latest executions in a market (newest first): what a resync uses to catch
+    /// fills made while the account stream was down.
+    RecentTrades {
+        market: MarketId,
+    },
 }
 
 /// The venue's answer to a [`VenueRequest`].
@@ -166,6 +171,8 @@ pub enum VenueReply {
     },
     OpenOrders(Vec<VenueOrder>),
     Balances(Vec<Balance>),
+    /// Executions as (trade id, order id).
+    Trades(Vec<(TradeId, VenueOrderId)>),
 }
 
 /// One account-stream event.

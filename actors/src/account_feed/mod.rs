@@ -17,7 +17,7 @@ use crate::registry::Reg;
 use crate::risk_guard::BalancesUpdated;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
+use crate::types::{ClientOrderId, MarketId, TradeId, VenueOrderId, now_ms};
 use crate::venue::{Balance, VenueEvent, VenueFill, VenueReply, VenueRequest};
 
 /// Asks the venue about these orders; answers come as [`OrderResolved`].
@@ -150,6 +150,59 @@ impl AccountFeed {
                 .map(|res, act, _| {
                     if let Ok(Ok(VenueReply::Balances(b))) = res {
                         act.store_balances(&b);
+                    }
+                }),
+        );
+        for market in self.markets.clone() {
+            ctx.spawn(
+                venue
+                    .send(VenueRequest::RecentTrades { market })
+                    .into_actor(self)
+                    .map(|res, act, ctx| {
+                        if let Ok(Ok(VenueReply::Trades(trades))) = res {
+                            act.catch_up_trades(trades, ctx);
+                        }
+                    }),
+            );
+        }
+    }
+
+    /// Fetches the orders of trades we have not stored (made while the stream was down): their
+    /// lookups carry the fills, which are then stored once like any other.
+    fn catch_up_trades(&mut self, trades: Vec<(TradeId, VenueOrderId)>, ctx: &mut Context<Self>) {
+        if trades.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let ids: Vec<String> = trades.iter().map(|(t, _)| t.to_string()).collect();
+        ctx.spawn(
+            async move { store.read(move |c| rows::known_trade_ids(c, &ids)).await }
+                .into_actor(self)
+                .map(move |known, act, ctx| {
+                    let Ok(known) = known else { return };
+                    let mut orders: Vec<VenueOrderId> = trades
+                        .into_iter()
+                        .filter(|(t, _)| !known.contains(t.as_str()))
+                        .map(|(_, o)| o)
+                        .collect();
+                    orders.sort();
+                    orders.dedup();
+                    let Some(venue) = act.reg.venue.get().cloned() else {
+                        return;
+                    };
+                    for id in orders {
+                        info!(venue_order_id = %id, "fetching fills made while disconnected");
+                        let req = VenueRequest::Query {
+                            venue_order_id: Some(id.clone()),
+                            client_order_id: ClientOrderId(id.to_string()),
+                        };
+                        ctx.spawn(venue.send(req).into_actor(act).map(|res, act, ctx| {
+                            if let Ok(Ok(VenueReply::Order { fills, .. })) = res {
+                                for f in fills {
+                                    act.ingest_fill(f, ctx);
+                                }
+                            }
+                        }));
                     }
                 }),
         );

@@ -92,6 +92,10 @@ pub struct BinanceFeed {
     // live
     connected: bool,
     connects: u64,
+    /// Generation of the connection whose frames count; older ones are being replaced.
+    live_gen: u64,
+    live_handle: Option<SpawnHandle>,
+    connecting: bool,
     backoff_ms: u64,
     jitter: SplitMix64,
     health: ActorHealth,
@@ -134,6 +138,9 @@ impl BinanceFeed {
             walkers,
             connected: false,
             connects: 0,
+            live_gen: 0,
+            live_handle: None,
+            connecting: false,
             backoff_ms,
             jitter: SplitMix64::new(now_ms() as u64),
             health: ActorHealth::default(),
@@ -142,6 +149,8 @@ impl BinanceFeed {
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
         self.connected = false;
+        self.live_handle = None;
+        self.connecting = false;
         self.replay_started = None;
     }
 
@@ -297,36 +306,58 @@ impl BinanceFeed {
     }
 
     fn stream_url(&self, cfg: &LiveConfig) -> String {
-        let names: Vec<String> = self
-            .symbols
-            .iter()
-            .map(|s| format!("{}@bookTicker", s.as_str().to_lowercase()))
-            .collect();
-        let base = cfg.url.trim_end_matches('/');
-        match cfg.stream {
-            StreamKind::Combined => format!("{base}/stream?streams={}", names.join("/")),
-            StreamKind::Raw => format!(
-                "{base}/ws/{}",
-                names.first().map(String::as_str).unwrap_or("")
-            ),
-        }
+        stream_url(cfg, &self.symbols)
     }
 
+    /// Opens a connection. While another one is up it keeps delivering (make-before-break):
+    /// the new one replaces it only once connected, and the old one is then closed.
     fn connect(&mut self, cfg: LiveConfig, ctx: &mut Context<Self>) {
+        if self.connecting {
+            return;
+        }
+        self.connecting = true;
         let url = self.stream_url(&cfg);
         info!(url = %url, "connecting to binance");
         let fut = tokio_tungstenite::connect_async(url);
-        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((ws, _)) => {
-                act.connected = true;
-                act.connects += 1;
-                act.backoff_ms = cfg.reconnect_initial_ms;
-                let (_write, read) = ws.split();
-                ctx.add_stream(read);
-            }
-            Err(e) => {
-                warn!(cause = %e, "binance connect failed");
-                act.schedule_reconnect(cfg, ctx);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok((ws, _)) => {
+                    act.live_gen += 1;
+                    let generation = act.live_gen;
+                    let (_write, read) = ws.split();
+                    let tagged = read.map(move |m| LiveItem::Frame(generation, m)).chain(
+                        futures_util::stream::once(async move { LiveItem::Ended(generation) }),
+                    );
+                    let handle = ctx.add_stream(tagged);
+                    if let Some(old) = act.live_handle.replace(handle) {
+                        // Make-before-break: the old connection goes only now.
+                        ctx.cancel_future(old);
+                    }
+                    act.connected = true;
+                    act.connects += 1;
+                    act.backoff_ms = cfg.reconnect_initial_ms;
+                    // Binance closes a connection after 24 h: roll over before that.
+                    let after = Duration::from_millis(cfg.rollover_after_ms);
+                    ctx.run_later(after, move |act, ctx| {
+                        if act.live_gen == generation {
+                            info!("rolling the binance connection over before its 24 h limit");
+                            act.connect(cfg, ctx);
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(cause = %e, "binance connect failed");
+                    if act.live_handle.is_none() {
+                        act.schedule_reconnect(cfg, ctx);
+                    } else {
+                        // Still connected on the old one: try the rollover again later.
+                        ctx.run_later(
+                            Duration::from_millis(cfg.reconnect_initial_ms),
+                            move |act, ctx| act.connect(cfg, ctx),
+                        );
+                    }
+                }
             }
         }));
     }
@@ -338,6 +369,29 @@ impl BinanceFeed {
         self.backoff_ms = (self.backoff_ms * 2).min(cfg.reconnect_max_ms);
         ctx.run_later(delay, move |act, ctx| act.connect(cfg, ctx));
     }
+}
+
+/// The bookTicker URL for `symbols`: combined (`/stream?streams=a@bookTicker/b@bookTicker`)
+/// or raw (`/ws/a@bookTicker`, first symbol).
+pub fn stream_url(cfg: &LiveConfig, symbols: &[BinanceSymbol]) -> String {
+    let names: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("{}@bookTicker", s.as_str().to_lowercase()))
+        .collect();
+    let base = cfg.url.trim_end_matches('/');
+    match cfg.stream {
+        StreamKind::Combined => format!("{base}/stream?streams={}", names.join("/")),
+        StreamKind::Raw => format!(
+            "{base}/ws/{}",
+            names.first().map(String::as_str).unwrap_or("")
+        ),
+    }
+}
+
+/// One item of a live connection, tagged with the connection's generation.
+enum LiveItem {
+    Frame(u64, Result<WsMessage, tungstenite::Error>),
+    Ended(u64),
 }
 
 /// Lets every other task on the arbiter run once, then calls `f`.
@@ -387,26 +441,36 @@ impl Handler<ReplayStep> for BinanceFeed {
     }
 }
 
-impl StreamHandler<Result<WsMessage, tungstenite::Error>> for BinanceFeed {
-    fn handle(&mut self, item: Result<WsMessage, tungstenite::Error>, ctx: &mut Context<Self>) {
+impl StreamHandler<LiveItem> for BinanceFeed {
+    fn handle(&mut self, item: LiveItem, ctx: &mut Context<Self>) {
+        let FeedSpec::Live(cfg) = self.spec.clone() else {
+            return;
+        };
         match item {
-            Ok(WsMessage::Text(text)) => {
+            // Frames of a connection already replaced are ignored.
+            LiveItem::Frame(g, _) if g != self.live_gen => {}
+            LiveItem::Frame(_, Ok(WsMessage::Text(text))) => {
                 if let Some(Frame::ServerShutdown) = self.ingest(text.as_str(), now_ms()) {
-                    info!("binance announced serverShutdown, reconnecting");
-                    ctx.stop();
+                    info!("binance announced serverShutdown, opening a new connection");
+                    self.connect(cfg, ctx);
                 }
             }
-            Ok(WsMessage::Close(frame)) => info!(?frame, "binance closed the stream"),
-            Ok(_) => {}
-            Err(e) => warn!(cause = %e, "binance stream error"),
+            LiveItem::Frame(_, Ok(WsMessage::Close(frame))) => {
+                info!(?frame, "binance closed the stream")
+            }
+            LiveItem::Frame(_, Ok(_)) => {}
+            LiveItem::Frame(_, Err(e)) => warn!(cause = %e, "binance stream error"),
+            LiveItem::Ended(g) if g == self.live_gen => {
+                warn!("binance stream ended, reconnecting");
+                self.live_handle = None;
+                self.schedule_reconnect(cfg, ctx);
+            }
+            LiveItem::Ended(_) => {}
         }
     }
 
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if let FeedSpec::Live(cfg) = self.spec.clone() {
-            warn!("binance stream ended, reconnecting");
-            self.schedule_reconnect(cfg, ctx);
-        }
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Each connection reports its own end (LiveItem::Ended); the actor keeps running.
     }
 }
 

@@ -375,6 +375,18 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                     fills: Vec::new(),
                 }),
                 VenueRequest::OpenOrders { market } => open_orders(http, market).await,
+                VenueRequest::RecentTrades { market } => {
+                    let path = format!("/accounts/trades?symbol={market}&limit=250&page=1");
+                    let list: ListOf<super::wire::ExecutionRecord> =
+                        http.call::<(), _>(false, &path, None).await?;
+                    Ok(VenueReply::Trades(
+                        list.into_parts()
+                            .0
+                            .into_iter()
+                            .map(|r| (crate::types::TradeId(r.id), VenueOrderId(r.order_id)))
+                            .collect(),
+                    ))
+                }
                 VenueRequest::Balances => {
                     let list: ListOf<super::wire::BalanceRow> =
                         http.call::<(), _>(false, "/accounts/balance", None).await?;

@@ -34,6 +34,8 @@ pub struct StreamConfig {
     pub ws_url: String,
     pub api_key: Zeroizing<String>,
     pub ping_every: Duration,
+    /// Text "ping" frames this often; `None` = never.
+    pub text_ping_every: Option<Duration>,
     pub reconnect_initial_ms: u64,
     pub reconnect_max_ms: u64,
 }
@@ -171,6 +173,13 @@ impl Actor for DeltaDeFiAccountStream {
                 let _ = sink.write(WsMessage::Ping(Vec::new().into()));
             }
         });
+        if let Some(every) = self.cfg.text_ping_every {
+            ctx.run_interval(every, |act, _| {
+                if let Some(sink) = act.sink.as_mut() {
+                    let _ = sink.write(WsMessage::text("ping"));
+                }
+            });
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub struct DeltaDeFiGateway {
     reg: Reg,
     timeout: Duration,
     in_flight: HashMap<i64, IntentKind>,
+    jitter: crate::rng::SplitMix64,
     health: ActorHealth,
 }
 
@@ -45,6 +46,7 @@ impl DeltaDeFiGateway {
             reg,
             timeout: Duration::from_millis(cfg.request_timeout_ms),
             in_flight: HashMap::new(),
+            jitter: crate::rng::SplitMix64::new(now_ms() as u64),
             health: ActorHealth::default(),
         }
     }
@@ -178,6 +180,19 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                     message: "timed out waiting for the venue".into(),
                     venue_order_id: None,
                 },
+            };
+            // 5002 (trading locked) pauses everyone at once: spread the retries by up to 10 s.
+            let result = match result {
+                DispatchResult::Retry {
+                    code,
+                    message,
+                    not_before_ms: Some(t),
+                } => DispatchResult::Retry {
+                    code,
+                    message,
+                    not_before_ms: Some(t + i64::try_from(act.jitter.below(10_000)).unwrap_or(0)),
+                },
+                other => other,
             };
             act.reg
                 .dispatch_outcome

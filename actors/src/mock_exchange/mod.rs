@@ -125,6 +125,8 @@ impl MockExchange {
                 Vec::new(),
             ),
             VenueRequest::Balances => (VenueReply::Balances(self.core.balances()), Vec::new()),
+            // In process every fill reaches AccountFeed as an event; there is nothing to catch up.
+            VenueRequest::RecentTrades { .. } => (VenueReply::Trades(Vec::new()), Vec::new()),
         };
         self.emit(events, ctx);
         Ok(reply)

@@ -606,6 +606,31 @@ async fn open_orders(req: HttpRequest, shared: Shared, q: web::Query<Page>) -> H
     .await
 }
 
+async fn trades(req: HttpRequest, shared: Shared, q: web::Query<Page>) -> HttpResponse {
+    let q = q.into_inner();
+    guarded(req, shared, move |st| {
+        let symbol = q.symbol.unwrap_or_default();
+        let mut all: Vec<VenueFill> = st.fills().into_iter().filter(|f| f.market.as_str() == symbol).collect();
+        all.sort_by(|a, b| b.ts_ms.cmp(&a.ts_ms).then(b.trade_id.cmp(&a.trade_id)));
+        let limit = q.limit.unwrap_or(10).clamp(1, 250);
+        let page = q.page.unwrap_or(1).max(1);
+        let data: Vec<serde_json::Value> = all
+            .iter()
+            .skip((page - 1) * limit)
+            .take(limit)
+            .map(|f| {
+                json!({"id": f.trade_id.as_str(), "order_id": f.venue_order_id.as_str(), "account_id": "mock-account",
+                       "execution_price": f.price.to_string(), "filled_base_qty": f.size.to_string(),
+                       "filled_quote_qty": (f.size * f.price).to_string(), "commission_unit": "usdm",
+                       "commission": f.fee.to_string(), "role": f.liquidity.as_str(),
+                       "counter_party_order_id": "mock", "created_at": iso(f.ts_ms)})
+            })
+            .collect();
+        HttpResponse::Ok().json(json!({"data": data, "total_count": all.len(), "total_page": all.len().div_ceil(limit).max(1)}))
+    })
+    .await
+}
+
 async fn balance(req: HttpRequest, shared: Shared) -> HttpResponse {
     guarded(req, shared, |st| {
         let rows: Vec<serde_json::Value> = st
@@ -783,6 +808,36 @@ pub async fn walk_reference(
     }
 }
 
+/// Plays recorded frames as the reference of `market` at their recorded pace, looping: the
+/// replay alternative to [`walk_reference`].
+pub async fn replay_reference(
+    state: Arc<Mutex<WireState>>,
+    market: MarketId,
+    frames: Arc<Vec<(i64, String)>>,
+    symbol: crate::types::BinanceSymbol,
+) {
+    loop {
+        let mut decoder = crate::binance_feed::codec::Decoder::new([symbol.clone()]);
+        let mut prev: Option<i64> = None;
+        for (recv_ms, text) in frames.iter() {
+            if let Some(p) = prev {
+                let gap = u64::try_from(recv_ms - p).unwrap_or(0);
+                actix_rt::time::sleep(Duration::from_millis(gap)).await;
+            }
+            prev = Some(*recv_ms);
+            if let Ok(crate::binance_feed::codec::Frame::Tick(t)) =
+                decoder.decode(text, now_ms(), std::time::Instant::now())
+                && let Ok(mut st) = state.lock()
+            {
+                st.move_reference(&market, t.bid, t.ask);
+            }
+        }
+        if frames.is_empty() {
+            return;
+        }
+    }
+}
+
 /// Serves the wire mock on `listen`; returns the bound address, the shared state (for tests)
 /// and the server future to run on an actix system.
 ///
@@ -802,6 +857,7 @@ pub fn serve(
             .route("/accounts/order/{id}", web::get().to(order_by_id))
             .route("/accounts/open-orders", web::get().to(open_orders))
             .route("/accounts/balance", web::get().to(balance))
+            .route("/accounts/trades", web::get().to(trades))
             .route("/order/build", web::post().to(build))
             .route("/order/submit", web::post().to(submit))
             .route("/order/cancel-all", web::post().to(cancel_all))

@@ -528,3 +528,21 @@ pub fn latest_halt(conn: &Connection) -> Result<Option<String>, StoreError> {
         )
         .optional()?)
 }
+
+/// The trade ids among `ids` already stored.
+///
+/// # Errors
+/// SQLite errors.
+pub fn known_trade_ids(
+    conn: &Connection,
+    ids: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut known = std::collections::HashSet::new();
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM fills WHERE trade_id = ?1")?;
+    for id in ids {
+        if stmt.exists([id])? {
+            known.insert(id.clone());
+        }
+    }
+    Ok(known)
+}
