@@ -44,7 +44,10 @@ impl DeltaDeFiGateway {
     pub fn new(reg: Reg, cfg: &GatewayConfig) -> Self {
         Self {
             reg,
-            timeout: Duration::from_millis(cfg.request_timeout_ms),
+            // A backstop: a DeltaDeFi place is two HTTP calls (build, submit), each bounded by
+            // request_timeout_ms in the transport, which reports a lost submit with the build's
+            // order id; this outer bound must not cut that short.
+            timeout: Duration::from_millis(cfg.request_timeout_ms.saturating_mul(3)),
             in_flight: HashMap::new(),
             jitter: crate::rng::SplitMix64::new(now_ms() as u64),
             health: ActorHealth::default(),
