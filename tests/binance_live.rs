@@ -41,6 +41,19 @@ impl Handler<FeedHealth> for Probe {
     fn handle(&mut self, _: FeedHealth, _: &mut Context<Self>) {}
 }
 
+/// A registry whose tick and health peers are a probe; ticks come out of the receiver.
+fn probe_registry() -> (
+    Arc<Registry>,
+    mpsc::UnboundedReceiver<(String, u64, String)>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let probe = Probe { ticks: tx }.start();
+    let reg = Arc::new(Registry::default());
+    reg.ticks_to_quotes.bind(probe.clone().recipient());
+    reg.feed_health.bind(probe.recipient());
+    (reg, rx)
+}
+
 fn ticker(sym: &str, u: u64, b: &str, a: &str) -> String {
     format!(
         r#"{{"stream":"{}@bookTicker","data":{{"u":{u},"s":"{sym}","b":"{b}","B":"10","a":"{a}","A":"20"}}}}"#,
@@ -124,11 +137,7 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
         }
     });
 
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let probe = Probe { ticks: tx }.start();
-    let reg = Arc::new(Registry::default());
-    reg.ticks_to_quotes.bind(probe.clone().recipient());
-    reg.feed_health.bind(probe.recipient());
+    let (reg, mut rx) = probe_registry();
     let live = LiveConfig {
         url: format!("ws://{addr}"),
         stream: StreamKind::Combined,
@@ -229,11 +238,7 @@ async fn rollover_opens_the_new_connection_before_closing_the_old() {
             });
         }
     });
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let probe = Probe { ticks: tx }.start();
-    let reg = Arc::new(Registry::default());
-    reg.ticks_to_quotes.bind(probe.clone().recipient());
-    reg.feed_health.bind(probe.recipient());
+    let (reg, mut rx) = probe_registry();
     let live = LiveConfig {
         url: format!("ws://{addr}"),
         stream: StreamKind::Combined,

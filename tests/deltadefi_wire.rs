@@ -83,6 +83,21 @@ async fn ask(r: &Addr<DeltaDeFiRest>, req: VenueRequest) -> Result<VenueReply, V
     r.send(req).await.expect("mailbox")
 }
 
+/// A wire mock and a REST transport that finished its start-up, the reference at
+/// 0.4500 / 0.4502.
+async fn ready_venue(timeout_ms: u64) -> (SocketAddr, Addr<DeltaDeFiRest>) {
+    let addr = start_mock(100);
+    let r = rest(addr, PASSCODE, timeout_ms);
+    ready(&r).await;
+    control(
+        addr,
+        "/mock/reference",
+        serde_json::json!({"market": "ADAUSDM", "bid": "0.4500", "ask": "0.4502"}),
+    )
+    .await;
+    (addr, r)
+}
+
 /// Sends until the transport has finished its start-up (it answers 5001 before).
 async fn ready(r: &Addr<DeltaDeFiRest>) {
     for _ in 0..400 {
@@ -123,15 +138,7 @@ fn code_of(r: Result<VenueReply, VenueFailure>) -> u32 {
 
 #[actix_rt::test]
 async fn place_fill_lookup_cancel_over_rest() {
-    let addr = start_mock(100);
-    let r = rest(addr, PASSCODE, 2_000);
-    ready(&r).await;
-    control(
-        addr,
-        "/mock/reference",
-        serde_json::json!({"market": "ADAUSDM", "bid": "0.4500", "ask": "0.4502"}),
-    )
-    .await;
+    let (addr, r) = ready_venue(2_000).await;
 
     let filled_id = placed(ask(&r, buy("c1", "0.4490")).await);
     let resting_id = placed(ask(&r, buy("c2", "0.4480")).await);
@@ -208,15 +215,7 @@ async fn place_fill_lookup_cancel_over_rest() {
 
 #[actix_rt::test]
 async fn error_codes_map_to_their_actions() {
-    let addr = start_mock(100);
-    let r = rest(addr, PASSCODE, 2_000);
-    ready(&r).await;
-    control(
-        addr,
-        "/mock/reference",
-        serde_json::json!({"market": "ADAUSDM", "bid": "0.4500", "ask": "0.4502"}),
-    )
-    .await;
+    let (addr, r) = ready_venue(2_000).await;
     // Definite rejects from the venue's own checks.
     let cases = [
         (
@@ -289,15 +288,7 @@ async fn error_codes_map_to_their_actions() {
 
 #[actix_rt::test]
 async fn a_lost_submit_response_is_an_unknown_outcome_and_no_duplicate() {
-    let addr = start_mock(100);
-    let r = rest(addr, PASSCODE, 300);
-    ready(&r).await;
-    control(
-        addr,
-        "/mock/reference",
-        serde_json::json!({"market": "ADAUSDM", "bid": "0.4500", "ask": "0.4502"}),
-    )
-    .await;
+    let (addr, r) = ready_venue(300).await;
     // The mock executes the submit, then holds its answer past the client's timeout.
     control(
         addr,

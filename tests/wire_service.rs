@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{TempDir, count, db, staging_config, wait_until};
+use common::{TempDir, assert_settled, count, db, staging_config, wait_until};
 use deltadefi_mm::app::{Pipeline, VenueAccess, feed_spec, wire_mock_config};
 use mm_actors::binance_feed::source::Synthetic;
 use mm_actors::config::{DeltaDeFiEnvironment, FeedSource, VenueKind};
@@ -133,20 +133,7 @@ async fn trades_over_the_wire_and_survives_a_dropped_account_stream() {
         ),
         0
     );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')"
-        ),
-        0
-    );
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT COUNT(*) FROM outbox WHERE last_error LIKE '4290%'"
-        ),
-        0
-    );
+    assert_settled(&conn);
     assert_eq!(state.lock().expect("state").open_order_count(), 0);
     assert!(
         count(

@@ -97,3 +97,32 @@ pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
+
+/// Asserts the end state of a clean stop: no live order, no open outbox row, and no 4290
+/// (the venue's own budget check never had to refuse us).
+pub fn assert_settled(conn: &rusqlite::Connection) {
+    assert_eq!(
+        count(
+            conn,
+            "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled','cancelled','rejected')"
+        ),
+        0,
+        "live orders left"
+    );
+    assert_eq!(
+        count(
+            conn,
+            "SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight','unknown')"
+        ),
+        0,
+        "open outbox rows left"
+    );
+    assert_eq!(
+        count(
+            conn,
+            "SELECT COUNT(*) FROM outbox WHERE last_error LIKE '4290%'"
+        ),
+        0,
+        "the venue refused over budget"
+    );
+}

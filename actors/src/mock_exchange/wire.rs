@@ -30,6 +30,7 @@ use crate::deltadefi::wire::{BuildOrderRequest, CancelAllRequest, SubmitOrderReq
 use crate::pricing_rules::MarketRules;
 use crate::rng::SplitMix64;
 use crate::signer::cbor::encode_head;
+use crate::signer::key::bech32_encode;
 use crate::signer::{Signer, XPrv, blake2b256, cbor, key, verify_signed_tx};
 use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
 use crate::venue::{NewOrder, VenueError, VenueEvent, VenueFill, VenueOrder, VenueOrderStatus};
@@ -90,57 +91,6 @@ pub struct WireState {
     binance_u: u64,
 }
 
-/// Encodes bytes as bech32 with `hrp` (any length).
-fn bech32_encode(hrp: &str, data: &[u8]) -> String {
-    const CHARSET: &[u8; 32] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
-    let mut five = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in data {
-        acc = (acc << 8) | u32::from(*b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            five.push(((acc >> bits) & 31) as u8);
-        }
-    }
-    if bits > 0 {
-        five.push(((acc << (5 - bits)) & 31) as u8);
-    }
-    let mut values: Vec<u8> = hrp.bytes().map(|c| c >> 5).collect();
-    values.push(0);
-    values.extend(hrp.bytes().map(|c| c & 31));
-    values.extend(&five);
-    values.extend([0u8; 6]);
-    let pm = polymod(&values) ^ 1;
-    let checksum: Vec<u8> = (0..6).map(|i| ((pm >> (5 * (5 - i))) & 31) as u8).collect();
-    let mut s = format!("{hrp}1");
-    for v in five.iter().chain(&checksum) {
-        s.push(CHARSET[usize::from(*v)] as char);
-    }
-    s
-}
-
-fn polymod(values: &[u8]) -> u32 {
-    const GEN: [u32; 5] = [
-        0x3b6a_57b2,
-        0x2650_8e6d,
-        0x1ea1_19fa,
-        0x3d42_33dd,
-        0x2a14_62b3,
-    ];
-    let mut chk: u32 = 1;
-    for v in values {
-        let top = chk >> 25;
-        chk = ((chk & 0x01ff_ffff) << 5) ^ u32::from(*v);
-        for (i, g) in GEN.iter().enumerate() {
-            if (top >> i) & 1 == 1 {
-                chk ^= g;
-            }
-        }
-    }
-    chk
-}
-
 /// Encrypts `plain` the way DeltaDeFi's web app does (PBKDF2-HMAC-SHA256 100k, AES-256-GCM,
 /// 12-byte IV, 16-byte salt), as the JSON record `{"iv","salt","ciphertext"}`.
 fn encrypt_record(plain: &str, passcode: &str, rng: &mut SplitMix64) -> String {
@@ -196,18 +146,18 @@ fn status_str(o: &VenueOrder) -> &'static str {
     }
 }
 
+/// A fill in DeltaDeFi's OrderExecutionRecord shape (decimals as strings).
+fn record_json(f: &VenueFill) -> serde_json::Value {
+    json!({"id": f.trade_id.as_str(), "order_id": f.venue_order_id.as_str(), "account_id": "mock-account",
+           "execution_price": f.price.to_string(), "filled_base_qty": f.size.to_string(),
+           "filled_quote_qty": (f.size * f.price).to_string(), "commission_unit": "usdm",
+           "commission": f.fee.to_string(), "role": f.liquidity.as_str(),
+           "counter_party_order_id": "mock", "created_at": iso(f.ts_ms)})
+}
+
 /// An order in DeltaDeFi's OrderResponse shape (decimals as strings).
 pub fn order_json(o: &VenueOrder, fills: &[VenueFill]) -> serde_json::Value {
-    let records: Vec<serde_json::Value> = fills
-        .iter()
-        .map(|f| {
-            json!({"id": f.trade_id.as_str(), "order_id": f.venue_order_id.as_str(), "account_id": "mock-account",
-                   "execution_price": f.price.to_string(), "filled_base_qty": f.size.to_string(),
-                   "filled_quote_qty": (f.size * f.price).to_string(), "commission_unit": "usdm",
-                   "commission": f.fee.to_string(), "role": f.liquidity.as_str(),
-                   "counter_party_order_id": "mock", "created_at": iso(f.ts_ms)})
-        })
-        .collect();
+    let records: Vec<serde_json::Value> = fills.iter().map(record_json).collect();
     let remaining = if o.status.is_terminal() {
         Decimal::ZERO
     } else {
@@ -618,13 +568,7 @@ async fn trades(req: HttpRequest, shared: Shared, q: web::Query<Page>) -> HttpRe
             .iter()
             .skip((page - 1) * limit)
             .take(limit)
-            .map(|f| {
-                json!({"id": f.trade_id.as_str(), "order_id": f.venue_order_id.as_str(), "account_id": "mock-account",
-                       "execution_price": f.price.to_string(), "filled_base_qty": f.size.to_string(),
-                       "filled_quote_qty": (f.size * f.price).to_string(), "commission_unit": "usdm",
-                       "commission": f.fee.to_string(), "role": f.liquidity.as_str(),
-                       "counter_party_order_id": "mock", "created_at": iso(f.ts_ms)})
-            })
+            .map(record_json)
             .collect();
         HttpResponse::Ok().json(json!({"data": data, "total_count": all.len(), "total_page": all.len().div_ceil(limit).max(1)}))
     })

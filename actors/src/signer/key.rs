@@ -119,6 +119,43 @@ fn polymod(values: &[u8]) -> u32 {
     chk
 }
 
+fn hrp_expand(hrp: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = hrp.bytes().map(|c| c >> 5).collect();
+    v.push(0);
+    v.extend(hrp.bytes().map(|c| c & 31));
+    v
+}
+
+/// Encodes bytes as bech32 (not bech32m) with `hrp`, of any length.
+pub fn bech32_encode(hrp: &str, data: &[u8]) -> String {
+    let mut five = Vec::with_capacity(data.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in data {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            five.push(((acc >> bits) & 31) as u8);
+        }
+    }
+    if bits > 0 {
+        five.push(((acc << (5 - bits)) & 31) as u8);
+    }
+    let mut values = hrp_expand(hrp);
+    values.extend(&five);
+    values.extend([0u8; 6]);
+    let pm = polymod(&values) ^ 1;
+    let mut s = format!("{hrp}1");
+    for v in five
+        .iter()
+        .copied()
+        .chain((0..6).map(|i| ((pm >> (5 * (5 - i))) & 31) as u8))
+    {
+        s.push(char::from(CHARSET[usize::from(v)]));
+    }
+    s
+}
+
 /// Decodes a bech32 (not bech32m) string of any length; returns (hrp, data bytes).
 ///
 /// # Errors
@@ -133,10 +170,7 @@ pub fn bech32_decode(s: &str) -> Result<(String, Zeroizing<Vec<u8>>), KeyError> 
     if hrp.is_empty() || data.len() < 6 {
         return Err(KeyError::Bech32("too short"));
     }
-    let mut values = Zeroizing::new(Vec::with_capacity(hrp.len() * 2 + 1 + data.len()));
-    values.extend(hrp.bytes().map(|c| c >> 5));
-    values.push(0);
-    values.extend(hrp.bytes().map(|c| c & 31));
+    let mut values = Zeroizing::new(hrp_expand(hrp));
     let start = values.len();
     for c in data.bytes() {
         let v = CHARSET
