@@ -303,3 +303,81 @@ fn record_writes_a_replay_file_of_the_live_stream() {
         );
     }
 }
+
+#[test]
+fn secrets_never_appear_in_logs_or_the_database() {
+    let dir = TempDir::new("cli-secrets");
+    let (key, passcode) = ("k3y-0f-th3-d35k-91c4", "p4ss-c0d3-77e1-aa02");
+    // The wire mock on a free port, with these secrets.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut mock = bin()
+        .args([
+            "mock-exchange",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+            "config/staging-wire.yaml",
+        ])
+        .env("DELTADEFI_API_KEY", key)
+        .env("DELTADEFI_TRADING_PASSCODE", passcode)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mock");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "mock did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let yaml = std::fs::read_to_string(repo_path("config/staging-wire.yaml"))
+        .expect("read")
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let config = dir.path().join("wire.yaml");
+    std::fs::write(&config, yaml).expect("write");
+    let db_path = dir.path().join("wire.db");
+    let out = bin()
+        .args(["run", "--duration", "4s", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db_path)
+        .env("RUST_LOG", "debug")
+        .env("DELTADEFI_API_KEY", key)
+        .env("DELTADEFI_TRADING_PASSCODE", passcode)
+        .output()
+        .expect("run");
+    let _ = mock.kill();
+    let mut mock_err = String::new();
+    if let Some(mut e) = mock.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut mock_err);
+    }
+    let _ = mock.wait();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(
+        logs.contains("deltadefi gateway ready"),
+        "the bot traded against the mock: {logs}"
+    );
+    for secret in [key, passcode] {
+        assert!(!logs.contains(secret), "a secret is in the bot's logs");
+        assert!(!mock_err.contains(secret), "a secret is in the mock's logs");
+        let db_bytes = std::fs::read(&db_path).expect("db");
+        let wal = std::fs::read(dir.path().join("wire.db-wal")).unwrap_or_default();
+        for bytes in [&db_bytes, &wal] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a secret is in SQLite"
+            );
+        }
+    }
+}
