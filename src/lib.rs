@@ -7,6 +7,7 @@
 //! - [`status`]: the periodic status line and `status --db`.
 //! - [`bench`]: the in-process full-pipeline benchmark.
 //! - [`logging`]: text or JSON logs.
+//! - [`telemetry`]: OpenTelemetry trace export over OTLP, JSON logs with trace ids.
 //!
 //! The actors and their pure cores live in the `mm-actors` crate (`actors/`).
 #![forbid(unsafe_code)]
@@ -17,3 +18,4 @@ pub mod bench;
 pub mod config;
 pub mod logging;
 pub mod status;
+pub mod telemetry;

@@ -20,4 +20,18 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .try_init(),
     };
+    install_panic_hook();
+}
+
+/// Routes panic reports through the log, so that JSON logs stay JSON. A panic inside an actor
+/// is caught and turned into a restart (see mm_actors::supervision).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let cause = mm_actors::supervision::panic_message(info.payload());
+        tracing::error!(cause = %cause, location = %location, "panic");
+    }));
 }

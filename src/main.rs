@@ -276,7 +276,7 @@ fn run(
             LogFormatArg::Json => LogFormat::Json,
         };
     }
-    logging::init(cfg.run.log_format);
+    let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, cfg.run.log_format, env)?;
     let store = Store::open(&cfg.run.db_path)
         .with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
     let spec = app::feed_spec(&cfg)?;
@@ -338,6 +338,8 @@ fn run(
         actix::System::current().stop();
         drained
     });
+    // Off the actix thread: flush what the exporter still holds.
+    telemetry.shutdown();
     if drained {
         info!("stopped cleanly");
         Ok(ExitCode::SUCCESS)

@@ -33,6 +33,45 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub mock_exchange: MockExchangeConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// OpenTelemetry export. With no endpoint (here or in `OTEL_EXPORTER_OTLP_ENDPOINT`),
+/// nothing is exported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP collector base URL, e.g. `http://otel-collector:4317` (gRPC) or `:4318` (HTTP).
+    pub otlp_endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of root traces kept (parent-based: children follow their parent).
+    pub sample_ratio: f64,
+    /// `deployment.environment.name` of the service's resource.
+    pub environment: String,
+    /// Spans queued for export at most; beyond it new spans are dropped, never waited for.
+    pub max_queue_size: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            protocol: OtlpProtocol::Grpc,
+            sample_ratio: 1.0,
+            environment: "staging".into(),
+            max_queue_size: 4_096,
+        }
+    }
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtlpProtocol {
+    #[default]
+    Grpc,
+    HttpProtobuf,
 }
 
 /// Where orders go.
@@ -770,6 +809,28 @@ impl Config {
             0,
             3_600,
             "run.status_interval_s",
+        );
+        let t = &self.telemetry;
+        c.check(
+            (0.0..=1.0).contains(&t.sample_ratio),
+            "telemetry.sample_ratio",
+            format!("must be in 0..=1 (got {})", t.sample_ratio),
+        );
+        c.range_u64(
+            t.max_queue_size as u64,
+            64,
+            1_000_000,
+            "telemetry.max_queue_size",
+        );
+        c.check(
+            t.otlp_endpoint.is_empty()
+                || t.otlp_endpoint.starts_with("http://")
+                || t.otlp_endpoint.starts_with("https://"),
+            "telemetry.otlp_endpoint",
+            format!(
+                "must be empty or an http(s) URL (got {:?})",
+                t.otlp_endpoint
+            ),
         );
         c.range_u64(
             self.run.drain_timeout_ms,

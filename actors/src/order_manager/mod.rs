@@ -19,6 +19,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use tracing::{debug, error, info, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::account_feed::{ResolveOrders, Resync};
 use crate::config::MarketConfig;
@@ -81,6 +82,8 @@ pub struct QuoteTarget {
     pub reason: QuoteReason,
     /// Receive instant of the tick that caused it, for tick-to-intent latency.
     pub tick_recv_at: Option<Instant>,
+    /// Trace context of the quote decision: the parent of the order work it causes.
+    pub cx: opentelemetry::Context,
 }
 
 /// An order whose place was superseded in the outbox before reaching the venue.
@@ -299,9 +302,12 @@ impl OrderManager {
             Some((target.book.ref_bid + target.book.ref_ask) / Decimal::TWO),
         );
         let desired = target.book.orders.clone();
+        let span = tracing::info_span!("order_manager.diff", market = %market, intents = tracing::field::Empty);
+        let _ = span.set_parent(target.cx.clone());
         let intents = self.tracker.diff(market, &desired, tolerance);
+        span.record("intents", intents.len());
         if !intents.is_empty() {
-            self.submit(market.clone(), intents, mid, tick_at, ctx);
+            self.submit(market.clone(), intents, mid, tick_at, span.context(), ctx);
         }
     }
 
@@ -313,6 +319,7 @@ impl OrderManager {
         intents: Vec<Intent>,
         reference_mid: Option<Decimal>,
         tick_at: Option<Instant>,
+        cx: opentelemetry::Context,
         ctx: &mut Context<Self>,
     ) {
         let Some(risk) = self.reg.risk_check.get().cloned() else {
@@ -324,11 +331,22 @@ impl OrderManager {
             intents: intents.clone(),
             exposure,
             reference_mid,
+            cx: cx.clone(),
         };
         ctx.wait(risk.send(req).into_actor(self).map(move |verdicts, act, ctx| match verdicts {
             Ok(verdicts) => {
                 let approved: Vec<Intent> =
                     intents.into_iter().zip(verdicts).filter_map(|(i, v)| v.ok().map(|()| i)).collect();
+                for i in &approved {
+                    let span = tracing::info_span!(
+                        "order_manager.intent",
+                        market = %i.market(),
+                        kind = i.kind().as_str(),
+                        client_order_id = i.client_order_id().map(|c| c.as_str()).unwrap_or(""),
+                    );
+                    let _ = span.set_parent(cx.clone());
+                    span.in_scope(|| tracing::debug!("intent approved"));
+                }
                 if let Some(t0) = tick_at {
                     let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     for _ in &approved {
@@ -394,6 +412,7 @@ impl OrderManager {
             }],
             None,
             None,
+            opentelemetry::Context::new(),
             ctx,
         );
     }
@@ -758,7 +777,14 @@ impl Handler<VenueSnapshot> for OrderManager {
         let first = self.reconciled.insert(market.clone());
         info!(market = %market, venue_open = msg.open_orders.len(), orphans = orphans.len(), "reconciled with the venue");
         if !orphans.is_empty() {
-            self.submit(market.clone(), orphans, None, None, ctx);
+            self.submit(
+                market.clone(),
+                orphans,
+                None,
+                None,
+                opentelemetry::Context::new(),
+                ctx,
+            );
         }
         if first {
             self.reg.requote.do_send(RequestRequote {
@@ -784,7 +810,14 @@ impl Handler<OrderResolved> for OrderManager {
                         market: vo.market.clone(),
                         venue_order_id: Some(vo.venue_order_id.clone()),
                     };
-                    self.submit(vo.market.clone(), vec![cancel], None, None, ctx);
+                    self.submit(
+                        vo.market.clone(),
+                        vec![cancel],
+                        None,
+                        None,
+                        opentelemetry::Context::new(),
+                        ctx,
+                    );
                 }
             }
             None => {

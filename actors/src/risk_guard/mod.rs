@@ -16,6 +16,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use tracing::{error, info, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::{MarketConfig, RiskConfig};
 use crate::intent::Intent;
@@ -39,6 +40,8 @@ pub struct CheckIntents {
     pub exposure: OpenExposure,
     /// Reference mid in venue terms, from the target that caused the intents.
     pub reference_mid: Option<Decimal>,
+    /// Trace context of the work that produced the intents.
+    pub cx: opentelemetry::Context,
 }
 
 /// Freshness of each reference symbol.
@@ -382,6 +385,14 @@ crate::supervised_actor!(RiskGuard, "risk_guard");
 impl Handler<CheckIntents> for RiskGuard {
     type Result = MessageResult<CheckIntents>;
     fn handle(&mut self, msg: CheckIntents, _: &mut Context<Self>) -> Self::Result {
+        let span = tracing::info_span!(
+            "risk_guard.check",
+            market = %msg.market,
+            intents = msg.intents.len(),
+            denied = tracing::field::Empty,
+        );
+        let _ = span.set_parent(msg.cx.clone());
+        let _entered = span.enter();
         if let Some(mid) = msg.reference_mid {
             self.marks.insert(msg.market.clone(), mid);
         }
@@ -421,6 +432,7 @@ impl Handler<CheckIntents> for RiskGuard {
             })
             .collect();
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
+        span.record("denied", denied);
         if denied > 0 {
             self.denials += denied;
             if self.denials.is_power_of_two()

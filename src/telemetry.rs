@@ -1,0 +1,249 @@
+//! Telemetry: logs (text or JSON with trace and span ids) and OpenTelemetry traces over OTLP.
+//!
+//! The exporter lives on its own small tokio runtime, never on actix's thread (stack.md
+//! pitfall 1), behind a batch processor with a bounded queue: a slow or absent collector drops
+//! spans, it never stalls quoting. Only this service's own spans are exported (a per-layer
+//! filter keeps HTTP and gRPC internals out). The endpoint and protocol come from the standard
+//! `OTEL_EXPORTER_OTLP_*` variables or the config; with neither, nothing is exported.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mm_actors::config::{LogFormat, OtlpProtocol, TelemetryConfig};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+/// Keeps the exporter alive; [`Telemetry::shutdown`] flushes it (call off the actix thread).
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Telemetry {
+    /// True when spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is queued (bounded by the exporter's timeout).
+    pub fn flush(&self) {
+        if let Some(p) = &self.provider {
+            let _ = p.force_flush();
+        }
+    }
+
+    /// Flushes and stops the exporter.
+    pub fn shutdown(mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Where traces go: the config's endpoint, overridden by `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+/// or `OTEL_EXPORTER_OTLP_ENDPOINT`, and the protocol by `OTEL_EXPORTER_OTLP_PROTOCOL`
+/// (`grpc` or `http/protobuf`). `None` when no endpoint is set anywhere.
+pub fn endpoint(
+    cfg: &TelemetryConfig,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Option<(String, OtlpProtocol)> {
+    let protocol = match env("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+        Some("grpc") => OtlpProtocol::Grpc,
+        Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+        _ => cfg.protocol,
+    };
+    if let Some(e) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").filter(|e| !e.is_empty()) {
+        // The signal-specific variable is used as given.
+        return Some((e, protocol));
+    }
+    let base = env("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| cfg.otlp_endpoint.clone());
+    if base.is_empty() {
+        return None;
+    }
+    let url = match protocol {
+        OtlpProtocol::Grpc => base,
+        OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+    };
+    Some((url, protocol))
+}
+
+/// Installs logging and, when an endpoint is configured, trace export.
+///
+/// # Errors
+/// The exporter cannot be built (a malformed endpoint).
+pub fn init(
+    cfg: &TelemetryConfig,
+    format: LogFormat,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Telemetry> {
+    let fmt_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix=warn,mio=warn"));
+    let fmt_layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .compact()
+            .with_filter(fmt_filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(JsonWithTrace)
+            .with_filter(fmt_filter)
+            .boxed(),
+    };
+    let Some((url, protocol)) = endpoint(cfg, &env) else {
+        // No collector: spans still get ids (for the logs), nothing is exported.
+        let local = SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOn)
+            .build();
+        let otel_layer = tracing_opentelemetry::layer()
+            .with_tracer(local.tracer("deltadefi-mm"))
+            .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"));
+        let _ = tracing_subscriber::registry()
+            .with(fmt_layer)
+            .with(otel_layer)
+            .try_init();
+        crate::logging::install_panic_hook();
+        return Ok(Telemetry {
+            provider: None,
+            runtime: None,
+        });
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()
+        .context("starting the telemetry runtime")?;
+    let provider = {
+        let _enter = runtime.enter();
+        let exporter = match protocol {
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(url.clone())
+                .with_timeout(Duration::from_secs(3))
+                .build(),
+            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(url.clone())
+                .with_timeout(Duration::from_secs(3))
+                .build(),
+        }
+        .with_context(|| format!("building the OTLP exporter for {url}"))?;
+        let batch = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(cfg.max_queue_size)
+                    .build(),
+            )
+            .build();
+        SdkTracerProvider::builder()
+            .with_resource(
+                Resource::builder()
+                    .with_service_name("deltadefi-mm")
+                    .with_attributes([
+                        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                        KeyValue::new("deployment.environment.name", cfg.environment.clone()),
+                    ])
+                    .build(),
+            )
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                cfg.sample_ratio,
+            ))))
+            .with_span_processor(batch)
+            .build()
+    };
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("deltadefi-mm"))
+        .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"));
+    let _ = tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init();
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    crate::logging::install_panic_hook();
+    tracing::info!(endpoint = %url, ?protocol, sample_ratio = cfg.sample_ratio, "exporting traces over OTLP");
+    Ok(Telemetry {
+        provider: Some(provider),
+        runtime: Some(runtime),
+    })
+}
+
+/// One JSON object per line with the event's fields and the trace and span ids of the span it
+/// happened in.
+pub struct JsonWithTrace;
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = FieldMap(serde_json::Map::new());
+        event.record(&mut fields);
+        let mut obj = fields.0;
+        let meta = event.metadata();
+        obj.insert("timestamp".into(), humantime_now().into());
+        obj.insert("level".into(), meta.level().as_str().into());
+        obj.insert("target".into(), meta.target().into());
+        if let Some(span) = ctx.lookup_current() {
+            obj.insert("span".into(), span.name().into());
+        }
+        let cx = tracing::Span::current().context();
+        let sc = cx.span().span_context().clone();
+        if sc.is_valid() {
+            obj.insert("trace_id".into(), sc.trace_id().to_string().into());
+            obj.insert("span_id".into(), sc.span_id().to_string().into());
+        }
+        writeln!(w, "{}", serde_json::Value::Object(obj))
+    }
+}
+
+fn humantime_now() -> String {
+    let ms = mm_actors::types::now_ms();
+    format!("{}.{:03}", ms / 1000, ms.rem_euclid(1000))
+}
+
+struct FieldMap(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for FieldMap {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().into(), format!("{v:?}").into());
+    }
+}

@@ -1,0 +1,153 @@
+//! Traces over OTLP to a real receiver on 127.0.0.1 (opentelemetry-proto's gRPC server): the
+//! staging pipeline runs until it has approved intents, and one trace holds the quote decision,
+//! the diff, the risk check and the intents, linked parent to child, with the service's
+//! resource. (Its own process: the tracing subscriber is global.)
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TempDir, staging_config, start_synthetic, wait_until};
+use mm_actors::config::LogFormat;
+use mm_actors::order_manager::GetOrderStats;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value;
+
+#[derive(Clone, Debug)]
+struct Got {
+    service: String,
+    name: String,
+    trace: Vec<u8>,
+    span: Vec<u8>,
+    parent: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Got>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut out = self.0.lock().expect("lock");
+        for rs in req.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    out.push(Got {
+                        service: service.clone(),
+                        name: s.name,
+                        trace: s.trace_id,
+                        span: s.span_id,
+                        parent: s.parent_span_id,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[test]
+fn one_trace_from_quote_decision_to_approved_intents() {
+    // The receiver runs on its own runtime, as a collector would.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let received = Receiver::default();
+    let addr = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(received.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
+        );
+        addr
+    });
+    let dir = TempDir::new("otlp");
+    let mut cfg = staging_config(dir.path());
+    cfg.feed.synthetic.interval_ms = 10;
+    cfg.telemetry.otlp_endpoint = format!("http://{addr}");
+    let env = |_: &str| None;
+    let telemetry =
+        deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Json, env).expect("telemetry");
+    assert!(telemetry.exporting());
+    actix::System::new().block_on(async {
+        let p = start_synthetic(&cfg, None);
+        wait_until("approved intents", Duration::from_secs(20), || {
+            let o = p.orders.clone();
+            async move {
+                o.send(GetOrderStats)
+                    .await
+                    .map(|s| s.intents >= 4)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        assert!(p.shutdown(Duration::from_secs(15)).await);
+    });
+    telemetry.shutdown();
+    let spans = received.0.lock().expect("lock").clone();
+    let by_id = |id: &[u8]| spans.iter().find(|s| s.span == id).cloned();
+    let intent = spans
+        .iter()
+        .find(|s| {
+            s.name == "order_manager.intent"
+                && by_id(&s.parent).is_some_and(|p| p.name == "order_manager.diff")
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no intent span under a diff span in {} spans", spans.len()));
+    let diff = by_id(&intent.parent).expect("diff");
+    let decide = by_id(&diff.parent).expect("the diff's parent was exported");
+    assert_eq!(decide.name, "quote.decide");
+    assert!(decide.parent.is_empty(), "the quote decision is the root");
+    assert!(
+        spans.iter().any(|s| s.name == "risk_guard.check"
+            && s.parent == diff.span
+            && s.trace == decide.trace),
+        "the risk check is a child of the diff in the same trace"
+    );
+    assert!(
+        [&intent, &diff, &decide]
+            .iter()
+            .all(|s| s.trace == decide.trace && s.service == "deltadefi-mm")
+    );
+    // Only our own spans: nothing from HTTP, gRPC or actix internals.
+    let ours = [
+        "quote.decide",
+        "order_manager.diff",
+        "order_manager.intent",
+        "risk_guard.check",
+    ];
+    let foreign: Vec<&str> = spans
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| !ours.contains(n))
+        .collect();
+    assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
+}
