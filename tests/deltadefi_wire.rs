@@ -119,6 +119,7 @@ fn buy(id: &str, price: &str) -> VenueRequest {
         side: Side::Buy,
         price: d(price),
         size: d("100"),
+        traceparent: None,
     })
 }
 

@@ -92,6 +92,9 @@ fn one_trace_from_quote_decision_to_approved_intents() {
     let dir = TempDir::new("otlp");
     let mut cfg = staging_config(dir.path());
     cfg.feed.synthetic.interval_ms = 10;
+    cfg.feed.synthetic.burst_probability = rust_decimal::Decimal::new(3, 2);
+    cfg.markets[0].venue_spread_bps = rust_decimal::Decimal::from(6);
+    cfg.mock_exchange.latency_ms = 2;
     cfg.telemetry.otlp_endpoint = format!("http://{addr}");
     let env = |_: &str| None;
     let telemetry =
@@ -99,15 +102,19 @@ fn one_trace_from_quote_decision_to_approved_intents() {
     assert!(telemetry.exporting());
     actix::System::new().block_on(async {
         let p = start_synthetic(&cfg, None);
-        wait_until("approved intents", Duration::from_secs(20), || {
-            let o = p.orders.clone();
-            async move {
-                o.send(GetOrderStats)
-                    .await
-                    .map(|s| s.intents >= 4)
-                    .unwrap_or(false)
-            }
-        })
+        wait_until(
+            "approved intents and a fill",
+            Duration::from_secs(60),
+            || {
+                let o = p.orders.clone();
+                async move {
+                    o.send(GetOrderStats)
+                        .await
+                        .map(|s| s.intents >= 4 && s.markets[0].fills >= 1)
+                        .unwrap_or(false)
+                }
+            },
+        )
         .await;
         assert!(p.shutdown(Duration::from_secs(15)).await);
     });
@@ -137,12 +144,49 @@ fn one_trace_from_quote_decision_to_approved_intents() {
             .iter()
             .all(|s| s.trace == decide.trace && s.service == "deltadefi-mm")
     );
+    // The intent's story continues in its trace: the permit wait, the dispatch, the gateway
+    // request (a child of the dispatch) and the acknowledgement.
+    let child_of = |parent: &Got, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.parent == parent.span && s.trace == parent.trace)
+            .cloned()
+    };
+    let acked = spans
+        .iter()
+        .filter(|s| s.name == "order_manager.intent")
+        .find(|i| {
+            child_of(i, "order_manager.ack").is_some() && child_of(i, "outbox.dispatch").is_some()
+        })
+        .cloned()
+        .expect("an intent with its dispatch and acknowledgement");
+    assert!(
+        child_of(&acked, "rate_limiter.wait").is_some(),
+        "the permit wait is in the intent's trace"
+    );
+    let dispatch = child_of(&acked, "outbox.dispatch").expect("dispatch");
+    assert!(
+        child_of(&dispatch, "gateway.request").is_some(),
+        "the gateway request is a child of the dispatch"
+    );
+    // A fill joins the trace of the intent that placed its order.
+    assert!(
+        spans.iter().any(|f| f.name == "order_manager.fill"
+            && by_id(&f.parent)
+                .is_some_and(|p| p.name == "order_manager.intent" && p.trace == f.trace)),
+        "no fill span under an intent span"
+    );
     // Only our own spans: nothing from HTTP, gRPC or actix internals.
     let ours = [
         "quote.decide",
         "order_manager.diff",
         "order_manager.intent",
         "risk_guard.check",
+        "rate_limiter.wait",
+        "outbox.dispatch",
+        "gateway.request",
+        "order_manager.ack",
+        "order_manager.fill",
     ];
     let foreign: Vec<&str> = spans
         .iter()

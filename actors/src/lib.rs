@@ -19,6 +19,7 @@
 //! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart, health, fault injection.
 //! - [`deltadefi`]: DeltaDeFi REST and account-stream shapes, parsed defensively.
 //! - [`signer`]: operation-key decryption, BIP32-Ed25519 derivation, Cardano tx signing.
+//! - [`trace`]: W3C traceparent across actors and restarts.
 //! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -45,5 +46,6 @@ pub mod rng;
 pub mod signer;
 pub mod store;
 pub mod supervision;
+pub mod trace;
 pub mod types;
 pub mod venue;

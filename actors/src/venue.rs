@@ -127,6 +127,8 @@ pub struct NewOrder {
     pub side: Side,
     pub price: Decimal,
     pub size: Decimal,
+    /// W3C traceparent of the gateway request, for the transport's spans.
+    pub traceparent: Option<String>,
 }
 
 /// One request to the venue.

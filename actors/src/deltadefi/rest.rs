@@ -16,7 +16,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, error, info, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use zeroize::Zeroizing;
 
 use super::wire::{
@@ -242,22 +243,47 @@ async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply
         price: o.price.normalize().to_string(),
         post_only: true,
     };
-    let built: BuildOrderResponse = http.call(true, "/order/build", Some(&req)).await?;
-    let signed_tx = signer.sign_tx_hex(&built.tx_hex).map_err(|e| {
-        VenueFailure::Rejected(VenueError::new(
-            4407,
-            format!("cannot sign the built transaction: {e}"),
-        ))
-    })?;
+    let parent = crate::trace::context_from(o.traceparent.as_deref());
+    let step = |name: &'static str| {
+        let span = tracing::info_span!(
+            "deltadefi.request",
+            otel.name = name,
+            venue.code = tracing::field::Empty
+        );
+        let _ = span.set_parent(parent.clone());
+        span
+    };
+    let build_span = step("deltadefi.build");
+    let built: Result<BuildOrderResponse, CallError> = http
+        .call(true, "/order/build", Some(&req))
+        .instrument(build_span.clone())
+        .await;
+    if let Err(CallError::Venue(e)) = &built {
+        build_span.record("venue.code", e.code);
+    }
+    let built = built?;
+    let signed_tx = step("deltadefi.sign")
+        .in_scope(|| signer.sign_tx_hex(&built.tx_hex))
+        .map_err(|e| {
+            VenueFailure::Rejected(VenueError::new(
+                4407,
+                format!("cannot sign the built transaction: {e}"),
+            ))
+        })?;
     let venue_id = VenueOrderId(built.order_id.clone());
     let submit = SubmitOrderRequest {
         order_id: built.order_id,
         signed_tx,
     };
-    match http
+    let submit_span = step("deltadefi.submit");
+    let submitted = http
         .call::<_, SubmitOrderResponse>(true, "/order/submit", Some(&submit))
-        .await
-    {
+        .instrument(submit_span.clone())
+        .await;
+    if let Err(CallError::Venue(e)) = &submitted {
+        submit_span.record("venue.code", e.code);
+    }
+    match submitted {
         Ok(r) => {
             let order = r.into_order();
             let mut vo = order

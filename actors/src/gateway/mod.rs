@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::{debug, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::GatewayConfig;
 use crate::intent::{Intent, IntentKind};
@@ -28,6 +29,8 @@ use crate::venue::{NewOrder, VenueFailure, VenueReply, VenueRequest};
 #[rtype(result = "()")]
 pub struct Dispatch {
     pub row: OutboxRow,
+    /// Trace context of the outbox dispatch.
+    pub cx: opentelemetry::Context,
 }
 
 /// The order gateway.
@@ -67,7 +70,7 @@ impl DeltaDeFiGateway {
     }
 }
 
-fn request_of(intent: &Intent) -> VenueRequest {
+fn request_of(intent: &Intent, traceparent: Option<String>) -> VenueRequest {
     match intent {
         Intent::Place {
             client_order_id,
@@ -82,6 +85,7 @@ fn request_of(intent: &Intent) -> VenueRequest {
             side: *side,
             price: *price,
             size: *size,
+            traceparent,
         }),
         Intent::Cancel {
             client_order_id,
@@ -123,7 +127,16 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
             return;
         };
         self.in_flight.insert(id, kind);
-        let req = request_of(&msg.row.intent);
+        let span = tracing::info_span!(
+            "gateway.request",
+            outbox.id = id,
+            kind = kind.as_str(),
+            attempt = msg.row.attempts,
+            outcome = tracing::field::Empty,
+            venue.code = tracing::field::Empty,
+        );
+        let _ = span.set_parent(msg.cx.clone());
+        let req = request_of(&msg.row.intent, crate::trace::traceparent(&span.context()));
         debug!(
             outbox_id = id,
             kind = kind.as_str(),
@@ -197,6 +210,17 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                 },
                 other => other,
             };
+            match &result {
+                DispatchResult::Done { .. } => span.record("outcome", "done"),
+                DispatchResult::Rejected { code, .. } => span
+                    .record("outcome", "rejected")
+                    .record("venue.code", code.unwrap_or(0)),
+                DispatchResult::Retry { code, .. } => span
+                    .record("outcome", "retry")
+                    .record("venue.code", code.unwrap_or(0)),
+                DispatchResult::Unknown { .. } => span.record("outcome", "unknown"),
+            };
+            drop(span);
             act.reg
                 .dispatch_outcome
                 .do_send(DispatchOutcome { id, result });

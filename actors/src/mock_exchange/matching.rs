@@ -496,6 +496,7 @@ mod tests {
             side,
             price: d(price),
             size: d(size),
+            traceparent: None,
         }
     }
     fn code(r: Result<(VenueOrder, Vec<VenueEvent>), VenueError>) -> u32 {

@@ -422,6 +422,7 @@ async fn build(
             side: b.side,
             price,
             size,
+            traceparent: None,
         };
         st.builds.insert(
             order_id.clone(),

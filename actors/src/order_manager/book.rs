@@ -170,7 +170,12 @@ impl OrderTracker {
 
     /// Records an approved intent: creates the order of a place, moves the orders a cancel
     /// covers to `PendingCancel`. Returns the transitions to persist with the outbox row.
-    pub fn apply_intent(&mut self, intent: &Intent, now_ms: i64) -> Vec<Transition> {
+    pub fn apply_intent(
+        &mut self,
+        intent: &Intent,
+        now_ms: i64,
+        traceparent: Option<&str>,
+    ) -> Vec<Transition> {
         match intent {
             Intent::Place {
                 client_order_id,
@@ -191,6 +196,7 @@ impl OrderTracker {
                     state: OrderState::PendingNew,
                     venue_order_id: None,
                     created_at_ms: now_ms,
+                    traceparent: traceparent.map(str::to_string),
                 };
                 self.orders.insert(client_order_id.clone(), order.clone());
                 vec![Transition {
@@ -319,7 +325,7 @@ mod tests {
         let intents = t.diff(&m(), desired, d("3"));
         let mut ids = Vec::new();
         for i in &intents {
-            t.apply_intent(i, 1);
+            t.apply_intent(i, 1, None);
             if let Intent::Place {
                 client_order_id, ..
             } = i
@@ -368,7 +374,7 @@ mod tests {
         );
         assert!(matches!(&intents[1], Intent::Place { price, .. } if *price == d("0.4520")));
         for i in &intents {
-            t.apply_intent(i, 2);
+            t.apply_intent(i, 2, None);
         }
         assert_eq!(
             t.get(&ids[0]).map(|o| o.state),
@@ -428,7 +434,7 @@ mod tests {
                 want(Side::Sell, 0, "0.4506", "100"),
             ],
         );
-        let ts = t.apply_intent(&Intent::CancelAll { market: m() }, 5);
+        let ts = t.apply_intent(&Intent::CancelAll { market: m() }, 5, None);
         assert_eq!(ts.len(), 2);
         assert!(t.orders().all(|o| o.state == OrderState::PendingCancel));
     }

@@ -42,6 +42,8 @@ use state::{Order, OrderEvent, OrderState};
 /// A venue order we cannot match is treated as an orphan only after this long, while a place
 /// of ours is still waiting for its venue id.
 const ORPHAN_GRACE_MS: i64 = 30_000;
+/// Finished orders whose trace is kept for late fills.
+const FINISHED_TRACES_KEPT: usize = 10_000;
 /// How long an unmatched venue report is kept for a late venue id.
 const UNMATCHED_KEPT_MS: i64 = 600_000;
 
@@ -189,6 +191,9 @@ pub struct OrderManager {
     reconciled: HashSet<MarketId>,
     halted: HashSet<MarketId>,
     fill_sums: HashMap<ClientOrderId, Decimal>,
+    /// Traces of recently finished orders, by venue id, for late fills.
+    finished_traces: HashMap<String, String>,
+    finished_order: std::collections::VecDeque<String>,
     /// Venue orders reported before we knew their id: (latest report, first seen ms).
     unmatched: HashMap<VenueOrderId, (VenueOrder, i64)>,
     /// Orders whose cancel failed for good; cancelled again if the venue still lists them open.
@@ -218,6 +223,8 @@ impl OrderManager {
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             fill_sums: HashMap::new(),
             unmatched: HashMap::new(),
+            finished_traces: HashMap::new(),
+            finished_order: std::collections::VecDeque::new(),
             cancel_failed: HashSet::new(),
             cancel_all_pending: HashSet::new(),
             pending_work: HashSet::new(),
@@ -281,6 +288,11 @@ impl OrderManager {
         match self.event(id, ev, detail) {
             Some(t) => {
                 let terminal = t.order.state.is_terminal();
+                if terminal
+                    && let (Some(v), Some(tp)) = (&t.order.venue_order_id, &t.order.traceparent)
+                {
+                    self.remember_trace(v.to_string(), tp.clone());
+                }
                 self.persist(vec![t]);
                 terminal
             }
@@ -337,16 +349,23 @@ impl OrderManager {
             Ok(verdicts) => {
                 let approved: Vec<Intent> =
                     intents.into_iter().zip(verdicts).filter_map(|(i, v)| v.ok().map(|()| i)).collect();
-                for i in &approved {
-                    let span = tracing::info_span!(
-                        "order_manager.intent",
-                        market = %i.market(),
-                        kind = i.kind().as_str(),
-                        client_order_id = i.client_order_id().map(|c| c.as_str()).unwrap_or(""),
-                    );
-                    let _ = span.set_parent(cx.clone());
-                    span.in_scope(|| tracing::debug!("intent approved"));
-                }
+                // Each intent gets its span; its traceparent is stored with the order and the
+                // outbox row so that dispatch, acknowledgement and fills join this trace.
+                let approved: Vec<(Intent, Option<String>)> = approved
+                    .into_iter()
+                    .map(|i| {
+                        let span = tracing::info_span!(
+                            "order_manager.intent",
+                            market = %i.market(),
+                            kind = i.kind().as_str(),
+                            client_order_id = i.client_order_id().map(|c| c.as_str()).unwrap_or(""),
+                        );
+                        let _ = span.set_parent(cx.clone());
+                        span.in_scope(|| tracing::debug!("intent approved"));
+                        let tp = crate::trace::traceparent(&span.context());
+                        (i, tp)
+                    })
+                    .collect();
                 if let Some(t0) = tick_at {
                     let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
                     for _ in &approved {
@@ -363,21 +382,25 @@ impl OrderManager {
     }
 
     /// Records approved intents: order transitions and outbox rows in one transaction.
-    fn commit(&mut self, intents: Vec<Intent>, ctx: &mut Context<Self>) {
+    fn commit(&mut self, intents: Vec<(Intent, Option<String>)>, ctx: &mut Context<Self>) {
         if intents.is_empty() {
             return;
         }
         let now = now_ms();
         let mut writes = Vec::with_capacity(intents.len() * 2);
         let mut rows = Vec::with_capacity(intents.len());
-        for intent in intents {
-            for transition in self.tracker.apply_intent(&intent, now) {
+        for (intent, traceparent) in intents {
+            for transition in self
+                .tracker
+                .apply_intent(&intent, now, traceparent.as_deref())
+            {
                 writes.push(Write::Order {
                     transition,
                     ts_ms: now,
                 });
             }
-            let row = OutboxRow::new(self.next_outbox_id, intent, now);
+            let row =
+                OutboxRow::new(self.next_outbox_id, intent, now).with_traceparent(traceparent);
             self.next_outbox_id += 1;
             self.intents += 1;
             writes.push(Write::Outbox(row.clone()));
@@ -458,6 +481,22 @@ impl OrderManager {
         }
     }
 
+    /// Keeps the trace of a finished order for fills that arrive after it finished.
+    fn remember_trace(&mut self, venue_id: String, traceparent: String) {
+        if self
+            .finished_traces
+            .insert(venue_id.clone(), traceparent)
+            .is_none()
+        {
+            self.finished_order.push_back(venue_id);
+        }
+        while self.finished_order.len() > FINISHED_TRACES_KEPT {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished_traces.remove(&old);
+            }
+        }
+    }
+
     /// Records the venue id of one of our orders and applies any update the account stream
     /// delivered for it before we knew the id.
     fn assign_venue_id(&mut self, id: &ClientOrderId, v: VenueOrderId) {
@@ -499,6 +538,7 @@ impl OrderManager {
             state: OrderState::Working,
             venue_order_id: Some(vo.venue_order_id.clone()),
             created_at_ms: vo.ts_ms,
+            traceparent: None,
         };
         self.tracker.load_one(order.clone());
         self.persist(vec![Transition {
@@ -594,6 +634,19 @@ impl Handler<IntentOutcome> for OrderManager {
             }
             IntentOutcome::Result { row, result } => (row, result),
         };
+        let ack = tracing::info_span!(
+            "order_manager.ack",
+            outbox.id = row.id,
+            kind = row.intent.kind().as_str(),
+            outcome = match &result {
+                DispatchResult::Done { .. } => "done",
+                DispatchResult::Rejected { .. } => "rejected",
+                DispatchResult::Retry { .. } => "dead",
+                DispatchResult::Unknown { .. } => "unknown",
+            },
+        );
+        let _ = ack.set_parent(crate::trace::context_from(row.traceparent.as_deref()));
+        let _ack = ack.enter();
         let market = row.intent.market().clone();
         match (&row.intent, result) {
             (
@@ -716,6 +769,29 @@ impl Handler<FillApplied> for OrderManager {
     fn handle(&mut self, msg: FillApplied, ctx: &mut Context<Self>) {
         let f = msg.fill;
         *self.fills.entry(f.market.clone()).or_insert(0) += 1;
+        // The fill joins the trace of the intent that placed the order, even after a restart
+        // (the traceparent is stored with the order) or once the order has finished.
+        let tp = f
+            .client_order_id
+            .as_ref()
+            .and_then(|c| self.tracker.get(c))
+            .or_else(|| {
+                self.tracker
+                    .by_venue(&f.venue_order_id)
+                    .and_then(|c| self.tracker.get(c))
+            })
+            .and_then(|o| o.traceparent.clone())
+            .or_else(|| self.finished_traces.get(f.venue_order_id.as_str()).cloned());
+        let span = tracing::info_span!(
+            "order_manager.fill",
+            market = %f.market,
+            trade_id = %f.trade_id,
+            side = f.side.as_str(),
+            price = %f.price,
+            size = %f.size,
+        );
+        let _ = span.set_parent(crate::trace::context_from(tp.as_deref()));
+        let _fill = span.enter();
         let id = f
             .client_order_id
             .clone()

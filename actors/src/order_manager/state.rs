@@ -186,6 +186,8 @@ pub struct Order {
     pub state: OrderState,
     pub venue_order_id: Option<VenueOrderId>,
     pub created_at_ms: i64,
+    /// W3C traceparent of the intent that created the order: later events join its trace.
+    pub traceparent: Option<String>,
 }
 
 impl Order {

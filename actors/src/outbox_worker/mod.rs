@@ -10,6 +10,7 @@ pub mod queue;
 
 use actix::prelude::*;
 use tracing::{debug, error, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::OutboxConfig;
 use crate::gateway::Dispatch;
@@ -73,6 +74,8 @@ pub struct OutboxWorker {
     timer: Option<SpawnHandle>,
     sent_total: u64,
     dead_total: u64,
+    /// Open `rate_limiter.wait` spans, by outbox row.
+    waits: std::collections::HashMap<i64, tracing::Span>,
     health: ActorHealth,
 }
 
@@ -89,6 +92,7 @@ impl OutboxWorker {
             timer: None,
             sent_total: 0,
             dead_total: 0,
+            waits: std::collections::HashMap::new(),
             health: ActorHealth::default(),
         }
     }
@@ -97,6 +101,7 @@ impl OutboxWorker {
         self.queue = OutboxQueue::new(policy(&self.cfg));
         self.loaded = false;
         self.timer = None;
+        self.waits.clear();
     }
 
     fn apply_effects(&mut self, effects: Vec<Effect>) {
@@ -142,6 +147,12 @@ impl OutboxWorker {
                 break;
             };
             self.queue.reserve(id);
+            // The wait for a permit, in the intent's trace; it ends when the permit comes.
+            let wait = tracing::info_span!("rate_limiter.wait", outbox.id = id);
+            let _ = wait.set_parent(crate::trace::context_from(
+                self.queue.get(id).and_then(|r| r.traceparent.as_deref()),
+            ));
+            self.waits.insert(id, wait);
             let Some(kind) = self.queue.get(id).map(|r| r.intent.kind()) else {
                 break;
             };
@@ -150,6 +161,7 @@ impl OutboxWorker {
             };
             ctx.spawn(limiter.send(AcquirePermit { kind }).into_actor(self).map(
                 move |permit, act, ctx| {
+                    act.waits.remove(&id);
                     let failure = match permit {
                         Ok(Ok(p)) => {
                             act.send_row(id, p.granted_at_ms);
@@ -196,7 +208,17 @@ impl OutboxWorker {
         self.sent_total += 1;
         let attempt = row.attempts;
         let reg = self.reg.clone();
-        let dispatch = Dispatch { row: row.clone() };
+        let span = tracing::info_span!(
+            "outbox.dispatch",
+            outbox.id = id,
+            kind = row.intent.kind().as_str(),
+            attempt
+        );
+        let _ = span.set_parent(crate::trace::context_from(row.traceparent.as_deref()));
+        let dispatch = Dispatch {
+            row: row.clone(),
+            cx: span.context(),
+        };
         // Durable before the side effect: the row is in_flight on disk before the venue sees it.
         self.store.write(
             vec![

@@ -82,6 +82,8 @@ pub struct OutboxRow {
     pub next_attempt_at_ms: i64,
     pub completed_at_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// W3C traceparent of the intent: dispatch and outcome join its trace.
+    pub traceparent: Option<String>,
 }
 
 impl OutboxRow {
@@ -97,7 +99,14 @@ impl OutboxRow {
             next_attempt_at_ms: now_ms,
             completed_at_ms: None,
             last_error: None,
+            traceparent: None,
         }
+    }
+
+    /// The same row, carrying `traceparent`.
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
     }
 }
 

@@ -102,8 +102,8 @@ impl Write {
                 let o = &t.order;
                 tx.prepare_cached(
                     "INSERT INTO orders(client_order_id, market, slot, side, price, size, filled, state,
-                                        venue_order_id, created_at_ms, updated_at_ms, last_error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                        venue_order_id, created_at_ms, updated_at_ms, last_error, traceparent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(client_order_id) DO UPDATE SET
                          filled = excluded.filled, state = excluded.state,
                          venue_order_id = COALESCE(excluded.venue_order_id, orders.venue_order_id),
@@ -122,7 +122,8 @@ impl Write {
                     o.venue_order_id.as_ref().map(|v| v.as_str()),
                     o.created_at_ms,
                     ts_ms,
-                    if o.state == OrderState::Rejected { t.detail.clone() } else { None }
+                    if o.state == OrderState::Rejected { t.detail.clone() } else { None },
+                    o.traceparent
                 ])?;
                 tx.prepare_cached(
                     "INSERT INTO order_events(client_order_id, ts_ms, from_state, to_state, event, detail)
@@ -171,8 +172,8 @@ impl Write {
                 tx.prepare_cached(
                     "INSERT INTO outbox(id, kind, market, client_order_id, venue_order_id, slot, side, price, size,
                                         status, attempts, created_at_ms, sent_at_ms, next_attempt_at_ms,
-                                        completed_at_ms, last_error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                                        completed_at_ms, last_error, traceparent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                      ON CONFLICT(id) DO UPDATE SET
                          venue_order_id = COALESCE(excluded.venue_order_id, outbox.venue_order_id),
                          status = excluded.status, attempts = excluded.attempts,
@@ -195,7 +196,8 @@ impl Write {
                     r.sent_at_ms,
                     r.next_attempt_at_ms,
                     r.completed_at_ms,
-                    r.last_error
+                    r.last_error,
+                    r.traceparent
                 ])?;
             }
             Write::OutboxSend {
@@ -261,7 +263,8 @@ fn corrupt(table: &'static str, detail: impl Into<String>) -> StoreError {
 /// SQLite errors and corrupt rows.
 pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT client_order_id, market, slot, side, price, size, filled, state, venue_order_id, created_at_ms
+        "SELECT client_order_id, market, slot, side, price, size, filled, state, venue_order_id, created_at_ms,
+                traceparent
          FROM orders WHERE state NOT IN ('filled', 'cancelled', 'rejected') ORDER BY created_at_ms, client_order_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -276,11 +279,13 @@ pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
             r.get::<_, String>(7)?,
             r.get::<_, Option<String>>(8)?,
             r.get::<_, i64>(9)?,
+            r.get::<_, Option<String>>(10)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (coid, market, slot, side, price, size, filled, state, venue, created) = row?;
+        let (coid, market, slot, side, price, size, filled, state, venue, created, traceparent) =
+            row?;
         out.push(Order {
             client_order_id: ClientOrderId(coid),
             market: MarketId(market),
@@ -293,6 +298,7 @@ pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
                 .ok_or_else(|| corrupt("orders", format!("state {state:?}")))?,
             venue_order_id: venue.map(VenueOrderId),
             created_at_ms: created,
+            traceparent,
         });
     }
     Ok(out)
@@ -307,7 +313,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
     let mut stmt = conn.prepare(
         "SELECT o.id, o.kind, o.market, o.client_order_id, COALESCE(o.venue_order_id, ord.venue_order_id),
                 o.slot, o.side, o.price, o.size, o.status, o.attempts, o.created_at_ms, o.sent_at_ms,
-                o.next_attempt_at_ms, o.completed_at_ms, o.last_error
+                o.next_attempt_at_ms, o.completed_at_ms, o.last_error, o.traceparent
          FROM outbox o LEFT JOIN orders ord ON ord.client_order_id = o.client_order_id
          WHERE o.status IN ('pending', 'in_flight', 'unknown') ORDER BY o.id",
     )?;
@@ -328,6 +334,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
         i64,
         Option<i64>,
         Option<String>,
+        Option<String>,
     );
     let rows = stmt.query_map([], |r| {
         Ok::<Raw, rusqlite::Error>((
@@ -347,6 +354,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
             r.get(13)?,
             r.get(14)?,
             r.get(15)?,
+            r.get(16)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -368,6 +376,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
             next,
             done,
             err,
+            tp,
         ) = row?;
         let market = MarketId(market);
         let need = |v: Option<String>, what: &str| {
@@ -408,6 +417,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
             next_attempt_at_ms: next,
             completed_at_ms: done,
             last_error: err,
+            traceparent: tp,
         });
     }
     Ok(out)
