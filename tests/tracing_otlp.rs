@@ -5,90 +5,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::otlp::Got;
 use common::{TempDir, staging_config, start_synthetic, wait_until};
 use mm_actors::config::LogFormat;
 use mm_actors::order_manager::GetOrderStats;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value;
-
-#[derive(Clone, Debug)]
-struct Got {
-    service: String,
-    name: String,
-    trace: Vec<u8>,
-    span: Vec<u8>,
-    parent: Vec<u8>,
-}
-
-#[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<Got>>>);
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut out = self.0.lock().expect("lock");
-        for rs in req.into_inner().resource_spans {
-            let service = rs
-                .resource
-                .iter()
-                .flat_map(|r| r.attributes.iter())
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref())
-                .and_then(|v| match &v.value {
-                    Some(any_value::Value::StringValue(s)) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    out.push(Got {
-                        service: service.clone(),
-                        name: s.name,
-                        trace: s.trace_id,
-                        span: s.span_id,
-                        parent: s.parent_span_id,
-                    });
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
 
 #[test]
 fn one_trace_from_quote_decision_to_approved_intents() {
-    // The receiver runs on its own runtime, as a collector would.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let received = Receiver::default();
-    let addr = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = l.local_addr().expect("addr");
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(received.clone()))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
-        );
-        addr
-    });
+    let (_rt, received, addr) = common::otlp::start_receiver();
     let dir = TempDir::new("otlp");
     let mut cfg = staging_config(dir.path());
     cfg.feed.synthetic.interval_ms = 10;
@@ -119,7 +45,7 @@ fn one_trace_from_quote_decision_to_approved_intents() {
         assert!(p.shutdown(Duration::from_secs(15)).await);
     });
     telemetry.shutdown();
-    let spans = received.0.lock().expect("lock").clone();
+    let spans = received.spans();
     let by_id = |id: &[u8]| spans.iter().find(|s| s.span == id).cloned();
     let intent = spans
         .iter()

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: configs, bounded waits, database access.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
