@@ -140,8 +140,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let cfg = config::load(&config, env)?;
-            logging::init(LogFormat::Text);
+            // The OTEL_EXPORTER_OTLP_* variables apply, so a run with a slow or absent
+            // collector can be compared with one without telemetry.
+            let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, env)?;
             let r = bench::run(cfg, ticks)?;
+            telemetry.shutdown();
             if json {
                 println!(
                     "{}",

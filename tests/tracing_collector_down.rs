@@ -1,0 +1,82 @@
+//! With the OTLP collector down (nothing listens at the endpoint), quoting does not stall: a
+//! max-speed run of the whole pipeline completes, intents are approved, and the exporter drops
+//! what it cannot send. (Throughput against a run without telemetry is measured by
+//! `deltadefi-mm bench`, recorded in BENCHMARKS.md.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TempDir, staging_config, start_synthetic, wait_until};
+use mm_actors::binance_feed::PlayMore;
+use mm_actors::config::LogFormat;
+use mm_actors::order_manager::GetOrderStats;
+use mm_actors::quote_engine::GetQuoteStats;
+
+#[test]
+fn quoting_goes_on_when_the_collector_is_down() {
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr");
+    let dir = TempDir::new("collector-down");
+    let mut cfg = staging_config(dir.path());
+    cfg.telemetry.otlp_endpoint = format!("http://{dead}");
+    cfg.telemetry.max_queue_size = 256;
+    cfg.feed.synthetic.interval_ms = 0;
+    cfg.rate_limit.actions_per_second = 1_000_000;
+    cfg.rate_limit.burst = 1_000_000;
+    cfg.mock_exchange.latency_ms = 0;
+    cfg.mock_exchange.latency_jitter_ms = 0;
+    let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, |_| None)
+        .expect("telemetry");
+    assert!(telemetry.exporting());
+    const TICKS: u64 = 30_000;
+    let t0 = Instant::now();
+    actix::System::new().block_on(async {
+        let p = start_synthetic(&cfg, Some(2_000));
+        wait_until("the pipeline to quote", Duration::from_secs(20), || {
+            let o = p.orders.clone();
+            async move {
+                o.send(GetOrderStats)
+                    .await
+                    .map(|s| s.intents > 0)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        p.feed.do_send(PlayMore(TICKS));
+        wait_until(
+            "every tick priced with the collector down",
+            Duration::from_secs(120),
+            || {
+                let q = p.quotes.clone();
+                async move {
+                    q.send(GetQuoteStats)
+                        .await
+                        .map(|s| s[0].ticks >= 2_000 + TICKS)
+                        .unwrap_or(false)
+                }
+            },
+        )
+        .await;
+        let intents = p.orders.send(GetOrderStats).await.expect("stats").intents;
+        assert!(
+            intents > 10,
+            "intents approved while the collector is down: {intents}"
+        );
+        assert!(p.shutdown(Duration::from_secs(20)).await);
+    });
+    println!(
+        "{TICKS} ticks with the collector down in {:.2?}",
+        t0.elapsed()
+    );
+    let t1 = Instant::now();
+    telemetry.shutdown();
+    assert!(
+        t1.elapsed() < Duration::from_secs(15),
+        "shutdown gives up on the dead collector: {:?}",
+        t1.elapsed()
+    );
+}
