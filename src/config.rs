@@ -30,6 +30,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MM_REPLAY_PATH", "feed.replay.path"),
     ("MM_BINANCE_URL", "feed.live.url"),
     ("MM_ACTIONS_PER_SECOND", "rate_limit.actions_per_second"),
+    ("MM_DELTADEFI_REST_URL", "gateway.deltadefi.rest_url"),
+    ("MM_DELTADEFI_WS_URL", "gateway.deltadefi.ws_url"),
 ];
 
 /// Reads, overrides from `env` and validates the config at `path`.
@@ -97,6 +99,12 @@ pub fn apply_env(
     }
     if let Some(v) = env("MM_BINANCE_URL") {
         cfg.feed.live.url = v;
+    }
+    if let Some(v) = env("MM_DELTADEFI_REST_URL") {
+        cfg.gateway.deltadefi.rest_url = v;
+    }
+    if let Some(v) = env("MM_DELTADEFI_WS_URL") {
+        cfg.gateway.deltadefi.ws_url = v;
     }
     if let Some(v) = env("MM_ACTIONS_PER_SECOND") {
         cfg.rate_limit.actions_per_second = v.parse().map_err(|e| ConfigError::Env {

@@ -69,6 +69,14 @@ enum Command {
         #[arg(long, value_parser = config::parse_duration)]
         duration: Option<Duration>,
     },
+    /// Exit 0 when the service using this database wrote its heartbeat within --max-age
+    /// (the container health check), 1 otherwise.
+    Health {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+        max_age: Duration,
+    },
     /// Engage the kill switch of the service using this database: cancel all and halt.
     Kill {
         #[arg(long)]
@@ -186,6 +194,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("recorded {n} frames to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { db, max_age } => health(&db, max_age),
         Command::Kill { db } => control(&db, "kill"),
         Command::Resume { db } => control(&db, "resume"),
         Command::MockExchange { listen, config } => {
@@ -245,6 +254,35 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn health(db: &std::path::Path, max_age: Duration) -> anyhow::Result<ExitCode> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {}", db.display()))?;
+    let beat: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT ts_ms, trading_state FROM heartbeat WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok();
+    let now = mm_actors::types::now_ms();
+    let max = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    Ok(match beat {
+        Some((ts, state)) if now - ts <= max => {
+            println!("healthy: heartbeat {} ms ago, {state}", now - ts);
+            ExitCode::SUCCESS
+        }
+        Some((ts, _)) => {
+            println!("unhealthy: last heartbeat {} ms ago", now - ts);
+            ExitCode::from(1)
+        }
+        None => {
+            println!("unhealthy: no heartbeat yet");
+            ExitCode::from(1)
+        }
+    })
 }
 
 fn control(db: &std::path::Path, command: &str) -> anyhow::Result<ExitCode> {

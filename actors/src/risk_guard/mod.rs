@@ -304,6 +304,22 @@ impl RiskGuard {
         );
     }
 
+    fn heartbeat(&self) {
+        let mut states: Vec<String> = self
+            .states
+            .iter()
+            .map(|(m, s)| format!("{m}={}", s.as_str()))
+            .collect();
+        states.sort();
+        self.store.write(
+            vec![Write::Heartbeat {
+                ts_ms: now_ms(),
+                trading_state: states.join(","),
+            }],
+            None,
+        );
+    }
+
     fn set_kill(&mut self, engage: bool, source: &str) {
         if engage {
             if self.global_halts.insert(HaltReason::KillSwitch) {
@@ -375,6 +391,7 @@ impl Actor for RiskGuard {
             act.evaluate();
             if act.ticks % 4 == 0 {
                 act.poll_control(ctx);
+                act.heartbeat();
             }
         });
     }

@@ -64,6 +64,11 @@ pub enum Write {
         id: i64,
         ts_ms: i64,
     },
+    /// The service is alive; `trading_state` summarises its markets.
+    Heartbeat {
+        ts_ms: i64,
+        trading_state: String,
+    },
 }
 
 fn opt_dec(d: Option<Decimal>) -> Option<String> {
@@ -229,6 +234,16 @@ impl Write {
                     "INSERT INTO risk_events(ts_ms, market, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![ts_ms, market.as_ref().map(|m| m.as_str()), from, to, reason])?;
+            }
+            Write::Heartbeat {
+                ts_ms,
+                trading_state,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO heartbeat(id, ts_ms, trading_state) VALUES (1, ?1, ?2)
+                     ON CONFLICT(id) DO UPDATE SET ts_ms = excluded.ts_ms, trading_state = excluded.trading_state",
+                )?
+                .execute(params![ts_ms, trading_state])?;
             }
             Write::ControlConsumed { id, ts_ms } => {
                 tx.prepare_cached("UPDATE control SET consumed_at_ms = ?2 WHERE id = ?1")?

@@ -9,6 +9,7 @@ use crate::types::now_ms;
 pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../../migrations/0001_init.sql")),
     (2, include_str!("../../../migrations/0002_traceparent.sql")),
+    (3, include_str!("../../../migrations/0003_heartbeat.sql")),
 ];
 
 /// Applies the migrations not yet recorded in `schema_migrations`, each in its own
@@ -49,12 +50,12 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut conn = Connection::open_in_memory().expect("open");
-        assert_eq!(migrate(&mut conn).expect("first"), 2);
-        assert_eq!(migrate(&mut conn).expect("second"), 2);
+        assert_eq!(migrate(&mut conn).expect("first"), 3);
+        assert_eq!(migrate(&mut conn).expect("second"), 3);
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .expect("count");
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         for table in [
             "quotes",
             "orders",
