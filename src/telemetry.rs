@@ -110,13 +110,16 @@ pub fn init(
             .boxed(),
     };
     let Some((url, protocol)) = endpoint(cfg, &env) else {
-        // No collector: spans still get ids (for the logs), nothing is exported.
-        let local = SdkTracerProvider::builder()
-            .with_sampler(Sampler::AlwaysOn)
-            .build();
-        let otel_layer = tracing_opentelemetry::layer()
-            .with_tracer(local.tracer("deltadefi-mm"))
-            .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"));
+        // No collector. JSON logs still get trace and span ids (a local tracer gives spans
+        // ids, nothing is exported); text logs skip the tracer, which costs the hot path.
+        let otel_layer = (format == LogFormat::Json).then(|| {
+            let local = SdkTracerProvider::builder()
+                .with_sampler(Sampler::AlwaysOn)
+                .build();
+            tracing_opentelemetry::layer()
+                .with_tracer(local.tracer("deltadefi-mm"))
+                .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"))
+        });
         let _ = tracing_subscriber::registry()
             .with(fmt_layer)
             .with(otel_layer)
