@@ -14,6 +14,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
@@ -29,6 +30,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 /// Keeps the exporter alive; [`Telemetry::shutdown`] flushes it (call off the actix thread).
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -49,6 +51,9 @@ impl Telemetry {
     pub fn shutdown(mut self) {
         if let Some(p) = self.provider.take() {
             let _ = p.shutdown();
+        }
+        if let Some(m) = self.meters.take() {
+            let _ = m.shutdown();
         }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
@@ -127,6 +132,7 @@ pub fn init(
         crate::logging::install_panic_hook();
         return Ok(Telemetry {
             provider: None,
+            meters: None,
             runtime: None,
         });
     };
@@ -136,6 +142,13 @@ pub fn init(
         .enable_all()
         .build()
         .context("starting the telemetry runtime")?;
+    let resource = Resource::builder()
+        .with_service_name("deltadefi-mm")
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("deployment.environment.name", cfg.environment.clone()),
+        ])
+        .build();
     let provider = {
         let _enter = runtime.enter();
         let exporter = match protocol {
@@ -160,21 +173,39 @@ pub fn init(
             )
             .build();
         SdkTracerProvider::builder()
-            .with_resource(
-                Resource::builder()
-                    .with_service_name("deltadefi-mm")
-                    .with_attributes([
-                        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                        KeyValue::new("deployment.environment.name", cfg.environment.clone()),
-                    ])
-                    .build(),
-            )
+            .with_resource(resource.clone())
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 cfg.sample_ratio,
             ))))
             .with_span_processor(batch)
             .build()
     };
+    // Metrics: a periodic reader exports every metrics_interval_ms (its own thread).
+    let meters = {
+        let _enter = runtime.enter();
+        let exporter = match protocol {
+            OtlpProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(url.clone())
+                .with_timeout(Duration::from_secs(3))
+                .build(),
+            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(url.replace("/v1/traces", "/v1/metrics"))
+                .with_timeout(Duration::from_secs(3))
+                .build(),
+        }
+        .with_context(|| format!("building the OTLP metric exporter for {url}"))?;
+        let reader = PeriodicReader::builder(exporter)
+            .with_interval(Duration::from_millis(cfg.metrics_interval_ms))
+            .build();
+        SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_reader(reader)
+            .build()
+    };
+    opentelemetry::global::set_meter_provider(meters.clone());
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("deltadefi-mm"))
         .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"));
@@ -187,6 +218,7 @@ pub fn init(
     tracing::info!(endpoint = %url, ?protocol, sample_ratio = cfg.sample_ratio, "exporting traces over OTLP");
     Ok(Telemetry {
         provider: Some(provider),
+        meters: Some(meters),
         runtime: Some(runtime),
     })
 }

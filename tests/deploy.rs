@@ -167,6 +167,9 @@ fn compose_and_collector_agree_with_the_bot() {
     assert_eq!(names("receivers"), ["otlp"]);
     assert_eq!(names("processors"), ["memory_limiter", "batch"]);
     assert_eq!(names("exporters"), ["otlp/jaeger", "debug"]);
+    // Metrics have a pipeline too, or the collector refuses them.
+    let metrics = s(&collector, &["service", "pipelines", "metrics"]);
+    assert_eq!(metrics["receivers"][0].as_str(), Some("otlp"));
     let jaeger = s(&collector, &["exporters", "otlp/jaeger", "endpoint"])
         .as_str()
         .expect("jaeger endpoint");

@@ -1,5 +1,5 @@
-//! Traces over OTLP/HTTP (protobuf) to a real receiver on 127.0.0.1: `POST /v1/traces`
-//! decoded with prost, as a collector's HTTP receiver does. The endpoint comes from the
+//! Traces (and metrics) over OTLP/HTTP (protobuf) to a real receiver on 127.0.0.1:
+//! `POST /v1/traces` decoded with prost, as a collector's HTTP receiver does. The endpoint comes from the
 //! standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`), with
 //! `/v1/traces` appended to the base. (Its own process: the tracing subscriber is global.)
 
@@ -32,6 +32,11 @@ fn spans_reach_an_http_protobuf_receiver() {
                         let (n, p) = (n.clone(), p.clone());
                         async move {
                             p.lock().expect("paths").push(req.path().to_string());
+                            if req.path() == "/v1/metrics" {
+                                return HttpResponse::Ok()
+                                    .content_type("application/x-protobuf")
+                                    .body(Vec::new());
+                            }
                             match ExportTraceServiceRequest::decode(body.as_ref()) {
                                 Ok(r) => {
                                     let mut n = n.lock().expect("names");
@@ -105,8 +110,13 @@ fn spans_reach_an_http_protobuf_receiver() {
         );
     }
     let paths = paths.lock().expect("paths").clone();
+    // Traces to /v1/traces, metrics to /v1/metrics, nothing else.
+    assert!(paths.iter().any(|p| p == "/v1/traces"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "/v1/metrics"), "{paths:?}");
     assert!(
-        !paths.is_empty() && paths.iter().all(|p| p == "/v1/traces"),
+        paths
+            .iter()
+            .all(|p| p == "/v1/traces" || p == "/v1/metrics"),
         "{paths:?}"
     );
 }

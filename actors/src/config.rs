@@ -51,6 +51,8 @@ pub struct TelemetryConfig {
     pub environment: String,
     /// Spans queued for export at most; beyond it new spans are dropped, never waited for.
     pub max_queue_size: usize,
+    /// How often metrics are exported.
+    pub metrics_interval_ms: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -61,6 +63,7 @@ impl Default for TelemetryConfig {
             sample_ratio: 1.0,
             environment: "staging".into(),
             max_queue_size: 4_096,
+            metrics_interval_ms: 10_000,
         }
     }
 }
@@ -821,6 +824,12 @@ impl Config {
             64,
             1_000_000,
             "telemetry.max_queue_size",
+        );
+        c.range_u64(
+            t.metrics_interval_ms,
+            100,
+            600_000,
+            "telemetry.metrics_interval_ms",
         );
         c.check(
             t.otlp_endpoint.is_empty()

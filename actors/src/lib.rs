@@ -20,6 +20,7 @@
 //! - [`deltadefi`]: DeltaDeFi REST and account-stream shapes, parsed defensively.
 //! - [`signer`]: operation-key decryption, BIP32-Ed25519 derivation, Cardano tx signing.
 //! - [`trace`]: W3C traceparent across actors and restarts.
+//! - [`metrics`]: the service's OpenTelemetry instruments.
 //! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -34,6 +35,7 @@ pub mod deltadefi;
 pub mod gateway;
 pub mod intent;
 pub mod latency;
+pub mod metrics;
 pub mod mock_exchange;
 pub mod order_manager;
 pub mod outbox_worker;

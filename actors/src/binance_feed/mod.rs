@@ -98,6 +98,8 @@ pub struct BinanceFeed {
     connecting: bool,
     backoff_ms: u64,
     jitter: SplitMix64,
+    /// Accepted and dropped counts at the last metrics report.
+    reported: (u64, HashMap<DropReason, u64>),
     health: ActorHealth,
 }
 
@@ -143,6 +145,7 @@ impl BinanceFeed {
             connecting: false,
             backoff_ms,
             jitter: SplitMix64::new(now_ms() as u64),
+            reported: (0, HashMap::new()),
             health: ActorHealth::default(),
         }
     }
@@ -181,7 +184,20 @@ impl BinanceFeed {
         }
     }
 
-    fn report_health(&self) {
+    fn report_health(&mut self) {
+        let m = crate::metrics::metrics();
+        let accepted = self.decoder.accepted();
+        m.ticks.add(accepted - self.reported.0, &[]);
+        self.reported.0 = accepted;
+        for (reason, n) in self.decoder.drop_counts() {
+            let prev = self.reported.1.insert(reason, n).unwrap_or(0);
+            if n > prev {
+                m.dropped.add(
+                    n - prev,
+                    &[opentelemetry::KeyValue::new("reason", reason.as_str())],
+                );
+            }
+        }
         let symbols = self
             .symbols
             .iter()

@@ -62,6 +62,19 @@ pub enum QuoteReason {
     Reconciliation,
 }
 
+impl QuoteReason {
+    /// The reason without its figures, for metric attributes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QuoteReason::Start => "start",
+            QuoteReason::PriceMoved { .. } => "price_moved",
+            QuoteReason::Inventory => "fill",
+            QuoteReason::Risk => "risk",
+            QuoteReason::Reconciliation => "reconciliation",
+        }
+    }
+}
+
 impl fmt::Display for QuoteReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -368,6 +381,10 @@ impl OrderManager {
                     .collect();
                 if let Some(t0) = tick_at {
                     let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let hist = &crate::metrics::metrics().tick_to_intent;
+                    for _ in &approved {
+                        hist.record(ns as f64 / 1e9, &[]);
+                    }
                     for _ in &approved {
                         act.latency.record(ns);
                     }

@@ -76,6 +76,8 @@ pub struct OutboxWorker {
     dead_total: u64,
     /// Open `rate_limiter.wait` spans, by outbox row.
     waits: std::collections::HashMap<i64, tracing::Span>,
+    /// When each in-flight row was sent, for the submit-to-ack histogram.
+    sent_at: std::collections::HashMap<i64, std::time::Instant>,
     health: ActorHealth,
 }
 
@@ -93,6 +95,7 @@ impl OutboxWorker {
             sent_total: 0,
             dead_total: 0,
             waits: std::collections::HashMap::new(),
+            sent_at: std::collections::HashMap::new(),
             health: ActorHealth::default(),
         }
     }
@@ -206,6 +209,7 @@ impl OutboxWorker {
             return;
         };
         self.sent_total += 1;
+        self.sent_at.insert(id, std::time::Instant::now());
         let attempt = row.attempts;
         let reg = self.reg.clone();
         let span = tracing::info_span!(
@@ -309,6 +313,30 @@ impl Handler<IntentsDurable> for OutboxWorker {
 impl Handler<DispatchOutcome> for OutboxWorker {
     type Result = ();
     fn handle(&mut self, msg: DispatchOutcome, ctx: &mut Context<Self>) {
+        let m = crate::metrics::metrics();
+        let kind = self
+            .queue
+            .get(msg.id)
+            .map_or("unknown_row", |r| r.intent.kind().as_str());
+        let outcome = match &msg.result {
+            DispatchResult::Done { .. } => "done",
+            DispatchResult::Rejected { .. } => "rejected",
+            DispatchResult::Retry { .. } => "retry",
+            DispatchResult::Unknown { .. } => "unknown",
+        };
+        m.actions.add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("kind", kind),
+                opentelemetry::KeyValue::new("outcome", outcome),
+            ],
+        );
+        if let Some(sent) = self.sent_at.remove(&msg.id) {
+            m.submit_to_ack.record(
+                sent.elapsed().as_secs_f64(),
+                &[opentelemetry::KeyValue::new("kind", kind)],
+            );
+        }
         if let DispatchResult::Retry { message, .. } | DispatchResult::Rejected { message, .. } =
             &msg.result
         {

@@ -155,6 +155,13 @@ impl QuoteEngine {
             tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
         );
         let cx = span.context();
+        crate::metrics::metrics().quotes.add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("market", m.cfg.market.to_string()),
+                opentelemetry::KeyValue::new("reason", reason.kind()),
+            ],
+        );
         self.reg.quote_targets.do_send(QuoteTarget {
             market: m.cfg.market.clone(),
             book,

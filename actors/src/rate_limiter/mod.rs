@@ -115,6 +115,10 @@ impl RateLimiter {
                     self.recent.push_back(now);
                     self.granted_total += 1;
                     let _ = tx.send(Ok(Permit { granted_at_ms: now }));
+                    let used = self.used_last_second();
+                    crate::metrics::metrics()
+                        .budget_used
+                        .record(u64::from(used), &[]);
                 }
                 Err(not_until) => {
                     if !self.wake_scheduled {

@@ -240,6 +240,24 @@ impl RiskGuard {
             error!(daily_pnl = %daily, limit = %self.cfg.daily_loss_limit, "daily loss limit reached, halting");
             self.persist_global("ACTIVE", "HALTED", HaltReason::DailyLoss.as_str());
         }
+        let m = crate::metrics::metrics();
+        for (market, symbol, _) in &self.markets {
+            let attrs = [opentelemetry::KeyValue::new("market", market.to_string())];
+            let p = self.positions.get(market).cloned().unwrap_or_default();
+            let mark = self.marks.get(market).copied();
+            let f = |d: Decimal| rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0);
+            m.inventory.record(f(p.qty), &attrs);
+            m.pnl.record(f(p.pnl(mark)), &attrs);
+            if let Some(t) = self.feed_last.get(symbol) {
+                m.feed_age.record((now - t) as f64, &attrs);
+            }
+            let code = match self.states.get(market) {
+                Some(TradingState::Active) => 0,
+                Some(TradingState::Reducing) => 1,
+                Some(TradingState::Halted) | None => 2,
+            };
+            m.trading_state.record(code, &attrs);
+        }
         for (market, _, _) in self.markets.clone() {
             let halts = self.halts_of(&market);
             let position = self.position(&market);
