@@ -95,6 +95,15 @@ fn one_trace_from_quote_decision_to_approved_intents() {
         child_of(&dispatch, "gateway.request").is_some(),
         "the gateway request is a child of the dispatch"
     );
+    // Decisions that change no order export nothing: every exported decision has a diff
+    // that went to a risk check.
+    for decide in spans.iter().filter(|s| s.name == "quote.decide") {
+        let diff = child_of(decide, "order_manager.diff").expect("every decision has its diff");
+        assert!(
+            child_of(&diff, "risk_guard.check").is_some(),
+            "a decision without order changes was exported"
+        );
+    }
     // A fill joins the trace of the intent that placed its order.
     assert!(
         spans.iter().any(|f| f.name == "order_manager.fill"

@@ -96,6 +96,8 @@ impl Http {
         };
         let mut resp = sent.map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
         let status = resp.status().as_u16();
+        // On the step span that instruments this call (a no-op elsewhere).
+        tracing::Span::current().record("http.response.status_code", status);
         let bytes = resp
             .body()
             .limit(8 << 20)
@@ -248,7 +250,8 @@ async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply
         let span = tracing::info_span!(
             "deltadefi.request",
             otel.name = name,
-            venue.code = tracing::field::Empty
+            http.response.status_code = tracing::field::Empty,
+            venue.code = tracing::field::Empty,
         );
         let _ = span.set_parent(parent.clone());
         span

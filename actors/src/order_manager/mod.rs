@@ -97,8 +97,6 @@ pub struct QuoteTarget {
     pub reason: QuoteReason,
     /// Receive instant of the tick that caused it, for tick-to-intent latency.
     pub tick_recv_at: Option<Instant>,
-    /// Trace context of the quote decision: the parent of the order work it causes.
-    pub cx: opentelemetry::Context,
 }
 
 /// An order whose place was superseded in the outbox before reaching the venue.
@@ -327,13 +325,23 @@ impl OrderManager {
             Some((target.book.ref_bid + target.book.ref_ask) / Decimal::TWO),
         );
         let desired = target.book.orders.clone();
-        let span = tracing::info_span!("order_manager.diff", market = %market, intents = tracing::field::Empty);
-        let _ = span.set_parent(target.cx.clone());
         let intents = self.tracker.diff(market, &desired, tolerance);
-        span.record("intents", intents.len());
-        if !intents.is_empty() {
-            self.submit(market.clone(), intents, mid, tick_at, span.context(), ctx);
+        if intents.is_empty() {
+            return; // a decision that changes no order leaves no trace
         }
+        // The root of the trace: the quote decision that changes orders, and its diff.
+        let decide = tracing::info_span!(
+            "quote.decide",
+            market = %market,
+            reason = %target.reason,
+            fair = %target.book.fair,
+            levels = target.book.orders.len(),
+            tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
+        );
+        let span = decide.in_scope(
+            || tracing::info_span!("order_manager.diff", market = %market, intents = intents.len()),
+        );
+        self.submit(market.clone(), intents, mid, tick_at, span.context(), ctx);
     }
 
     /// Has RiskGuard decide `intents`, then commits the approved ones. The mailbox waits for

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use rust_decimal::Decimal;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::MarketConfig;
 use crate::order_manager::{QuoteReason, QuoteTarget};
@@ -145,16 +144,6 @@ impl QuoteEngine {
             levels_json: levels_json(&book),
         };
         self.store.write(vec![Write::Quote(record)], None);
-        // The root of a quote's trace; ticks that change nothing never get here.
-        let span = tracing::info_span!(
-            "quote.decide",
-            market = %m.cfg.market,
-            reason = %reason,
-            fair = %book.fair,
-            levels = book.orders.len(),
-            tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
-        );
-        let cx = span.context();
         crate::metrics::metrics().quotes.add(
             1,
             &[
@@ -168,7 +157,6 @@ impl QuoteEngine {
             tolerance_bps: m.cfg.requote_tolerance_bps,
             reason,
             tick_recv_at: tick_at,
-            cx,
         });
     }
 
