@@ -8,19 +8,14 @@ mod common;
 use std::time::Duration;
 
 use common::otlp::Got;
-use common::{TempDir, staging_config, start_synthetic, wait_until};
+use common::{TempDir, busy_config, start_synthetic, wait_for_intents_and_fill};
 use mm_actors::config::LogFormat;
-use mm_actors::order_manager::GetOrderStats;
 
 #[test]
 fn one_trace_from_quote_decision_to_approved_intents() {
     let (_rt, received, addr) = common::otlp::start_receiver();
     let dir = TempDir::new("otlp");
-    let mut cfg = staging_config(dir.path());
-    cfg.feed.synthetic.interval_ms = 10;
-    cfg.feed.synthetic.burst_probability = rust_decimal::Decimal::new(3, 2);
-    cfg.markets[0].venue_spread_bps = rust_decimal::Decimal::from(6);
-    cfg.mock_exchange.latency_ms = 2;
+    let mut cfg = busy_config(dir.path());
     cfg.telemetry.otlp_endpoint = format!("http://{addr}");
     let env = |_: &str| None;
     let telemetry =
@@ -28,20 +23,7 @@ fn one_trace_from_quote_decision_to_approved_intents() {
     assert!(telemetry.exporting());
     actix::System::new().block_on(async {
         let p = start_synthetic(&cfg, None);
-        wait_until(
-            "approved intents and a fill",
-            Duration::from_secs(60),
-            || {
-                let o = p.orders.clone();
-                async move {
-                    o.send(GetOrderStats)
-                        .await
-                        .map(|s| s.intents >= 4 && s.markets[0].fills >= 1)
-                        .unwrap_or(false)
-                }
-            },
-        )
-        .await;
+        wait_for_intents_and_fill(&p, 4).await;
         assert!(p.shutdown(Duration::from_secs(15)).await);
     });
     telemetry.shutdown();

@@ -39,6 +39,31 @@ pub fn start_synthetic(cfg: &Config, max_ticks: Option<u64>) -> Pipeline {
     .expect("pipeline starts")
 }
 
+/// The staging config with a busy market: fast ticks, frequent bursts and tight quotes, so
+/// that fills come within seconds.
+pub fn busy_config(dir: &Path) -> Config {
+    let mut cfg = staging_config(dir);
+    cfg.feed.synthetic.interval_ms = 10;
+    cfg.feed.synthetic.burst_probability = rust_decimal::Decimal::new(3, 2);
+    cfg.markets[0].venue_spread_bps = rust_decimal::Decimal::from(6);
+    cfg.mock_exchange.latency_ms = 2;
+    cfg
+}
+
+/// Waits until the pipeline approved `intents` intents and saw a fill.
+pub async fn wait_for_intents_and_fill(p: &Pipeline, intents: u64) {
+    wait_until("intents and a fill", Duration::from_secs(60), || {
+        let o = p.orders.clone();
+        async move {
+            o.send(mm_actors::order_manager::GetOrderStats)
+                .await
+                .map(|s| s.intents >= intents && s.markets[0].fills >= 1)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+}
+
 /// A path inside the repository.
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

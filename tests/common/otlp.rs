@@ -3,6 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -67,14 +73,42 @@ impl Receiver {
     }
 }
 
-/// Starts a receiver on its own runtime; keep the runtime alive while it is used.
-pub fn start_receiver() -> (tokio::runtime::Runtime, Receiver, std::net::SocketAddr) {
+/// Names of the metrics received.
+#[derive(Clone, Default)]
+pub struct MetricNames(pub Arc<Mutex<std::collections::BTreeSet<String>>>);
+
+#[tonic::async_trait]
+impl MetricsService for MetricNames {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut names = self.0.lock().expect("lock");
+        for rm in req.into_inner().resource_metrics {
+            for sm in rm.scope_metrics {
+                names.extend(sm.metrics.into_iter().map(|m| m.name));
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// A collector on its own runtime, serving the trace and metrics services; keep the runtime
+/// alive while it is used.
+pub fn start_collector() -> (
+    tokio::runtime::Runtime,
+    Receiver,
+    MetricNames,
+    std::net::SocketAddr,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
-    let received = Receiver::default();
+    let (spans, metrics) = (Receiver::default(), MetricNames::default());
     let addr = rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -82,10 +116,17 @@ pub fn start_receiver() -> (tokio::runtime::Runtime, Receiver, std::net::SocketA
         let addr = l.local_addr().expect("addr");
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(received.clone()))
+                .add_service(TraceServiceServer::new(spans.clone()))
+                .add_service(MetricsServiceServer::new(metrics.clone()))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
         );
         addr
     });
-    (rt, received, addr)
+    (rt, spans, metrics, addr)
+}
+
+/// A trace receiver (a collector that also takes metrics).
+pub fn start_receiver() -> (tokio::runtime::Runtime, Receiver, std::net::SocketAddr) {
+    let (rt, spans, _, addr) = start_collector();
+    (rt, spans, addr)
 }
