@@ -1,5 +1,6 @@
-//! A small seeded PRNG (SplitMix64) for the synthetic feed and the mock exchange: the same
-//! seed gives the same sequence on every machine, which keeps replays deterministic.
+//! A small seeded PRNG (SplitMix64) for the synthetic feed, the mock exchange and reconnect
+//! jitter ([`Backoff`]): the same seed gives the same sequence on every machine, which keeps
+//! replays deterministic.
 
 /// SplitMix64 generator.
 #[derive(Debug, Clone)]
@@ -31,9 +32,61 @@ impl SplitMix64 {
     }
 }
 
+/// Exponential reconnect backoff: each delay is the current step plus up to a quarter of it in
+/// jitter, then the step doubles up to `max_ms`. `reset` (on a successful connect) goes back
+/// to `initial_ms`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial_ms: u64,
+    max_ms: u64,
+    step_ms: u64,
+    rng: SplitMix64,
+}
+
+impl Backoff {
+    /// Starts at `initial_ms`, never steps above `max_ms`; `seed` drives the jitter.
+    pub fn new(initial_ms: u64, max_ms: u64, seed: u64) -> Self {
+        Self {
+            initial_ms,
+            max_ms,
+            step_ms: initial_ms,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// Back to the first step.
+    pub fn reset(&mut self) {
+        self.step_ms = self.initial_ms;
+    }
+
+    /// The delay before the next attempt; advances the step.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let jitter = self.rng.below(self.step_ms / 4 + 1);
+        let delay = std::time::Duration::from_millis(self.step_ms + jitter);
+        self.step_ms = self.step_ms.saturating_mul(2).min(self.max_ms);
+        delay
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter_and_resets() {
+        let mut b = Backoff::new(100, 350, 7);
+        let steps: Vec<u64> = (0..5).map(|_| b.next_delay().as_millis() as u64).collect();
+        for (got, step) in steps.iter().zip([100u64, 200, 350, 350, 350]) {
+            assert!(
+                (step..=step + step / 4).contains(got),
+                "{got} ms not in [{step}, {}]",
+                step + step / 4
+            );
+        }
+        b.reset();
+        let first = b.next_delay().as_millis() as u64;
+        assert!((100..=125).contains(&first), "after reset: {first}");
+    }
 
     #[test]
     fn same_seed_same_sequence() {

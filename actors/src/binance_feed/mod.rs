@@ -24,7 +24,7 @@ use crate::config::{LiveConfig, ReplaySpeed, StreamKind, SyntheticConfig};
 use crate::quote_engine::TickReceived;
 use crate::registry::Reg;
 use crate::risk_guard::{FeedHealth, SymbolHealth};
-use crate::rng::SplitMix64;
+use crate::rng::Backoff;
 use crate::supervision::{ActorHealth, guarded};
 use crate::types::{BinanceSymbol, now_ms};
 use codec::{Decoder, DropReason, Frame};
@@ -96,8 +96,7 @@ pub struct BinanceFeed {
     live_gen: u64,
     live_handle: Option<SpawnHandle>,
     connecting: bool,
-    backoff_ms: u64,
-    jitter: SplitMix64,
+    backoff: Backoff,
     /// Accepted and dropped counts at the last metrics report.
     reported: (u64, HashMap<DropReason, u64>),
     health: ActorHealth,
@@ -122,9 +121,11 @@ impl BinanceFeed {
                 .collect(),
             FeedSpec::Live(_) | FeedSpec::Replay { .. } => Vec::new(),
         };
-        let backoff_ms = match &spec {
-            FeedSpec::Live(l) => l.reconnect_initial_ms,
-            FeedSpec::Replay { .. } | FeedSpec::Synthetic { .. } => 0,
+        let backoff = match &spec {
+            FeedSpec::Live(l) => {
+                Backoff::new(l.reconnect_initial_ms, l.reconnect_max_ms, now_ms() as u64)
+            }
+            FeedSpec::Replay { .. } | FeedSpec::Synthetic { .. } => Backoff::new(0, 0, 0),
         };
         Self {
             reg,
@@ -143,8 +144,7 @@ impl BinanceFeed {
             live_gen: 0,
             live_handle: None,
             connecting: false,
-            backoff_ms,
-            jitter: SplitMix64::new(now_ms() as u64),
+            backoff,
             reported: (0, HashMap::new()),
             health: ActorHealth::default(),
         }
@@ -352,7 +352,7 @@ impl BinanceFeed {
                     }
                     act.connected = true;
                     act.connects += 1;
-                    act.backoff_ms = cfg.reconnect_initial_ms;
+                    act.backoff.reset();
                     // Binance closes a connection after 24 h: roll over before that.
                     let after = Duration::from_millis(cfg.rollover_after_ms);
                     ctx.run_later(after, move |act, ctx| {
@@ -380,9 +380,7 @@ impl BinanceFeed {
 
     fn schedule_reconnect(&mut self, cfg: LiveConfig, ctx: &mut Context<Self>) {
         self.connected = false;
-        let jitter = self.jitter.below(self.backoff_ms / 4 + 1);
-        let delay = Duration::from_millis(self.backoff_ms + jitter);
-        self.backoff_ms = (self.backoff_ms * 2).min(cfg.reconnect_max_ms);
+        let delay = self.backoff.next_delay();
         ctx.run_later(delay, move |act, ctx| act.connect(cfg, ctx));
     }
 }

@@ -23,7 +23,7 @@ use super::rest::LOVELACE;
 use super::wire::AccountMessage;
 use crate::account_feed::Resync;
 use crate::registry::Reg;
-use crate::rng::SplitMix64;
+use crate::rng::Backoff;
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
 use crate::venue::{Balance, VenueEvent};
@@ -62,22 +62,24 @@ pub struct DeltaDeFiAccountStream {
     cfg: StreamConfig,
     sink: Option<SinkWrite<WsMessage, SplitSink<Ws, WsMessage>>>,
     stats: StreamStats,
-    backoff_ms: u64,
-    rng: SplitMix64,
+    backoff: Backoff,
     health: ActorHealth,
 }
 
 impl DeltaDeFiAccountStream {
     /// A reader that delivers to AccountFeed through `reg`.
     pub fn new(reg: Reg, cfg: StreamConfig) -> Self {
-        let backoff_ms = cfg.reconnect_initial_ms;
+        let backoff = Backoff::new(
+            cfg.reconnect_initial_ms,
+            cfg.reconnect_max_ms,
+            now_ms() as u64,
+        );
         Self {
             reg,
             cfg,
             sink: None,
             stats: StreamStats::default(),
-            backoff_ms,
-            rng: SplitMix64::new(now_ms() as u64),
+            backoff,
             health: ActorHealth::default(),
         }
     }
@@ -107,7 +109,7 @@ impl DeltaDeFiAccountStream {
                         ctx.add_stream(read);
                         act.stats.connected = true;
                         act.stats.connects += 1;
-                        act.backoff_ms = act.cfg.reconnect_initial_ms;
+                        act.backoff.reset();
                         info!(
                             connects = act.stats.connects,
                             "account stream connected, resynchronising over REST"
@@ -125,9 +127,7 @@ impl DeltaDeFiAccountStream {
     fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
         self.sink = None;
         self.stats.connected = false;
-        let jitter = self.rng.below(self.backoff_ms / 4 + 1);
-        let delay = Duration::from_millis(self.backoff_ms + jitter);
-        self.backoff_ms = (self.backoff_ms * 2).min(self.cfg.reconnect_max_ms);
+        let delay = self.backoff.next_delay();
         ctx.run_later(delay, |act, ctx| act.connect(ctx));
     }
 
