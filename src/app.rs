@@ -187,11 +187,7 @@ impl Pipeline {
         let reg: Reg = Arc::new(Registry::default());
         let markets = cfg.markets.clone();
         let market_ids: Vec<_> = markets.iter().map(|m| m.market.clone()).collect();
-        let symbols = {
-            let mut s: Vec<_> = markets.iter().map(|m| m.reference.clone()).collect();
-            s.dedup();
-            s
-        };
+        let symbols = cfg.reference_symbols();
         let run = run_id();
 
         let venue_arbiter = Arbiter::new().handle();

@@ -155,6 +155,19 @@ mod tests {
     }
 
     #[test]
+    fn markets_sharing_a_reference_subscribe_to_it_once() {
+        let mut cfg = parse(&staging()).expect("parses");
+        let mut other = cfg.markets[0].clone();
+        other.reference = mm_actors::types::BinanceSymbol("BTCUSDT".into());
+        let mut again = cfg.markets[0].clone();
+        again.market = mm_actors::types::MarketId("ADAUSDM2".into());
+        cfg.markets.push(other);
+        cfg.markets.push(again);
+        let names: Vec<String> = cfg.reference_symbols().into_iter().map(|s| s.0).collect();
+        assert_eq!(names, ["ADAUSDT", "BTCUSDT"]);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let text = staging().replace(
             "venue_spread_bps:",

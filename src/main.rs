@@ -400,7 +400,7 @@ async fn record(
 ) -> anyhow::Result<u64> {
     use futures_util::StreamExt as _;
     use std::io::Write as _;
-    let symbols: Vec<_> = cfg.markets.iter().map(|m| m.reference.clone()).collect();
+    let symbols = cfg.reference_symbols();
     let url = mm_actors::binance_feed::stream_url(&cfg.feed.live, &symbols);
     info!(url = %url, out = %out.display(), "recording");
     let (mut ws, _) = tokio_tungstenite::connect_async(url)

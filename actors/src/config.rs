@@ -871,6 +871,18 @@ impl Config {
         c.0
     }
 
+    /// The distinct Binance symbols the markets price from, in first-seen order: one feed
+    /// subscription (and one synthetic walk) per symbol, however many markets share it.
+    pub fn reference_symbols(&self) -> Vec<BinanceSymbol> {
+        let mut out: Vec<BinanceSymbol> = Vec::with_capacity(self.markets.len());
+        for m in &self.markets {
+            if !out.contains(&m.reference) {
+                out.push(m.reference.clone());
+            }
+        }
+        out
+    }
+
     /// Returns the budget the mock exchange enforces.
     pub fn mock_actions_per_second(&self) -> u32 {
         if self.mock_exchange.actions_per_second == 0 {
