@@ -138,11 +138,10 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
         e.0.apply_fill(f.side, f.price, f.size, f.fee);
         e.1 += 1;
     }
-    let mut markets: Vec<String> = conn
+    let markets: Vec<String> = conn
         .prepare("SELECT DISTINCT market FROM quotes UNION SELECT DISTINCT market FROM orders ORDER BY 1")
         .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
         .map_err(q)?;
-    markets.dedup();
     let mut out = DbStatus::default();
     for market in markets {
         let last: Option<(String, String, Option<String>, Option<String>)> = conn
