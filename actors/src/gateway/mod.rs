@@ -21,7 +21,7 @@ use crate::outbox_worker::DispatchOutcome;
 use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
 use crate::registry::Reg;
 use crate::supervision::ActorHealth;
-use crate::types::now_ms;
+use crate::types::{VenueOrderId, now_ms};
 use crate::venue::{NewOrder, VenueFailure, VenueReply, VenueRequest};
 
 /// Sends one outbox row to the venue; the answer comes back as a [`DispatchOutcome`].
@@ -67,6 +67,26 @@ impl DeltaDeFiGateway {
                 },
             });
         }
+    }
+}
+
+/// A request the venue may or may not have acted on: a place is an unknown outcome, to be
+/// looked up (never resent); cancels are idempotent, so they are simply tried again.
+fn unanswered(
+    kind: IntentKind,
+    message: String,
+    venue_order_id: Option<VenueOrderId>,
+) -> DispatchResult {
+    match kind {
+        IntentKind::Place => DispatchResult::Unknown {
+            message,
+            venue_order_id,
+        },
+        IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
+            code: None,
+            message,
+            not_before_ms: None,
+        },
     }
 }
 
@@ -166,31 +186,10 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                 Ok(Ok(Err(VenueFailure::OutcomeUnknown {
                     venue_order_id,
                     reason,
-                }))) => match kind {
-                    IntentKind::Place => DispatchResult::Unknown {
-                        message: reason,
-                        venue_order_id,
-                    },
-                    // Cancels are idempotent: try again.
-                    IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
-                        code: None,
-                        message: reason,
-                        not_before_ms: None,
-                    },
-                },
+                }))) => unanswered(kind, reason, venue_order_id),
                 Ok(Err(mailbox)) => {
                     warn!(outbox_id = id, cause = %mailbox, "venue unreachable");
-                    match kind {
-                        IntentKind::Place => DispatchResult::Unknown {
-                            message: format!("venue mailbox: {mailbox}"),
-                            venue_order_id: None,
-                        },
-                        IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
-                            code: None,
-                            message: format!("venue mailbox: {mailbox}"),
-                            not_before_ms: None,
-                        },
-                    }
+                    unanswered(kind, format!("venue mailbox: {mailbox}"), None)
                 }
                 Err(_) => DispatchResult::Unknown {
                     message: "timed out waiting for the venue".into(),
