@@ -29,7 +29,7 @@ use mm_actors::rate_limiter::RateLimiter;
 use mm_actors::registry::{Reg, Registry};
 use mm_actors::risk_guard::{HaltForShutdown, RiskGuard};
 use mm_actors::store::Store;
-use mm_actors::supervision::{ActorHealth, GetHealth};
+use mm_actors::supervision::{self, ActorHealth, Fatal, GetHealth, Monitor};
 use zeroize::Zeroizing;
 
 /// Builds the feed spec of the config (loading a replay file).
@@ -84,6 +84,8 @@ pub fn wire_mock_config(cfg: &Config, api_key: String, passcode: String) -> Wire
 /// Addresses of every running actor.
 #[derive(Clone)]
 pub struct Pipeline {
+    /// Every supervisor reports here; a fatal condition halts the service.
+    pub monitor: Arc<Monitor>,
     /// The venue-side arbiter; [`Pipeline::stop`] ends it.
     pub venue_arbiter: ArbiterHandle,
     pub reg: Reg,
@@ -185,6 +187,7 @@ impl Pipeline {
             return Err(StartError::MissingSecret(ENV_API_KEY));
         }
         let reg: Reg = Arc::new(Registry::default());
+        let monitor = Monitor::new();
         let markets = cfg.markets.clone();
         let market_ids: Vec<_> = markets.iter().map(|m| m.market.clone()).collect();
         let symbols = cfg.reference_symbols();
@@ -200,9 +203,12 @@ impl Pipeline {
                     markets.clone(),
                     cfg.mock_actions_per_second(),
                 );
-                let m = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
-                    MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps)
-                });
+                let m = supervision::start_in_arbiter(
+                    &venue_arbiter,
+                    "mock_exchange",
+                    &monitor,
+                    move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps),
+                );
                 reg.ticks_to_venue.bind(m.clone().recipient());
                 reg.venue.bind(m.clone().recipient());
                 mock = Some(m);
@@ -217,9 +223,12 @@ impl Pipeline {
                     markets: markets.iter().map(MarketRules::from).collect(),
                 };
                 // awc is not Send: the client is created on the venue arbiter, in the closure.
-                let r = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
-                    DeltaDeFiRest::new(rest_cfg)
-                });
+                let r = supervision::start_in_arbiter(
+                    &venue_arbiter,
+                    "deltadefi_rest",
+                    &monitor,
+                    move |_| DeltaDeFiRest::new(rest_cfg),
+                );
                 reg.venue.bind(r.clone().recipient());
                 rest = Some(r);
                 let dd = &cfg.gateway.deltadefi;
@@ -236,7 +245,8 @@ impl Pipeline {
             }
         }
         let rl_cfg = cfg.rate_limit.clone();
-        let limiter = Supervisor::start(move |_| RateLimiter::new(&rl_cfg));
+        let limiter =
+            supervision::start("rate_limiter", &monitor, move |_| RateLimiter::new(&rl_cfg));
         let (r, s, risk_cfg, m, stale) = (
             reg.clone(),
             store.clone(),
@@ -244,30 +254,42 @@ impl Pipeline {
             markets.clone(),
             cfg.feed.stale_after_ms,
         );
-        let risk = Supervisor::start(move |_| RiskGuard::new(r, s, risk_cfg, &m, stale));
-        let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
-        let gateway = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
-            DeltaDeFiGateway::new(r, &gw_cfg)
+        let risk = supervision::start("risk_guard", &monitor, move |_| {
+            RiskGuard::new(r, s, risk_cfg, &m, stale)
         });
+        let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
+        let gateway =
+            supervision::start_in_arbiter(&venue_arbiter, "gateway", &monitor, move |_| {
+                DeltaDeFiGateway::new(r, &gw_cfg)
+            });
         let (r, s, ob_cfg) = (reg.clone(), store.clone(), cfg.outbox.clone());
         let outbox =
-            Supervisor::start_in_arbiter(&venue_arbiter, move |_| OutboxWorker::new(r, s, ob_cfg));
+            supervision::start_in_arbiter(&venue_arbiter, "outbox_worker", &monitor, move |_| {
+                OutboxWorker::new(r, s, ob_cfg)
+            });
         let (r, s, m, prefix) = (
             reg.clone(),
             store.clone(),
             markets.clone(),
             cfg.run.client_id_prefix.clone(),
         );
-        let orders = Supervisor::start(move |_| OrderManager::new(r, s, &m, &prefix, &run));
+        let orders = supervision::start("order_manager", &monitor, move |_| {
+            OrderManager::new(r, s, &m, &prefix, &run)
+        });
         let (r, s, ids) = (reg.clone(), store.clone(), market_ids);
         let reconcile = Duration::from_millis(cfg.gateway.reconcile_interval_ms);
-        let account = Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
-            AccountFeed::new(r, s, ids, reconcile)
-        });
+        let account =
+            supervision::start_in_arbiter(&venue_arbiter, "account_feed", &monitor, move |_| {
+                AccountFeed::new(r, s, ids, reconcile)
+            });
         let (r, s, m, max_pos) = (reg.clone(), store.clone(), markets, cfg.risk.max_position);
-        let quotes = Supervisor::start(move |_| QuoteEngine::new(r, s, &m, max_pos));
+        let quotes = supervision::start("quote_engine", &monitor, move |_| {
+            QuoteEngine::new(r, s, &m, max_pos)
+        });
         let (r, health_ms) = (reg.clone(), cfg.feed.health_interval_ms);
-        let feed = Supervisor::start(move |_| BinanceFeed::new(r, feed, symbols, health_ms));
+        let feed = supervision::start("binance_feed", &monitor, move |_| {
+            BinanceFeed::new(r, feed, symbols, health_ms)
+        });
 
         // Actors on this arbiter start after this synchronous block; the venue arbiter's may
         // start sooner, but they only act on messages, which are sent to peers bound below
@@ -303,12 +325,13 @@ impl Pipeline {
         // peer is bound.
         let stream = stream_cfg_later.map(|stream_cfg| {
             let rg = reg.clone();
-            Supervisor::start_in_arbiter(&venue_arbiter, move |_| {
+            supervision::start_in_arbiter(&venue_arbiter, "account_stream", &monitor, move |_| {
                 DeltaDeFiAccountStream::new(rg, stream_cfg)
             })
         });
 
-        Ok(Pipeline {
+        let pipeline = Pipeline {
+            monitor,
             venue_arbiter,
             reg,
             store,
@@ -323,15 +346,35 @@ impl Pipeline {
             mock,
             rest,
             stream,
-        })
+        };
+        pipeline.watch_liveness();
+        Ok(pipeline)
     }
 
-    /// Start and restart counts of every actor, by name.
+    /// Start and restart counts of every actor, by name (default counts for an actor that
+    /// did not answer).
     pub async fn health(&self) -> Vec<(&'static str, ActorHealth)> {
+        self.probe(None)
+            .await
+            .into_iter()
+            .map(|(n, h)| (n, h.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Asks every actor for its health, each bounded by `timeout` when given.
+    async fn probe(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Vec<(&'static str, Result<ActorHealth, MailboxError>)> {
         let mut out = Vec::new();
         macro_rules! h {
             ($name:literal, $addr:expr) => {
-                out.push(($name, $addr.send(GetHealth).await.unwrap_or_default()));
+                let req = $addr.send(GetHealth);
+                let r = match timeout {
+                    Some(t) => req.timeout(t).await,
+                    None => req.await,
+                };
+                out.push(($name, r));
             };
         }
         h!("binance_feed", self.feed);
@@ -352,6 +395,28 @@ impl Pipeline {
             h!("account_stream", s);
         }
         out
+    }
+
+    /// Checks every second that every actor's mailbox is open; an actor found dead (its task
+    /// gone, e.g. with its arbiter) is reported to the monitor, which halts the service. A
+    /// slow answer is not death: actors restarting with backoff answer late.
+    fn watch_liveness(&self) {
+        let p = self.clone();
+        actix_rt::spawn(async move {
+            let mut every = actix_rt::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                for (actor, r) in p.probe(Some(Duration::from_secs(1))).await {
+                    if let Err(MailboxError::Closed) = r {
+                        p.monitor.report_fatal(Fatal {
+                            actor,
+                            reason: "its mailbox is closed: the actor is dead".into(),
+                        });
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Stops the venue-side arbiter (and the actors on it) without any clean-up: the end of

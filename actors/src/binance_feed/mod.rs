@@ -25,7 +25,7 @@ use crate::quote_engine::TickReceived;
 use crate::registry::Reg;
 use crate::risk_guard::{FeedHealth, SymbolHealth};
 use crate::rng::Backoff;
-use crate::supervision::{ActorHealth, guarded};
+use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, now_ms};
 use codec::{Decoder, DropReason, Frame};
 use source::Synthetic;
@@ -451,7 +451,7 @@ crate::supervised_actor!(BinanceFeed, "binance_feed");
 impl Handler<ReplayStep> for BinanceFeed {
     type Result = ();
     fn handle(&mut self, _: ReplayStep, ctx: &mut Context<Self>) {
-        guarded(self, ctx, "binance_feed", |act, ctx| act.replay_step(ctx));
+        self.replay_step(ctx);
     }
 }
 

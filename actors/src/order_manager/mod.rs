@@ -33,7 +33,7 @@ use crate::registry::Reg;
 use crate::risk_guard::rules::TradingState;
 use crate::risk_guard::{CheckIntents, TradingStateChanged};
 use crate::store::{Store, StoreError, Write, rows};
-use crate::supervision::{ActorHealth, guarded};
+use crate::supervision::ActorHealth;
 use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
 use crate::venue::{VenueFill, VenueOrder, VenueOrderStatus};
 use book::{OrderTracker, Transition};
@@ -635,13 +635,11 @@ impl Handler<QuoteTarget> for OrderManager {
 impl Handler<WorkPending> for OrderManager {
     type Result = ();
     fn handle(&mut self, _: WorkPending, ctx: &mut Context<Self>) {
-        guarded(self, ctx, "order_manager", |act, ctx| {
-            act.work_scheduled = false;
-            let markets: Vec<MarketId> = act.pending_work.drain().collect();
-            for m in markets {
-                act.work_market(&m, ctx);
-            }
-        });
+        self.work_scheduled = false;
+        let markets: Vec<MarketId> = self.pending_work.drain().collect();
+        for m in markets {
+            self.work_market(&m, ctx);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::order_manager::{QuoteReason, QuoteTarget};
 use crate::registry::Reg;
 use crate::risk_guard::TradingStateChanged;
 use crate::store::{Store, Write, rows::QuoteRecord};
-use crate::supervision::{ActorHealth, guarded};
+use crate::supervision::ActorHealth;
 use crate::types::{MarketId, Side, Tick, now_ms};
 use pricing::{QuoteBook, SidesAllowed, book_changed, distance_bps, price_book};
 
@@ -185,24 +185,22 @@ crate::supervised_actor!(QuoteEngine, "quote_engine");
 
 impl Handler<TickReceived> for QuoteEngine {
     type Result = ();
-    fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
-        guarded(self, ctx, "quote_engine", |act, _| {
-            let t = &msg.0;
-            for idx in 0..act.markets.len() {
-                let m = &mut act.markets[idx];
-                if m.cfg.reference != t.symbol {
-                    continue;
-                }
-                m.reference = Some((t.bid, t.ask));
-                m.ticks += 1;
-                act.reprice(
-                    idx,
-                    QuoteReason::PriceMoved { bps: Decimal::ZERO },
-                    Some(t.recv_at),
-                    false,
-                );
+    fn handle(&mut self, msg: TickReceived, _: &mut Context<Self>) {
+        let t = &msg.0;
+        for idx in 0..self.markets.len() {
+            let m = &mut self.markets[idx];
+            if m.cfg.reference != t.symbol {
+                continue;
             }
-        });
+            m.reference = Some((t.bid, t.ask));
+            m.ticks += 1;
+            self.reprice(
+                idx,
+                QuoteReason::PriceMoved { bps: Decimal::ZERO },
+                Some(t.recv_at),
+                false,
+            );
+        }
     }
 }
 
