@@ -18,6 +18,7 @@ use mm_actors::config::{Config, FeedSource, VenueKind};
 use mm_actors::deltadefi::rest::{DeltaDeFiRest, RestConfig};
 use mm_actors::deltadefi::stream::{DeltaDeFiAccountStream, StreamConfig};
 use mm_actors::gateway::DeltaDeFiGateway;
+use mm_actors::halt_gate::HaltGate;
 use mm_actors::mock_exchange::MockExchange;
 use mm_actors::mock_exchange::matching::MatchingParams;
 use mm_actors::mock_exchange::wire::WireMockConfig;
@@ -25,7 +26,7 @@ use mm_actors::order_manager::{CancelEverything, GetOrderStats, OrderManager};
 use mm_actors::outbox_worker::{GetOutboxStats, OutboxWorker};
 use mm_actors::pricing_rules::MarketRules;
 use mm_actors::quote_engine::QuoteEngine;
-use mm_actors::rate_limiter::RateLimiter;
+use mm_actors::rate_limiter::{RateLimiter, SendGate};
 use mm_actors::registry::{Reg, Registry};
 use mm_actors::risk_guard::{HaltForShutdown, RiskGuard};
 use mm_actors::store::Store;
@@ -86,6 +87,8 @@ pub fn wire_mock_config(cfg: &Config, api_key: String, passcode: String) -> Wire
 pub struct Pipeline {
     /// Every supervisor reports here; a fatal condition halts the service.
     pub monitor: Arc<Monitor>,
+    /// What a shutdown still waits for (read by the hard shutdown deadline).
+    pub progress: Arc<std::sync::Mutex<String>>,
     /// The venue-side arbiter; [`Pipeline::stop`] ends it.
     pub venue_arbiter: ArbiterHandle,
     pub reg: Reg,
@@ -186,28 +189,49 @@ impl Pipeline {
         if let (VenueKind::Deltadefi, VenueAccess::InProcess) = (cfg.gateway.venue, &access) {
             return Err(StartError::MissingSecret(ENV_API_KEY));
         }
-        let reg: Reg = Arc::new(Registry::default());
-        let monitor = Monitor::new();
         let markets = cfg.markets.clone();
         let market_ids: Vec<_> = markets.iter().map(|m| m.market.clone()).collect();
+        // Closed for every market until RiskGuard has loaded and decided; closed at once by a
+        // failing store or a fatal condition.
+        let gate = HaltGate::new(market_ids.iter().cloned(), store.failing_flag());
+        let reg: Reg = Arc::new(Registry::new(gate.clone()));
+        let monitor = Monitor::new();
+        {
+            let (gate, reg) = (gate.clone(), reg.clone());
+            monitor.on_fatal(move |_| {
+                gate.close_fatal();
+                reg.cancel_everything.do_send(CancelEverything {
+                    reason: "fatal".into(),
+                });
+            });
+        }
         let symbols = cfg.reference_symbols();
         let run = run_id();
+
+        // The one budget every counted request passes, seeded from SQLite.
+        let (rl_cfg, s) = (cfg.rate_limit.clone(), store.clone());
+        let limiter = supervision::start("rate_limiter", &monitor, move |_| {
+            RateLimiter::new(&rl_cfg, s)
+        });
+        reg.sends.bind(limiter.clone().recipient());
+        let send_gate = SendGate::new(limiter.clone().recipient(), gate.clone());
 
         let venue_arbiter = Arbiter::new().handle();
         let (mut mock, mut rest, mut stream_cfg_later) = (None, None, None);
         match access {
             VenueAccess::InProcess => {
                 let r = reg.clone();
-                let (mock_cfg, mock_markets, mock_aps) = (
+                let (mock_cfg, mock_markets, mock_aps, sg) = (
                     cfg.mock_exchange.clone(),
                     markets.clone(),
                     cfg.mock_actions_per_second(),
+                    send_gate.clone(),
                 );
                 let m = supervision::start_in_arbiter(
                     &venue_arbiter,
                     "mock_exchange",
                     &monitor,
-                    move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps),
+                    move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps, sg),
                 );
                 reg.ticks_to_venue.bind(m.clone().recipient());
                 reg.venue.bind(m.clone().recipient());
@@ -221,6 +245,7 @@ impl Pipeline {
                     passcode,
                     timeout: Duration::from_millis(cfg.gateway.request_timeout_ms),
                     markets: markets.iter().map(MarketRules::from).collect(),
+                    gate: send_gate.clone(),
                 };
                 // awc is not Send: the client is created on the venue arbiter, in the closure.
                 let r = supervision::start_in_arbiter(
@@ -244,9 +269,6 @@ impl Pipeline {
                 stream_cfg_later = Some(stream_cfg);
             }
         }
-        let rl_cfg = cfg.rate_limit.clone();
-        let limiter =
-            supervision::start("rate_limiter", &monitor, move |_| RateLimiter::new(&rl_cfg));
         let (r, s, risk_cfg, m, stale) = (
             reg.clone(),
             store.clone(),
@@ -319,6 +341,9 @@ impl Pipeline {
         reg.cancel_everything.bind(orders.clone().recipient());
         reg.resolve_orders.bind(account.clone().recipient());
         reg.resync.bind(account.clone().recipient());
+        reg.list_open_orders.bind(account.clone().recipient());
+        reg.storage_recovered[0].bind(orders.clone().recipient());
+        reg.storage_recovered[1].bind(outbox.clone().recipient());
 
         reg.venue_events.bind(account.clone().recipient());
         // The account stream connects at once and asks for a resync: start it once every
@@ -332,6 +357,7 @@ impl Pipeline {
 
         let pipeline = Pipeline {
             monitor,
+            progress: Arc::new(std::sync::Mutex::new("running".into())),
             venue_arbiter,
             reg,
             store,
@@ -425,42 +451,71 @@ impl Pipeline {
         self.venue_arbiter.stop();
     }
 
-    /// Halts trading, cancels every order and waits until no order is live and the outbox is
-    /// empty, or `timeout` passes. Returns true when everything drained.
+    /// Halts trading, flattens every market at the venue and waits until each market's
+    /// flatten is confirmed (the venue lists no open order of ours), no order is live, the
+    /// outbox is empty and every write is committed, or `timeout` passes. Returns true when all
+    /// of that holds. What is still left is kept in [`Pipeline::progress`] as it goes.
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         self.risk.do_send(HaltForShutdown);
         self.orders.do_send(CancelEverything {
             reason: "shutdown".into(),
         });
+        let ask = Duration::from_millis(500);
         let t0 = Instant::now();
         loop {
-            let live: usize = match self.orders.send(GetOrderStats).await {
-                Ok(s) => s.markets.iter().map(|m| m.live).sum(),
-                Err(_) => usize::MAX,
+            let orders = self.orders.send(GetOrderStats).timeout(ask).await.ok();
+            let live: Option<usize> = orders
+                .as_ref()
+                .map(|s| s.markets.iter().map(|m| m.live).sum());
+            let not_flat: Vec<String> = match &orders {
+                Some(s) => s
+                    .markets
+                    .iter()
+                    .filter(|m| !m.flat)
+                    .map(|m| m.market.to_string())
+                    .collect(),
+                None => vec!["(order manager not answering)".into()],
             };
             let open = self
                 .outbox
                 .send(GetOutboxStats)
+                .timeout(ask)
                 .await
-                .map(|s| s.open)
-                .unwrap_or(usize::MAX);
-            if live == 0 && open == 0 {
+                .ok()
+                .map(|s| s.open);
+            let left = format!(
+                "live orders {}, outbox rows open {}, markets not confirmed flat at the venue: {}",
+                live.map_or("unknown".into(), |n| n.to_string()),
+                open.map_or("unknown".into(), |n| n.to_string()),
+                if not_flat.is_empty() {
+                    "none".into()
+                } else {
+                    not_flat.join(",")
+                }
+            );
+            self.set_progress(&left);
+            if live == Some(0) && open == Some(0) && not_flat.is_empty() {
                 // The actors are settled; make sure their last writes are on disk too.
+                self.set_progress("final store flush");
                 if let Err(e) = self.store.flush().await {
                     tracing::error!(cause = %e, "final store flush failed");
+                    self.set_progress(&format!("store not flushed: {e}"));
                     return false;
                 }
+                self.set_progress("done");
                 return true;
             }
             if t0.elapsed() >= timeout {
-                tracing::warn!(
-                    live_orders = live,
-                    outbox_open = open,
-                    "shutdown drain timed out"
-                );
+                tracing::warn!(left = %left, "shutdown drain timed out");
                 return false;
             }
             actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn set_progress(&self, what: &str) {
+        if let Ok(mut p) = self.progress.lock() {
+            what.clone_into(&mut p);
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: YAML loading, `MM_*` environment overrides, validation errors naming keys.
 //! - [`app`]: the supervision tree: which actors start and how they are wired.
+//! - [`instance`]: one service per database (an OS file lock beside it).
 //! - [`status`]: the periodic status line and `status --db`.
 //! - [`bench`]: the in-process full-pipeline benchmark.
 //! - [`logging`]: text or JSON logs.
@@ -16,6 +17,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod instance;
 pub mod logging;
 pub mod status;
 pub mod telemetry;

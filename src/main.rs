@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use deltadefi_mm::instance::InstanceLock;
 use deltadefi_mm::{app, bench, config, logging, status};
 use mm_actors::config::LogFormat;
 use mm_actors::risk_guard::KillSwitch;
@@ -289,7 +290,15 @@ fn control(db: &std::path::Path, command: &str) -> anyhow::Result<ExitCode> {
     let conn = mm_actors::store::open_connection(db)
         .with_context(|| format!("opening {}", db.display()))?;
     let mut conn = conn;
-    mm_actors::store::schema::migrate(&mut conn)?;
+    match mm_actors::store::schema::migrate(&mut conn) {
+        Ok(_) => {}
+        // A newer service's database still has the control table (since version 1): the kill
+        // switch must work whatever wrote the database.
+        Err(e @ mm_actors::store::StoreError::SchemaTooNew { .. }) => {
+            warn!(cause = %e, "recording the command in a newer database")
+        }
+        Err(e) => return Err(e.into()),
+    }
     conn.execute(
         "INSERT INTO control(ts_ms, command) VALUES (?1, ?2)",
         rusqlite::params![mm_actors::types::now_ms(), command],
@@ -317,12 +326,15 @@ fn run(
             LogFormatArg::Json => LogFormat::Json,
         };
     }
+    // Everything that can refuse start-up without touching anything comes first: secrets are
+    // read from the environment here and only here (never logged), then the one-instance lock,
+    // and only then is the database created or opened.
+    let access = app::VenueAccess::for_config(&cfg, env)?;
+    let _lock = InstanceLock::acquire(&cfg.run.db_path, "")?;
     let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, cfg.run.log_format, env)?;
     let store = Store::open(&cfg.run.db_path)
         .with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
     let spec = app::feed_spec(&cfg)?;
-    // Secrets are read from the environment here and only here; they are never logged.
-    let access = app::VenueAccess::for_config(&cfg, env)?;
     info!(
         config = %config_path.display(), db = %cfg.run.db_path.display(), mode = ?cfg.mode,
         feed = ?cfg.feed.source, markets = cfg.markets.len(), budget = cfg.rate_limit.actions_per_second,
@@ -330,13 +342,13 @@ fn run(
     );
     let drain = Duration::from_millis(cfg.run.drain_timeout_ms);
     let status_every = cfg.run.status_interval_s;
-    let drained = actix::System::new().block_on(async move {
+    let outcome = actix::System::new().block_on(async move {
         let p = match app::Pipeline::start(&cfg, store, spec, access) {
             Ok(p) => p,
             Err(e) => {
                 error!(cause = %e, "cannot start");
                 actix::System::current().stop();
-                return false;
+                return Outcome::Refused;
             }
         };
         if status_every > 0 {
@@ -366,29 +378,91 @@ fn run(
                 }
             }
         });
-        let reason = wait_for_stop(duration).await;
-        info!(
-            reason,
-            "stopping: cancelling every order and draining the outbox"
-        );
+        let monitor = p.monitor.clone();
+        let fatal = tokio::select! {
+            reason = wait_for_stop(duration) => {
+                info!(reason, "stopping: cancelling every order and draining the outbox");
+                None
+            }
+            f = monitor.wait_fatal() => {
+                error!(cause = %f, "halting: cancelling every order, then exiting with an error");
+                Some(f)
+            }
+        };
+        // Nothing may keep the process past the drain timeout and a few seconds more.
+        hard_deadline(drain + SHUTDOWN_GRACE, p.progress.clone());
         let drained = p.shutdown(drain).await;
+        let storage_failing = p.store.is_failing();
         let (markets, used, budget) = status::live(&p).await;
         for m in markets {
             info!(target: "status", "final {}", m.line(used, budget));
         }
+        let left = p.progress.lock().map(|s| s.clone()).unwrap_or_default();
         actix::System::current().stop();
-        drained
+        match (fatal, drained, storage_failing) {
+            (Some(f), _, _) => Outcome::Fatal(f.to_string()),
+            (None, true, false) => Outcome::Clean,
+            (None, true, true) => Outcome::Unclean("SQLite could not commit".into()),
+            (None, false, _) => Outcome::Unclean(left),
+        }
     });
     // Off the actix thread: flush what the exporter still holds.
     telemetry.shutdown();
-    if drained {
-        info!("stopped cleanly");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        error!(
-            "stopped with live orders or undelivered intents left: see `deltadefi-mm status --db`"
-        );
-        Ok(ExitCode::from(1))
+    Ok(match outcome {
+        Outcome::Clean => {
+            info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Outcome::Refused => ExitCode::from(2),
+        Outcome::Fatal(cause) => {
+            error!(cause = %cause, "stopped after a fatal condition");
+            ExitCode::from(1)
+        }
+        Outcome::Unclean(left) => {
+            error!(
+                left = %left,
+                "stopped with work left: see `deltadefi-mm status --db`"
+            );
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// How `run` ended.
+enum Outcome {
+    /// Every order cancelled and confirmed, everything committed.
+    Clean,
+    /// The pipeline could not start.
+    Refused,
+    /// An actor could not be kept alive.
+    Fatal(String),
+    /// Stopped with something left (named).
+    Unclean(String),
+}
+
+/// Time past the drain timeout that shutdown may take before the process exits regardless.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Exits the process with code 1 after `after`, naming what shutdown was still waiting for:
+/// a locked database, a hung venue or a stuck exporter cannot keep the process alive.
+fn hard_deadline(after: Duration, progress: std::sync::Arc<std::sync::Mutex<String>>) {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            let left = progress
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_else(|_| "unknown".into());
+            error!(after_ms = after.as_millis() as u64, left = %left, "shutdown deadline passed, exiting");
+            eprintln!(
+                "deltadefi-mm: shutdown deadline of {} ms passed; left: {left}",
+                after.as_millis()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        warn!(cause = %e, "cannot start the shutdown deadline");
     }
 }
 

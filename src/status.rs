@@ -94,6 +94,8 @@ pub enum StatusError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("database {path}: positions cannot be computed: {cause}")]
+    Accounting { path: String, cause: String },
     #[error("database {path}: {source}")]
     Store {
         path: String,
@@ -135,7 +137,11 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
     let mut positions: HashMap<String, (Position, u64)> = HashMap::new();
     for (_, f) in &fills {
         let e = positions.entry(f.market.to_string()).or_default();
-        e.0.apply_fill(f.side, f.price, f.size, f.fee);
+        e.0.apply_fill(f.side, f.price, f.size, f.fee)
+            .map_err(|e| StatusError::Accounting {
+                path: p.clone(),
+                cause: e.to_string(),
+            })?;
         e.1 += 1;
     }
     let markets: Vec<String> = conn
@@ -187,7 +193,7 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
             working: usize::try_from(working).unwrap_or(0),
             fills: nfills,
             inventory: pos.qty,
-            pnl: pos.pnl(ref_mid),
+            pnl: pos.pnl(ref_mid).unwrap_or_default(),
             market,
         });
     }

@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use mm_actors::binance_feed::codec::DropReason;
 use mm_actors::binance_feed::{BinanceFeed, FeedSpec, GetFeedStats};
 use mm_actors::config::{LiveConfig, StreamKind};
+use mm_actors::halt_gate::HaltGate;
 use mm_actors::quote_engine::TickReceived;
 use mm_actors::registry::Registry;
 use mm_actors::risk_guard::FeedHealth;
@@ -48,7 +49,7 @@ fn probe_registry() -> (
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let probe = Probe { ticks: tx }.start();
-    let reg = Arc::new(Registry::default());
+    let reg = Arc::new(Registry::new(HaltGate::open_for_tests([])));
     reg.ticks_to_quotes.bind(probe.clone().recipient());
     reg.feed_health.bind(probe.recipient());
     (reg, rx)

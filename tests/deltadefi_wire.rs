@@ -9,12 +9,16 @@ use std::time::Duration;
 use actix::prelude::*;
 use mm_actors::deltadefi::rest::{DeltaDeFiRest, RestConfig};
 use mm_actors::gateway::errors::{ErrorClass, classify};
+use mm_actors::halt_gate::HaltGate;
 use mm_actors::intent::IntentKind;
 use mm_actors::mock_exchange::matching::MatchingParams;
 use mm_actors::mock_exchange::wire::{WireMockConfig, serve};
 use mm_actors::pricing_rules::MarketRules;
+use mm_actors::rate_limiter::SendGate;
 use mm_actors::types::{ClientOrderId, MarketId, Side, VenueOrderId};
-use mm_actors::venue::{NewOrder, VenueFailure, VenueOrderStatus, VenueReply, VenueRequest};
+use mm_actors::venue::{
+    NewOrder, SendTag, VenueFailure, VenueOrderStatus, VenueReply, VenueRequest,
+};
 use rust_decimal::Decimal;
 use zeroize::Zeroizing;
 
@@ -66,6 +70,7 @@ fn rest(addr: SocketAddr, passcode: &str, timeout_ms: u64) -> Addr<DeltaDeFiRest
         passcode: Zeroizing::new(passcode.into()),
         timeout: Duration::from_millis(timeout_ms),
         markets: vec![market()],
+        gate: SendGate::unlimited_for_tests(HaltGate::open_for_tests([MarketId("ADAUSDM".into())])),
     };
     Supervisor::start(move |_| DeltaDeFiRest::new(cfg))
 }
@@ -120,6 +125,7 @@ fn buy(id: &str, price: &str) -> VenueRequest {
         price: d(price),
         size: d("100"),
         traceparent: None,
+        tag: SendTag::default(),
     })
 }
 
@@ -174,6 +180,8 @@ async fn place_fill_lookup_cancel_over_rest() {
     let cancel = VenueRequest::Cancel {
         venue_order_id: Some(resting_id.clone()),
         client_order_id: ClientOrderId("c2".into()),
+        market: MarketId("ADAUSDM".into()),
+        tag: SendTag::default(),
     };
     assert_eq!(
         ask(&r, cancel.clone()).await.ok(),
@@ -197,6 +205,7 @@ async fn place_fill_lookup_cancel_over_rest() {
             &r,
             VenueRequest::CancelAll {
                 market: MarketId("ADAUSDM".into()),
+                tag: SendTag::default(),
             },
         )
         .await,

@@ -355,6 +355,9 @@ pub struct RateLimitConfig {
     /// Actions that may go back to back; 1 spaces them evenly, which keeps every 1-second
     /// window at or under `actions_per_second`.
     pub burst: u32,
+    /// Jitter the budget absorbs between our write and the venue's count: sends are counted in
+    /// windows of 1000 + this many ms (and spaced by that over `actions_per_second`).
+    pub venue_margin_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -362,6 +365,7 @@ impl Default for RateLimitConfig {
         Self {
             actions_per_second: 5,
             burst: 1,
+            venue_margin_ms: 50,
         }
     }
 }
@@ -376,6 +380,9 @@ pub struct OutboxConfig {
     pub backoff_max_ms: u64,
     /// Requests in flight at the gateway at once.
     pub max_in_flight: u32,
+    /// A place not sent within this long of its decision is dropped, never sent on old prices
+    /// (a restart, a long halt, a backed-off retry).
+    pub place_max_age_ms: u64,
 }
 
 impl Default for OutboxConfig {
@@ -385,6 +392,7 @@ impl Default for OutboxConfig {
             backoff_initial_ms: 200,
             backoff_max_ms: 5_000,
             max_in_flight: 4,
+            place_max_age_ms: 3_000,
         }
     }
 }
@@ -727,6 +735,7 @@ impl Config {
             u64::from(rl.actions_per_second.max(1)),
             "rate_limit.burst",
         );
+        c.range_u64(rl.venue_margin_ms, 0, 1_000, "rate_limit.venue_margin_ms");
         let o = &self.outbox;
         c.range_u64(u64::from(o.max_attempts), 1, 100, "outbox.max_attempts");
         c.range_u64(o.backoff_initial_ms, 1, 60_000, "outbox.backoff_initial_ms");
@@ -737,6 +746,7 @@ impl Config {
             "outbox.backoff_max_ms",
         );
         c.range_u64(u64::from(o.max_in_flight), 1, 64, "outbox.max_in_flight");
+        c.range_u64(o.place_max_age_ms, 100, 600_000, "outbox.place_max_age_ms");
         c.range_u64(
             self.gateway.request_timeout_ms,
             10,

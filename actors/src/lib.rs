@@ -8,7 +8,8 @@
 //! - [`order_manager`]: OrderManager actor; [`order_manager::state`] the order state machine;
 //!   [`order_manager::book`] the diff of desired vs working orders.
 //! - [`risk_guard`]: RiskGuard actor; [`risk_guard::rules`] limits, positions, trading states.
-//! - [`rate_limiter`]: RateLimiter actor (governor), cancels before places.
+//! - [`rate_limiter`]: RateLimiter actor: dispatch pacing, the venue budget at the write point
+//!   ([`rate_limiter::budget`]), and the [`rate_limiter::SendGate`] every transport writes through.
 //! - [`outbox_worker`]: OutboxWorker actor; [`outbox_worker::queue`] conflation, ordering, retries.
 //! - [`gateway`]: DeltaDeFiGateway actor; [`gateway::errors`] what each venue code means.
 //! - [`account_feed`]: AccountFeed actor: order updates, fills (stored once), balances, resync.
@@ -16,7 +17,9 @@
 //! - [`store`]: SQLite on its own thread, group commit, migrations, typed rows.
 //! - [`venue`]: transport-independent venue requests, replies, errors and events.
 //! - [`intent`], [`types`], [`config`], [`pricing_rules`]: shared domain types and configuration.
-//! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart, health, fault injection.
+//! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart with backoff, crash-loop
+//!   detection, health, fault injection.
+//! - [`halt_gate`]: whether a place may leave the process, per market, from any thread.
 //! - [`deltadefi`]: DeltaDeFi REST and account-stream shapes, parsed defensively.
 //! - [`signer`]: operation-key decryption, BIP32-Ed25519 derivation, Cardano tx signing.
 //! - [`trace`]: W3C traceparent across actors and restarts.
@@ -33,6 +36,7 @@ pub mod binance_feed;
 pub mod config;
 pub mod deltadefi;
 pub mod gateway;
+pub mod halt_gate;
 pub mod intent;
 pub mod latency;
 pub mod metrics;

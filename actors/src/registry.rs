@@ -6,16 +6,17 @@ use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 
-use crate::account_feed::{ResolveOrders, Resync};
+use crate::account_feed::{ListOpenOrders, ResolveOrders, Resync};
 use crate::gateway::Dispatch;
+use crate::halt_gate::HaltGate;
 use crate::order_manager::{
     CancelEverything, FillApplied, IntentOutcome, OrderResolved, OrderUpdate, QuoteTarget,
-    VenueSnapshot,
+    StorageRecovered, VenueSnapshot,
 };
 use crate::outbox_worker::{DispatchOutcome, IntentsDurable, ResolveIntent};
 use crate::quote_engine::TickReceived;
 use crate::quote_engine::{InventoryChanged, RequestRequote};
-use crate::rate_limiter::AcquirePermit;
+use crate::rate_limiter::{AcquirePermit, AcquireSend};
 use crate::risk_guard::{BalancesUpdated, CheckIntents, FeedHealth, TradingStateChanged};
 use crate::venue::{VenueEvent, VenueRequest};
 
@@ -60,9 +61,11 @@ where
     }
 }
 
-/// Every peer of every actor.
-#[derive(Debug, Default)]
+/// Every peer of every actor, and the halt gate they share.
+#[derive(Debug)]
 pub struct Registry {
+    /// Whether a place may leave the process (RiskGuard opens and closes it).
+    pub gate: Arc<HaltGate>,
     pub ticks_to_quotes: Peer<TickReceived>,
     /// Staging only: the mock exchange follows the reference too.
     pub ticks_to_venue: Peer<TickReceived>,
@@ -90,6 +93,47 @@ pub struct Registry {
     pub resync: Peer<Resync>,
     pub venue: Peer<VenueRequest>,
     pub venue_events: Peer<VenueEvent>,
+    pub sends: Peer<AcquireSend>,
+    pub list_open_orders: Peer<ListOpenOrders>,
+    pub storage_recovered: Vec<Peer<StorageRecovered>>,
+}
+
+impl Registry {
+    /// A registry with every peer unbound, sharing `gate`.
+    pub fn new(gate: Arc<HaltGate>) -> Self {
+        Self {
+            gate,
+            ticks_to_quotes: Peer::default(),
+            ticks_to_venue: Peer::default(),
+            feed_health: Peer::default(),
+            quote_targets: Peer::default(),
+            requote: Peer::default(),
+            inventory: Peer::default(),
+            risk_check: Peer::default(),
+            state_to_quotes: Peer::default(),
+            state_to_orders: Peer::default(),
+            balances: Peer::default(),
+            fills_to_risk: Peer::default(),
+            fills_to_orders: Peer::default(),
+            intents_durable: Peer::default(),
+            resolve_intent: Peer::default(),
+            permits: Peer::default(),
+            dispatch: Peer::default(),
+            dispatch_outcome: Peer::default(),
+            intent_outcome: Peer::default(),
+            order_updates: Peer::default(),
+            venue_snapshot: Peer::default(),
+            order_resolved: Peer::default(),
+            cancel_everything: Peer::default(),
+            resolve_orders: Peer::default(),
+            resync: Peer::default(),
+            venue: Peer::default(),
+            venue_events: Peer::default(),
+            sends: Peer::default(),
+            list_open_orders: Peer::default(),
+            storage_recovered: vec![Peer::default(), Peer::default()],
+        }
+    }
 }
 
 /// Shared handle to the registry.

@@ -157,7 +157,33 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// The largest magnitude a price, size, fee or balance from outside (Binance, the venue, the
+/// config) may have: 10^12. Every parser of outside input refuses larger values, so that the
+/// product of two accepted values (at most 10^24) and sums of thousands of such products stay
+/// far inside `Decimal`'s range (about 7.9 × 10^28); accumulators still use checked arithmetic.
+pub const MAX_EXTERNAL: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
+
+/// True when `d` is within ±[`MAX_EXTERNAL`].
+pub fn in_range(d: Decimal) -> bool {
+    d.abs() <= MAX_EXTERNAL
+}
+
 /// Basis points as a fraction: `bps / 10_000`.
 pub fn bps(x: Decimal) -> Decimal {
     x / Decimal::from(10_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_bound_is_ten_to_the_twelve() {
+        assert_eq!(MAX_EXTERNAL, Decimal::from(1_000_000_000_000_i64));
+        assert!(in_range(Decimal::from(-1_000_000_000_000_i64)));
+        assert!(!in_range(MAX_EXTERNAL + Decimal::ONE));
+        assert!(!in_range(Decimal::from_i128_with_scale(10_i128.pow(27), 0)));
+        // The product of two bounded values cannot overflow.
+        assert!(MAX_EXTERNAL.checked_mul(MAX_EXTERNAL).is_some());
+    }
 }

@@ -5,6 +5,7 @@
 use actix::prelude::*;
 use rust_decimal::Decimal;
 
+use crate::rate_limiter::NotSent;
 use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId};
 
 /// Status of an order as the venue reports it.
@@ -117,6 +118,17 @@ pub enum VenueFailure {
         venue_order_id: Option<VenueOrderId>,
         reason: String,
     },
+    /// The request was never written to the venue (halted, or its send could not be
+    /// recorded): nothing happened there, and a place must not be retried.
+    #[error("not sent: {0}")]
+    NotSent(#[from] NotSent),
+}
+
+/// Which outbox row (and attempt) a request carries out, for the send record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendTag {
+    pub outbox_id: Option<i64>,
+    pub attempt: u32,
 }
 
 /// A new post-only limit order.
@@ -129,6 +141,7 @@ pub struct NewOrder {
     pub size: Decimal,
     /// W3C traceparent of the gateway request, for the transport's spans.
     pub traceparent: Option<String>,
+    pub tag: SendTag,
 }
 
 /// One request to the venue.
@@ -140,9 +153,12 @@ pub enum VenueRequest {
     Cancel {
         venue_order_id: Option<VenueOrderId>,
         client_order_id: ClientOrderId,
+        market: MarketId,
+        tag: SendTag,
     },
     CancelAll {
         market: MarketId,
+        tag: SendTag,
     },
     /// Look one order up (outcome resolution).
     Query {
@@ -184,4 +200,29 @@ pub enum VenueEvent {
     Order(VenueOrder),
     Fill(VenueFill),
     Balances(Vec<Balance>),
+}
+
+impl VenueRequest {
+    /// The send record of a request the venue counts against the budget (`None` for reads).
+    pub fn send_record(&self, source: &'static str) -> Option<crate::store::rows::SendRecord> {
+        use crate::intent::IntentKind;
+        let (kind, market, tag, venue_order) = match self {
+            VenueRequest::Place(o) => (IntentKind::Place, &o.market, o.tag, None),
+            VenueRequest::Cancel { market, tag, .. } => (IntentKind::Cancel, market, *tag, None),
+            VenueRequest::CancelAll { market, tag } => (IntentKind::CancelAll, market, *tag, None),
+            VenueRequest::Query { .. }
+            | VenueRequest::OpenOrders { .. }
+            | VenueRequest::Balances
+            | VenueRequest::RecentTrades { .. } => return None,
+        };
+        Some(crate::store::rows::SendRecord {
+            sent_at_ms: 0,
+            kind,
+            market: market.clone(),
+            outbox_id: tag.outbox_id,
+            attempt: tag.attempt,
+            source,
+            venue_order,
+        })
+    }
 }

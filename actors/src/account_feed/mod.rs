@@ -2,7 +2,12 @@
 //! updates, fills and balances into the service's messages, stores each fill once (unique
 //! trade id) before anyone acts on it, and after every (re)start resynchronises over the
 //! venue's request path (open orders and balances of every market), since a stream replays
-//! nothing. It also looks orders up for OrderManager (unknown outcomes, vanished orders).
+//! nothing. It also looks orders up for OrderManager (unknown outcomes, vanished orders) and
+//! lists a market's open orders on request (a flatten's confirmation).
+//!
+//! Venue reads are never stormed: one resync at a time (a resync asked for while one runs is
+//! done once after it), one listing per market at a time, and failed reads retried after a
+//! delay.
 //!
 //! In staging the stream is MockExchange's event output and the request path its
 //! `VenueRequest` handler.
@@ -32,6 +37,13 @@ pub struct ResolveOrders {
 #[rtype(result = "()")]
 pub struct Resync;
 
+/// Lists one market's open orders at the venue; the answer comes as a [`VenueSnapshot`].
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ListOpenOrders {
+    pub market: MarketId,
+}
+
 /// Asks for account-feed figures.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "AccountStats")]
@@ -54,6 +66,11 @@ pub struct AccountFeed {
     /// Period of the open-orders reconciliation with the venue.
     reconcile_every: Duration,
     stats: AccountStats,
+    /// Open-orders listings under way, by market; `true` when another was asked for meanwhile.
+    listing: std::collections::HashMap<MarketId, bool>,
+    /// A resync's requests under way, and whether another was asked for meanwhile.
+    resync_in_flight: usize,
+    resync_again: bool,
     health: ActorHealth,
 }
 
@@ -69,11 +86,56 @@ impl AccountFeed {
             markets,
             reconcile_every,
             stats: AccountStats::default(),
+            listing: std::collections::HashMap::new(),
+            resync_in_flight: 0,
+            resync_again: false,
             health: ActorHealth::default(),
         }
     }
 
-    fn on_restart(&mut self, _: &mut Context<Self>) {}
+    fn on_restart(&mut self, _: &mut Context<Self>) {
+        self.listing.clear();
+        self.resync_in_flight = 0;
+        self.resync_again = false;
+    }
+
+    /// Lists `market`'s open orders once; a request while one is under way is served by one
+    /// more listing after it.
+    fn list(&mut self, market: MarketId, ctx: &mut Context<Self>) {
+        if let Some(again) = self.listing.get_mut(&market) {
+            *again = true;
+            return;
+        }
+        let Some(venue) = self.reg.venue.get().cloned() else {
+            return;
+        };
+        self.listing.insert(market.clone(), false);
+        ctx.spawn(
+            venue
+                .send(VenueRequest::OpenOrders {
+                    market: market.clone(),
+                })
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let again = act.listing.remove(&market).unwrap_or(false);
+                    match res {
+                        Ok(Ok(VenueReply::OpenOrders(open_orders))) => {
+                            act.reg.venue_snapshot.do_send(VenueSnapshot {
+                                market: market.clone(),
+                                open_orders,
+                            });
+                            if again {
+                                act.list(market, ctx);
+                            }
+                        }
+                        other => {
+                            warn!(market = %market, ?other, "open-orders listing failed, retrying");
+                            ctx.run_later(RETRY_QUERY, move |act, ctx| act.list(market, ctx));
+                        }
+                    }
+                }),
+        );
+    }
 
     fn store_balances(&self, balances: &[Balance]) {
         let ts_ms = now_ms();
@@ -118,39 +180,27 @@ impl AccountFeed {
     }
 
     fn resync(&mut self, ctx: &mut Context<Self>) {
+        if self.resync_in_flight > 0 {
+            self.resync_again = true;
+            return;
+        }
         let Some(venue) = self.reg.venue.get().cloned() else {
             return;
         };
         self.stats.resyncs += 1;
         for market in self.markets.clone() {
-            let v = venue.clone();
-            ctx.spawn(
-                v.send(VenueRequest::OpenOrders {
-                    market: market.clone(),
-                })
-                .into_actor(self)
-                .map(move |res, act, ctx| match res {
-                    Ok(Ok(VenueReply::OpenOrders(open_orders))) => {
-                        act.reg.venue_snapshot.do_send(VenueSnapshot {
-                            market,
-                            open_orders,
-                        });
-                    }
-                    other => {
-                        warn!(market = %market, ?other, "resync failed, retrying");
-                        ctx.run_later(RETRY_QUERY, |act, ctx| act.resync(ctx));
-                    }
-                }),
-            );
+            self.list(market, ctx);
         }
+        self.resync_in_flight = 1 + self.markets.len();
         ctx.spawn(
             venue
                 .send(VenueRequest::Balances)
                 .into_actor(self)
-                .map(|res, act, _| {
+                .map(|res, act, ctx| {
                     if let Ok(Ok(VenueReply::Balances(b))) = res {
                         act.store_balances(&b);
                     }
+                    act.resync_part_done(ctx);
                 }),
         );
         for market in self.markets.clone() {
@@ -162,8 +212,16 @@ impl AccountFeed {
                         if let Ok(Ok(VenueReply::Trades(trades))) = res {
                             act.catch_up_trades(trades, ctx);
                         }
+                        act.resync_part_done(ctx);
                     }),
             );
+        }
+    }
+
+    fn resync_part_done(&mut self, ctx: &mut Context<Self>) {
+        self.resync_in_flight = self.resync_in_flight.saturating_sub(1);
+        if self.resync_in_flight == 0 && std::mem::take(&mut self.resync_again) {
+            self.resync(ctx);
         }
     }
 
@@ -262,6 +320,13 @@ impl Handler<ResolveOrders> for AccountFeed {
                 }
             }));
         }
+    }
+}
+
+impl Handler<ListOpenOrders> for AccountFeed {
+    type Result = ();
+    fn handle(&mut self, msg: ListOpenOrders, ctx: &mut Context<Self>) {
+        self.list(msg.market, ctx);
     }
 }
 

@@ -3,7 +3,9 @@
 //! Accepts the raw form `{"u":…,"s":"ADAUSDT","b":"…","B":"…","a":"…","A":"…"}` and the
 //! combined-stream form `{"stream":"adausdt@bookTicker","data":{…}}`. A message is dropped,
 //! with a [`DropReason`] that is counted, when it is malformed, for a symbol we do not quote,
-//! has a zero or negative price or a negative size, is crossed (bid ≥ ask), or is not newer
+//! has a zero or negative price or a negative size, has a value beyond
+//! [`crate::types::MAX_EXTERNAL`] (so that no arithmetic on it can overflow), is crossed
+//! (bid ≥ ask), or is not newer
 //! than the last accepted update id of its symbol (`u` must strictly increase).
 //! `serverShutdown` events are recognised as [`Frame::ServerShutdown`].
 
@@ -13,7 +15,7 @@ use std::time::Instant;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::types::{BinanceSymbol, Tick};
+use crate::types::{BinanceSymbol, Tick, in_range};
 
 /// Why a message was not turned into a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,16 +23,18 @@ pub enum DropReason {
     Malformed,
     UnknownSymbol,
     NonPositive,
+    OutOfRange,
     Crossed,
     OutOfOrder,
 }
 
 impl DropReason {
     /// Every reason, for counters.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Malformed,
         DropReason::UnknownSymbol,
         DropReason::NonPositive,
+        DropReason::OutOfRange,
         DropReason::Crossed,
         DropReason::OutOfOrder,
     ];
@@ -41,6 +45,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::UnknownSymbol => "unknown_symbol",
             DropReason::NonPositive => "non_positive",
+            DropReason::OutOfRange => "out_of_range",
             DropReason::Crossed => "crossed",
             DropReason::OutOfOrder => "out_of_order",
         }
@@ -180,6 +185,9 @@ impl Decoder {
         {
             return Err(DropReason::NonPositive);
         }
+        if ![raw.b, raw.a, raw.bq, raw.aq].into_iter().all(in_range) {
+            return Err(DropReason::OutOfRange);
+        }
         if raw.b >= raw.a {
             return Err(DropReason::Crossed);
         }
@@ -259,6 +267,20 @@ mod tests {
                 msg(11, "0.45", "-0.46"),
                 DropReason::NonPositive,
             ),
+            (
+                "absurd bid",
+                msg(
+                    11,
+                    "1000000000000000000000000000",
+                    "1000000000000000000000000001",
+                ),
+                DropReason::OutOfRange,
+            ),
+            (
+                "absurd size",
+                msg(11, "0.45", "0.46").replace(r#""B":"100""#, r#""B":"1e30""#),
+                DropReason::Malformed,
+            ),
             ("crossed", msg(11, "0.47", "0.46"), DropReason::Crossed),
             ("locked", msg(11, "0.46", "0.46"), DropReason::Crossed),
             ("same u", msg(10, "0.45", "0.46"), DropReason::OutOfOrder),
@@ -267,7 +289,8 @@ mod tests {
         for (name, text, want) in &cases {
             assert_eq!(d.decode(text, 0, now).err(), Some(*want), "{name}");
         }
-        assert_eq!(d.dropped(DropReason::Malformed), 3);
+        assert_eq!(d.dropped(DropReason::Malformed), 4);
+        assert_eq!(d.dropped(DropReason::OutOfRange), 1);
         assert_eq!(d.dropped(DropReason::OutOfOrder), 2);
         assert_eq!(d.accepted(), 1);
         // A good message after the bad ones is still accepted.

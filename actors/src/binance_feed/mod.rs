@@ -207,6 +207,7 @@ impl BinanceFeed {
                     symbol: s.clone(),
                     last_recv_ms: last.map(|l| l.0),
                     mid: last.map(|l| l.1),
+                    held: false,
                 }
             })
             .collect();

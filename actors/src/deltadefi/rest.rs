@@ -3,12 +3,21 @@
 //! [`VenueRequest`]s over DeltaDeFi's REST API: build → sign → submit in one path, cancel,
 //! cancel-all, order lookup, open orders and balances.
 //!
-//! At start it reads the market config (and reports precision that differs from ours), fetches
-//! and decrypts the operation key, and cancels orphans with cancel-all (4200 "nothing to
-//! cancel" is success). It answers nothing but "not ready" (5001, retryable) until then.
+//! At start it reads the market config (and refuses precision finer than the venue allows),
+//! fetches and decrypts the operation key. It answers nothing but "not ready" (5001,
+//! retryable) until then. (Orphans are flattened by OrderManager at start, through the outbox
+//! and the budget like any cancel.)
 //!
-//! A submit that gets no answer, or a 5xxx after the submit was sent, is an unknown outcome
-//! carrying the order id from the build: it is looked up, never resent.
+//! Every request the venue counts (submit, cancel, cancel-all) is written only through the
+//! [`SendGate`]: within the budget, after its send is recorded, and for a place only while
+//! trading is not halted. A place's build and signature come first, so the submit leaves the
+//! moment the budget allows.
+//!
+//! Only a well-formed answer is definite: a 2xx whose body parses, or an error body with a
+//! venue code (and HTTP 429/401). A submit, cancel or cancel-all that may have reached the venue
+//! and got anything else (no answer, a timeout, an HTML page, an empty or unparsable 200) has
+//! an unknown outcome: a place is looked up by the order id from its build, never resent; a
+//! cancel is tried again.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,10 +32,13 @@ use zeroize::Zeroizing;
 use super::wire::{
     BuildOrderRequest, BuildOrderResponse, CancelAllRequest, CancelAllResponse,
     CancelOrderResponse, ListOf, MarketConfigResponse, OperationKeyResponse, OrderResponse,
-    SubmitOrderRequest, SubmitOrderResponse, error_from_http,
+    SubmitOrderRequest, SubmitOrderResponse, describe_body, error_from_http,
 };
+use crate::intent::IntentKind;
 use crate::pricing_rules::MarketRules;
+use crate::rate_limiter::SendGate;
 use crate::signer::Signer;
+use crate::store::rows::SendRecord;
 use crate::supervision::ActorHealth;
 use crate::types::{MarketId, VenueOrderId, now_ms};
 use crate::venue::{Balance, NewOrder, VenueError, VenueFailure, VenueReply, VenueRequest};
@@ -39,6 +51,8 @@ pub struct RestConfig {
     pub passcode: Zeroizing<String>,
     pub timeout: Duration,
     pub markets: Vec<MarketRules>,
+    /// Through which every counted request is written.
+    pub gate: SendGate,
 }
 
 impl std::fmt::Debug for RestConfig {
@@ -48,14 +62,17 @@ impl std::fmt::Debug for RestConfig {
             .field("api_key", &"<redacted>")
             .field("passcode", &"<redacted>")
             .field("timeout", &self.timeout)
+            .field("gate", &self.gate)
             .finish()
     }
 }
 
 enum CallError {
-    /// No answer (connect failure, timeout): the request may or may not have arrived.
-    Transport(String),
-    /// An answer that is an error.
+    /// The request never left (no connection): nothing happened at the venue.
+    NotSent(String),
+    /// The request may have reached the venue, but no well-formed answer came back.
+    NoAnswer(String),
+    /// A well-formed error answer from the venue.
     Venue(VenueError),
 }
 
@@ -63,8 +80,13 @@ impl From<CallError> for VenueFailure {
     fn from(e: CallError) -> VenueFailure {
         match e {
             CallError::Venue(v) => VenueFailure::Rejected(v),
-            // Before a submit, a lost request changed nothing: retryable.
-            CallError::Transport(t) => VenueFailure::Rejected(VenueError::new(5001, t)),
+            CallError::NotSent(t) => {
+                VenueFailure::Rejected(VenueError::new(5001, format!("not sent: {t}")))
+            }
+            CallError::NoAnswer(t) => VenueFailure::OutcomeUnknown {
+                venue_order_id: None,
+                reason: t,
+            },
         }
     }
 }
@@ -94,22 +116,32 @@ impl Http {
             Some(b) => req.send_json(b).await,
             None => req.send().await,
         };
-        let mut resp = sent.map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
+        let mut resp = sent.map_err(|e| match e {
+            awc::error::SendRequestError::Connect(_) | awc::error::SendRequestError::Url(_) => {
+                CallError::NotSent(format!("{path}: {e}"))
+            }
+            _ => CallError::NoAnswer(format!("{path}: {e}")),
+        })?;
         let status = resp.status().as_u16();
         // On the step span that instruments this call (a no-op elsewhere).
         tracing::Span::current().record("http.response.status_code", status);
-        let bytes = resp
-            .body()
-            .limit(8 << 20)
-            .await
-            .map_err(|e| CallError::Transport(format!("{path}: {e}")))?;
+        let bytes =
+            resp.body().limit(8 << 20).await.map_err(|e| {
+                CallError::NoAnswer(format!("{path}: HTTP {status}, body lost: {e}"))
+            })?;
         if !(200..300).contains(&status) {
-            return Err(CallError::Venue(error_from_http(status, &bytes)));
+            return Err(match error_from_http(status, &bytes) {
+                Some(v) => CallError::Venue(v),
+                None => CallError::NoAnswer(format!(
+                    "{path}: HTTP {status} without a venue error: {}",
+                    describe_body(&bytes)
+                )),
+            });
         }
         serde_json::from_slice(&bytes).map_err(|e| {
-            CallError::Venue(VenueError::new(
-                4000,
-                format!("{path}: unexpected response: {e}"),
+            CallError::NoAnswer(format!(
+                "{path}: HTTP {status} with an unreadable body ({e}): {}",
+                describe_body(&bytes)
             ))
         })
     }
@@ -185,30 +217,13 @@ impl DeltaDeFiRest {
                 "operation_key_hash differs from the derived key's hash (the hash's meaning is unconfirmed)"
             );
         }
-        for m in &cfg.markets {
-            let body = CancelAllRequest {
-                symbol: m.market.to_string(),
-            };
-            match http
-                .call::<_, CancelAllResponse>(true, "/order/cancel-all", Some(&body))
-                .await
-            {
-                Ok(r) => {
-                    info!(market = %m.market, cancelled = r.order_ids.len(), "orphans cancelled at start-up")
-                }
-                Err(CallError::Venue(e)) if e.code == 4200 => {
-                    info!(market = %m.market, "no orphan orders")
-                }
-                Err(e) => return Err(describe(e)),
-            }
-        }
         Ok(signer)
     }
 }
 
 fn describe(e: CallError) -> String {
     match e {
-        CallError::Transport(t) => t,
+        CallError::NotSent(t) | CallError::NoAnswer(t) => t,
         CallError::Venue(v) => v.to_string(),
     }
 }
@@ -236,7 +251,12 @@ impl Actor for DeltaDeFiRest {
 
 crate::supervised_actor!(DeltaDeFiRest, "deltadefi_rest");
 
-async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply, VenueFailure> {
+async fn place(
+    http: Http,
+    signer: Rc<Signer>,
+    gate: SendGate,
+    o: NewOrder,
+) -> Result<VenueReply, VenueFailure> {
     let req = BuildOrderRequest {
         symbol: o.market.to_string(),
         side: o.side,
@@ -264,7 +284,11 @@ async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply
     if let Err(CallError::Venue(e)) = &built {
         build_span.record("venue.code", e.code);
     }
-    let built = built?;
+    // A build places nothing: whatever went wrong, the place can be tried again.
+    let built = built.map_err(|e| match e {
+        CallError::Venue(v) => VenueFailure::Rejected(v),
+        other => VenueFailure::Rejected(VenueError::new(5001, describe(other))),
+    })?;
     let signed_tx = step("deltadefi.sign")
         .in_scope(|| signer.sign_tx_hex(&built.tx_hex))
         .map_err(|e| {
@@ -274,6 +298,17 @@ async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply
             ))
         })?;
     let venue_id = VenueOrderId(built.order_id.clone());
+    // Through the budget, recording the venue's id of the order before it can exist there.
+    let record = SendRecord {
+        sent_at_ms: 0,
+        kind: IntentKind::Place,
+        market: o.market.clone(),
+        outbox_id: o.tag.outbox_id,
+        attempt: o.tag.attempt,
+        source: "outbox",
+        venue_order: Some((venue_id.clone(), o.client_order_id.clone())),
+    };
+    gate.acquire(record).await?;
     let submit = SubmitOrderRequest {
         order_id: built.order_id,
         signed_tx,
@@ -301,8 +336,13 @@ async fn place(http: Http, signer: Rc<Signer>, o: NewOrder) -> Result<VenueReply
             }
             Ok(VenueReply::Placed(vo))
         }
+        // The submit never left: nothing was placed, the place may be tried again.
+        Err(CallError::NotSent(t)) => Err(VenueFailure::Rejected(VenueError::new(
+            5001,
+            format!("not sent: {t}"),
+        ))),
         // The submit may have reached the venue: look the order up, never resend it.
-        Err(CallError::Transport(t)) => Err(VenueFailure::OutcomeUnknown {
+        Err(CallError::NoAnswer(t)) => Err(VenueFailure::OutcomeUnknown {
             venue_order_id: Some(venue_id),
             reason: t,
         }),
@@ -340,6 +380,7 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
     type Result = ResponseActFuture<Self, Result<VenueReply, VenueFailure>>;
     fn handle(&mut self, req: VenueRequest, _: &mut Context<Self>) -> Self::Result {
         let http = self.http.clone();
+        let gate = self.cfg.gate.clone();
         let Some(signer) = self.signer.clone() else {
             return Box::pin(actix::fut::ready(Err(VenueFailure::Rejected(
                 VenueError::new(
@@ -350,23 +391,30 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
         };
         let fut = async move {
             match req {
-                VenueRequest::Place(o) => place(http, signer, o).await,
-                VenueRequest::Cancel {
-                    venue_order_id: Some(id),
-                    ..
-                } => {
-                    let path = format!("/order/{id}/cancel");
-                    let r: CancelOrderResponse = http.call::<(), _>(true, &path, None).await?;
-                    Ok(VenueReply::Cancelled(VenueOrderId(r.order_id)))
-                }
+                VenueRequest::Place(o) => place(http, signer, gate, o).await,
                 VenueRequest::Cancel {
                     venue_order_id: None,
                     client_order_id,
+                    ..
                 } => Err(VenueFailure::Rejected(VenueError::new(
                     4200,
                     format!("{client_order_id} never got a venue order id"),
                 ))),
-                VenueRequest::CancelAll { market } => {
+                VenueRequest::Cancel {
+                    venue_order_id: Some(ref id),
+                    ..
+                } => {
+                    if let Some(record) = req.send_record("outbox") {
+                        gate.acquire(record).await?;
+                    }
+                    let path = format!("/order/{id}/cancel");
+                    let r: CancelOrderResponse = http.call::<(), _>(true, &path, None).await?;
+                    Ok(VenueReply::Cancelled(VenueOrderId(r.order_id)))
+                }
+                VenueRequest::CancelAll { ref market, .. } => {
+                    if let Some(record) = req.send_record("outbox") {
+                        gate.acquire(record).await?;
+                    }
                     let body = CancelAllRequest {
                         symbol: market.to_string(),
                     };

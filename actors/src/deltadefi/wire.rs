@@ -6,11 +6,22 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId};
+use crate::types::{ClientOrderId, MAX_EXTERNAL, MarketId, Side, TradeId, VenueOrderId, in_range};
 use crate::venue::{Balance, Liquidity, VenueError, VenueFill, VenueOrder, VenueOrderStatus};
 
-/// A decimal sent as a JSON string or number.
+/// A decimal sent as a JSON string or number, within ±[`MAX_EXTERNAL`].
 fn dec_any<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let v = dec_any_unbounded(d)?;
+    if in_range(v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is beyond the accepted magnitude {MAX_EXTERNAL}"
+        )))
+    }
+}
+
+fn dec_any_unbounded<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -43,34 +54,36 @@ pub struct ErrorBody {
     pub code: u32,
 }
 
-/// Turns an HTTP failure into a [`VenueError`]: the body's code when it has one, else a code
-/// chosen by status (429 → 4290, 404 → 4200, 5xx and the empty 403s seen on staging → 5000).
-pub fn error_from_http(status: u16, body: &[u8]) -> VenueError {
+/// Reads a non-2xx answer as a definite venue error: a JSON body `{"error", "code"}` with a
+/// code, or HTTP 429 / 401 (refused before anything was done). Anything else (an HTML page, an
+/// empty 403, a proxy's 503 text) is `None`: not a venue answer, so the request's outcome is
+/// unknown.
+pub fn error_from_http(status: u16, body: &[u8]) -> Option<VenueError> {
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body)
         && e.code != 0
     {
-        return VenueError::new(e.code, e.error);
+        return Some(VenueError::new(e.code, e.error));
     }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
     let code = match status {
         429 => 4290,
-        404 => 4200,
         401 => 4010,
-        403 | 500..=599 => 5000,
-        _ => 4000,
+        _ => return None,
     };
-    VenueError::new(
+    Some(VenueError::new(
         code,
-        format!(
-            "HTTP {status}: {}",
-            if text.is_empty() {
-                "(empty body)"
-            } else {
-                text
-            }
-        ),
-    )
+        format!("HTTP {status}: {}", describe_body(body)),
+    ))
+}
+
+/// A short printable rendering of a response body, for logs and errors.
+pub fn describe_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text.chars().take(200).collect()
+    }
 }
 
 /// `GET /app/market-config`.
@@ -350,13 +363,15 @@ impl OrderResponse {
         })
     }
 
-    /// The fills in `order_execution_records`, when the venue sent them.
+    /// The fills in `order_execution_records`, when the venue sent them. A record without a
+    /// positive size or price is no execution and is skipped.
     pub fn fills(&self, ts_ms: i64, commission_divisor_lovelace: Decimal) -> Vec<VenueFill> {
         let Some(records) = &self.order_execution_records else {
             return Vec::new();
         };
         records
             .iter()
+            .filter(|r| r.filled_base_qty > Decimal::ZERO && r.execution_price > Decimal::ZERO)
             .map(|r| VenueFill {
                 trade_id: TradeId(r.id.clone()),
                 venue_order_id: VenueOrderId(r.order_id.clone()),
@@ -508,6 +523,23 @@ mod tests {
     }
 
     #[test]
+    fn absurd_numbers_are_refused_and_empty_fills_skipped() {
+        let absurd = ORDER.replace(
+            r#""price":"0.93""#,
+            r#""price":"1000000000000000000000000""#,
+        );
+        assert!(serde_json::from_str::<OrderResponse>(&absurd).is_err());
+        let number = r#"[{"asset":"ada","asset_unit":"","free":1e27,"locked":0}]"#;
+        assert!(serde_json::from_str::<ListOf<BalanceRow>>(number).is_err());
+        let text = ORDER.replace(
+            r#""order_execution_records":[]"#,
+            r#""order_execution_records":[{"id":"t0","order_id":"x","execution_price":"0.93","filled_base_qty":"0"}]"#,
+        );
+        let o: OrderResponse = serde_json::from_str(&text).expect("order");
+        assert!(o.fills(0, Decimal::ONE).is_empty());
+    }
+
+    #[test]
     fn market_config_operation_key_and_errors() {
         let mc = r#"{"assets":[{"symbol":"ADA","unit":"lovelace","decimals":6,"max_qty_dp":2,"trading_pairs":["ADAUSDM"]}],
             "trading_pairs":[{"symbol":"ADAUSDM","base_token":{"symbol":"ADA","unit":"lovelace","decimals":6,"max_qty_dp":2},
@@ -525,20 +557,32 @@ mod tests {
         )
         .expect("op key");
         assert!(ok.encrypted_operation_key.starts_with("{\"iv\""));
-        let cases: [(u16, &[u8], u32); 6] = [
-            (400, br#"{"error":"Order not found","code":4200}"#, 4200),
+        let cases: [(u16, &[u8], Option<u32>); 8] = [
+            (
+                400,
+                br#"{"error":"Order not found","code":4200}"#,
+                Some(4200),
+            ),
             (
                 400,
                 br#"{"error":"Internal Server Error","code":5000}"#,
-                5000,
+                Some(5000),
             ),
-            (429, b"", 4290),
-            (404, b"404 page not found", 4200),
-            (503, b"upstream connect error", 5000),
-            (403, b"", 5000),
+            (429, b"", Some(4290)),
+            (401, b"", Some(4010)),
+            // Not venue answers: the request's outcome is unknown.
+            (404, b"404 page not found", None),
+            (400, b"<html><body>Bad Request</body></html>", None),
+            (503, b"upstream connect error", None),
+            (403, b"", None),
         ];
         for (status, body, code) in cases {
-            assert_eq!(error_from_http(status, body).code, code, "{status}");
+            assert_eq!(
+                error_from_http(status, body).map(|e| e.code),
+                code,
+                "{status} {}",
+                describe_body(body)
+            );
         }
         let build = BuildOrderRequest {
             symbol: "ADAUSDM".into(),

@@ -22,7 +22,7 @@ use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
 use crate::registry::Reg;
 use crate::supervision::ActorHealth;
 use crate::types::{VenueOrderId, now_ms};
-use crate::venue::{NewOrder, VenueFailure, VenueReply, VenueRequest};
+use crate::venue::{NewOrder, SendTag, VenueFailure, VenueReply, VenueRequest};
 
 /// Sends one outbox row to the venue; the answer comes back as a [`DispatchOutcome`].
 #[derive(Message, Debug, Clone)]
@@ -90,8 +90,12 @@ fn unanswered(
     }
 }
 
-fn request_of(intent: &Intent, traceparent: Option<String>) -> VenueRequest {
-    match intent {
+fn request_of(row: &OutboxRow, traceparent: Option<String>) -> VenueRequest {
+    let tag = SendTag {
+        outbox_id: Some(row.id),
+        attempt: row.attempts,
+    };
+    match &row.intent {
         Intent::Place {
             client_order_id,
             market,
@@ -106,17 +110,21 @@ fn request_of(intent: &Intent, traceparent: Option<String>) -> VenueRequest {
             price: *price,
             size: *size,
             traceparent,
+            tag,
         }),
         Intent::Cancel {
             client_order_id,
             venue_order_id,
-            ..
+            market,
         } => VenueRequest::Cancel {
             venue_order_id: venue_order_id.clone(),
             client_order_id: client_order_id.clone(),
+            market: market.clone(),
+            tag,
         },
         Intent::CancelAll { market } => VenueRequest::CancelAll {
             market: market.clone(),
+            tag,
         },
     }
 }
@@ -156,7 +164,7 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
             venue.code = tracing::field::Empty,
         );
         let _ = span.set_parent(msg.cx.clone());
-        let req = request_of(&msg.row.intent, crate::trace::traceparent(&span.context()));
+        let req = request_of(&msg.row, crate::trace::traceparent(&span.context()));
         debug!(
             outbox_id = id,
             kind = kind.as_str(),
@@ -187,6 +195,17 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                     venue_order_id,
                     reason,
                 }))) => unanswered(kind, reason, venue_order_id),
+                Ok(Ok(Err(VenueFailure::NotSent(why)))) => match kind {
+                    IntentKind::Place => DispatchResult::NotSent {
+                        reason: why.to_string(),
+                    },
+                    // A cancel is never held back by a halt; try it again.
+                    IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
+                        code: None,
+                        message: format!("not sent: {why}"),
+                        not_before_ms: None,
+                    },
+                },
                 Ok(Err(mailbox)) => {
                     warn!(outbox_id = id, cause = %mailbox, "venue unreachable");
                     unanswered(kind, format!("venue mailbox: {mailbox}"), None)
@@ -209,6 +228,15 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                 },
                 other => other,
             };
+            if let DispatchResult::Rejected { code, message } = &result {
+                warn!(
+                    outbox_id = id,
+                    kind = kind.as_str(),
+                    code = code.unwrap_or(0),
+                    cause = %message,
+                    "venue rejected the request"
+                );
+            }
             match &result {
                 DispatchResult::Done { .. } => span.record("outcome", "done"),
                 DispatchResult::Rejected { code, .. } => span
@@ -218,6 +246,7 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
                     .record("outcome", "retry")
                     .record("venue.code", code.unwrap_or(0)),
                 DispatchResult::Unknown { .. } => span.record("outcome", "unknown"),
+                DispatchResult::NotSent { .. } => span.record("outcome", "not_sent"),
             };
             drop(span);
             act.reg

@@ -497,6 +497,7 @@ mod tests {
             price: d(price),
             size: d(size),
             traceparent: None,
+            tag: crate::venue::SendTag::default(),
         }
     }
     fn code(r: Result<(VenueOrder, Vec<VenueEvent>), VenueError>) -> u32 {

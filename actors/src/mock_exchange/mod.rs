@@ -2,7 +2,8 @@
 //! and answers the gateway's [`VenueRequest`]s after a configurable latency, follows the
 //! reference ticks to fill our resting orders, and emits order updates, fills and balances
 //! to AccountFeed as the real account stream would. It enforces the order-action budget itself
-//! (4290 beyond it), so a rate-limiter bug shows as rejects.
+//! (4290 beyond it), so a rate-limiter bug shows as rejects. Like every transport, it takes a
+//! counted request only through the [`SendGate`] (the budget, and the halt gate for places).
 //!
 //! The simulated exchange outlives a restart of this actor, as a real venue would.
 
@@ -16,6 +17,7 @@ use actix::prelude::*;
 use crate::config::{MarketConfig, MockExchangeConfig};
 use crate::pricing_rules::MarketRules;
 use crate::quote_engine::TickReceived;
+use crate::rate_limiter::SendGate;
 use crate::registry::Reg;
 use crate::rng::SplitMix64;
 use crate::supervision::ActorHealth;
@@ -31,6 +33,7 @@ pub struct MockExchange {
     latency: Duration,
     jitter_ms: u64,
     rng: SplitMix64,
+    gate: SendGate,
     health: ActorHealth,
 }
 
@@ -41,6 +44,7 @@ impl MockExchange {
         cfg: &MockExchangeConfig,
         markets: &[MarketConfig],
         actions_per_second: u32,
+        gate: SendGate,
     ) -> Self {
         let ppm = (cfg.reject_probability * rust_decimal::Decimal::from(1_000_000)).trunc();
         let params = MatchingParams {
@@ -63,6 +67,7 @@ impl MockExchange {
             latency: Duration::from_millis(cfg.latency_ms),
             jitter_ms: cfg.latency_jitter_ms,
             rng: SplitMix64::new(cfg.seed ^ 0x5eed),
+            gate,
             health: ActorHealth::default(),
         }
     }
@@ -100,13 +105,14 @@ impl MockExchange {
             VenueRequest::Cancel {
                 venue_order_id,
                 client_order_id,
+                ..
             } => {
                 let (order, ev) =
                     self.core
                         .cancel(venue_order_id.as_ref(), &client_order_id, now)?;
                 (VenueReply::Cancelled(order.venue_order_id), ev)
             }
-            VenueRequest::CancelAll { market } => {
+            VenueRequest::CancelAll { market, .. } => {
                 let (ids, ev) = self.core.cancel_all(&market, now)?;
                 (VenueReply::CancelledAll(ids), ev)
             }
@@ -145,22 +151,34 @@ crate::supervised_actor!(MockExchange, "mock_exchange");
 
 impl Handler<VenueRequest> for MockExchange {
     type Result = ResponseActFuture<Self, Result<VenueReply, VenueFailure>>;
-    fn handle(&mut self, req: VenueRequest, ctx: &mut Context<Self>) -> Self::Result {
-        if self.latency.is_zero() {
-            let r = self.process(req, ctx);
-            return Box::pin(actix::fut::ready(r));
-        }
+    fn handle(&mut self, req: VenueRequest, _: &mut Context<Self>) -> Self::Result {
+        let record = req.send_record("outbox");
+        let gate = self.gate.clone();
+        let latency = self.latency;
         let back = self.latency + Duration::from_millis(self.rng.below(self.jitter_ms + 1));
-        // The request reaches the venue after one latency; the answer takes another (+ jitter).
+        // A counted request passes the send gate as it leaves; it reaches the venue after one
+        // latency; the answer takes another (+ jitter).
         Box::pin(
-            actix_rt::time::sleep(self.latency)
-                .into_actor(self)
-                .map(move |(), act, ctx| act.process(req, ctx))
-                .then(move |r, act, _| {
-                    actix_rt::time::sleep(back)
-                        .into_actor(act)
-                        .map(move |(), _, _| r)
-                }),
+            async move {
+                if let Some(r) = record {
+                    gate.acquire(r).await?;
+                }
+                if !latency.is_zero() {
+                    actix_rt::time::sleep(latency).await;
+                }
+                Ok::<(), VenueFailure>(())
+            }
+            .into_actor(self)
+            .map(move |sent, act, ctx| sent.and_then(|()| act.process(req, ctx)))
+            .then(move |r, act, _| {
+                async move {
+                    if !back.is_zero() {
+                        actix_rt::time::sleep(back).await;
+                    }
+                    r
+                }
+                .into_actor(act)
+            }),
         )
     }
 }

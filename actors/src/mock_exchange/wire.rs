@@ -423,6 +423,7 @@ async fn build(
             price,
             size,
             traceparent: None,
+            tag: crate::venue::SendTag::default(),
         };
         st.builds.insert(
             order_id.clone(),

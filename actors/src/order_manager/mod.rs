@@ -8,8 +8,17 @@
 //! last (re)start: unknown venue orders are adopted and cancelled, orders we think live but the
 //! venue does not list are looked up. A place whose outcome is unknown is resolved by a query,
 //! never resent.
+//!
+//! A halted market (every market at start, on shutdown and on a fatal condition) is flattened
+//! ([`flatten::Flattener`]): one cancel-all, then the venue's open orders are listed and
+//! cancelled one by one until a listing shows none. Quoting waits for that confirmation.
+//!
+//! When SQLite cannot commit, approved cancels still go (they need no new persistence), places
+//! never do, and the manager reloads from SQLite once the store has recovered.
 
 pub mod book;
+pub mod flatten;
+mod reports;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -21,12 +30,12 @@ use rust_decimal::Decimal;
 use tracing::{debug, error, info, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::account_feed::{ResolveOrders, Resync};
+use crate::account_feed::{ListOpenOrders, ResolveOrders, Resync};
 use crate::config::MarketConfig;
 use crate::intent::Intent;
 use crate::latency::{LatencyHistogram, LatencySummary};
+use crate::outbox_worker::IntentsDurable;
 use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
-use crate::outbox_worker::{IntentsDurable, ResolveIntent};
 use crate::quote_engine::RequestRequote;
 use crate::quote_engine::pricing::QuoteBook;
 use crate::registry::Reg;
@@ -34,10 +43,11 @@ use crate::risk_guard::rules::TradingState;
 use crate::risk_guard::{CheckIntents, TradingStateChanged};
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
-use crate::venue::{VenueFill, VenueOrder, VenueOrderStatus};
+use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
+use crate::venue::{VenueFill, VenueOrder};
 use book::{OrderTracker, Transition};
-use state::{Order, OrderEvent, OrderState};
+use flatten::{FlattenStep, Flattener};
+use state::{OrderEvent, OrderState};
 
 /// A venue order we cannot match is treated as an orphan only after this long, while a place
 /// of ours is still waiting for its venue id.
@@ -46,6 +56,8 @@ const ORPHAN_GRACE_MS: i64 = 30_000;
 const FINISHED_TRACES_KEPT: usize = 10_000;
 /// How long an unmatched venue report is kept for a late venue id.
 const UNMATCHED_KEPT_MS: i64 = 600_000;
+/// A flatten's listing that still shows orders it cannot cancel yet is repeated after this.
+const RELIST_AFTER_MS: i64 = 500;
 
 /// Why a target was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,16 +186,37 @@ pub struct MarketOrderStats {
     pub live: usize,
     pub working: usize,
     pub fills: u64,
+    /// The last flatten was confirmed by a listing with nothing open at the venue.
+    pub flat: bool,
+    /// A flatten is under way.
+    pub flattening: bool,
 }
+
+/// The store commits again after failing: reload what is durable (sent by RiskGuard).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StorageRecovered;
 
 /// Clears the tick → intent latency histogram (the benchmark does after its warm-up).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct ResetLatency;
 
+/// Approved intents whose transaction did not commit.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct PersistFailed(String);
+struct PersistFailed {
+    error: String,
+    rows: Vec<OutboxRow>,
+}
+
+/// Flatten steps decided where no context was at hand.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RunFlatten(Vec<FlattenStep>);
+
+/// A flatten step that waits longer than this for its answer moves on to a new listing.
+const FLATTEN_STEP_MAX_MS: i64 = 10_000;
 
 /// Diff the markets whose target changed; queued behind the mailbox, so that a burst of
 /// targets costs one diff per market (the latest target wins).
@@ -209,8 +242,12 @@ pub struct OrderManager {
     unmatched: HashMap<VenueOrderId, (VenueOrder, i64)>,
     /// Orders whose cancel failed for good; cancelled again if the venue still lists them open.
     cancel_failed: HashSet<ClientOrderId>,
-    /// Markets with a cancel-all between approval and its outcome.
-    cancel_all_pending: HashSet<MarketId>,
+    /// The flatten of every halted market.
+    flattener: Flattener,
+    /// Memory went ahead of SQLite (a commit failed): reload once the store recovers.
+    reload_when_stored: bool,
+    /// Our own address, for steps decided outside a handler's context.
+    me: Option<Addr<OrderManager>>,
     pending_work: HashSet<MarketId>,
     work_scheduled: bool,
     fills: HashMap<MarketId, u64>,
@@ -237,7 +274,9 @@ impl OrderManager {
             finished_traces: HashMap::new(),
             finished_order: std::collections::VecDeque::new(),
             cancel_failed: HashSet::new(),
-            cancel_all_pending: HashSet::new(),
+            flattener: Flattener::new(RELIST_AFTER_MS),
+            reload_when_stored: false,
+            me: None,
             pending_work: HashSet::new(),
             work_scheduled: false,
             fills: HashMap::new(),
@@ -254,7 +293,8 @@ impl OrderManager {
         self.fill_sums.clear();
         self.unmatched.clear();
         self.cancel_failed.clear();
-        self.cancel_all_pending.clear();
+        self.flattener = Flattener::new(RELIST_AFTER_MS);
+        self.reload_when_stored = false;
         self.pending_work.clear();
         self.work_scheduled = false;
         self.loaded = false;
@@ -304,6 +344,13 @@ impl OrderManager {
                 {
                     self.remember_trace(v.to_string(), tp.clone());
                 }
+                if terminal {
+                    // An order that ended needs no cancel: a flatten waiting for it moves on.
+                    let steps = self.flattener.cancel_done(&t.order.market, id, now_ms());
+                    if let (false, Some(me)) = (steps.is_empty(), &self.me) {
+                        me.do_send(RunFlatten(steps));
+                    }
+                }
                 self.persist(vec![t]);
                 terminal
             }
@@ -313,7 +360,11 @@ impl OrderManager {
 
     /// Diffs a market's latest target against its orders and sends the intents for approval.
     fn work_market(&mut self, market: &MarketId, ctx: &mut Context<Self>) {
-        if !self.loaded || !self.reconciled.contains(market) || self.halted.contains(market) {
+        if !self.loaded
+            || !self.reconciled.contains(market)
+            || self.halted.contains(market)
+            || self.flattener.in_progress(market)
+        {
             return;
         }
         let Some(target) = self.latest.get(market) else {
@@ -369,7 +420,7 @@ impl OrderManager {
         ctx.wait(risk.send(req).into_actor(self).map(move |verdicts, act, ctx| match verdicts {
             Ok(verdicts) => {
                 let approved: Vec<Intent> =
-                    intents.into_iter().zip(verdicts).filter_map(|(i, v)| v.ok().map(|()| i)).collect();
+                    intents.iter().cloned().zip(verdicts).filter_map(|(i, v)| v.ok().map(|()| i)).collect();
                 // Each intent gets its span; its traceparent is stored with the order and the
                 // outbox row so that dispatch, acknowledgement and fills join this trace.
                 let approved: Vec<(Intent, Option<String>)> = approved
@@ -401,7 +452,21 @@ impl OrderManager {
             }
             Err(e) => {
                 warn!(market = %market, cause = %e, "risk guard unreachable, intents dropped");
-                act.cancel_all_pending.remove(&market); // let the next halt or shutdown try again
+                // A flatten waiting for these cancels goes on with a listing instead.
+                let now = now_ms();
+                let mut steps = Vec::new();
+                for i in &intents {
+                    match i {
+                        Intent::CancelAll { market } => {
+                            steps.extend(act.flattener.cancel_all_failed(market, now))
+                        }
+                        Intent::Cancel { market, client_order_id, .. } => {
+                            steps.extend(act.flattener.cancel_done(market, client_order_id, now))
+                        }
+                        Intent::Place { .. } => {}
+                    }
+                }
+                act.run_flatten(steps, ctx);
             }
         }));
     }
@@ -437,32 +502,115 @@ impl OrderManager {
             writes,
             Some(Box::new(move |r| match r {
                 Ok(()) => reg.intents_durable.do_send(IntentsDurable(rows)),
-                Err(e) => me.do_send(PersistFailed(e)),
+                Err(error) => me.do_send(PersistFailed { error, rows }),
             })),
         );
     }
 
-    fn cancel_all(&mut self, market: &MarketId, reason: &str, ctx: &mut Context<Self>) {
-        // Every non-terminal order, cancels in progress included: one venue call settles all.
-        let live = self
-            .tracker
-            .orders()
-            .filter(|o| &o.market == market)
-            .count();
-        if live == 0 || !self.cancel_all_pending.insert(market.clone()) {
-            return; // nothing to cancel, or a cancel-all for this market is already on its way
+    /// Starts (or joins) the flatten of `market`: cancel-all, then list and cancel what is left.
+    fn flatten(&mut self, market: &MarketId, reason: &str, ctx: &mut Context<Self>) {
+        let steps = self.flattener.start(market, now_ms());
+        if !steps.is_empty() {
+            let live = self
+                .tracker
+                .orders()
+                .filter(|o| &o.market == market)
+                .count();
+            info!(market = %market, orders = live, reason, "flattening the market at the venue");
         }
-        info!(market = %market, orders = live, reason, "cancelling every order of the market");
-        self.submit(
-            market.clone(),
-            vec![Intent::CancelAll {
-                market: market.clone(),
-            }],
-            None,
-            None,
-            opentelemetry::Context::new(),
-            ctx,
-        );
+        self.run_flatten(steps, ctx);
+    }
+
+    /// Carries out what the flatten core asked for.
+    fn run_flatten(&mut self, steps: Vec<FlattenStep>, ctx: &mut Context<Self>) {
+        for step in steps {
+            match step {
+                FlattenStep::CancelAll(market) => self.submit(
+                    market.clone(),
+                    vec![Intent::CancelAll { market }],
+                    None,
+                    None,
+                    opentelemetry::Context::new(),
+                    ctx,
+                ),
+                FlattenStep::List { market, at_ms } => {
+                    let wait = u64::try_from(at_ms - now_ms()).unwrap_or(0);
+                    let reg = self.reg.clone();
+                    ctx.run_later(std::time::Duration::from_millis(wait), move |_, _| {
+                        reg.list_open_orders.do_send(ListOpenOrders { market });
+                    });
+                }
+                FlattenStep::Cancel(market, ids) => {
+                    warn!(market = %market, orders = ids.len(), "flatten: orders still open at the venue, cancelling each");
+                    let cancels = ids
+                        .into_iter()
+                        .map(|id| Intent::Cancel {
+                            venue_order_id: self
+                                .tracker
+                                .get(&id)
+                                .and_then(|o| o.venue_order_id.clone()),
+                            client_order_id: id,
+                            market: market.clone(),
+                        })
+                        .collect();
+                    self.submit(
+                        market,
+                        cancels,
+                        None,
+                        None,
+                        opentelemetry::Context::new(),
+                        ctx,
+                    );
+                }
+                FlattenStep::Confirmed(market) => {
+                    info!(market = %market, "flatten confirmed: the venue lists no open order of ours");
+                    let first = self.reconciled.insert(market.clone());
+                    if !self.halted.contains(&market) {
+                        self.flattener.resume(&market);
+                        if first {
+                            self.reg.requote.do_send(RequestRequote {
+                                market: Some(market),
+                                reason: QuoteReason::Reconciliation,
+                            });
+                        } else {
+                            self.work_market(&market, ctx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Orders still `pending_new` whose place can no longer be under way (its outbox row was
+    /// superseded, rejected or dead, or there is none): they never reached the venue, or the
+    /// venue's answer is unknown. Settled at load so that nothing stays pending forever.
+    fn settle_unsent(&mut self, settled: Vec<(ClientOrderId, Option<String>)>) {
+        for (id, place) in settled {
+            match place.as_deref() {
+                Some("done") => {
+                    // Acknowledged, but the order was not updated before a crash: ask the venue.
+                    self.apply_and_persist(&id, OrderEvent::OutcomeUnknown, None);
+                    self.resolve(vec![id]);
+                }
+                Some("rejected" | "dead") => {
+                    self.apply_and_persist(
+                        &id,
+                        OrderEvent::Rejected,
+                        Some(format!(
+                            "its place ended {}",
+                            place.as_deref().unwrap_or("")
+                        )),
+                    );
+                }
+                _ => {
+                    self.apply_and_persist(
+                        &id,
+                        OrderEvent::Cancelled,
+                        Some("never sent: its place was superseded".into()),
+                    );
+                }
+            }
+        }
     }
 
     fn resolve(&self, ids: Vec<ClientOrderId>) {
@@ -477,136 +625,43 @@ impl OrderManager {
             self.reg.resolve_orders.do_send(ResolveOrders { orders });
         }
     }
-
-    /// Applies what the venue says about one order; returns the order's market when it ended.
-    fn apply_venue_order(&mut self, id: &ClientOrderId, vo: &VenueOrder) -> Option<MarketId> {
-        if self
-            .tracker
-            .get(id)
-            .is_some_and(|o| o.venue_order_id.is_none())
-        {
-            self.tracker.set_venue_id(id, vo.venue_order_id.clone());
-        }
-        let filled = vo
-            .filled
-            .max(self.fill_sums.get(id).copied().unwrap_or_default());
-        self.tracker.set_filled(id, filled);
-        let ev = match vo.status {
-            VenueOrderStatus::Open => OrderEvent::Accepted,
-            VenueOrderStatus::PartiallyFilled => OrderEvent::Filled { complete: false },
-            VenueOrderStatus::Filled => OrderEvent::Filled { complete: true },
-            VenueOrderStatus::Cancelled => OrderEvent::Cancelled,
-            VenueOrderStatus::Failed => OrderEvent::Rejected,
-        };
-        let market = self.tracker.get(id).map(|o| o.market.clone());
-        if self.apply_and_persist(id, ev, None) {
-            market
-        } else {
-            None
-        }
-    }
-
-    /// Keeps the trace of a finished order for fills that arrive after it finished.
-    fn remember_trace(&mut self, venue_id: String, traceparent: String) {
-        if self
-            .finished_traces
-            .insert(venue_id.clone(), traceparent)
-            .is_none()
-        {
-            self.finished_order.push_back(venue_id);
-        }
-        while self.finished_order.len() > FINISHED_TRACES_KEPT {
-            if let Some(old) = self.finished_order.pop_front() {
-                self.finished_traces.remove(&old);
-            }
-        }
-    }
-
-    /// Records the venue id of one of our orders and applies any update the account stream
-    /// delivered for it before we knew the id.
-    fn assign_venue_id(&mut self, id: &ClientOrderId, v: VenueOrderId) {
-        self.tracker.set_venue_id(id, v.clone());
-        if let Some((vo, _)) = self.unmatched.remove(&v) {
-            self.apply_venue_order(id, &vo);
-        }
-    }
-
-    /// True when a venue order we do not know may still be one of ours whose place has not
-    /// been answered yet (DeltaDeFi names orders at build time, before we learn the name).
-    fn may_be_ours(&mut self, vo: &VenueOrder, now: i64) -> bool {
-        let unnamed_in_flight = self
-            .tracker
-            .orders()
-            .any(|o| o.market == vo.market && o.venue_order_id.is_none() && !o.state.is_terminal());
-        let first_seen = self
-            .unmatched
-            .entry(vo.venue_order_id.clone())
-            .or_insert((vo.clone(), now))
-            .1;
-        unnamed_in_flight && now - first_seen < ORPHAN_GRACE_MS
-    }
-
-    fn adopt_orphan(&mut self, vo: &VenueOrder) -> Intent {
-        let id = ClientOrderId(format!("orphan-{}", vo.venue_order_id));
-        warn!(venue_order_id = %vo.venue_order_id, market = %vo.market, "unknown order at the venue, cancelling it");
-        let order = Order {
-            client_order_id: id.clone(),
-            market: vo.market.clone(),
-            slot: Slot {
-                side: vo.side,
-                level: u8::MAX,
-            },
-            side: vo.side,
-            price: vo.price,
-            size: vo.size,
-            filled: vo.filled,
-            state: OrderState::Working,
-            venue_order_id: Some(vo.venue_order_id.clone()),
-            created_at_ms: vo.ts_ms,
-            traceparent: None,
-        };
-        self.tracker.load_one(order.clone());
-        self.persist(vec![Transition {
-            order,
-            from: None,
-            event: "adopted",
-            detail: Some("orphan at the venue".into()),
-        }]);
-        Intent::Cancel {
-            client_order_id: id,
-            market: vo.market.clone(),
-            venue_order_id: Some(vo.venue_order_id.clone()),
-        }
-    }
-
-    fn find(&self, vo: &VenueOrder) -> Option<ClientOrderId> {
-        vo.client_order_id
-            .as_ref()
-            .filter(|c| self.tracker.get(c).is_some())
-            .cloned()
-            .or_else(|| self.tracker.by_venue(&vo.venue_order_id).cloned())
-    }
 }
 
 impl Actor for OrderManager {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.health.starts += 1;
+        self.me = Some(ctx.address());
+        ctx.run_interval(std::time::Duration::from_secs(1), |act, ctx| {
+            let steps = act.flattener.overdue(now_ms(), FLATTEN_STEP_MAX_MS);
+            act.run_flatten(steps, ctx);
+        });
         let store = self.store.clone();
         ctx.wait(
             async move {
                 let orders = store.read(rows::load_live_orders).await?;
                 let max_id = store.read(rows::max_outbox_id).await?;
-                Ok::<_, StoreError>((orders, max_id))
+                let settled = store.read(rows::settled_pending_places).await?;
+                Ok::<_, StoreError>((orders, max_id, settled))
             }
             .into_actor(self)
             .map(|res, act, ctx| match res {
-                Ok((orders, max_id)) => {
+                Ok((orders, max_id, settled)) => {
                     info!(live_orders = orders.len(), "orders loaded");
                     act.tracker.load(orders);
                     act.next_outbox_id = max_id + 1;
+                    act.settle_unsent(settled);
                     act.loaded = true;
-                    act.reg.resync.do_send(Resync);
+                    // Halted markets (all of them at start) are flattened before quoting; the
+                    // others (after a restart of this actor alone) are reconciled.
+                    let mut halted: Vec<MarketId> = act.halted.iter().cloned().collect();
+                    halted.sort();
+                    for m in &halted {
+                        act.flatten(m, "start", ctx);
+                    }
+                    if halted.len() < act.markets.len() {
+                        act.reg.resync.do_send(Resync);
+                    }
                 }
                 Err(e) => {
                     error!(cause = %e, "cannot load orders, restarting");
@@ -666,6 +721,7 @@ impl Handler<IntentOutcome> for OrderManager {
                 DispatchResult::Rejected { .. } => "rejected",
                 DispatchResult::Retry { .. } => "dead",
                 DispatchResult::Unknown { .. } => "unknown",
+                DispatchResult::NotSent { .. } => "not_sent",
             },
         );
         let _ = ack.set_parent(crate::trace::context_from(row.traceparent.as_deref()));
@@ -729,6 +785,20 @@ impl Handler<IntentOutcome> for OrderManager {
                 self.resolve(vec![id.clone()]);
             }
             (
+                Intent::Place {
+                    client_order_id: id,
+                    ..
+                },
+                DispatchResult::NotSent { reason },
+            ) => {
+                self.apply_and_persist(
+                    id,
+                    OrderEvent::Cancelled,
+                    Some(format!("not sent: {reason}")),
+                );
+                self.work_market(&market, ctx);
+            }
+            (
                 Intent::Cancel {
                     client_order_id: id,
                     ..
@@ -741,200 +811,17 @@ impl Handler<IntentOutcome> for OrderManager {
                 }
                 // The venue's report of the order is authoritative (it may have filled).
                 self.resolve(vec![id.clone()]);
+                let steps = self.flattener.cancel_done(&market, id, now_ms());
+                self.run_flatten(steps, ctx);
             }
             (Intent::CancelAll { .. }, result) => {
-                self.cancel_all_pending.remove(&market);
                 if !matches!(result, DispatchResult::Done { .. }) {
-                    error!(market = %market, ?result, "cancel-all failed");
+                    error!(market = %market, ?result, "cancel-all failed; the flatten lists the venue and cancels one by one");
                 }
-                let ids: Vec<ClientOrderId> = self
-                    .tracker
-                    .orders()
-                    .filter(|o| o.market == market && o.state == OrderState::PendingCancel)
-                    .map(|o| o.client_order_id.clone())
-                    .collect();
-                self.resolve(ids);
+                // Whatever its answer: list the venue's open orders and cancel what is left.
+                let steps = self.flattener.cancel_all_done(&market, now_ms());
+                self.run_flatten(steps, ctx);
             }
-        }
-    }
-}
-
-impl Handler<OrderUpdate> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: OrderUpdate, ctx: &mut Context<Self>) {
-        let vo = msg.0;
-        match self.find(&vo) {
-            Some(id) => {
-                if let Some(market) = self.apply_venue_order(&id, &vo) {
-                    self.work_market(&market, ctx);
-                }
-            }
-            None => {
-                // DeltaDeFi carries no client id, and its stream can report a new order before
-                // the submit's answer names it: park the update until the id is assigned. Only
-                // reconciliation, after a grace period, treats such an order as an orphan.
-                let now = now_ms();
-                self.unmatched
-                    .retain(|_, (_, seen)| now - *seen < UNMATCHED_KEPT_MS);
-                match self.unmatched.get_mut(&vo.venue_order_id) {
-                    Some(entry) => entry.0 = vo,
-                    None => {
-                        self.unmatched.insert(vo.venue_order_id.clone(), (vo, now));
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Handler<FillApplied> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: FillApplied, ctx: &mut Context<Self>) {
-        let f = msg.fill;
-        *self.fills.entry(f.market.clone()).or_insert(0) += 1;
-        // The fill joins the trace of the intent that placed the order, even after a restart
-        // (the traceparent is stored with the order) or once the order has finished.
-        let tp = f
-            .client_order_id
-            .as_ref()
-            .and_then(|c| self.tracker.get(c))
-            .or_else(|| {
-                self.tracker
-                    .by_venue(&f.venue_order_id)
-                    .and_then(|c| self.tracker.get(c))
-            })
-            .and_then(|o| o.traceparent.clone())
-            .or_else(|| self.finished_traces.get(f.venue_order_id.as_str()).cloned());
-        let span = tracing::info_span!(
-            "order_manager.fill",
-            market = %f.market,
-            trade_id = %f.trade_id,
-            side = f.side.as_str(),
-            price = %f.price,
-            size = %f.size,
-        );
-        let _ = span.set_parent(crate::trace::context_from(tp.as_deref()));
-        let _fill = span.enter();
-        let id = f
-            .client_order_id
-            .clone()
-            .filter(|c| self.tracker.get(c).is_some())
-            .or_else(|| self.tracker.by_venue(&f.venue_order_id).cloned());
-        let Some(id) = id else { return };
-        let sum = self.fill_sums.entry(id.clone()).or_default();
-        *sum += f.size;
-        let sum = *sum;
-        self.tracker.set_filled(&id, sum);
-        let complete = self.tracker.get(&id).is_some_and(|o| o.filled >= o.size);
-        if self.apply_and_persist(&id, OrderEvent::Filled { complete }, None) {
-            self.fill_sums.remove(&id);
-            self.work_market(&f.market, ctx);
-        }
-    }
-}
-
-impl Handler<VenueSnapshot> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: VenueSnapshot, ctx: &mut Context<Self>) {
-        if !self.loaded {
-            return;
-        }
-        let market = msg.market.clone();
-        let listed: HashSet<_> = msg
-            .open_orders
-            .iter()
-            .map(|o| o.venue_order_id.clone())
-            .collect();
-        let mut orphans = Vec::new();
-        let now = now_ms();
-        for vo in &msg.open_orders {
-            match self.find(vo) {
-                Some(id) => {
-                    self.apply_venue_order(&id, vo);
-                }
-                None if self.may_be_ours(vo, now) => {
-                    debug!(venue_order_id = %vo.venue_order_id, "unmatched venue order, waiting for a place's answer");
-                }
-                None => {
-                    self.unmatched.remove(&vo.venue_order_id);
-                    orphans.push(self.adopt_orphan(vo));
-                }
-            }
-        }
-        let missing: Vec<ClientOrderId> = self
-            .tracker
-            .orders()
-            .filter(|o| o.market == market)
-            .filter(|o| match (&o.venue_order_id, o.state) {
-                (_, OrderState::Unknown) => true,
-                (Some(v), _) => !listed.contains(v),
-                (None, _) => false,
-            })
-            .map(|o| o.client_order_id.clone())
-            .collect();
-        self.resolve(missing);
-        let first = self.reconciled.insert(market.clone());
-        info!(market = %market, venue_open = msg.open_orders.len(), orphans = orphans.len(), "reconciled with the venue");
-        if !orphans.is_empty() {
-            self.submit(
-                market.clone(),
-                orphans,
-                None,
-                None,
-                opentelemetry::Context::new(),
-                ctx,
-            );
-        }
-        if first {
-            self.reg.requote.do_send(RequestRequote {
-                market: Some(market),
-                reason: QuoteReason::Reconciliation,
-            });
-        }
-    }
-}
-
-impl Handler<OrderResolved> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: OrderResolved, ctx: &mut Context<Self>) {
-        let id = msg.client_order_id;
-        let market = self.tracker.get(&id).map(|o| o.market.clone());
-        match &msg.venue_order {
-            Some(vo) => {
-                self.apply_venue_order(&id, vo);
-                if self.cancel_failed.remove(&id) && !vo.status.is_terminal() {
-                    warn!(client_order_id = %id, "cancel failed but the order is still open, cancelling again");
-                    let cancel = Intent::Cancel {
-                        client_order_id: id.clone(),
-                        market: vo.market.clone(),
-                        venue_order_id: Some(vo.venue_order_id.clone()),
-                    };
-                    self.submit(
-                        vo.market.clone(),
-                        vec![cancel],
-                        None,
-                        None,
-                        opentelemetry::Context::new(),
-                        ctx,
-                    );
-                }
-            }
-            None => {
-                self.cancel_failed.remove(&id);
-                self.apply_and_persist(
-                    &id,
-                    OrderEvent::NotFound,
-                    Some("not found at the venue".into()),
-                );
-            }
-        }
-        // Settles the outbox row of a place whose outcome was unknown (a no-op otherwise).
-        self.reg.resolve_intent.do_send(ResolveIntent {
-            client_order_id: id,
-            venue_order_id: msg.venue_order.map(|vo| vo.venue_order_id),
-        });
-        if let Some(m) = market {
-            self.work_market(&m, ctx);
         }
     }
 }
@@ -945,9 +832,10 @@ impl Handler<TradingStateChanged> for OrderManager {
         if msg.state == TradingState::Halted {
             self.halted.insert(msg.market.clone());
             let reason: Vec<&str> = msg.reasons.iter().map(|r| r.as_str()).collect();
-            self.cancel_all(&msg.market, &reason.join(","), ctx);
+            self.flatten(&msg.market, &reason.join(","), ctx);
         } else {
             self.halted.remove(&msg.market);
+            self.flattener.resume(&msg.market);
             self.work_market(&msg.market, ctx);
         }
     }
@@ -959,7 +847,7 @@ impl Handler<CancelEverything> for OrderManager {
         let markets: Vec<MarketId> = self.markets.iter().map(|m| m.market.clone()).collect();
         for m in markets {
             self.halted.insert(m.clone());
-            self.cancel_all(&m, &msg.reason, ctx);
+            self.flatten(&m, &msg.reason, ctx);
         }
     }
 }
@@ -967,9 +855,49 @@ impl Handler<CancelEverything> for OrderManager {
 impl Handler<PersistFailed> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: PersistFailed, ctx: &mut Context<Self>) {
-        // Memory is ahead of the database: restart and reload what is durable.
-        error!(cause = %msg.0, "intent not persisted, restarting order manager");
-        ctx.stop();
+        if !self.reg.gate.storage_failing() {
+            // A bad write, not a failing disk: memory is ahead of the database; reload it.
+            error!(cause = %msg.error, "intents not persisted, restarting order manager");
+            ctx.stop();
+            return;
+        }
+        // SQLite cannot commit: cancels go anyway (they need no new persistence); places never
+        // do. What is durable is reloaded once the store recovers.
+        self.reload_when_stored = true;
+        let (cancels, places): (Vec<OutboxRow>, Vec<OutboxRow>) = msg
+            .rows
+            .into_iter()
+            .partition(|r| r.intent.kind().is_cancel());
+        for r in &places {
+            if let Some(id) = r.intent.client_order_id() {
+                self.apply_and_persist(
+                    id,
+                    OrderEvent::Cancelled,
+                    Some("not sent: its intent could not be stored".into()),
+                );
+            }
+        }
+        if !cancels.is_empty() {
+            error!(cause = %msg.error, cancels = cancels.len(), "store failing: sending cancels unrecorded");
+            self.reg.intents_durable.do_send(IntentsDurable(cancels));
+        }
+    }
+}
+
+impl Handler<RunFlatten> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: RunFlatten, ctx: &mut Context<Self>) {
+        self.run_flatten(msg.0, ctx);
+    }
+}
+
+impl Handler<StorageRecovered> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, _: StorageRecovered, ctx: &mut Context<Self>) {
+        if self.reload_when_stored {
+            warn!("store recovered: reloading orders from SQLite");
+            ctx.stop();
+        }
     }
 }
 
@@ -1006,6 +934,8 @@ impl Handler<GetOrderStats> for OrderManager {
                         })
                         .count(),
                     fills: self.fills.get(&m.market).copied().unwrap_or(0),
+                    flat: self.flattener.is_flat(&m.market),
+                    flattening: self.flattener.in_progress(&m.market),
                 })
                 .collect(),
             latency: self.latency.summary(),

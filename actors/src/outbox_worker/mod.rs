@@ -14,7 +14,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::OutboxConfig;
 use crate::gateway::Dispatch;
-use crate::order_manager::{IntentOutcome, OrderNeverSent};
+use crate::order_manager::{IntentOutcome, OrderNeverSent, StorageRecovered};
 use crate::rate_limiter::AcquirePermit;
 use crate::registry::Reg;
 use crate::store::{Store, Write, rows};
@@ -78,6 +78,8 @@ pub struct OutboxWorker {
     waits: std::collections::HashMap<i64, tracing::Span>,
     /// When each in-flight row was sent, for the submit-to-ack histogram.
     sent_at: std::collections::HashMap<i64, std::time::Instant>,
+    /// Rows were written while SQLite could not commit: reload once it can.
+    reload_when_stored: bool,
     health: ActorHealth,
 }
 
@@ -96,6 +98,7 @@ impl OutboxWorker {
             dead_total: 0,
             waits: std::collections::HashMap::new(),
             sent_at: std::collections::HashMap::new(),
+            reload_when_stored: false,
             health: ActorHealth::default(),
         }
     }
@@ -105,6 +108,8 @@ impl OutboxWorker {
         self.loaded = false;
         self.timer = None;
         self.waits.clear();
+        self.sent_at.clear();
+        self.reload_when_stored = false;
     }
 
     fn apply_effects(&mut self, effects: Vec<Effect>) {
@@ -135,8 +140,35 @@ impl OutboxWorker {
             }
         }
         if !writes.is_empty() {
+            self.reload_when_stored |= self.reg.gate.storage_failing();
             self.store.write(writes, None);
         }
+    }
+
+    /// Drops the places that must not be sent: their market is halted (the halt gate is
+    /// closed), or they are older than `place_max_age_ms`.
+    fn drop_unsendable_places(&mut self, now: i64) {
+        let gate = self.reg.gate.clone();
+        let max_age = i64::try_from(self.cfg.place_max_age_ms).unwrap_or(i64::MAX);
+        let effects = self.queue.drop_unsent_places(
+            |r| {
+                if !gate.allows_place(r.intent.market()) {
+                    Some(format!("trading is halted in {}", r.intent.market()))
+                } else if now - r.created_at_ms > max_age {
+                    Some(format!(
+                        "decided {} ms ago, older than outbox.place_max_age_ms",
+                        now - r.created_at_ms
+                    ))
+                } else {
+                    None
+                }
+            },
+            now,
+        );
+        if !effects.is_empty() {
+            debug!(dropped = effects.len(), "unsendable places dropped");
+        }
+        self.apply_effects(effects);
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -145,6 +177,7 @@ impl OutboxWorker {
         }
         let cap = self.cfg.max_in_flight as usize;
         let now = now_ms();
+        self.drop_unsendable_places(now);
         while self.queue.in_flight() + self.queue.reserved() < cap {
             let Some(id) = self.queue.next_ready(now) else {
                 break;
@@ -198,6 +231,7 @@ impl OutboxWorker {
     }
 
     fn send_row(&mut self, reserved_for: i64, sent_at_ms: i64) {
+        self.drop_unsendable_places(sent_at_ms);
         let Some(id) = self.queue.take_for_permit(reserved_for, sent_at_ms) else {
             debug!(
                 outbox_id = reserved_for,
@@ -223,24 +257,22 @@ impl OutboxWorker {
             row: row.clone(),
             cx: span.context(),
         };
-        // Durable before the side effect: the row is in_flight on disk before the venue sees it.
+        let is_cancel = row.intent.kind().is_cancel();
+        // Durable before the side effect: the row is in_flight on disk before the venue sees it
+        // (the send itself is recorded by the rate limiter when it lets the request go). When
+        // the store cannot commit, cancels go anyway: they need no new persistence.
         self.store.write(
-            vec![
-                Write::Outbox(row),
-                Write::OutboxSend {
-                    outbox_id: id,
-                    attempt,
-                    sent_at_ms,
-                },
-            ],
+            vec![Write::Outbox(row)],
             Some(Box::new(move |r| match r {
                 Ok(()) => reg.dispatch.do_send(dispatch),
+                Err(e) if is_cancel => {
+                    warn!(outbox_id = id, cause = %e, "store failing: sending the cancel unrecorded");
+                    reg.dispatch.do_send(dispatch);
+                }
                 Err(e) => reg.dispatch_outcome.do_send(DispatchOutcome {
                     id,
-                    result: DispatchResult::Retry {
-                        code: None,
-                        message: format!("store: {e}"),
-                        not_before_ms: None,
+                    result: DispatchResult::NotSent {
+                        reason: format!("its intent could not be stored: {e}"),
                     },
                 }),
             })),
@@ -323,6 +355,7 @@ impl Handler<DispatchOutcome> for OutboxWorker {
             DispatchResult::Rejected { .. } => "rejected",
             DispatchResult::Retry { .. } => "retry",
             DispatchResult::Unknown { .. } => "unknown",
+            DispatchResult::NotSent { .. } => "not_sent",
         };
         m.actions.add(
             1,
@@ -361,6 +394,16 @@ impl Handler<ResolveIntent> for OutboxWorker {
             .collect();
         self.apply_effects(effects);
         self.pump(ctx);
+    }
+}
+
+impl Handler<StorageRecovered> for OutboxWorker {
+    type Result = ();
+    fn handle(&mut self, _: StorageRecovered, ctx: &mut Context<Self>) {
+        if self.reload_when_stored {
+            warn!("store recovered: reloading the outbox from SQLite");
+            ctx.stop();
+        }
     }
 }
 

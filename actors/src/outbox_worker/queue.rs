@@ -131,6 +131,9 @@ pub enum DispatchResult {
         message: String,
         venue_order_id: Option<VenueOrderId>,
     },
+    /// A place was never written to the venue (trading halted, or its send could not be
+    /// recorded): the row is superseded and its order cancelled, never retried.
+    NotSent { reason: String },
 }
 
 /// What the shell must do after a queue operation.
@@ -369,6 +372,27 @@ impl OutboxQueue {
             .min()
     }
 
+    /// Supersedes every place waiting to be sent (not yet at the venue) for which `stop`
+    /// returns a reason: a halted market, or an intent too old to be sent on its prices.
+    pub fn drop_unsent_places(
+        &mut self,
+        mut stop: impl FnMut(&OutboxRow) -> Option<String>,
+        now_ms: i64,
+    ) -> Vec<Effect> {
+        let victims: Vec<(i64, String)> = self
+            .rows
+            .values()
+            .filter(|r| r.status == OutboxStatus::Pending && r.intent.kind() == IntentKind::Place)
+            .filter_map(|r| stop(r).map(|why| (r.id, why)))
+            .collect();
+        let mut effects = Vec::new();
+        for (id, why) in victims {
+            self.reserved.remove(&id);
+            effects.extend(self.on_result(id, DispatchResult::NotSent { reason: why }, now_ms));
+        }
+        effects
+    }
+
     /// Marks a row as sent. Returns its snapshot to persist (with the send).
     pub fn mark_sent(&mut self, id: i64, now_ms: i64) -> Option<OutboxRow> {
         self.reserved.remove(&id);
@@ -442,6 +466,20 @@ impl OutboxQueue {
                     self.rows.insert(id, row);
                     return effects;
                 }
+            }
+            DispatchResult::NotSent { reason } => {
+                row.status = OutboxStatus::Superseded;
+                row.completed_at_ms = Some(now_ms);
+                row.last_error = Some(format!("not sent: {reason}"));
+                if let Intent::Place {
+                    client_order_id, ..
+                } = &row.intent
+                {
+                    effects.push(Effect::NeverSent(client_order_id.clone()));
+                    self.drop_cancels_of(client_order_id, "place never sent", now_ms, &mut effects);
+                }
+                effects.push(Effect::Row(row));
+                return effects;
             }
             DispatchResult::Unknown { message, .. } => {
                 row.last_error = Some(message.clone());
@@ -772,5 +810,47 @@ mod tests {
             1,
         );
         assert_eq!(q.next_ready(1), Some(3));
+    }
+
+    #[test]
+    fn unsent_places_of_a_halted_market_or_too_old_are_dropped() {
+        let mut q = OutboxQueue::new(policy());
+        q.enqueue(place(1, "a", 0), 0);
+        q.enqueue(place(2, "b", 1), 0);
+        q.mark_sent(2, 0);
+        q.reserve(1);
+        q.enqueue(cancel(3, "zz"), 0);
+        let fx = q.drop_unsent_places(
+            |r| (r.created_at_ms < 100).then(|| "stale".to_string()),
+            500,
+        );
+        assert_eq!(status(&fx, 1), Some(OutboxStatus::Superseded));
+        assert!(fx.contains(&Effect::NeverSent(ClientOrderId("a".into()))));
+        assert_eq!(
+            q.get(2).map(|r| r.status),
+            Some(OutboxStatus::InFlight),
+            "at the venue"
+        );
+        assert!(q.get(3).is_some(), "cancels stay");
+        assert_eq!(q.reserved(), 0);
+    }
+
+    #[test]
+    fn a_place_not_sent_is_superseded_and_its_order_cancelled() {
+        let mut q = OutboxQueue::new(policy());
+        q.enqueue(place(1, "a", 0), 0);
+        q.mark_sent(1, 0);
+        q.enqueue(cancel(2, "a"), 0);
+        let fx = q.on_result(
+            1,
+            DispatchResult::NotSent {
+                reason: "trading is halted in ADAUSDM".into(),
+            },
+            5,
+        );
+        assert_eq!(status(&fx, 1), Some(OutboxStatus::Superseded));
+        assert_eq!(status(&fx, 2), Some(OutboxStatus::Superseded));
+        assert!(fx.contains(&Effect::NeverSent(ClientOrderId("a".into()))));
+        assert!(q.is_empty());
     }
 }

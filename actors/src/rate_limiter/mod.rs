@@ -1,9 +1,24 @@
-//! RateLimiter is an actor. It owns the venue's order-action budget (a governor GCRA limiter,
-//! default 5 actions/s with burst 1, so every one-second window holds at most the budget) and
-//! grants permits: cancels and cancel-alls before places, each class first come first served.
+//! RateLimiter is an actor. It owns the venue's order-action budget (default 5 actions/s) and
+//! grants leave at two points of an action's life:
 //!
-//! The limiter survives a restart of this actor (only the waiting requests are dropped, and
+//! - [`AcquirePermit`]: when OutboxWorker may hand a row to the gateway. A governor GCRA
+//!   limiter (burst 1 by default) paces dispatch, cancels and cancel-alls before places, so
+//!   rows wait in the outbox, where a newer intent can still supersede them.
+//! - [`AcquireSend`]: immediately before a request that the venue counts (a submit, a cancel, a
+//!   cancel-all, including start-up ones) is written to the socket. This is the budget as the
+//!   venue counts it ([`budget::SendBudget`]: exact sliding window with a jitter margin, even
+//!   spacing), seeded at start from the sends recorded in SQLite. A send is granted only
+//!   after its record is committed, so a crash right after it still counts in the next
+//!   process's budget. Cancels are granted before places.
+//!
+//! Transports reach the second point through a [`SendGate`], which also closes to places the
+//! moment trading halts ([`crate::halt_gate::HaltGate`]).
+//!
+//! The limiters survive a restart of this actor (only the waiting requests are dropped, and
 //! their requesters retry), so a restart can never hand out a fresh burst.
+
+pub mod budget;
+mod send_gate;
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -14,20 +29,25 @@ use actix::prelude::*;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Gcra};
 use tokio::sync::oneshot;
+use tracing::{error, warn};
 
 use crate::config::RateLimitConfig;
 use crate::intent::IntentKind;
+use crate::store::rows::{self, SendRecord};
+use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
+use budget::SendBudget;
+pub use send_gate::{NotSent, SendGate};
 
-/// Asks for one permit to send an order action.
+/// Asks for leave to dispatch one outbox row.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<Permit, PermitError>")]
 pub struct AcquirePermit {
     pub kind: IntentKind,
 }
 
-/// Leave to send one action now.
+/// Leave to dispatch one row now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permit {
     /// Wall-clock time of the grant.
@@ -35,10 +55,27 @@ pub struct Permit {
 }
 
 /// Why no permit was granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PermitError {
     #[error("the rate limiter restarted while the request waited")]
     Dropped,
+    #[error("the send was not recorded: {0}")]
+    NotRecorded(String),
+}
+
+/// Asks to write one order action to the venue now. Granted within the venue's budget, after
+/// `record` (whose `sent_at_ms` is set at the grant) is committed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<SendPermit, PermitError>")]
+pub struct AcquireSend(pub SendRecord);
+
+/// Leave to write one order action now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendPermit {
+    pub sent_at_ms: i64,
+    /// False when the record could not be committed (storage failing); only cancels are
+    /// granted so, since they need no new persistence.
+    pub recorded: bool,
 }
 
 /// Asks for budget figures.
@@ -50,27 +87,41 @@ pub struct GetBudget;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, MessageResponse)]
 pub struct BudgetStats {
     pub actions_per_second: u32,
-    /// Permits granted in the last 1000 ms.
+    /// Sends let through in the last 1000 ms.
     pub used_last_second: u32,
+    /// Dispatch permits granted so far.
     pub granted_total: u64,
+    /// Sends let through so far.
+    pub sends_total: u64,
     pub waiting: u32,
+    /// The budget has been seeded from SQLite.
+    pub seeded: bool,
 }
+
+type PermitTx = oneshot::Sender<Result<Permit, PermitError>>;
+type SendTx = oneshot::Sender<Result<SendPermit, PermitError>>;
 
 /// The budget holder.
 pub struct RateLimiter {
+    store: Store,
     limiter: Arc<DefaultDirectRateLimiter>,
     per_second: u32,
-    cancels: VecDeque<oneshot::Sender<Result<Permit, PermitError>>>,
-    places: VecDeque<oneshot::Sender<Result<Permit, PermitError>>>,
-    recent: VecDeque<i64>,
+    cancels: VecDeque<PermitTx>,
+    places: VecDeque<PermitTx>,
+    budget: SendBudget,
+    seeded: bool,
+    send_cancels: VecDeque<(SendRecord, SendTx)>,
+    send_places: VecDeque<(SendRecord, SendTx)>,
     granted_total: u64,
+    sends_total: u64,
     wake_scheduled: bool,
+    send_wake: Option<SpawnHandle>,
     health: ActorHealth,
 }
 
 impl RateLimiter {
-    /// A limiter for `cfg`.
-    pub fn new(cfg: &RateLimitConfig) -> Self {
+    /// A limiter for `cfg`, recording sends in `store`.
+    pub fn new(cfg: &RateLimitConfig, store: Store) -> Self {
         let per = NonZeroU32::new(cfg.actions_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let period = Duration::from_nanos(1_000_000_000 / u64::from(per.get()));
@@ -78,23 +129,64 @@ impl RateLimiter {
             .unwrap_or_else(|| Quota::per_second(per))
             .allow_burst(burst);
         Self {
+            store,
             limiter: Arc::new(Gcra::direct(quota)),
             per_second: per.get(),
             cancels: VecDeque::new(),
             places: VecDeque::new(),
-            recent: VecDeque::new(),
+            budget: SendBudget::new(per.get(), burst.get(), cfg.venue_margin_ms),
+            seeded: false,
+            send_cancels: VecDeque::new(),
+            send_places: VecDeque::new(),
             granted_total: 0,
+            sends_total: 0,
             wake_scheduled: false,
+            send_wake: None,
             health: ActorHealth::default(),
         }
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
-        // Keep the limiter: its state is the budget already spent.
+        // Keep both limiters: their state is the budget already spent.
         for tx in self.cancels.drain(..).chain(self.places.drain(..)) {
             let _ = tx.send(Err(PermitError::Dropped));
         }
+        for (_, tx) in self
+            .send_cancels
+            .drain(..)
+            .chain(self.send_places.drain(..))
+        {
+            let _ = tx.send(Err(PermitError::Dropped));
+        }
         self.wake_scheduled = false;
+        self.send_wake = None;
+    }
+
+    /// Reads the sends of the last window from SQLite into the budget. Until it has, nothing
+    /// is let through; if the store cannot answer, the budget assumes the whole window was
+    /// spent just now (the safe side).
+    fn seed(&mut self, ctx: &mut Context<Self>) {
+        if self.seeded {
+            return; // a restart of this actor keeps the budget it had
+        }
+        let store = self.store.clone();
+        let since = now_ms() - self.budget.window_ms();
+        ctx.wait(
+            async move { store.read(move |c| rows::sends_since(c, since)).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    match res {
+                        Ok(times) => act.budget.seed(times),
+                        Err(e) => {
+                            error!(cause = %e, "cannot read recent sends: assuming a full budget was just spent");
+                            let now = now_ms();
+                            act.budget.seed(std::iter::repeat_n(now, act.per_second as usize));
+                        }
+                    }
+                    act.seeded = true;
+                    act.pump_sends(ctx);
+                }),
+        );
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -111,14 +203,10 @@ impl RateLimiter {
                             None => break,
                         },
                     };
-                    let now = now_ms();
-                    self.recent.push_back(now);
                     self.granted_total += 1;
-                    let _ = tx.send(Ok(Permit { granted_at_ms: now }));
-                    let used = self.used_last_second();
-                    crate::metrics::metrics()
-                        .budget_used
-                        .record(u64::from(used), &[]);
+                    let _ = tx.send(Ok(Permit {
+                        granted_at_ms: now_ms(),
+                    }));
                 }
                 Err(not_until) => {
                     if !self.wake_scheduled {
@@ -135,12 +223,70 @@ impl RateLimiter {
         }
     }
 
-    fn used_last_second(&mut self) -> u32 {
-        let cutoff = now_ms() - 1_000;
-        while self.recent.front().is_some_and(|t| *t <= cutoff) {
-            self.recent.pop_front();
+    fn pump_sends(&mut self, ctx: &mut Context<Self>) {
+        if !self.seeded {
+            return;
         }
-        u32::try_from(self.recent.len()).unwrap_or(u32::MAX)
+        self.send_cancels.retain(|(_, tx)| !tx.is_closed());
+        self.send_places.retain(|(_, tx)| !tx.is_closed());
+        loop {
+            let Some(queue) = [&self.send_cancels, &self.send_places]
+                .into_iter()
+                .position(|q| !q.is_empty())
+            else {
+                return;
+            };
+            let now = now_ms();
+            let at = self.budget.earliest(now);
+            if at > now {
+                if let Some(h) = self.send_wake.take() {
+                    ctx.cancel_future(h);
+                }
+                let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+                self.send_wake = Some(ctx.run_later(wait, |act, ctx| {
+                    act.send_wake = None;
+                    act.pump_sends(ctx);
+                }));
+                return;
+            }
+            let next = if queue == 0 {
+                self.send_cancels.pop_front()
+            } else {
+                self.send_places.pop_front()
+            };
+            let Some((mut record, tx)) = next else {
+                return;
+            };
+            self.budget.record(now);
+            self.sends_total += 1;
+            record.sent_at_ms = now;
+            let used = self.budget.used_last_second(now);
+            crate::metrics::metrics()
+                .budget_used
+                .record(u64::from(used), &[]);
+            let is_cancel = record.kind.is_cancel();
+            // Durable before the write: the reply goes only once the record is committed.
+            self.store.write(
+                vec![Write::VenueSend(record)],
+                Some(Box::new(move |r| {
+                    let reply = match r {
+                        Ok(()) => Ok(SendPermit {
+                            sent_at_ms: now,
+                            recorded: true,
+                        }),
+                        Err(e) if is_cancel => {
+                            warn!(cause = %e, "send record not committed; the cancel goes anyway");
+                            Ok(SendPermit {
+                                sent_at_ms: now,
+                                recorded: false,
+                            })
+                        }
+                        Err(e) => Err(PermitError::NotRecorded(e)),
+                    };
+                    let _ = tx.send(reply);
+                })),
+            );
+        }
     }
 }
 
@@ -149,6 +295,7 @@ impl Actor for RateLimiter {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.health.starts += 1;
         ctx.set_mailbox_capacity(256);
+        self.seed(ctx);
     }
 }
 
@@ -168,14 +315,36 @@ impl Handler<AcquirePermit> for RateLimiter {
     }
 }
 
+impl Handler<AcquireSend> for RateLimiter {
+    type Result = ResponseFuture<Result<SendPermit, PermitError>>;
+    fn handle(&mut self, msg: AcquireSend, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if msg.0.kind.is_cancel() {
+            self.send_cancels.push_back((msg.0, tx));
+        } else {
+            self.send_places.push_back((msg.0, tx));
+        }
+        self.pump_sends(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(PermitError::Dropped)) })
+    }
+}
+
 impl Handler<GetBudget> for RateLimiter {
     type Result = BudgetStats;
     fn handle(&mut self, _: GetBudget, _: &mut Context<Self>) -> BudgetStats {
         BudgetStats {
             actions_per_second: self.per_second,
-            used_last_second: self.used_last_second(),
+            used_last_second: self.budget.used_last_second(now_ms()),
             granted_total: self.granted_total,
-            waiting: u32::try_from(self.cancels.len() + self.places.len()).unwrap_or(u32::MAX),
+            sends_total: self.sends_total,
+            waiting: u32::try_from(
+                self.cancels.len()
+                    + self.places.len()
+                    + self.send_cancels.len()
+                    + self.send_places.len(),
+            )
+            .unwrap_or(u32::MAX),
+            seeded: self.seeded,
         }
     }
 }
@@ -183,13 +352,40 @@ impl Handler<GetBudget> for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::MarketId;
+
+    /// A store on a fresh file under the system's temp directory.
+    fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("mm-rl-{tag}-{}-{}", std::process::id(), now_ms()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("t.db");
+        (Store::open(&path).expect("store"), dir)
+    }
+
+    fn record(kind: IntentKind) -> SendRecord {
+        SendRecord {
+            sent_at_ms: 0,
+            kind,
+            market: MarketId("ADAUSDM".into()),
+            outbox_id: None,
+            attempt: 0,
+            source: "test",
+            venue_order: None,
+        }
+    }
 
     #[actix_rt::test]
     async fn cancels_are_granted_before_places_and_spacing_holds() {
-        let rl = RateLimiter::new(&RateLimitConfig {
-            actions_per_second: 20,
-            burst: 1,
-        })
+        let (store, dir) = temp_store("permit");
+        let rl = RateLimiter::new(
+            &RateLimitConfig {
+                actions_per_second: 20,
+                burst: 1,
+                venue_margin_ms: 0,
+            },
+            store,
+        )
         .start();
         // Spend the single burst token so that the next requests queue.
         rl.send(AcquirePermit {
@@ -218,6 +414,53 @@ mod tests {
         assert!(p2 - c1 >= 90, "spacing {} ms", p2 - c1);
         let stats = rl.send(GetBudget).await.expect("stats");
         assert_eq!(stats.granted_total, 4);
-        assert!(stats.used_last_second <= 20);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[actix_rt::test]
+    async fn sends_are_recorded_spaced_and_seeded_across_restarts() {
+        let (store, dir) = temp_store("send");
+        let cfg = RateLimitConfig {
+            actions_per_second: 5,
+            burst: 1,
+            venue_margin_ms: 0,
+        };
+        let rl = RateLimiter::new(&cfg, store.clone()).start();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let p = rl
+                .send(AcquireSend(record(IntentKind::Place)))
+                .await
+                .expect("mailbox")
+                .expect("send");
+            assert!(p.recorded);
+            times.push(p.sent_at_ms);
+        }
+        assert!(
+            times[1] - times[0] >= 200 && times[2] - times[1] >= 200,
+            "{times:?}"
+        );
+        let stored = store.read(|c| rows::sends_since(c, 0)).await.expect("read");
+        assert_eq!(
+            stored, times,
+            "every send is recorded when it is let through"
+        );
+        // A new limiter (a new process) on the same database continues the spacing.
+        let again = RateLimiter::new(&cfg, store.clone()).start();
+        let next = again
+            .send(AcquireSend(record(IntentKind::Cancel)))
+            .await
+            .expect("mailbox")
+            .expect("send");
+        assert!(
+            next.sent_at_ms - times[2] >= 200,
+            "seeded: {} after {}",
+            next.sent_at_ms,
+            times[2]
+        );
+        let stats = again.send(GetBudget).await.expect("stats");
+        assert!(stats.seeded);
+        assert_eq!(stats.sends_total, 1);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

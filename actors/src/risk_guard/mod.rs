@@ -4,9 +4,18 @@
 //! ([`rules::check`]) and tells QuoteEngine and OrderManager whenever a market's state changes;
 //! OrderManager cancels everything in a market that goes HALTED.
 //!
-//! On (re)start it rebuilds positions from the `fills` table and restores a latched kill
-//! switch or daily-loss halt from `risk_events`. It polls the `control` table so that
-//! `deltadefi-mm kill` reaches a running service.
+//! It owns the writes to the [`crate::halt_gate::HaltGate`]: the moment it decides a market is
+//! HALTED, the gate closes for that market (so no place leaves the process after that), and
+//! the halt's record and the supersession of every place of the market still waiting in the
+//! outbox are written in one transaction. The gate starts closed; it opens only after the
+//! first evaluation, which follows the load below.
+//!
+//! On (re)start it rebuilds positions from the `fills` table, restores a latched kill switch
+//! or daily-loss halt from `risk_events`, and applies operator commands recorded while the
+//! service was down, all before the first evaluation. It polls the `control` table so that
+//! `deltadefi-mm kill` reaches a running service. Halts it does not decide itself are read
+//! at every evaluation: the store's health (storage) and a fatal supervision report.
+//! Position and PnL arithmetic is checked; an overflow halts everything (accounting).
 
 pub mod rules;
 
@@ -44,7 +53,7 @@ pub struct CheckIntents {
     pub cx: opentelemetry::Context,
 }
 
-/// Freshness of each reference symbol.
+/// Freshness and confirmation of each reference symbol.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct FeedHealth {
@@ -59,6 +68,8 @@ pub struct SymbolHealth {
     /// Local receive time of the last valid tick.
     pub last_recv_ms: Option<i64>,
     pub mid: Option<Decimal>,
+    /// The reference jumped and the new level is not confirmed yet: quoting must pause.
+    pub held: bool,
 }
 
 /// A market's trading state changed.
@@ -126,6 +137,8 @@ pub struct RiskGuard {
     positions: HashMap<MarketId, Position>,
     marks: HashMap<MarketId, Decimal>,
     feed_last: HashMap<BinanceSymbol, i64>,
+    /// Reference symbols whose last move is held back until confirmed.
+    held: BTreeSet<BinanceSymbol>,
     global_halts: BTreeSet<HaltReason>,
     stale: BTreeSet<MarketId>,
     states: HashMap<MarketId, TradingState>,
@@ -159,6 +172,7 @@ impl RiskGuard {
             positions: HashMap::new(),
             marks: HashMap::new(),
             feed_last: HashMap::new(),
+            held: BTreeSet::new(),
             global_halts: BTreeSet::new(),
             stale: BTreeSet::new(),
             states: HashMap::new(),
@@ -173,19 +187,58 @@ impl RiskGuard {
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
+        // Until the reload is done, nothing may be placed.
+        for (m, _, _) in &self.markets {
+            self.reg.gate.set_market(m, false);
+        }
         self.positions.clear();
         self.states.clear();
         self.global_halts.retain(|h| *h == HaltReason::Shutdown);
         self.last_fill_row = 0;
+        self.fills = 0;
         self.loaded = false;
     }
 
-    fn halts_of(&self, market: &MarketId) -> BTreeSet<HaltReason> {
+    fn halts_of(&self, market: &MarketId, symbol: &BinanceSymbol) -> BTreeSet<HaltReason> {
         let mut h = self.global_halts.clone();
         if self.stale.contains(market) {
             h.insert(HaltReason::StaleFeed);
         }
+        if self.held.contains(symbol) {
+            h.insert(HaltReason::ReferenceUnconfirmed);
+        }
         h
+    }
+
+    fn symbol_of(&self, market: &MarketId) -> Option<&BinanceSymbol> {
+        self.markets
+            .iter()
+            .find(|(m, _, _)| m == market)
+            .map(|(_, s, _)| s)
+    }
+
+    /// Halts everything because position or PnL arithmetic overflowed.
+    fn accounting_failed(&mut self, e: &rules::Overflow) {
+        if self.global_halts.insert(HaltReason::Accounting) {
+            error!(cause = %e, "position arithmetic overflowed: halting every market");
+            self.persist_global("ACTIVE", "HALTED", HaltReason::Accounting.as_str());
+        }
+    }
+
+    /// Adds or removes a halt that RiskGuard reads from shared state, logging the change.
+    fn follow(&mut self, reason: HaltReason, holds: bool) {
+        if holds && self.global_halts.insert(reason) {
+            error!(reason = reason.as_str(), "halting every market");
+            self.persist_global("ACTIVE", "HALTED", reason.as_str());
+        } else if !holds && self.global_halts.remove(&reason) {
+            info!(reason = reason.as_str(), "halt cleared");
+            self.persist_global("HALTED", "ACTIVE", reason.as_str());
+            if reason == HaltReason::Storage {
+                for p in &self.reg.storage_recovered {
+                    p.do_send(crate::order_manager::StorageRecovered);
+                }
+            }
+        }
     }
 
     fn position(&self, market: &MarketId) -> Decimal {
@@ -208,13 +261,18 @@ impl RiskGuard {
         );
     }
 
-    /// Recomputes every market's state and announces changes.
+    /// Recomputes every market's state, sets the halt gate and announces changes.
     fn evaluate(&mut self) {
         if !self.loaded {
             return;
         }
         let now = now_ms();
         let day = rules::utc_day(now);
+        self.follow(HaltReason::Storage, self.reg.gate.storage_failing());
+        if self.reg.gate.is_fatal() {
+            self.follow(HaltReason::Fatal, true);
+        }
+        let mut overflow = None;
         for (market, symbol, _) in self.markets.clone() {
             let fresh = self
                 .feed_last
@@ -226,28 +284,57 @@ impl RiskGuard {
                 self.stale.insert(market.clone());
             }
             let mark = self.marks.get(&market).copied();
-            self.positions
+            if let Err(e) = self
+                .positions
                 .entry(market.clone())
                 .or_default()
-                .roll_day(day, mark);
+                .roll_day(day, mark)
+            {
+                overflow = Some(e);
+            }
         }
-        let daily: Decimal = self
-            .positions
-            .iter()
-            .map(|(m, p)| p.daily_pnl(self.marks.get(m).copied()))
-            .sum();
+        let mut daily = Decimal::ZERO;
+        for (m, p) in &self.positions {
+            match p
+                .daily_pnl(self.marks.get(m).copied())
+                .and_then(|d| daily.checked_add(d).ok_or(rules::Overflow("daily pnl")))
+            {
+                Ok(d) => daily = d,
+                Err(e) => overflow = Some(e),
+            }
+        }
+        if let Some(e) = overflow {
+            self.accounting_failed(&e);
+        }
         if daily <= -self.cfg.daily_loss_limit && self.global_halts.insert(HaltReason::DailyLoss) {
             error!(daily_pnl = %daily, limit = %self.cfg.daily_loss_limit, "daily loss limit reached, halting");
             self.persist_global("ACTIVE", "HALTED", HaltReason::DailyLoss.as_str());
         }
+        self.record_metrics(now);
+        for (market, symbol, _) in self.markets.clone() {
+            let halts = self.halts_of(&market, &symbol);
+            let position = self.position(&market);
+            let state = rules::trading_state(&halts, position, &self.cfg);
+            // The gate first: from here on no place of a halted market leaves the process.
+            self.reg
+                .gate
+                .set_market(&market, state != TradingState::Halted);
+            let prev = self.states.insert(market.clone(), state);
+            if prev != Some(state) {
+                self.announce(&market, prev, state, halts, position, now);
+            }
+        }
+    }
+
+    fn record_metrics(&self, now: i64) {
         let m = crate::metrics::metrics();
+        let f = |d: Decimal| rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0);
         for (market, symbol, _) in &self.markets {
             let attrs = [opentelemetry::KeyValue::new("market", market.to_string())];
             let p = self.positions.get(market).cloned().unwrap_or_default();
             let mark = self.marks.get(market).copied();
-            let f = |d: Decimal| rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0);
             m.inventory.record(f(p.qty), &attrs);
-            m.pnl.record(f(p.pnl(mark)), &attrs);
+            m.pnl.record(f(p.pnl(mark).unwrap_or_default()), &attrs);
             if let Some(t) = self.feed_last.get(symbol) {
                 m.feed_age.record((now - t) as f64, &attrs);
             }
@@ -258,45 +345,59 @@ impl RiskGuard {
             };
             m.trading_state.record(code, &attrs);
         }
-        for (market, _, _) in self.markets.clone() {
-            let halts = self.halts_of(&market);
-            let position = self.position(&market);
-            let state = rules::trading_state(&halts, position, &self.cfg);
-            let prev = self.states.insert(market.clone(), state);
-            if prev != Some(state) {
-                let reasons: Vec<HaltReason> = halts.into_iter().collect();
-                let reason = reasons
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                info!(market = %market, from = prev.map(|s| s.as_str()).unwrap_or("START"), to = state.as_str(),
-                      reason = %reason, "trading state changed");
-                self.store.write(
-                    vec![Write::RiskEvent {
-                        ts_ms: now,
-                        market: Some(market.clone()),
-                        from: prev.map(|s| s.as_str()).unwrap_or("START").into(),
-                        to: state.as_str().into(),
-                        reason: if reason.is_empty() {
-                            "position".into()
-                        } else {
-                            reason
-                        },
-                    }],
-                    None,
-                );
-                let msg = TradingStateChanged {
-                    market: market.clone(),
-                    state,
-                    sides: rules::sides_allowed(state, position),
-                    reasons,
-                    position,
-                };
-                self.reg.state_to_orders.do_send(msg.clone());
-                self.reg.state_to_quotes.do_send(msg);
-            }
+    }
+
+    /// Records and announces a market's new state. A halt's record and the supersession of the
+    /// market's unsent places share one transaction.
+    fn announce(
+        &mut self,
+        market: &MarketId,
+        prev: Option<TradingState>,
+        state: TradingState,
+        halts: BTreeSet<HaltReason>,
+        position: Decimal,
+        now: i64,
+    ) {
+        let reasons: Vec<HaltReason> = halts.into_iter().collect();
+        let reason = reasons
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let from = prev.map(|s| s.as_str()).unwrap_or("START");
+        if state == TradingState::Halted {
+            warn!(market = %market, from, to = state.as_str(), reason = %reason, "trading state changed");
+        } else {
+            info!(market = %market, from, to = state.as_str(), reason = %reason, "trading state changed");
         }
+        let mut writes = vec![Write::RiskEvent {
+            ts_ms: now,
+            market: Some(market.clone()),
+            from: from.into(),
+            to: state.as_str().into(),
+            reason: if reason.is_empty() {
+                "position".into()
+            } else {
+                reason.clone()
+            },
+        }];
+        if state == TradingState::Halted {
+            writes.push(Write::SupersedePendingPlaces {
+                market: market.clone(),
+                ts_ms: now,
+                reason: format!("trading halted ({reason})"),
+            });
+        }
+        self.store.write(writes, None);
+        let msg = TradingStateChanged {
+            market: market.clone(),
+            state,
+            sides: rules::sides_allowed(state, position),
+            reasons,
+            position,
+        };
+        self.reg.state_to_orders.do_send(msg.clone());
+        self.reg.state_to_quotes.do_send(msg);
     }
 
     fn poll_control(&mut self, ctx: &mut Context<Self>) {
@@ -306,20 +407,26 @@ impl RiskGuard {
                 .into_actor(self)
                 .map(|res, act, _| match res {
                     Ok(cmds) => {
-                        for (id, cmd) in cmds {
-                            act.store.write(
-                                vec![Write::ControlConsumed {
-                                    id,
-                                    ts_ms: now_ms(),
-                                }],
-                                None,
-                            );
-                            act.set_kill(cmd == "kill", "control table");
-                        }
+                        act.apply_control(cmds);
+                        act.evaluate();
                     }
                     Err(e) => warn!(cause = %e, "cannot read the control table"),
                 }),
         );
+    }
+
+    /// Applies operator commands from the `control` table, oldest first, and marks them done.
+    fn apply_control(&mut self, cmds: Vec<(i64, String)>) {
+        for (id, cmd) in cmds {
+            self.store.write(
+                vec![Write::ControlConsumed {
+                    id,
+                    ts_ms: now_ms(),
+                }],
+                None,
+            );
+            self.set_kill_flag(cmd == "kill", "control table");
+        }
     }
 
     fn heartbeat(&self) {
@@ -339,6 +446,11 @@ impl RiskGuard {
     }
 
     fn set_kill(&mut self, engage: bool, source: &str) {
+        self.set_kill_flag(engage, source);
+        self.evaluate();
+    }
+
+    fn set_kill_flag(&mut self, engage: bool, source: &str) {
         if engage {
             if self.global_halts.insert(HaltReason::KillSwitch) {
                 warn!(
@@ -353,7 +465,6 @@ impl RiskGuard {
             info!(source, "trading resumed by operator");
             self.persist_global("HALTED", "ACTIVE", "resume");
         }
-        self.evaluate();
     }
 }
 
@@ -365,17 +476,27 @@ impl Actor for RiskGuard {
         ctx.wait(
             async move {
                 let fills = store.read(rows::load_fills).await?;
-                let halt = store.read(rows::latest_halt).await?;
-                Ok::<_, crate::store::StoreError>((fills, halt))
+                let halts = store.read(rows::latched_halts).await?;
+                Ok::<_, crate::store::StoreError>((fills, halts))
             }
             .into_actor(self)
             .map(|res, act, ctx| match res {
-                Ok((fills, halt)) => {
+                Ok((
+                    fills,
+                    rows::LatchedHalts {
+                        latest: halt,
+                        control,
+                    },
+                )) => {
                     for (id, f) in fills {
-                        act.positions
+                        let applied = act
+                            .positions
                             .entry(f.market.clone())
                             .or_default()
                             .apply_fill(f.side, f.price, f.size, f.fee);
+                        if let Err(e) = applied {
+                            act.accounting_failed(&e);
+                        }
                         act.last_fill_row = id;
                         act.fills += 1;
                     }
@@ -388,6 +509,9 @@ impl Actor for RiskGuard {
                         }
                         _ => {}
                     }
+                    // A kill switch recorded while the service was down holds before anything
+                    // is sent: the gate opens only in the evaluation below.
+                    act.apply_control(control);
                     for (m, p) in &act.positions {
                         act.reg.inventory.do_send(InventoryChanged {
                             market: m.clone(),
@@ -398,7 +522,7 @@ impl Actor for RiskGuard {
                     act.evaluate();
                 }
                 Err(e) => {
-                    error!(cause = %e, "cannot load positions, restarting");
+                    error!(cause = %e, "cannot load positions and halts, restarting");
                     ctx.stop();
                 }
             }),
@@ -431,10 +555,9 @@ impl Handler<CheckIntents> for RiskGuard {
         if let Some(mid) = msg.reference_mid {
             self.marks.insert(msg.market.clone(), mid);
         }
-        let halts = if self.loaded {
-            self.halts_of(&msg.market)
-        } else {
-            [HaltReason::StaleFeed].into()
+        let halts = match (self.loaded, self.symbol_of(&msg.market)) {
+            (true, Some(symbol)) => self.halts_of(&msg.market, symbol),
+            _ => [HaltReason::StaleFeed].into(),
         };
         let cx = CheckContext {
             cfg: &self.cfg,
@@ -458,10 +581,11 @@ impl Handler<CheckIntents> for RiskGuard {
                 {
                     // Later intents of the batch see this one as open.
                     exposure.open_orders += 1;
-                    match side {
-                        crate::types::Side::Buy => exposure.open_buy += *size,
-                        crate::types::Side::Sell => exposure.open_sell += *size,
-                    }
+                    let open = match side {
+                        crate::types::Side::Buy => &mut exposure.open_buy,
+                        crate::types::Side::Sell => &mut exposure.open_sell,
+                    };
+                    *open = open.saturating_add(*size);
                 }
                 v
             })
@@ -487,13 +611,19 @@ impl Handler<FeedHealth> for RiskGuard {
             if let Some(t) = s.last_recv_ms {
                 self.feed_last.insert(s.symbol.clone(), t);
             }
-            if let Some(mid) = s.mid {
+            if s.held {
+                self.held.insert(s.symbol.clone());
+            } else {
+                self.held.remove(&s.symbol);
+            }
+            // A held reference does not move the marks.
+            if let (Some(mid), false) = (s.mid, s.held) {
                 for (m, sym, anchor_bps) in &self.markets {
-                    if *sym == s.symbol {
-                        self.marks.insert(
-                            m.clone(),
-                            mid * (Decimal::ONE + crate::types::bps(*anchor_bps)),
-                        );
+                    if *sym == s.symbol
+                        && let Some(mark) =
+                            mid.checked_mul(Decimal::ONE + crate::types::bps(*anchor_bps))
+                    {
+                        self.marks.insert(m.clone(), mark);
                     }
                 }
             }
@@ -512,8 +642,11 @@ impl Handler<FillApplied> for RiskGuard {
         self.fills += 1;
         let f = &msg.fill;
         let p = self.positions.entry(f.market.clone()).or_default();
-        p.apply_fill(f.side, f.price, f.size, f.fee);
+        let applied = p.apply_fill(f.side, f.price, f.size, f.fee);
         let qty = p.qty;
+        if let Err(e) = applied {
+            self.accounting_failed(&e);
+        }
         self.reg.inventory.do_send(InventoryChanged {
             market: f.market.clone(),
             position: qty,
@@ -558,8 +691,8 @@ impl Handler<GetRiskStats> for RiskGuard {
                         market: m.clone(),
                         state: self.states.get(m).copied().unwrap_or(TradingState::Halted),
                         position: p.qty,
-                        pnl: p.pnl(mark),
-                        daily_pnl: p.daily_pnl(mark),
+                        pnl: p.pnl(mark).unwrap_or_default(),
+                        daily_pnl: p.daily_pnl(mark).unwrap_or_default(),
                         mark,
                     }
                 })

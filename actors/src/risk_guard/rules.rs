@@ -6,8 +6,9 @@
 //! the fill price. Marked PnL = realized − fees + position × (mark − average cost).
 //! Daily PnL is measured from a baseline taken at start and at each UTC midnight.
 //!
-//! Trading state per market: HALTED when a halt reason holds (kill switch, daily loss,
-//! stale reference, shutdown); else REDUCING while |position| ≥ `max_position`; else ACTIVE.
+//! Trading state per market: HALTED when a halt reason holds (kill switch, daily loss, stale
+//! or unconfirmed reference, storage, accounting, fatal, shutdown); else REDUCING while
+//! |position| ≥ `max_position`; else ACTIVE. All arithmetic on positions and PnL is checked.
 
 use std::collections::BTreeSet;
 
@@ -41,9 +42,21 @@ impl TradingState {
 /// Why trading is halted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HaltReason {
+    /// The operator's kill switch (latched across restarts until `resume`).
     KillSwitch,
+    /// The daily loss limit (latched until `resume`).
     DailyLoss,
+    /// No valid reference tick for `feed.stale_after_ms`.
     StaleFeed,
+    /// The reference jumped and is held back until the new level is confirmed.
+    ReferenceUnconfirmed,
+    /// SQLite cannot commit.
+    Storage,
+    /// Position or PnL arithmetic overflowed: the figures cannot be trusted.
+    Accounting,
+    /// An actor could not be kept alive: the service is stopping.
+    Fatal,
+    /// The service is stopping.
     Shutdown,
 }
 
@@ -54,6 +67,10 @@ impl HaltReason {
             HaltReason::KillSwitch => "kill_switch",
             HaltReason::DailyLoss => "daily_loss",
             HaltReason::StaleFeed => "stale_feed",
+            HaltReason::ReferenceUnconfirmed => "reference_unconfirmed",
+            HaltReason::Storage => "storage",
+            HaltReason::Accounting => "accounting",
+            HaltReason::Fatal => "fatal",
             HaltReason::Shutdown => "shutdown",
         }
     }
@@ -102,50 +119,95 @@ pub struct Position {
     pub day: i64,
 }
 
+/// Position or PnL arithmetic left `Decimal`'s range: the figures can no longer be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("decimal overflow in {0}")]
+pub struct Overflow(pub &'static str);
+
+fn ck(v: Option<Decimal>, what: &'static str) -> Result<Decimal, Overflow> {
+    v.ok_or(Overflow(what))
+}
+
 impl Position {
-    /// Applies one fill.
-    pub fn apply_fill(&mut self, side: Side, price: Decimal, size: Decimal, fee: Decimal) {
-        self.fees += fee;
+    /// Applies one fill (a non-positive size changes nothing). All arithmetic is checked; on
+    /// overflow the position is left as it was.
+    ///
+    /// # Errors
+    /// [`Overflow`] naming the figure that left `Decimal`'s range.
+    pub fn apply_fill(
+        &mut self,
+        side: Side,
+        price: Decimal,
+        size: Decimal,
+        fee: Decimal,
+    ) -> Result<(), Overflow> {
+        if size <= Decimal::ZERO {
+            return Ok(());
+        }
+        let mut next = self.clone();
+        next.fees = ck(self.fees.checked_add(fee), "fees")?;
         let signed = side.sign() * size;
         let same_direction =
             self.qty.is_zero() || (self.qty > Decimal::ZERO) == (signed > Decimal::ZERO);
         if same_direction {
-            let new_qty = self.qty + signed;
-            self.avg_cost = (self.qty.abs() * self.avg_cost + size * price) / new_qty.abs();
-            self.qty = new_qty;
-            return;
+            let new_qty = ck(self.qty.checked_add(signed), "position")?;
+            let cost = ck(self.qty.abs().checked_mul(self.avg_cost), "cost")?;
+            let add = ck(size.checked_mul(price), "cost")?;
+            let total = ck(cost.checked_add(add), "cost")?;
+            next.avg_cost = ck(total.checked_div(new_qty.abs()), "average cost")?;
+            next.qty = new_qty;
+            *self = next;
+            return Ok(());
         }
         let closed = size.min(self.qty.abs());
         // Closing a long with a sell gains (price − cost); closing a short with a buy gains (cost − price).
-        self.realized += closed * (price - self.avg_cost) * -side.sign();
-        self.qty += signed;
-        if self.qty.is_zero() {
-            self.avg_cost = Decimal::ZERO;
-        } else if (self.qty > Decimal::ZERO) == (signed > Decimal::ZERO) {
-            self.avg_cost = price; // flipped: the remainder opened at this price
+        let diff = ck(price.checked_sub(self.avg_cost), "realized")?;
+        let gain = ck(closed.checked_mul(diff), "realized")? * -side.sign();
+        next.realized = ck(self.realized.checked_add(gain), "realized")?;
+        next.qty = ck(self.qty.checked_add(signed), "position")?;
+        if next.qty.is_zero() {
+            next.avg_cost = Decimal::ZERO;
+        } else if (next.qty > Decimal::ZERO) == (signed > Decimal::ZERO) {
+            next.avg_cost = price; // flipped: the remainder opened at this price
         }
+        *self = next;
+        Ok(())
     }
 
     /// Realized − fees + position marked at `mark`.
-    pub fn pnl(&self, mark: Option<Decimal>) -> Decimal {
+    ///
+    /// # Errors
+    /// [`Overflow`] when the figure leaves `Decimal`'s range.
+    pub fn pnl(&self, mark: Option<Decimal>) -> Result<Decimal, Overflow> {
         let unrealized = match mark {
-            Some(m) if !self.qty.is_zero() => self.qty * (m - self.avg_cost),
+            Some(m) if !self.qty.is_zero() => {
+                let diff = ck(m.checked_sub(self.avg_cost), "unrealized")?;
+                ck(self.qty.checked_mul(diff), "unrealized")?
+            }
             _ => Decimal::ZERO,
         };
-        self.realized - self.fees + unrealized
+        let net = ck(self.realized.checked_sub(self.fees), "pnl")?;
+        ck(net.checked_add(unrealized), "pnl")
     }
 
     /// PnL since the start of the UTC day.
-    pub fn daily_pnl(&self, mark: Option<Decimal>) -> Decimal {
-        self.pnl(mark) - self.day_start_pnl
+    ///
+    /// # Errors
+    /// [`Overflow`] when the figure leaves `Decimal`'s range.
+    pub fn daily_pnl(&self, mark: Option<Decimal>) -> Result<Decimal, Overflow> {
+        ck(self.pnl(mark)?.checked_sub(self.day_start_pnl), "daily pnl")
     }
 
     /// Starts a new day baseline when `day` is later than the recorded one.
-    pub fn roll_day(&mut self, day: i64, mark: Option<Decimal>) {
+    ///
+    /// # Errors
+    /// [`Overflow`] when the baseline cannot be computed.
+    pub fn roll_day(&mut self, day: i64, mark: Option<Decimal>) -> Result<(), Overflow> {
         if day > self.day {
-            self.day_start_pnl = self.pnl(mark);
+            self.day_start_pnl = self.pnl(mark)?;
             self.day = day;
         }
+        Ok(())
     }
 }
 
@@ -281,19 +343,44 @@ mod tests {
     #[test]
     fn average_cost_accounting() {
         let mut p = Position::default();
-        p.apply_fill(Side::Buy, d("0.40"), d("100"), d("0.04"));
-        p.apply_fill(Side::Buy, d("0.50"), d("100"), d("0.05"));
+        p.apply_fill(Side::Buy, d("0.40"), d("100"), d("0.04"))
+            .expect("fill");
+        p.apply_fill(Side::Buy, d("0.50"), d("100"), d("0.05"))
+            .expect("fill");
         assert_eq!(p.qty, d("200"));
         assert_eq!(p.avg_cost, d("0.45"));
-        p.apply_fill(Side::Sell, d("0.55"), d("50"), d("0"));
+        p.apply_fill(Side::Sell, d("0.55"), d("50"), d("0"))
+            .expect("fill");
         assert_eq!(p.realized, d("5.00"));
         assert_eq!(p.qty, d("150"));
         // Flip to short: close 150, open 50 at 0.60.
-        p.apply_fill(Side::Sell, d("0.60"), d("200"), d("0"));
+        p.apply_fill(Side::Sell, d("0.60"), d("200"), d("0"))
+            .expect("fill");
         assert_eq!(p.realized, d("27.50"));
         assert_eq!(p.qty, d("-50"));
         assert_eq!(p.avg_cost, d("0.60"));
-        assert_eq!(p.pnl(Some(d("0.70"))), d("27.50") - d("0.09") - d("5.00"));
+        assert_eq!(
+            p.pnl(Some(d("0.70"))),
+            Ok(d("27.50") - d("0.09") - d("5.00"))
+        );
+    }
+
+    #[test]
+    fn overflow_is_an_error_and_leaves_the_position_alone() {
+        let mut p = Position::default();
+        let huge = Decimal::MAX / Decimal::TWO;
+        p.apply_fill(Side::Buy, d("1"), huge, d("0")).expect("fits");
+        let before = p.clone();
+        assert_eq!(
+            p.apply_fill(Side::Buy, d("1"), huge + d("1000"), d("0")),
+            Err(Overflow("position"))
+        );
+        assert_eq!(p, before);
+        assert!(p.pnl(Some(Decimal::MAX)).is_err());
+        // A zero-size fill is no fill (and no division by zero).
+        let mut z = Position::default();
+        assert_eq!(z.apply_fill(Side::Buy, d("0.45"), d("0"), d("0")), Ok(()));
+        assert_eq!(z, Position::default());
     }
 
     #[test]
@@ -302,10 +389,10 @@ mod tests {
             realized: d("10"),
             ..Position::default()
         };
-        p.roll_day(utc_day(86_400_000 * 3 + 5), None);
-        assert_eq!(p.daily_pnl(None), Decimal::ZERO);
+        p.roll_day(utc_day(86_400_000 * 3 + 5), None).expect("roll");
+        assert_eq!(p.daily_pnl(None), Ok(Decimal::ZERO));
         p.realized -= d("4");
-        assert_eq!(p.daily_pnl(None), d("-4"));
+        assert_eq!(p.daily_pnl(None), Ok(d("-4")));
     }
 
     #[test]

@@ -7,15 +7,29 @@
 //! Reads are closures run on the same thread, after every write queued before them.
 //!
 //! The connection is opened in WAL mode with `synchronous=NORMAL`, migrations from
-//! `migrations/` are applied at open, and decimals are stored as TEXT.
+//! `migrations/` are applied at open (a database from a newer binary is refused), and decimals
+//! are stored as TEXT.
+//!
+//! Failures, and what they do:
+//! - A write that is wrong in itself (a constraint, a type) fails alone: the group is retried
+//!   one batch per transaction, so one bad batch never fails the others.
+//! - SQLite that cannot commit at all (disk full, read-only file, a write lock held elsewhere,
+//!   an I/O error) makes the store *failing*: the shared flag ([`Store::failing_flag`]) is set
+//!   before any writer hears of it, which closes the halt gate to places at once. Writes are
+//!   then kept in order (up to [`RETAINED_MAX`]) and committed, oldest first, by retries with
+//!   backoff; the flag clears only once such a commit succeeds. Writers are told at once that
+//!   their batch did not commit.
 
 pub mod rows;
 pub mod schema;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -40,8 +54,14 @@ pub enum StoreError {
         version: u32,
         source: rusqlite::Error,
     },
+    #[error(
+        "the database was written by a newer deltadefi-mm (schema version {found}; this binary knows up to {supported}): refusing to use it"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
     #[error("the store thread has stopped")]
     Closed,
+    #[error("{pending} writes are not committed: SQLite cannot commit ({cause})")]
+    NotCommitted { pending: usize, cause: String },
     #[error("cannot start the store thread: {0}")]
     Spawn(std::io::Error),
     #[error("corrupt row in {table}: {detail}")]
@@ -58,6 +78,7 @@ enum Command {
         on_commit: Option<OnCommit>,
     },
     Read(ReadFn),
+    Flush(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// Handle to the store thread; cheap to clone, `Send`.
@@ -65,7 +86,17 @@ enum Command {
 pub struct Store {
     tx: mpsc::Sender<Command>,
     path: PathBuf,
+    failing: Arc<AtomicBool>,
 }
+
+/// Writes kept for retry while SQLite cannot commit; beyond this the oldest are dropped (and
+/// counted in the log): memory must stay bounded through a long outage.
+pub const RETAINED_MAX: usize = 200_000;
+/// How long one transaction waits for a write lock held by another connection.
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// First and longest delay between commit retries while the store is failing.
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +123,7 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
 
@@ -104,15 +135,31 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut conn = open_connection(path)?;
         schema::migrate(&mut conn)?;
+        // A database we can read but not write (a read-only file) is refused now, not found
+        // out at the first order.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         let (tx, rx) = mpsc::channel::<Command>();
+        let failing = Arc::new(AtomicBool::new(false));
+        let flag = failing.clone();
         thread::Builder::new()
             .name("sqlite-store".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || Writer::new(conn, flag).run(rx))
             .map_err(StoreError::Spawn)?;
         Ok(Store {
             tx,
             path: path.to_path_buf(),
+            failing,
         })
+    }
+
+    /// The "SQLite cannot commit" flag, shared with the thread (the halt gate follows it).
+    pub fn failing_flag(&self) -> Arc<AtomicBool> {
+        self.failing.clone()
+    }
+
+    /// True while SQLite cannot commit.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::SeqCst)
     }
 
     /// Returns the database file path.
@@ -131,12 +178,18 @@ impl Store {
         }
     }
 
-    /// Waits until every write queued before this call is committed (or failed).
+    /// Waits until every write queued before this call is committed, retained writes included
+    /// (one more attempt is made for those).
     ///
     /// # Errors
-    /// [`StoreError::Closed`] when the thread has stopped.
+    /// [`StoreError::NotCommitted`] when some are not; [`StoreError::Closed`] when the thread
+    /// has stopped.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.read(|_| Ok(())).await
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Flush(tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on the store thread after every write queued before it.
@@ -159,56 +212,265 @@ impl Store {
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Command>) {
-    while let Ok(first) = rx.recv() {
-        let mut pending = Some(first);
-        let mut batch: Vec<(Vec<Write>, Option<OnCommit>)> = Vec::new();
-        // Drain everything queued: consecutive writes share one transaction; a read first
-        // commits what came before it.
-        while let Some(cmd) = pending.take().or_else(|| rx.try_recv().ok()) {
-            match cmd {
-                Command::Write { writes, on_commit } => batch.push((writes, on_commit)),
-                Command::Read(f) => {
-                    commit(&mut conn, &mut batch);
-                    f(&conn);
+/// True for errors of the database as a whole (it cannot commit anything now), as opposed to
+/// errors of one write.
+fn is_environmental(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(
+            C::DiskFull
+            | C::ReadOnly
+            | C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::SystemIoFailure
+            | C::CannotOpen
+            | C::PermissionDenied
+            | C::FileLockingProtocolFailed
+            | C::DatabaseCorrupt
+            | C::NotADatabase
+            | C::OutOfMemory
+            | C::Unknown,
+        ) => true,
+        Some(_) => false,
+        // Errors that are not SQLite's (a closed connection, a poisoned statement cache).
+        None => !matches!(
+            e,
+            rusqlite::Error::ToSqlConversionFailure(_) | rusqlite::Error::InvalidParameterCount(..)
+        ),
+    }
+}
+
+type Batch = (Vec<Write>, Option<OnCommit>);
+
+/// The store thread's state: the connection, and what waits for SQLite to commit again.
+struct Writer {
+    conn: Connection,
+    failing: Arc<AtomicBool>,
+    /// Writes that did not commit while SQLite was failing, oldest first.
+    retained: VecDeque<Vec<Write>>,
+    retained_writes: usize,
+    dropped: u64,
+    last_error: String,
+    retry_delay: Duration,
+    next_retry: Option<Instant>,
+}
+
+impl Writer {
+    fn new(conn: Connection, failing: Arc<AtomicBool>) -> Self {
+        Self {
+            conn,
+            failing,
+            retained: VecDeque::new(),
+            retained_writes: 0,
+            dropped: 0,
+            last_error: String::new(),
+            retry_delay: RETRY_INITIAL,
+            next_retry: None,
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        loop {
+            let first = match self.next_retry {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(cmd) => Some(cmd),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(_) => return,
+                },
+            };
+            if self.next_retry.is_some_and(|at| Instant::now() >= at) {
+                self.retry_retained();
+            }
+            let mut pending = first;
+            let mut batch: Vec<Batch> = Vec::new();
+            // Drain everything queued: consecutive writes share one transaction; a read first
+            // commits what came before it.
+            while let Some(cmd) = pending.take().or_else(|| rx.try_recv().ok()) {
+                match cmd {
+                    Command::Write { writes, on_commit } => batch.push((writes, on_commit)),
+                    Command::Read(f) => {
+                        self.commit(&mut batch);
+                        self.guarded(|c| f(c));
+                    }
+                    Command::Flush(done) => {
+                        self.commit(&mut batch);
+                        if !self.retained.is_empty() {
+                            self.retry_retained();
+                        }
+                        let r = if self.retained.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(StoreError::NotCommitted {
+                                pending: self.retained_writes,
+                                cause: self.last_error.clone(),
+                            })
+                        };
+                        let _ = done.send(r);
+                    }
+                }
+                if batch.len() >= 512 {
+                    self.commit(&mut batch);
                 }
             }
-            if batch.len() >= 512 {
-                commit(&mut conn, &mut batch);
+            self.commit(&mut batch);
+        }
+    }
+
+    /// Runs a read under `catch_unwind`: a panicking closure must not end the store thread.
+    fn guarded(&mut self, f: impl FnOnce(&Connection)) {
+        let conn = &self.conn;
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))) {
+            error!(cause = %crate::supervision::panic_message(p.as_ref()), "a store read panicked");
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Batch>) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            // Retries follow their own backoff; keep the order.
+            for (writes, cb) in batch.drain(..) {
+                self.retain(writes);
+                if let Some(cb) = cb {
+                    cb(Err(format!("storage failing: {}", self.last_error)));
+                }
+            }
+            return;
+        }
+        let all: Vec<&Vec<Write>> = batch.iter().map(|(w, _)| w).collect();
+        match apply(&mut self.conn, &all) {
+            Ok(()) => {
+                for (_, cb) in batch.drain(..) {
+                    if let Some(cb) = cb {
+                        cb(Ok(()));
+                    }
+                }
+            }
+            Err(e) if is_environmental(&e) => self.start_failing(&e, batch),
+            Err(e) => {
+                // A bad write: each batch alone, so that it fails by itself.
+                warn!(cause = %e, batches = batch.len(), "store transaction failed, retrying batch by batch");
+                for (writes, cb) in batch.drain(..) {
+                    let r = apply(&mut self.conn, &[&writes]);
+                    let outcome = match r {
+                        Ok(()) => Ok(()),
+                        Err(e) if is_environmental(&e) => {
+                            self.start_failing(&e, &mut vec![(writes, cb)]);
+                            continue;
+                        }
+                        Err(e) => {
+                            error!(cause = %e, writes = writes.len(), "a write batch was refused by SQLite and is dropped");
+                            Err(e.to_string())
+                        }
+                    };
+                    if let Some(cb) = cb {
+                        cb(outcome);
+                    }
+                }
             }
         }
-        commit(&mut conn, &mut batch);
     }
-}
 
-fn commit(conn: &mut Connection, batch: &mut Vec<(Vec<Write>, Option<OnCommit>)>) {
-    if batch.is_empty() {
-        return;
-    }
-    let mut result = apply(conn, batch);
-    if let Err(e) = &result {
-        // One retry: SQLITE_BUSY past the busy timeout is the likely transient.
-        warn!(cause = %e, "store transaction failed, retrying once");
-        result = apply(conn, batch);
-    }
-    let outcome = result.map_err(|e| {
-        error!(cause = %e, "store transaction failed");
-        e.to_string()
-    });
-    for (_, cb) in batch.drain(..) {
-        if let Some(cb) = cb {
-            cb(outcome.clone());
+    fn start_failing(&mut self, e: &rusqlite::Error, batch: &mut Vec<Batch>) {
+        self.last_error = e.to_string();
+        if !self.failing.swap(true, Ordering::SeqCst) {
+            error!(cause = %e, "SQLite cannot commit: storage failing, retrying with backoff");
+            self.retry_delay = RETRY_INITIAL;
+            self.next_retry = Some(Instant::now() + self.retry_delay);
+        }
+        for (writes, cb) in batch.drain(..) {
+            self.retain(writes);
+            if let Some(cb) = cb {
+                cb(Err(format!("storage failing: {e}")));
+            }
         }
     }
+
+    fn retain(&mut self, writes: Vec<Write>) {
+        self.retained_writes += writes.len();
+        self.retained.push_back(writes);
+        while self.retained_writes > RETAINED_MAX {
+            let Some(old) = self.retained.pop_front() else {
+                break;
+            };
+            self.retained_writes -= old.len();
+            self.dropped += old.len() as u64;
+            error!(
+                dropped_total = self.dropped,
+                "storage failing too long: oldest unwritten records dropped"
+            );
+        }
+    }
+
+    /// Commits the retained writes, oldest first; clears the failing flag on success.
+    fn retry_retained(&mut self) {
+        let all: Vec<&Vec<Write>> = self.retained.iter().collect();
+        let r = if all.is_empty() {
+            // Nothing retained: probe with an empty write transaction.
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+                .inspect_err(|_| {
+                    let _ = self.conn.execute_batch("ROLLBACK;");
+                })
+        } else {
+            apply(&mut self.conn, &all)
+        };
+        match r {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::SeqCst) {
+                    warn!(
+                        committed = self.retained_writes,
+                        "SQLite commits again: storage recovered"
+                    );
+                }
+                self.retained.clear();
+                self.retained_writes = 0;
+                self.next_retry = None;
+            }
+            Err(e) if !is_environmental(&e) && !self.retained.is_empty() => {
+                // One retained batch is bad in itself: commit the others one by one.
+                let mut kept = VecDeque::new();
+                for writes in std::mem::take(&mut self.retained) {
+                    if let Err(e) = apply(&mut self.conn, &[&writes]) {
+                        if is_environmental(&e) {
+                            kept.push_back(writes);
+                        } else {
+                            error!(cause = %e, "a retained write batch was refused by SQLite and is dropped");
+                        }
+                    }
+                }
+                self.retained_writes = kept.iter().map(Vec::len).sum();
+                self.retained = kept;
+                if self.retained.is_empty() {
+                    self.failing.store(false, Ordering::SeqCst);
+                    warn!("SQLite commits again: storage recovered");
+                    self.next_retry = None;
+                } else {
+                    self.schedule_retry();
+                }
+            }
+            Err(e) => {
+                self.last_error = e.to_string();
+                self.schedule_retry();
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+        self.next_retry = Some(Instant::now() + self.retry_delay);
+    }
 }
 
-fn apply(
-    conn: &mut Connection,
-    batch: &[(Vec<Write>, Option<OnCommit>)],
-) -> Result<(), rusqlite::Error> {
+fn apply(conn: &mut Connection, batch: &[&Vec<Write>]) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
-    for (writes, _) in batch {
-        for w in writes {
+    for writes in batch {
+        for w in writes.iter() {
             w.apply(&tx)?;
         }
     }

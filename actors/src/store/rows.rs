@@ -43,12 +43,11 @@ pub enum Write {
     },
     /// Insert or update an outbox row.
     Outbox(OutboxRow),
-    /// A request actually sent (retries included).
-    OutboxSend {
-        outbox_id: i64,
-        attempt: u32,
-        sent_at_ms: i64,
-    },
+    /// An order action let through to the venue (retries included): the budget's audit trail,
+    /// written by the rate limiter. A place also records the venue's order id (DeltaDeFi names
+    /// it at build time) on its outbox row and its order before the submit, so that a crash
+    /// right after the submit can still be resolved by that id.
+    VenueSend(SendRecord),
     Balance {
         balance: Balance,
         ts_ms: i64,
@@ -64,11 +63,34 @@ pub enum Write {
         id: i64,
         ts_ms: i64,
     },
+    /// A market halted: every place of it still waiting in the outbox is superseded, in the
+    /// same transaction as the halt's record, so that none is sent after the halt even across
+    /// a crash.
+    SupersedePendingPlaces {
+        market: MarketId,
+        ts_ms: i64,
+        reason: String,
+    },
     /// The service is alive; `trading_state` summarises its markets.
     Heartbeat {
         ts_ms: i64,
         trading_state: String,
     },
+}
+
+/// One order action let through to the venue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRecord {
+    pub sent_at_ms: i64,
+    pub kind: IntentKind,
+    pub market: MarketId,
+    /// The outbox row, for actions that come from the outbox.
+    pub outbox_id: Option<i64>,
+    pub attempt: u32,
+    /// Who sent it outside the outbox (`startup`, `watchdog`), else `outbox`.
+    pub source: &'static str,
+    /// For a place: the venue's id of the order and ours.
+    pub venue_order: Option<(VenueOrderId, ClientOrderId)>,
 }
 
 fn opt_dec(d: Option<Decimal>) -> Option<String> {
@@ -205,15 +227,30 @@ impl Write {
                     r.traceparent
                 ])?;
             }
-            Write::OutboxSend {
-                outbox_id,
-                attempt,
-                sent_at_ms,
-            } => {
+            Write::VenueSend(r) => {
                 tx.prepare_cached(
-                    "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms, kind, market, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![outbox_id, attempt, sent_at_ms])?;
+                .execute(params![
+                    r.outbox_id,
+                    r.attempt,
+                    r.sent_at_ms,
+                    r.kind.as_str(),
+                    r.market.as_str(),
+                    r.source
+                ])?;
+                if let Some((venue, ours)) = &r.venue_order {
+                    if let Some(id) = r.outbox_id {
+                        tx.prepare_cached("UPDATE outbox SET venue_order_id = ?2 WHERE id = ?1")?
+                            .execute(params![id, venue.as_str()])?;
+                    }
+                    tx.prepare_cached(
+                        "UPDATE orders SET venue_order_id = ?2
+                         WHERE client_order_id = ?1 AND venue_order_id IS NULL",
+                    )?
+                    .execute(params![ours.as_str(), venue.as_str()])?;
+                }
             }
             Write::Balance { balance: b, ts_ms } => {
                 tx.prepare_cached(
@@ -244,6 +281,21 @@ impl Write {
                      ON CONFLICT(id) DO UPDATE SET ts_ms = excluded.ts_ms, trading_state = excluded.trading_state",
                 )?
                 .execute(params![ts_ms, trading_state])?;
+            }
+            Write::SupersedePendingPlaces {
+                market,
+                ts_ms,
+                reason,
+            } => {
+                tx.prepare_cached(
+                    "UPDATE outbox SET status = 'superseded', completed_at_ms = ?2, last_error = ?3
+                     WHERE kind = 'place' AND status = 'pending' AND market = ?1",
+                )?
+                .execute(params![
+                    market.as_str(),
+                    ts_ms,
+                    format!("not sent: {reason}")
+                ])?;
             }
             Write::ControlConsumed { id, ts_ms } => {
                 tx.prepare_cached("UPDATE control SET consumed_at_ms = ?2 WHERE id = ?1")?
@@ -438,6 +490,47 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
     Ok(out)
 }
 
+/// Send times of the order actions let through since `since_ms`, oldest first: what the rate
+/// limiter is seeded with at start, so that a restart never hands out a fresh budget.
+///
+/// # Errors
+/// SQLite errors.
+pub fn sends_since(conn: &Connection, since_ms: i64) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT sent_at_ms FROM outbox_sends WHERE sent_at_ms >= ?1 ORDER BY sent_at_ms",
+    )?;
+    let rows = stmt.query_map([since_ms], |r| r.get::<_, i64>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// What became of the place of each order still `pending_new`, for orders whose place can no
+/// longer be under way: (order, status of its place row, or `None` when it has none). Orders
+/// whose place is pending, in flight or unknown are not listed: the outbox settles them.
+///
+/// # Errors
+/// SQLite errors.
+pub fn settled_pending_places(
+    conn: &Connection,
+) -> Result<Vec<(ClientOrderId, Option<String>)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT o.client_order_id,
+                (SELECT b.status FROM outbox b WHERE b.client_order_id = o.client_order_id
+                   AND b.kind = 'place' ORDER BY b.id DESC LIMIT 1) AS place
+         FROM orders o WHERE o.state = 'pending_new'",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (coid, place) = row?;
+        if !matches!(place.as_deref(), Some("pending" | "in_flight" | "unknown")) {
+            out.push((ClientOrderId(coid), place));
+        }
+    }
+    Ok(out)
+}
+
 /// The largest outbox id used so far (0 when empty).
 ///
 /// # Errors
@@ -537,6 +630,29 @@ pub fn pending_control(conn: &Connection) -> Result<Vec<(i64, String)>, StoreErr
         conn.prepare("SELECT id, command FROM control WHERE consumed_at_ms IS NULL ORDER BY id")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The latched operator halts in force: the latest of kill switch, daily loss and resume
+/// among the global risk events, then every operator command not yet consumed (`kill` or
+/// `resume`, oldest first, with its id), so that a kill switch recorded while the service was
+/// down holds before anything is sent.
+///
+/// # Errors
+/// SQLite errors.
+pub fn latched_halts(conn: &Connection) -> Result<LatchedHalts, StoreError> {
+    Ok(LatchedHalts {
+        latest: latest_halt(conn)?,
+        control: pending_control(conn)?,
+    })
+}
+
+/// The operator halts read at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatchedHalts {
+    /// `kill_switch`, `daily_loss` or `resume`: the latest global halt event.
+    pub latest: Option<String>,
+    /// Operator commands not yet consumed, oldest first: (id, `kill` | `resume`).
+    pub control: Vec<(i64, String)>,
 }
 
 /// The latest risk event of a kind, if any (used to restore a latched halt).

@@ -10,13 +10,20 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../../migrations/0001_init.sql")),
     (2, include_str!("../../../migrations/0002_traceparent.sql")),
     (3, include_str!("../../../migrations/0003_heartbeat.sql")),
+    (4, include_str!("../../../migrations/0004_venue_sends.sql")),
 ];
+
+/// The schema version this binary writes.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0)
+}
 
 /// Applies the migrations not yet recorded in `schema_migrations`, each in its own
 /// transaction. Returns the schema version after migrating.
 ///
 /// # Errors
-/// Fails naming the version whose SQL did not apply.
+/// [`StoreError::SchemaTooNew`] for a database written by a newer binary (nothing is changed);
+/// otherwise fails naming the version whose SQL did not apply.
 pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -27,6 +34,12 @@ pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
         [],
         |r| r.get(0),
     )?;
+    if current > latest_version() {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: latest_version(),
+        });
+    }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
@@ -40,7 +53,7 @@ pub fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
         )?;
         tx.commit()?;
     }
-    Ok(MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0).max(current))
+    Ok(latest_version().max(current))
 }
 
 #[cfg(test)]
@@ -50,12 +63,12 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut conn = Connection::open_in_memory().expect("open");
-        assert_eq!(migrate(&mut conn).expect("first"), 3);
-        assert_eq!(migrate(&mut conn).expect("second"), 3);
+        assert_eq!(migrate(&mut conn).expect("first"), 4);
+        assert_eq!(migrate(&mut conn).expect("second"), 4);
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .expect("count");
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
         for table in [
             "quotes",
             "orders",
@@ -74,5 +87,59 @@ mod tests {
                 .expect("lookup");
             assert_eq!(found, 1, "table {table} missing");
         }
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_a_newer_binary_is_refused_untouched() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        conn.execute(
+            "INSERT INTO schema_migrations(version, applied_at_ms) VALUES (99, 0)",
+            [],
+        )
+        .expect("future version");
+        match migrate(&mut conn) {
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (99, latest_version()))
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sends_of_version_three_survive_the_rebuild() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+        )
+        .expect("table");
+        for (v, sql) in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).expect("old migration");
+            conn.execute(
+                "INSERT INTO schema_migrations(version, applied_at_ms) VALUES (?1, 0)",
+                [v],
+            )
+            .expect("record");
+        }
+        conn.execute_batch(
+            "INSERT INTO outbox(id, kind, market, status, created_at_ms, next_attempt_at_ms)
+                 VALUES (7, 'cancel', 'ADAUSDM', 'done', 1, 1);
+             INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms) VALUES (7, 1, 1234);",
+        )
+        .expect("old rows");
+        assert_eq!(migrate(&mut conn).expect("migrate"), 4);
+        let row: (i64, String, String) = conn
+            .query_row(
+                "SELECT sent_at_ms, kind, market FROM outbox_sends WHERE outbox_id = 7",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("kept");
+        assert_eq!(row, (1234, "cancel".into(), "ADAUSDM".into()));
     }
 }

@@ -1,0 +1,347 @@
+//! OrderManager's handlers of what the venue reports: order updates from the account stream,
+//! fills (stored once before they arrive here), listings of open orders (reconciliation, and
+//! the listings a flatten waits for), and the answers to order lookups.
+
+use std::collections::HashSet;
+
+use actix::prelude::*;
+use tracing::{debug, info, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::book::Transition;
+use super::flatten::Listing;
+use super::state::{Order, OrderEvent, OrderState};
+use super::{
+    FINISHED_TRACES_KEPT, FillApplied, ORPHAN_GRACE_MS, OrderManager, OrderResolved, OrderUpdate,
+    QuoteReason, UNMATCHED_KEPT_MS, VenueSnapshot,
+};
+use crate::intent::Intent;
+use crate::outbox_worker::ResolveIntent;
+use crate::quote_engine::RequestRequote;
+use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
+use crate::venue::{VenueOrder, VenueOrderStatus};
+
+impl OrderManager {
+    /// Applies what the venue says about one order; returns the order's market when it ended.
+    pub(super) fn apply_venue_order(
+        &mut self,
+        id: &ClientOrderId,
+        vo: &VenueOrder,
+    ) -> Option<MarketId> {
+        if self
+            .tracker
+            .get(id)
+            .is_some_and(|o| o.venue_order_id.is_none())
+        {
+            self.tracker.set_venue_id(id, vo.venue_order_id.clone());
+        }
+        let filled = vo
+            .filled
+            .max(self.fill_sums.get(id).copied().unwrap_or_default());
+        self.tracker.set_filled(id, filled);
+        let ev = match vo.status {
+            VenueOrderStatus::Open => OrderEvent::Accepted,
+            VenueOrderStatus::PartiallyFilled => OrderEvent::Filled { complete: false },
+            VenueOrderStatus::Filled => OrderEvent::Filled { complete: true },
+            VenueOrderStatus::Cancelled => OrderEvent::Cancelled,
+            VenueOrderStatus::Failed => OrderEvent::Rejected,
+        };
+        let market = self.tracker.get(id).map(|o| o.market.clone());
+        if self.apply_and_persist(id, ev, None) {
+            market
+        } else {
+            None
+        }
+    }
+
+    /// Keeps the trace of a finished order for fills that arrive after it finished.
+    pub(super) fn remember_trace(&mut self, venue_id: String, traceparent: String) {
+        if self
+            .finished_traces
+            .insert(venue_id.clone(), traceparent)
+            .is_none()
+        {
+            self.finished_order.push_back(venue_id);
+        }
+        while self.finished_order.len() > FINISHED_TRACES_KEPT {
+            if let Some(old) = self.finished_order.pop_front() {
+                self.finished_traces.remove(&old);
+            }
+        }
+    }
+
+    /// Records the venue id of one of our orders and applies any update the account stream
+    /// delivered for it before we knew the id.
+    pub(super) fn assign_venue_id(&mut self, id: &ClientOrderId, v: VenueOrderId) {
+        self.tracker.set_venue_id(id, v.clone());
+        if let Some((vo, _)) = self.unmatched.remove(&v) {
+            self.apply_venue_order(id, &vo);
+        }
+    }
+
+    /// True when a venue order we do not know may still be one of ours whose place has not
+    /// been answered yet (DeltaDeFi names orders at build time, before we learn the name).
+    pub(super) fn may_be_ours(&mut self, vo: &VenueOrder, now: i64) -> bool {
+        let unnamed_in_flight = self
+            .tracker
+            .orders()
+            .any(|o| o.market == vo.market && o.venue_order_id.is_none() && !o.state.is_terminal());
+        let first_seen = self
+            .unmatched
+            .entry(vo.venue_order_id.clone())
+            .or_insert((vo.clone(), now))
+            .1;
+        unnamed_in_flight && now - first_seen < ORPHAN_GRACE_MS
+    }
+
+    pub(super) fn adopt_orphan(&mut self, vo: &VenueOrder) -> Intent {
+        let id = ClientOrderId(format!("orphan-{}", vo.venue_order_id));
+        warn!(venue_order_id = %vo.venue_order_id, market = %vo.market, "unknown order at the venue, cancelling it");
+        let order = Order {
+            client_order_id: id.clone(),
+            market: vo.market.clone(),
+            slot: Slot {
+                side: vo.side,
+                level: u8::MAX,
+            },
+            side: vo.side,
+            price: vo.price,
+            size: vo.size,
+            filled: vo.filled,
+            state: OrderState::Working,
+            venue_order_id: Some(vo.venue_order_id.clone()),
+            created_at_ms: vo.ts_ms,
+            traceparent: None,
+        };
+        self.tracker.load_one(order.clone());
+        self.persist(vec![Transition {
+            order,
+            from: None,
+            event: "adopted",
+            detail: Some("orphan at the venue".into()),
+        }]);
+        Intent::Cancel {
+            client_order_id: id,
+            market: vo.market.clone(),
+            venue_order_id: Some(vo.venue_order_id.clone()),
+        }
+    }
+
+    pub(super) fn find(&self, vo: &VenueOrder) -> Option<ClientOrderId> {
+        vo.client_order_id
+            .as_ref()
+            .filter(|c| self.tracker.get(c).is_some())
+            .cloned()
+            .or_else(|| self.tracker.by_venue(&vo.venue_order_id).cloned())
+    }
+}
+
+impl Handler<OrderUpdate> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: OrderUpdate, ctx: &mut Context<Self>) {
+        let vo = msg.0;
+        match self.find(&vo) {
+            Some(id) => {
+                if let Some(market) = self.apply_venue_order(&id, &vo) {
+                    self.work_market(&market, ctx);
+                }
+            }
+            None => {
+                // DeltaDeFi carries no client id, and its stream can report a new order before
+                // the submit's answer names it: park the update until the id is assigned. Only
+                // reconciliation, after a grace period, treats such an order as an orphan.
+                let now = now_ms();
+                self.unmatched
+                    .retain(|_, (_, seen)| now - *seen < UNMATCHED_KEPT_MS);
+                match self.unmatched.get_mut(&vo.venue_order_id) {
+                    Some(entry) => entry.0 = vo,
+                    None => {
+                        self.unmatched.insert(vo.venue_order_id.clone(), (vo, now));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<FillApplied> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: FillApplied, ctx: &mut Context<Self>) {
+        let f = msg.fill;
+        *self.fills.entry(f.market.clone()).or_insert(0) += 1;
+        // The fill joins the trace of the intent that placed the order, even after a restart
+        // (the traceparent is stored with the order) or once the order has finished.
+        let tp = f
+            .client_order_id
+            .as_ref()
+            .and_then(|c| self.tracker.get(c))
+            .or_else(|| {
+                self.tracker
+                    .by_venue(&f.venue_order_id)
+                    .and_then(|c| self.tracker.get(c))
+            })
+            .and_then(|o| o.traceparent.clone())
+            .or_else(|| self.finished_traces.get(f.venue_order_id.as_str()).cloned());
+        let span = tracing::info_span!(
+            "order_manager.fill",
+            market = %f.market,
+            trade_id = %f.trade_id,
+            side = f.side.as_str(),
+            price = %f.price,
+            size = %f.size,
+        );
+        let _ = span.set_parent(crate::trace::context_from(tp.as_deref()));
+        let _fill = span.enter();
+        let id = f
+            .client_order_id
+            .clone()
+            .filter(|c| self.tracker.get(c).is_some())
+            .or_else(|| self.tracker.by_venue(&f.venue_order_id).cloned());
+        let Some(id) = id else { return };
+        let sum = self.fill_sums.entry(id.clone()).or_default();
+        *sum += f.size;
+        let sum = *sum;
+        self.tracker.set_filled(&id, sum);
+        let complete = self.tracker.get(&id).is_some_and(|o| o.filled >= o.size);
+        if self.apply_and_persist(&id, OrderEvent::Filled { complete }, None) {
+            self.fill_sums.remove(&id);
+            self.work_market(&f.market, ctx);
+        }
+    }
+}
+
+impl Handler<VenueSnapshot> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: VenueSnapshot, ctx: &mut Context<Self>) {
+        if !self.loaded {
+            return;
+        }
+        let market = msg.market.clone();
+        let now = now_ms();
+        // The listing a flatten waits for (asked after its cancel-all was answered)?
+        let for_flatten = self.flattener.wants_listing(&market, now);
+        // During a flatten's cancel-all, a listing only updates what we know.
+        let passive = !for_flatten && self.flattener.in_progress(&market);
+        let open: Vec<&VenueOrder> = msg
+            .open_orders
+            .iter()
+            .filter(|o| o.market == market && !o.status.is_terminal())
+            .collect();
+        let listed: HashSet<_> = open.iter().map(|o| o.venue_order_id.clone()).collect();
+        let mut orphans = Vec::new();
+        let mut listing = Listing::default();
+        for vo in open {
+            match self.find(vo) {
+                Some(id) => {
+                    self.apply_venue_order(&id, vo);
+                    if for_flatten
+                        && self
+                            .tracker
+                            .get(&id)
+                            .is_some_and(|o| !o.state.is_terminal())
+                    {
+                        listing.to_cancel.push(id);
+                    }
+                }
+                None if self.may_be_ours(vo, now) => {
+                    listing.waiting += 1;
+                    debug!(venue_order_id = %vo.venue_order_id, "unmatched venue order, waiting for a place's answer");
+                }
+                None if passive => {}
+                None => {
+                    self.unmatched.remove(&vo.venue_order_id);
+                    let cancel = self.adopt_orphan(vo);
+                    match (for_flatten, cancel.client_order_id()) {
+                        (true, Some(id)) => listing.to_cancel.push(id.clone()),
+                        _ => orphans.push(cancel),
+                    }
+                }
+            }
+        }
+        let missing: Vec<ClientOrderId> = self
+            .tracker
+            .orders()
+            .filter(|o| o.market == market)
+            .filter(|o| match (&o.venue_order_id, o.state) {
+                (_, OrderState::Unknown) => true,
+                (Some(v), _) => !listed.contains(v),
+                (None, _) => false,
+            })
+            .map(|o| o.client_order_id.clone())
+            .collect();
+        self.resolve(missing);
+        if for_flatten {
+            info!(market = %market, venue_open = listed.len(), to_cancel = listing.to_cancel.len(),
+                  waiting = listing.waiting, "flatten: venue listed");
+            let steps = self.flattener.listed(&market, listing, now);
+            self.run_flatten(steps, ctx);
+            return;
+        }
+        if passive {
+            return;
+        }
+        let first = self.reconciled.insert(market.clone());
+        info!(market = %market, venue_open = listed.len(), orphans = orphans.len(), "reconciled with the venue");
+        if !orphans.is_empty() {
+            self.submit(
+                market.clone(),
+                orphans,
+                None,
+                None,
+                opentelemetry::Context::new(),
+                ctx,
+            );
+        }
+        if first {
+            self.reg.requote.do_send(RequestRequote {
+                market: Some(market),
+                reason: QuoteReason::Reconciliation,
+            });
+        }
+    }
+}
+
+impl Handler<OrderResolved> for OrderManager {
+    type Result = ();
+    fn handle(&mut self, msg: OrderResolved, ctx: &mut Context<Self>) {
+        let id = msg.client_order_id;
+        let market = self.tracker.get(&id).map(|o| o.market.clone());
+        match &msg.venue_order {
+            Some(vo) => {
+                self.apply_venue_order(&id, vo);
+                if self.cancel_failed.remove(&id) && !vo.status.is_terminal() {
+                    warn!(client_order_id = %id, "cancel failed but the order is still open, cancelling again");
+                    let cancel = Intent::Cancel {
+                        client_order_id: id.clone(),
+                        market: vo.market.clone(),
+                        venue_order_id: Some(vo.venue_order_id.clone()),
+                    };
+                    self.submit(
+                        vo.market.clone(),
+                        vec![cancel],
+                        None,
+                        None,
+                        opentelemetry::Context::new(),
+                        ctx,
+                    );
+                }
+            }
+            None => {
+                self.cancel_failed.remove(&id);
+                self.apply_and_persist(
+                    &id,
+                    OrderEvent::NotFound,
+                    Some("not found at the venue".into()),
+                );
+            }
+        }
+        // Settles the outbox row of a place whose outcome was unknown (a no-op otherwise).
+        self.reg.resolve_intent.do_send(ResolveIntent {
+            client_order_id: id,
+            venue_order_id: msg.venue_order.map(|vo| vo.venue_order_id),
+        });
+        if let Some(m) = market {
+            self.work_market(&m, ctx);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The last gate before an order action is written to the venue, used by every transport.
+//!
+//! A place passes only while the halt gate is open for its market, and only once the rate
+//! limiter has let it through the venue budget and recorded it; the halt gate is asked again
+//! after that wait, so a halt that engaged meanwhile still stops it. Cancels pass whatever the
+//! halt gate says, and even when their record cannot be committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::{AcquireSend, PermitError, SendPermit};
+use crate::halt_gate::HaltGate;
+use crate::intent::IntentKind;
+use crate::store::rows::SendRecord;
+
+/// Why an order action was not written to the venue. Nothing reached the venue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSent {
+    #[error("trading is halted in {0}")]
+    Halted(String),
+    #[error("the send could not be recorded: {0}")]
+    NotRecorded(String),
+    #[error("the rate limiter did not answer: {0}")]
+    LimiterUnavailable(String),
+}
+
+/// How a transport asks to write an order action: the halt gate and the rate limiter.
+#[derive(Clone)]
+pub struct SendGate {
+    limiter: Option<Recipient<AcquireSend>>,
+    halt: Arc<HaltGate>,
+}
+
+impl std::fmt::Debug for SendGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendGate")
+            .field("limited", &self.limiter.is_some())
+            .finish()
+    }
+}
+
+/// Attempts at reaching a rate limiter that restarted under a waiting request.
+const LIMITER_ATTEMPTS: u32 = 5;
+
+impl SendGate {
+    /// The gate of a running service.
+    pub fn new(limiter: Recipient<AcquireSend>, halt: Arc<HaltGate>) -> Self {
+        Self {
+            limiter: Some(limiter),
+            halt,
+        }
+    }
+
+    /// A gate with no budget, only `halt`: for tests of one transport alone.
+    pub fn unlimited_for_tests(halt: Arc<HaltGate>) -> Self {
+        Self {
+            limiter: None,
+            halt,
+        }
+    }
+
+    fn halted(&self, record: &SendRecord) -> Option<NotSent> {
+        (record.kind == IntentKind::Place && !self.halt.allows_place(&record.market))
+            .then(|| NotSent::Halted(record.market.to_string()))
+    }
+
+    /// Waits for leave to write the action described by `record` now.
+    ///
+    /// # Errors
+    /// [`NotSent`]: the action must not be written (and was not).
+    pub async fn acquire(&self, record: SendRecord) -> Result<SendPermit, NotSent> {
+        if let Some(h) = self.halted(&record) {
+            return Err(h);
+        }
+        let Some(limiter) = &self.limiter else {
+            return Ok(SendPermit {
+                sent_at_ms: crate::types::now_ms(),
+                recorded: false,
+            });
+        };
+        let mut attempt = 0;
+        let permit = loop {
+            attempt += 1;
+            match limiter.send(AcquireSend(record.clone())).await {
+                Ok(Ok(p)) => break p,
+                Ok(Err(PermitError::NotRecorded(e))) => return Err(NotSent::NotRecorded(e)),
+                Ok(Err(PermitError::Dropped)) if attempt < LIMITER_ATTEMPTS => {
+                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(Err(e)) => return Err(NotSent::LimiterUnavailable(e.to_string())),
+                Err(e) => return Err(NotSent::LimiterUnavailable(e.to_string())),
+            }
+        };
+        // The wait may have been long: a halt that engaged meanwhile still stops a place.
+        if let Some(h) = self.halted(&record) {
+            return Err(h);
+        }
+        Ok(permit)
+    }
+}
