@@ -308,9 +308,13 @@ impl Pipeline {
         let quotes = supervision::start("quote_engine", &monitor, move |_| {
             QuoteEngine::new(r, s, &m, max_pos)
         });
-        let (r, health_ms) = (reg.clone(), cfg.feed.health_interval_ms);
+        let (r, health_ms, guard) = (
+            reg.clone(),
+            cfg.feed.health_interval_ms,
+            cfg.feed.reference_guard.clone(),
+        );
         let feed = supervision::start("binance_feed", &monitor, move |_| {
-            BinanceFeed::new(r, feed, symbols, health_ms)
+            BinanceFeed::new(r, feed, symbols, health_ms, guard)
         });
 
         // Actors on this arbiter start after this synchronous block; the venue arbiter's may

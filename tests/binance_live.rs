@@ -10,7 +10,7 @@ use actix::prelude::*;
 use futures_util::{SinkExt, StreamExt};
 use mm_actors::binance_feed::codec::DropReason;
 use mm_actors::binance_feed::{BinanceFeed, FeedSpec, GetFeedStats};
-use mm_actors::config::{LiveConfig, StreamKind};
+use mm_actors::config::{LiveConfig, ReferenceGuardConfig, StreamKind};
 use mm_actors::halt_gate::HaltGate;
 use mm_actors::quote_engine::TickReceived;
 use mm_actors::registry::Registry;
@@ -53,6 +53,15 @@ fn probe_registry() -> (
     reg.ticks_to_quotes.bind(probe.clone().recipient());
     reg.feed_health.bind(probe.recipient());
     (reg, rx)
+}
+
+/// A reference guard that passes every tick: these tests are about the connection.
+fn permissive() -> ReferenceGuardConfig {
+    ReferenceGuardConfig {
+        jump_limit_bps: rust_decimal::Decimal::from(10_000),
+        confirm_ticks: 1,
+        confirm_ms: 0,
+    }
 }
 
 fn ticker(sym: &str, u: u64, b: &str, a: &str) -> String {
@@ -150,7 +159,9 @@ async fn live_feed_validates_reconnects_and_answers_pings() {
         BinanceSymbol("ADAUSDT".into()),
         BinanceSymbol("BTCUSDT".into()),
     ];
-    let feed = Supervisor::start(move |_| BinanceFeed::new(reg, FeedSpec::Live(live), symbols, 50));
+    let feed = Supervisor::start(move |_| {
+        BinanceFeed::new(reg, FeedSpec::Live(live), symbols, 50, permissive())
+    });
 
     let mut got = Vec::new();
     while got.len() < 6 {
@@ -253,6 +264,7 @@ async fn rollover_opens_the_new_connection_before_closing_the_old() {
             FeedSpec::Live(live),
             vec![BinanceSymbol("ADAUSDT".into())],
             50,
+            permissive(),
         )
     });
     // Collect ticks across at least two rollovers.

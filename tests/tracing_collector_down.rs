@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TempDir, staging_config, start_synthetic, wait_until};
-use mm_actors::binance_feed::PlayMore;
+use mm_actors::binance_feed::{GetFeedStats, PlayMore};
 use mm_actors::config::LogFormat;
 use mm_actors::order_manager::GetOrderStats;
 use mm_actors::quote_engine::GetQuoteStats;
@@ -51,11 +51,13 @@ fn quoting_goes_on_when_the_collector_is_down() {
             "every tick priced with the collector down",
             Duration::from_secs(120),
             || {
-                let q = p.quotes.clone();
+                let (q, f) = (p.quotes.clone(), p.feed.clone());
                 async move {
+                    // The first ticks establish the reference (held by the reference guard).
+                    let held = f.send(GetFeedStats).await.map(|s| s.held).unwrap_or(0);
                     q.send(GetQuoteStats)
                         .await
-                        .map(|s| s[0].ticks >= 2_000 + TICKS)
+                        .map(|s| s[0].ticks + held >= 2_000 + TICKS)
                         .unwrap_or(false)
                 }
             },

@@ -200,6 +200,30 @@ pub struct FeedConfig {
     pub replay: ReplayConfig,
     #[serde(default)]
     pub live: LiveConfig,
+    #[serde(default)]
+    pub reference_guard: ReferenceGuardConfig,
+}
+
+/// When a reference move is held back until confirmed (see `binance_feed::guard`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceGuardConfig {
+    /// A mid further than this from the reference of the last second is a jump, held back.
+    pub jump_limit_bps: Decimal,
+    /// A jump is adopted after this many agreeing ticks...
+    pub confirm_ticks: u32,
+    /// ...spanning at least this long. Quoting pauses meanwhile.
+    pub confirm_ms: u64,
+}
+
+impl Default for ReferenceGuardConfig {
+    fn default() -> Self {
+        Self {
+            jump_limit_bps: Decimal::from(500),
+            confirm_ticks: 5,
+            confirm_ms: 3_000,
+        }
+    }
 }
 
 fn default_stale_ms() -> u64 {
@@ -557,10 +581,18 @@ impl Checker {
         }
     }
     fn positive(&mut self, v: Decimal, key: impl Into<String>) {
-        self.check(v > Decimal::ZERO, key, format!("must be > 0 (got {v})"));
+        self.check(
+            v > Decimal::ZERO && crate::types::in_range(v),
+            key,
+            format!("must be > 0 and <= 1e12 (got {v})"),
+        );
     }
     fn non_negative(&mut self, v: Decimal, key: impl Into<String>) {
-        self.check(v >= Decimal::ZERO, key, format!("must be >= 0 (got {v})"));
+        self.check(
+            v >= Decimal::ZERO && crate::types::in_range(v),
+            key,
+            format!("must be >= 0 and <= 1e12 (got {v})"),
+        );
     }
     fn range_u64(&mut self, v: u64, lo: u64, hi: u64, key: impl Into<String>) {
         self.check(
@@ -648,6 +680,19 @@ impl Config {
             "feed.health_interval_ms",
             "must be below feed.stale_after_ms",
         );
+        let g = &f.reference_guard;
+        c.check(
+            g.jump_limit_bps > Decimal::ZERO && g.jump_limit_bps <= Decimal::from(10_000),
+            "feed.reference_guard.jump_limit_bps",
+            format!("must be in (0, 10000] (got {})", g.jump_limit_bps),
+        );
+        c.range_u64(
+            u64::from(g.confirm_ticks),
+            1,
+            10_000,
+            "feed.reference_guard.confirm_ticks",
+        );
+        c.range_u64(g.confirm_ms, 0, 600_000, "feed.reference_guard.confirm_ms");
         let s = &f.synthetic;
         c.positive(s.start_price, "feed.synthetic.start_price");
         c.positive(s.tick_size, "feed.synthetic.tick_size");

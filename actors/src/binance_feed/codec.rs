@@ -7,6 +7,12 @@
 //! [`crate::types::MAX_EXTERNAL`] (so that no arithmetic on it can overflow), is crossed
 //! (bid ≥ ask), or is not newer
 //! than the last accepted update id of its symbol (`u` must strictly increase).
+//!
+//! The update-id order is per connection: [`Decoder::reset_sequence`] forgets it on every new
+//! connection (and replay loop). Within one, a frame whose `u` leaps more than
+//! [`MAX_UPDATE_ID_JUMP`] ahead is dropped, not adopted (one bad `u` must not blind the feed);
+//! and [`SEQUENCE_RESTART_FRAMES`] consecutive "old" frames that increase among themselves are
+//! a sequence restart, adopted.
 //! `serverShutdown` events are recognised as [`Frame::ServerShutdown`].
 
 use std::collections::HashMap;
@@ -26,17 +32,25 @@ pub enum DropReason {
     OutOfRange,
     Crossed,
     OutOfOrder,
+    UpdateIdJump,
 }
+
+/// A `u` more than this ahead of the last accepted one, within one connection, is absurd.
+pub const MAX_UPDATE_ID_JUMP: u64 = 1_000_000_000;
+/// Consecutive frames older than the last accepted `u`, each newer than the one before, that
+/// are taken as a restarted sequence.
+pub const SEQUENCE_RESTART_FRAMES: u32 = 5;
 
 impl DropReason {
     /// Every reason, for counters.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::UnknownSymbol,
         DropReason::NonPositive,
         DropReason::OutOfRange,
         DropReason::Crossed,
         DropReason::OutOfOrder,
+        DropReason::UpdateIdJump,
     ];
 
     /// Returns the metric label.
@@ -48,6 +62,7 @@ impl DropReason {
             DropReason::OutOfRange => "out_of_range",
             DropReason::Crossed => "crossed",
             DropReason::OutOfOrder => "out_of_order",
+            DropReason::UpdateIdJump => "update_id_jump",
         }
     }
 }
@@ -91,10 +106,20 @@ enum Envelope {
     Raw(RawTicker),
 }
 
+/// Per-symbol update-id order.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sequence {
+    /// Last accepted `u`; 0 = none since the last reset.
+    last: u64,
+    /// Consecutive older frames seen since, and the newest of them.
+    older_run: u32,
+    older_last: u64,
+}
+
 /// Per-symbol validation state.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    last_update: HashMap<BinanceSymbol, u64>,
+    last_update: HashMap<BinanceSymbol, Sequence>,
     drops: HashMap<DropReason, u64>,
     accepted: u64,
 }
@@ -103,8 +128,18 @@ impl Decoder {
     /// A decoder accepting `symbols`.
     pub fn new(symbols: impl IntoIterator<Item = BinanceSymbol>) -> Self {
         Self {
-            last_update: symbols.into_iter().map(|s| (s, 0)).collect(),
+            last_update: symbols
+                .into_iter()
+                .map(|s| (s, Sequence::default()))
+                .collect(),
             ..Self::default()
+        }
+    }
+
+    /// Forgets the update-id order of every symbol: a new connection starts its own.
+    pub fn reset_sequence(&mut self) {
+        for seq in self.last_update.values_mut() {
+            *seq = Sequence::default();
         }
     }
 
@@ -191,10 +226,25 @@ impl Decoder {
         if raw.b >= raw.a {
             return Err(DropReason::Crossed);
         }
-        if raw.u <= *last {
-            return Err(DropReason::OutOfOrder);
+        if raw.u <= last.last {
+            // Older than what we accepted: a duplicate or a late frame, unless a run of them
+            // keeps increasing, which is a sequence that restarted.
+            if last.older_run > 0 && raw.u > last.older_last {
+                last.older_run += 1;
+            } else {
+                last.older_run = 1;
+            }
+            last.older_last = raw.u;
+            if last.older_run < SEQUENCE_RESTART_FRAMES {
+                return Err(DropReason::OutOfOrder);
+            }
+        } else if last.last > 0 && raw.u - last.last > MAX_UPDATE_ID_JUMP {
+            return Err(DropReason::UpdateIdJump);
         }
-        *last = raw.u;
+        *last = Sequence {
+            last: raw.u,
+            ..Sequence::default()
+        };
         Ok(Tick {
             symbol,
             update_id: raw.u,
@@ -298,6 +348,39 @@ mod tests {
             d.decode(&msg(11, "0.45", "0.46"), 0, now),
             Ok(Frame::Tick(_))
         ));
+    }
+
+    #[test]
+    fn one_absurd_update_id_cannot_blind_the_feed() {
+        let mut d = dec();
+        let now = Instant::now();
+        d.decode(&msg(1_000, "0.45", "0.46"), 0, now)
+            .expect("first");
+        // u64::MAX in the middle of a connection: dropped, not adopted.
+        assert_eq!(
+            d.decode(&msg(u64::MAX, "0.45", "0.46"), 0, now).err(),
+            Some(DropReason::UpdateIdJump)
+        );
+        assert!(d.decode(&msg(1_001, "0.45", "0.46"), 0, now).is_ok());
+        // As the first frame of a connection it is adopted; the sequence that follows is
+        // "older", and after a few increasing frames it is taken as a restart.
+        d.reset_sequence();
+        assert!(d.decode(&msg(u64::MAX, "0.45", "0.46"), 0, now).is_ok());
+        let mut accepted = 0;
+        for u in 1_002..1_012 {
+            if d.decode(&msg(u, "0.45", "0.46"), 0, now).is_ok() {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 10 - (SEQUENCE_RESTART_FRAMES as usize - 1));
+        // A duplicate is still dropped.
+        assert_eq!(
+            d.decode(&msg(1_011, "0.45", "0.46"), 0, now).err(),
+            Some(DropReason::OutOfOrder)
+        );
+        // A new connection starts a new order.
+        d.reset_sequence();
+        assert!(d.decode(&msg(5, "0.45", "0.46"), 0, now).is_ok());
     }
 
     #[test]

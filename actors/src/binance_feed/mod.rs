@@ -1,13 +1,16 @@
 //! BinanceFeed is an actor. It owns the reference source (a live Binance bookTicker WebSocket,
 //! a replay file, or a seeded synthetic walk), decodes and validates every frame, and sends
-//! each valid tick to QuoteEngine (and, in staging, to MockExchange). Every
-//! `health_interval_ms` it tells RiskGuard when each symbol last had a valid tick, measured on
-//! local receive time, so a silent or broken feed turns stale.
+//! each valid tick to QuoteEngine (and, in staging, to MockExchange). A tick whose mid jumps
+//! beyond the reference guard's limit is held back until the new level is confirmed
+//! ([`guard::ReferenceGuard`]). Every `health_interval_ms` it tells RiskGuard when each symbol
+//! last had a valid tick (measured on local receive time, so a silent or broken feed turns
+//! stale) and whether its reference is held.
 //!
 //! The decoder (last update ids, drop counters) and the replay position survive a restart of
 //! this actor; a live connection is re-opened with backoff and jitter.
 
 pub mod codec;
+pub mod guard;
 pub mod source;
 
 use std::collections::HashMap;
@@ -20,7 +23,7 @@ use rust_decimal::Decimal;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tracing::{info, warn};
 
-use crate::config::{LiveConfig, ReplaySpeed, StreamKind, SyntheticConfig};
+use crate::config::{LiveConfig, ReferenceGuardConfig, ReplaySpeed, StreamKind, SyntheticConfig};
 use crate::quote_engine::TickReceived;
 use crate::registry::Reg;
 use crate::risk_guard::{FeedHealth, SymbolHealth};
@@ -28,6 +31,7 @@ use crate::rng::Backoff;
 use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, now_ms};
 use codec::{Decoder, DropReason, Frame};
+use guard::{ReferenceGuard, Verdict};
 use source::Synthetic;
 
 /// Where ticks come from.
@@ -68,6 +72,8 @@ pub struct FeedStats {
     pub finished: bool,
     pub connected: bool,
     pub connects: u64,
+    /// Valid ticks held back by the reference guard.
+    pub held: u64,
 }
 
 #[derive(Message)]
@@ -80,6 +86,7 @@ pub struct BinanceFeed {
     spec: FeedSpec,
     symbols: Vec<BinanceSymbol>,
     decoder: Decoder,
+    guard: ReferenceGuard,
     frames: u64,
     last: HashMap<BinanceSymbol, (i64, Decimal)>,
     health_every: Duration,
@@ -112,6 +119,7 @@ impl BinanceFeed {
         spec: FeedSpec,
         symbols: Vec<BinanceSymbol>,
         health_interval_ms: u64,
+        guard: ReferenceGuardConfig,
     ) -> Self {
         let walkers = match &spec {
             FeedSpec::Synthetic { cfg, .. } => symbols
@@ -130,6 +138,7 @@ impl BinanceFeed {
         Self {
             reg,
             decoder: Decoder::new(symbols.iter().cloned()),
+            guard: ReferenceGuard::new(guard),
             symbols,
             spec,
             frames: 0,
@@ -162,7 +171,21 @@ impl BinanceFeed {
         self.frames += 1;
         match self.decoder.decode(text, recv_ms, Instant::now()) {
             Ok(Frame::Tick(t)) => {
-                self.last.insert(t.symbol.clone(), (t.recv_ms, t.mid()));
+                let mid = t.mid();
+                let verdict = self.guard.check(&t.symbol, mid, t.recv_ms);
+                // A held tick still proves the feed alive; its price reaches nobody.
+                let last_mid = match (verdict, self.last.get(&t.symbol)) {
+                    (Verdict::Hold, Some(prev)) => prev.1,
+                    _ => mid,
+                };
+                self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
+                if verdict == Verdict::Hold {
+                    let n = self.guard.held_total();
+                    if n.is_power_of_two() {
+                        warn!(symbol = %t.symbol, mid = %mid, held = n, "reference jump held back until confirmed");
+                    }
+                    return None;
+                }
                 if let Some(v) = self.reg.ticks_to_venue.get() {
                     v.do_send(TickReceived(t.clone()));
                 }
@@ -207,7 +230,7 @@ impl BinanceFeed {
                     symbol: s.clone(),
                     last_recv_ms: last.map(|l| l.0),
                     mid: last.map(|l| l.1),
-                    held: false,
+                    held: self.guard.is_held(s),
                 }
             })
             .collect();
@@ -289,6 +312,7 @@ impl BinanceFeed {
                 if looped && !frames.is_empty() {
                     self.replay_pos = 0;
                     self.replay_started = None;
+                    self.decoder.reset_sequence();
                 } else {
                     if !self.finished {
                         info!(
@@ -347,6 +371,8 @@ impl BinanceFeed {
                         futures_util::stream::once(async move { LiveItem::Ended(generation) }),
                     );
                     let handle = ctx.add_stream(tagged);
+                    // A new connection has its own update-id order.
+                    act.decoder.reset_sequence();
                     if let Some(old) = act.live_handle.replace(handle) {
                         // Make-before-break: the old connection goes only now.
                         ctx.cancel_future(old);
@@ -499,6 +525,7 @@ impl Handler<GetFeedStats> for BinanceFeed {
             finished: self.finished,
             connected: self.connected,
             connects: self.connects,
+            held: self.guard.held_total(),
         }
     }
 }

@@ -298,7 +298,7 @@ impl Actor for OutboxWorker {
                 .into_actor(self)
                 .map(|loaded, act, ctx| match loaded {
                     Ok(rows) => {
-                        let effects = act.queue.load(rows);
+                        let effects = act.queue.load(rows, now_ms());
                         act.apply_effects(effects);
                         for r in act.queue.unknown() {
                             act.reg.intent_outcome.do_send(IntentOutcome::Result {

@@ -223,17 +223,47 @@ impl OutboxQueue {
             .filter(|r| r.status == OutboxStatus::Unknown)
     }
 
-    /// Loads rows after a restart: a row that was in flight when the process stopped has an
-    /// unknown outcome (never resent blindly).
-    pub fn load(&mut self, rows: Vec<OutboxRow>) -> Vec<Effect> {
+    /// Loads rows after a restart. A place that was in flight when the process stopped has an
+    /// unknown outcome: it is looked up, never resent. A cancel or cancel-all in flight (or
+    /// unknown) then is settled here: the row is done, and the venue's listing decides what is
+    /// still open (the start-up flatten, and for a cancel a lookup of its order, re-cancelled
+    /// if the venue still lists it open) — so no row stays unknown forever.
+    pub fn load(&mut self, rows: Vec<OutboxRow>, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         for mut r in rows.into_iter().filter(|r| !r.status.is_terminal()) {
-            if r.status == OutboxStatus::InFlight {
-                r.status = OutboxStatus::Unknown;
-                r.last_error = Some("in flight when the worker stopped".into());
-                effects.push(Effect::Row(r.clone()));
+            let unsettled = matches!(r.status, OutboxStatus::InFlight | OutboxStatus::Unknown);
+            match (unsettled, r.intent.kind()) {
+                (true, IntentKind::Place) => {
+                    if r.status == OutboxStatus::InFlight {
+                        r.status = OutboxStatus::Unknown;
+                        r.last_error = Some("in flight when the worker stopped".into());
+                        effects.push(Effect::Row(r.clone()));
+                    }
+                    self.rows.insert(r.id, r);
+                }
+                (true, kind @ (IntentKind::Cancel | IntentKind::CancelAll)) => {
+                    r.status = OutboxStatus::Done;
+                    r.completed_at_ms = Some(now_ms);
+                    r.last_error = Some(
+                        "outcome unknown at restart: settled by listing the venue's open orders"
+                            .into(),
+                    );
+                    effects.push(Effect::Row(r.clone()));
+                    if kind == IntentKind::Cancel {
+                        let message = r.last_error.clone().unwrap_or_default();
+                        effects.push(Effect::Outcome {
+                            row: r,
+                            result: DispatchResult::Unknown {
+                                message,
+                                venue_order_id: None,
+                            },
+                        });
+                    }
+                }
+                (false, _) => {
+                    self.rows.insert(r.id, r);
+                }
             }
-            self.rows.insert(r.id, r);
         }
         effects
     }
@@ -788,9 +818,24 @@ mod tests {
         let mut q = OutboxQueue::new(policy());
         let mut r = place(1, "a", 0);
         r.status = OutboxStatus::InFlight;
-        let fx = q.load(vec![r, place(2, "b", 1)]);
+        let fx = q.load(vec![r, place(2, "b", 1)], 5);
         assert_eq!(status(&fx, 1), Some(OutboxStatus::Unknown));
         assert_eq!(q.next_ready(0), Some(2));
+    }
+
+    #[test]
+    fn cancels_unknown_at_restart_are_settled_not_left_unknown() {
+        let mut q = OutboxQueue::new(policy());
+        let mut c = cancel(1, "a");
+        c.status = OutboxStatus::InFlight;
+        let mut all = OutboxRow::new(2, Intent::CancelAll { market: m() }, 0);
+        all.status = OutboxStatus::Unknown;
+        let fx = q.load(vec![c, all], 9);
+        assert_eq!(status(&fx, 1), Some(OutboxStatus::Done));
+        assert_eq!(status(&fx, 2), Some(OutboxStatus::Done));
+        // The cancel's order is looked up (and cancelled again if still open).
+        assert!(fx.iter().any(|e| matches!(e, Effect::Outcome { row, result: DispatchResult::Unknown { .. } } if row.id == 1)));
+        assert!(q.is_empty(), "nothing waits forever");
     }
 
     #[test]
