@@ -209,12 +209,13 @@ impl Pipeline {
         let run = run_id();
 
         // The one budget every counted request passes, seeded from SQLite.
-        let (rl_cfg, s) = (cfg.rate_limit.clone(), store.clone());
+        let (rl_cfg, s, g) = (cfg.rate_limit.clone(), store.clone(), gate.clone());
         let limiter = supervision::start("rate_limiter", &monitor, move |_| {
-            RateLimiter::new(&rl_cfg, s)
+            RateLimiter::new(&rl_cfg, s, g)
         });
         reg.sends.bind(limiter.clone().recipient());
-        let send_gate = SendGate::new(limiter.clone().recipient(), gate.clone());
+        let send_wait = Duration::from_millis(cfg.rate_limit.max_send_wait_ms);
+        let send_gate = SendGate::new(limiter.clone().recipient(), gate.clone(), send_wait);
 
         let venue_arbiter = Arbiter::new().handle();
         let (mut mock, mut rest, mut stream_cfg_later) = (None, None, None);
@@ -282,7 +283,7 @@ impl Pipeline {
         let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
         let gateway =
             supervision::start_in_arbiter(&venue_arbiter, "gateway", &monitor, move |_| {
-                DeltaDeFiGateway::new(r, &gw_cfg)
+                DeltaDeFiGateway::new(r, &gw_cfg, send_wait)
             });
         let (r, s, ob_cfg) = (reg.clone(), store.clone(), cfg.outbox.clone());
         let outbox =

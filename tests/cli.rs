@@ -105,7 +105,7 @@ fn spawn_quoting(db_path: &std::path::Path) -> Child {
 fn wait_db(db_path: &std::path::Path, what: &str, sql: &str) {
     let t0 = Instant::now();
     loop {
-        if db_path.exists() && count(&db(db_path), sql) > 0 {
+        if common::try_count(db_path, sql).is_some_and(|n| n > 0) {
             return;
         }
         assert!(

@@ -382,6 +382,9 @@ pub struct RateLimitConfig {
     /// Jitter the budget absorbs between our write and the venue's count: sends are counted in
     /// windows of 1000 + this many ms (and spaced by that over `actions_per_second`).
     pub venue_margin_ms: u64,
+    /// Longest wait for the budget right before a write; a place that waited longer is not
+    /// sent (its prices are old), a cancel is tried again.
+    pub max_send_wait_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -390,6 +393,7 @@ impl Default for RateLimitConfig {
             actions_per_second: 5,
             burst: 1,
             venue_margin_ms: 50,
+            max_send_wait_ms: 3_000,
         }
     }
 }
@@ -781,6 +785,12 @@ impl Config {
             "rate_limit.burst",
         );
         c.range_u64(rl.venue_margin_ms, 0, 1_000, "rate_limit.venue_margin_ms");
+        c.range_u64(
+            rl.max_send_wait_ms,
+            100,
+            60_000,
+            "rate_limit.max_send_wait_ms",
+        );
         let o = &self.outbox;
         c.range_u64(u64::from(o.max_attempts), 1, 100, "outbox.max_attempts");
         c.range_u64(o.backoff_initial_ms, 1, 60_000, "outbox.backoff_initial_ms");

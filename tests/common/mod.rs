@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod proc;
+pub mod wire;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -119,6 +121,17 @@ pub fn db(path: &Path) -> rusqlite::Connection {
         .expect("open db")
 }
 
+/// One integer from a query on the database at `path`, or `None` while it cannot answer (not
+/// created yet, still migrating): for polling a database another process is writing.
+pub fn try_count(path: &Path, sql: &str) -> Option<i64> {
+    if !path.exists() {
+        return None;
+    }
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row(sql, [], |r| r.get::<_, i64>(0)))
+        .ok()
+}
+
 /// One integer from a query.
 pub fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0))
@@ -152,4 +165,33 @@ pub fn assert_settled(conn: &rusqlite::Connection) {
         0,
         "the venue refused over budget"
     );
+}
+
+/// Starts the pipeline on `cfg` (its database, its feed) trading the wire mock with the mock's
+/// secrets. Must run inside a `System`.
+pub fn start_wire(cfg: &Config) -> Pipeline {
+    let store = Store::open(&cfg.run.db_path).expect("store");
+    Pipeline::start(
+        cfg,
+        store,
+        deltadefi_mm::app::feed_spec(cfg).expect("feed"),
+        VenueAccess::DeltaDeFi {
+            api_key: zeroize::Zeroizing::new(wire::KEY.into()),
+            passcode: zeroize::Zeroizing::new(wire::PASSCODE.into()),
+        },
+    )
+    .expect("pipeline starts")
+}
+
+/// Per-market order figures of a running pipeline.
+pub async fn order_stats(p: &Pipeline) -> mm_actors::order_manager::OrderStats {
+    p.orders
+        .send(mm_actors::order_manager::GetOrderStats)
+        .await
+        .expect("order manager answers")
+}
+
+/// Milliseconds since the epoch (the service's clock).
+pub fn now_ms_approx() -> i64 {
+    mm_actors::types::now_ms()
 }

@@ -72,6 +72,13 @@ impl ReferenceGuard {
         self.held_total
     }
 
+    /// True once `symbol` has a confirmed level (its first one was agreed).
+    pub fn has_level(&self, symbol: &BinanceSymbol) -> bool {
+        self.symbols
+            .get(symbol)
+            .is_some_and(|g| !g.confirmed.is_empty())
+    }
+
     /// True while `symbol` has no confirmed level, or a jump of it is held back.
     pub fn is_held(&self, symbol: &BinanceSymbol) -> bool {
         self.symbols

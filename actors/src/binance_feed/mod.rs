@@ -181,7 +181,8 @@ impl BinanceFeed {
                 self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
                 if verdict == Verdict::Hold {
                     let n = self.guard.held_total();
-                    if n.is_power_of_two() {
+                    // The first ticks of a symbol only agree on its first level: no jump.
+                    if n.is_power_of_two() && self.guard.has_level(&t.symbol) {
                         warn!(symbol = %t.symbol, mid = %mid, held = n, "reference jump held back until confirmed");
                     }
                     return None;

@@ -43,14 +43,19 @@ pub struct DeltaDeFiGateway {
 }
 
 impl DeltaDeFiGateway {
-    /// A gateway using the venue bound in `reg`.
-    pub fn new(reg: Reg, cfg: &GatewayConfig) -> Self {
+    /// A gateway using the venue bound in `reg`; the transport waits at most `send_wait` for
+    /// the budget before a write.
+    pub fn new(reg: Reg, cfg: &GatewayConfig, send_wait: Duration) -> Self {
         Self {
             reg,
             // A backstop: a DeltaDeFi place is two HTTP calls (build, submit), each bounded by
-            // request_timeout_ms in the transport, which reports a lost submit with the build's
-            // order id; this outer bound must not cut that short.
-            timeout: Duration::from_millis(cfg.request_timeout_ms.saturating_mul(3)),
+            // request_timeout_ms in the transport, around a wait for the budget bounded by
+            // send_wait; the transport reports a lost submit with the build's order id. This
+            // outer bound must not cut that short, or the request could still be written after
+            // its outcome was declared.
+            timeout: Duration::from_millis(cfg.request_timeout_ms.saturating_mul(2))
+                + send_wait
+                + Duration::from_secs(1),
             in_flight: HashMap::new(),
             jitter: crate::rng::SplitMix64::new(now_ms() as u64),
             health: ActorHealth::default(),

@@ -249,6 +249,15 @@ impl MatchingCore {
         }
     }
 
+    /// Every order, open and finished (as far as remembered).
+    pub fn all_orders(&self) -> Vec<VenueOrder> {
+        self.orders
+            .values()
+            .chain(self.closed.values())
+            .cloned()
+            .collect()
+    }
+
     fn lookup(&self, id: &VenueOrderId) -> Option<&VenueOrder> {
         self.orders.get(id).or_else(|| self.closed.get(id))
     }

@@ -7,6 +7,7 @@
 //!
 //! The simulated exchange outlives a restart of this actor, as a real venue would.
 
+pub mod faults;
 pub mod matching;
 pub mod wire;
 

@@ -5,8 +5,11 @@
 //! tested over real sockets.
 //!
 //! Test controls (not DeltaDeFi's): `POST /mock/reference` moves the reference price of a
-//! market (fills follow), `POST /mock/fault` makes the next request to a path fail with a code
-//! or lose its response after executing.
+//! market (fills follow), `POST /mock/fault` breaks the next request to a path
+//! ([`super::faults::Fault`]: an error code, or an answer that is garbage, HTML, empty, late,
+//! missing or cut off after the request was executed), `GET /mock/actions` lists every order
+//! action received with its arrival time and the most received in one second (the budget as
+//! the venue counts it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio::sync::broadcast;
 
+use super::faults::{Fault, guarded};
 use super::matching::{MatchingCore, MatchingParams};
 use crate::deltadefi::wire::{BuildOrderRequest, CancelAllRequest, SubmitOrderRequest};
 use crate::pricing_rules::MarketRules;
@@ -49,21 +53,6 @@ pub struct WireMockConfig {
     pub references: Vec<(MarketId, String)>,
 }
 
-/// A request failure the test wants next.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Fault {
-    /// Path prefix it applies to, e.g. `/order/submit`.
-    pub path: String,
-    /// Answer this code instead (HTTP 400, or 429 for 4290, 503 for 5xxx-by-gateway).
-    #[serde(default)]
-    pub code: Option<u32>,
-    #[serde(default)]
-    pub http_status: Option<u16>,
-    /// Execute the request, then hold the answer this long (past the client's timeout).
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-}
-
 struct Build {
     order: NewOrder,
     body: Vec<u8>,
@@ -78,6 +67,10 @@ pub struct WireState {
     submitted: HashSet<String>,
     fills: HashMap<VenueOrderId, Vec<VenueFill>>,
     faults: VecDeque<Fault>,
+    /// Arrival of every counted request (submit, cancel, cancel-all): (ms, kind).
+    arrivals: Vec<(i64, &'static str)>,
+    /// bookTicker frames published so far.
+    tickers: u64,
     encrypted_key: String,
     key_hash: String,
     vkey: [u8; 32],
@@ -181,7 +174,7 @@ fn iso(ms: i64) -> String {
     format!("{}.{:03}Z", ms / 1000, ms.rem_euclid(1000))
 }
 
-fn err(status: u16, code: u32, message: &str) -> HttpResponse {
+pub(super) fn err(status: u16, code: u32, message: &str) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     HttpResponse::build(status).json(json!({"error": message, "code": code}))
@@ -221,6 +214,8 @@ impl WireState {
             submitted: HashSet::new(),
             fills: HashMap::new(),
             faults: VecDeque::new(),
+            arrivals: Vec::new(),
+            tickers: 0,
             encrypted_key,
             key_hash,
             vkey,
@@ -268,14 +263,43 @@ impl WireState {
             .filter(|e| matches!(e, VenueEvent::Fill(_)))
             .count();
         self.record(events);
+        self.publish_ticker(market, bid, ask);
+        fills
+    }
+
+    /// Publishes a bookTicker frame for `market`'s reference without moving the venue: a feed
+    /// that lies (a stuck or ×10 reference), while the venue's own market stays where it is.
+    pub fn publish_ticker(&mut self, market: &MarketId, bid: Decimal, ask: Decimal) {
         if let Some((_, symbol)) = self.cfg.references.iter().find(|(m, _)| m == market) {
+            self.tickers += 1;
             self.binance_u += 1;
             let data = json!({"u": self.binance_u, "s": symbol, "b": bid.to_string(), "B": "1000.0", "a": ask.to_string(), "A": "1000.0"});
             let frame =
                 json!({"stream": format!("{}@bookTicker", symbol.to_lowercase()), "data": data});
             let _ = self.binance_tx.send(frame.to_string());
         }
-        fills
+    }
+
+    /// Publishes any text on the bookTicker stream, as is (a malformed or absurd frame).
+    pub fn publish_raw(&mut self, frame: String) {
+        self.tickers += 1;
+        let _ = self.binance_tx.send(frame);
+    }
+
+    /// The next bookTicker update id the mock would use.
+    pub fn next_update_id(&mut self) -> u64 {
+        self.binance_u += 1;
+        self.binance_u
+    }
+
+    /// Queues a fault for the next request to its path (what `POST /mock/fault` does).
+    pub fn add_fault(&mut self, fault: Fault) {
+        self.faults.push_back(fault);
+    }
+
+    /// Every order the venue has (open, or finished and still remembered).
+    pub fn all_orders(&self) -> Vec<VenueOrder> {
+        self.core.all_orders()
     }
 
     /// Every fill so far, of every order.
@@ -304,60 +328,52 @@ impl WireState {
         )
     }
 
-    fn take_fault(&mut self, path: &str) -> Option<Fault> {
+    pub(super) fn take_fault(&mut self, path: &str) -> Option<Fault> {
         let i = self.faults.iter().position(|f| path.starts_with(&f.path))?;
         self.faults.remove(i)
     }
-}
 
-type Shared = web::Data<Arc<Mutex<WireState>>>;
-
-fn authorized(req: &HttpRequest, st: &WireState) -> bool {
-    req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) == Some(st.cfg.api_key.as_str())
-}
-
-/// Runs `f` under the lock after the API-key check and fault injection.
-async fn guarded(
-    req: HttpRequest,
-    shared: Shared,
-    f: impl FnOnce(&mut WireState) -> HttpResponse,
-) -> HttpResponse {
-    let (resp, delay) = {
-        let Ok(mut st) = shared.lock() else {
-            return err(500, 5000, "Internal Server Error");
-        };
-        if !authorized(&req, &st) {
-            return err(401, 4010, "unauthorized");
-        }
-        let fault = st.take_fault(req.path());
-        match fault {
-            Some(Fault {
-                code: Some(code),
-                http_status,
-                ..
-            }) => {
-                let status = http_status.unwrap_or(if code == 4290 { 429 } else { 400 });
-                return err(status, code, "injected by the mock");
-            }
-            Some(Fault {
-                http_status: Some(s),
-                code: None,
-                ..
-            }) => {
-                return HttpResponse::build(
-                    actix_web::http::StatusCode::from_u16(s)
-                        .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE),
-                )
-                .body("upstream connect error or disconnect/reset before headers");
-            }
-            other => (f(&mut st), other.and_then(|f| f.delay_ms)),
-        }
-    };
-    if let Some(ms) = delay {
-        actix_rt::time::sleep(Duration::from_millis(ms)).await;
+    pub(super) fn authorized(&self, req: &HttpRequest) -> bool {
+        req.headers().get("x-api-key").and_then(|v| v.to_str().ok())
+            == Some(self.cfg.api_key.as_str())
     }
-    resp
+
+    /// Records the arrival of a request the venue counts against the budget.
+    pub(super) fn arrived(&mut self, kind: &'static str) {
+        self.arrivals.push((now_ms(), kind));
+    }
+
+    /// bookTicker frames published so far: the reference's clock, for tests.
+    pub fn tickers(&self) -> u64 {
+        self.tickers
+    }
+
+    /// Every counted request received so far: (arrival ms, kind).
+    pub fn arrivals(&self) -> &[(i64, &'static str)] {
+        &self.arrivals
+    }
+
+    /// The most counted requests received within any 1000 ms.
+    pub fn max_actions_per_second(&self) -> usize {
+        let times: Vec<i64> = self.arrivals.iter().map(|(t, _)| *t).collect();
+        max_in_window(&times, 1_000)
+    }
 }
+
+/// The most of `times` (sorted) within any half-open window of `window_ms`.
+pub fn max_in_window(times: &[i64], window_ms: i64) -> usize {
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= window_ms {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+pub(super) type Shared = web::Data<Arc<Mutex<WireState>>>;
 
 async fn market_config(shared: Shared) -> HttpResponse {
     let Ok(st) = shared.lock() else {
@@ -614,6 +630,23 @@ async fn add_fault(shared: Shared, body: web::Json<Fault>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"queued": st.faults.len()}))
 }
 
+async fn actions(shared: Shared) -> HttpResponse {
+    let Ok(st) = shared.lock() else {
+        return err(500, 5000, "Internal Server Error");
+    };
+    let list: Vec<serde_json::Value> = st
+        .arrivals
+        .iter()
+        .map(|(t, k)| json!({"ts_ms": t, "kind": k}))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "actions": list,
+        "max_per_second": st.max_actions_per_second(),
+        "open_orders": st.open_order_count(),
+        "fills": st.fills().len(),
+    }))
+}
+
 async fn drop_streams(shared: Shared) -> HttpResponse {
     let Ok(st) = shared.lock() else {
         return err(500, 5000, "Internal Server Error");
@@ -811,6 +844,7 @@ pub fn serve(
             .route("/mock/reference", web::post().to(set_reference))
             .route("/mock/fault", web::post().to(add_fault))
             .route("/mock/drop-streams", web::post().to(drop_streams))
+            .route("/mock/actions", web::get().to(actions))
             .route("/accounts/stream", web::get().to(account_stream))
             .route("/stream", web::get().to(binance_stream))
             .route("/ws/{name}", web::get().to(binance_stream))

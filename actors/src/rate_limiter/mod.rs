@@ -9,7 +9,8 @@
 //!   venue counts it ([`budget::SendBudget`]: exact sliding window with a jitter margin, even
 //!   spacing), seeded at start from the sends recorded in SQLite. A send is granted only
 //!   after its record is committed, so a crash right after it still counts in the next
-//!   process's budget. Cancels are granted before places.
+//!   process's budget. Requests are served in arrival order (the dispatch stage already put
+//!   cancels first); a place of a halted market is refused without spending the budget.
 //!
 //! Transports reach the second point through a [`SendGate`], which also closes to places the
 //! moment trading halts ([`crate::halt_gate::HaltGate`]).
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use crate::config::RateLimitConfig;
+use crate::halt_gate::HaltGate;
 use crate::intent::IntentKind;
 use crate::store::rows::{self, SendRecord};
 use crate::store::{Store, Write};
@@ -61,6 +63,8 @@ pub enum PermitError {
     Dropped,
     #[error("the send was not recorded: {0}")]
     NotRecorded(String),
+    #[error("trading is halted in {0}")]
+    Halted(String),
 }
 
 /// Asks to write one order action to the venue now. Granted within the venue's budget, after
@@ -110,8 +114,12 @@ pub struct RateLimiter {
     places: VecDeque<PermitTx>,
     budget: SendBudget,
     seeded: bool,
-    send_cancels: VecDeque<(SendRecord, SendTx)>,
-    send_places: VecDeque<(SendRecord, SendTx)>,
+    /// Sends waiting for the budget, first come first served: the dispatch stage already put
+    /// cancels first, and a fixed priority here would starve the places behind a stream of
+    /// cancels.
+    sends: VecDeque<(SendRecord, SendTx)>,
+    /// Places of a halted market are refused here without spending the budget.
+    halt: Arc<HaltGate>,
     granted_total: u64,
     sends_total: u64,
     wake_scheduled: bool,
@@ -120,8 +128,8 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter for `cfg`, recording sends in `store`.
-    pub fn new(cfg: &RateLimitConfig, store: Store) -> Self {
+    /// A limiter for `cfg`, recording sends in `store`, refusing places that `halt` stops.
+    pub fn new(cfg: &RateLimitConfig, store: Store, halt: Arc<HaltGate>) -> Self {
         let per = NonZeroU32::new(cfg.actions_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let period = Duration::from_nanos(1_000_000_000 / u64::from(per.get()));
@@ -136,8 +144,8 @@ impl RateLimiter {
             places: VecDeque::new(),
             budget: SendBudget::new(per.get(), burst.get(), cfg.venue_margin_ms),
             seeded: false,
-            send_cancels: VecDeque::new(),
-            send_places: VecDeque::new(),
+            sends: VecDeque::new(),
+            halt,
             granted_total: 0,
             sends_total: 0,
             wake_scheduled: false,
@@ -151,11 +159,7 @@ impl RateLimiter {
         for tx in self.cancels.drain(..).chain(self.places.drain(..)) {
             let _ = tx.send(Err(PermitError::Dropped));
         }
-        for (_, tx) in self
-            .send_cancels
-            .drain(..)
-            .chain(self.send_places.drain(..))
-        {
+        for (_, tx) in self.sends.drain(..) {
             let _ = tx.send(Err(PermitError::Dropped));
         }
         self.wake_scheduled = false;
@@ -227,15 +231,21 @@ impl RateLimiter {
         if !self.seeded {
             return;
         }
-        self.send_cancels.retain(|(_, tx)| !tx.is_closed());
-        self.send_places.retain(|(_, tx)| !tx.is_closed());
+        self.sends.retain(|(_, tx)| !tx.is_closed());
+        // A place of a halted market never spends the budget: it would not be written.
+        let halt = self.halt.clone();
+        let (stopped, waiting): (VecDeque<_>, VecDeque<_>) = self
+            .sends
+            .drain(..)
+            .partition(|(r, _)| r.kind == IntentKind::Place && !halt.allows_place(&r.market));
+        self.sends = waiting;
+        for (r, tx) in stopped {
+            let _ = tx.send(Err(PermitError::Halted(r.market.to_string())));
+        }
         loop {
-            let Some(queue) = [&self.send_cancels, &self.send_places]
-                .into_iter()
-                .position(|q| !q.is_empty())
-            else {
+            if self.sends.is_empty() {
                 return;
-            };
+            }
             let now = now_ms();
             let at = self.budget.earliest(now);
             if at > now {
@@ -249,12 +259,7 @@ impl RateLimiter {
                 }));
                 return;
             }
-            let next = if queue == 0 {
-                self.send_cancels.pop_front()
-            } else {
-                self.send_places.pop_front()
-            };
-            let Some((mut record, tx)) = next else {
+            let Some((mut record, tx)) = self.sends.pop_front() else {
                 return;
             };
             self.budget.record(now);
@@ -319,11 +324,7 @@ impl Handler<AcquireSend> for RateLimiter {
     type Result = ResponseFuture<Result<SendPermit, PermitError>>;
     fn handle(&mut self, msg: AcquireSend, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        if msg.0.kind.is_cancel() {
-            self.send_cancels.push_back((msg.0, tx));
-        } else {
-            self.send_places.push_back((msg.0, tx));
-        }
+        self.sends.push_back((msg.0, tx));
         self.pump_sends(ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(PermitError::Dropped)) })
     }
@@ -337,13 +338,8 @@ impl Handler<GetBudget> for RateLimiter {
             used_last_second: self.budget.used_last_second(now_ms()),
             granted_total: self.granted_total,
             sends_total: self.sends_total,
-            waiting: u32::try_from(
-                self.cancels.len()
-                    + self.places.len()
-                    + self.send_cancels.len()
-                    + self.send_places.len(),
-            )
-            .unwrap_or(u32::MAX),
+            waiting: u32::try_from(self.cancels.len() + self.places.len() + self.sends.len())
+                .unwrap_or(u32::MAX),
             seeded: self.seeded,
         }
     }
@@ -383,8 +379,10 @@ mod tests {
                 actions_per_second: 20,
                 burst: 1,
                 venue_margin_ms: 0,
+                max_send_wait_ms: 3_000,
             },
             store,
+            HaltGate::open_for_tests([MarketId("ADAUSDM".into())]),
         )
         .start();
         // Spend the single burst token so that the next requests queue.
@@ -424,8 +422,10 @@ mod tests {
             actions_per_second: 5,
             burst: 1,
             venue_margin_ms: 0,
+            max_send_wait_ms: 3_000,
         };
-        let rl = RateLimiter::new(&cfg, store.clone()).start();
+        let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
+        let rl = RateLimiter::new(&cfg, store.clone(), halt.clone()).start();
         let mut times = Vec::new();
         for _ in 0..3 {
             let p = rl
@@ -446,7 +446,7 @@ mod tests {
             "every send is recorded when it is let through"
         );
         // A new limiter (a new process) on the same database continues the spacing.
-        let again = RateLimiter::new(&cfg, store.clone()).start();
+        let again = RateLimiter::new(&cfg, store.clone(), halt.clone()).start();
         let next = again
             .send(AcquireSend(record(IntentKind::Cancel)))
             .await

@@ -24,6 +24,8 @@ pub enum NotSent {
     NotRecorded(String),
     #[error("the rate limiter did not answer: {0}")]
     LimiterUnavailable(String),
+    #[error("no budget within {0} ms")]
+    BudgetWait(u64),
 }
 
 /// How a transport asks to write an order action: the halt gate and the rate limiter.
@@ -31,6 +33,7 @@ pub enum NotSent {
 pub struct SendGate {
     limiter: Option<Recipient<AcquireSend>>,
     halt: Arc<HaltGate>,
+    max_wait: Duration,
 }
 
 impl std::fmt::Debug for SendGate {
@@ -45,11 +48,12 @@ impl std::fmt::Debug for SendGate {
 const LIMITER_ATTEMPTS: u32 = 5;
 
 impl SendGate {
-    /// The gate of a running service.
-    pub fn new(limiter: Recipient<AcquireSend>, halt: Arc<HaltGate>) -> Self {
+    /// The gate of a running service; a request waits at most `max_wait` for the budget.
+    pub fn new(limiter: Recipient<AcquireSend>, halt: Arc<HaltGate>, max_wait: Duration) -> Self {
         Self {
             limiter: Some(limiter),
             halt,
+            max_wait,
         }
     }
 
@@ -58,7 +62,13 @@ impl SendGate {
         Self {
             limiter: None,
             halt,
+            max_wait: Duration::ZERO,
         }
+    }
+
+    /// The longest a request waits here for the budget.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
     }
 
     fn halted(&self, record: &SendRecord) -> Option<NotSent> {
@@ -80,17 +90,28 @@ impl SendGate {
                 recorded: false,
             });
         };
-        let mut attempt = 0;
-        let permit = loop {
-            attempt += 1;
-            match limiter.send(AcquireSend(record.clone())).await {
-                Ok(Ok(p)) => break p,
-                Ok(Err(PermitError::NotRecorded(e))) => return Err(NotSent::NotRecorded(e)),
-                Ok(Err(PermitError::Dropped)) if attempt < LIMITER_ATTEMPTS => {
-                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let wait = async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match limiter.send(AcquireSend(record.clone())).await {
+                    Ok(Ok(p)) => return Ok(p),
+                    Ok(Err(PermitError::NotRecorded(e))) => return Err(NotSent::NotRecorded(e)),
+                    Ok(Err(PermitError::Halted(m))) => return Err(NotSent::Halted(m)),
+                    Ok(Err(PermitError::Dropped)) if attempt < LIMITER_ATTEMPTS => {
+                        actix_rt::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(Err(e)) => return Err(NotSent::LimiterUnavailable(e.to_string())),
+                    Err(e) => return Err(NotSent::LimiterUnavailable(e.to_string())),
                 }
-                Ok(Err(e)) => return Err(NotSent::LimiterUnavailable(e.to_string())),
-                Err(e) => return Err(NotSent::LimiterUnavailable(e.to_string())),
+            }
+        };
+        // Bounded: the caller's own deadline must not pass while a request still waits here
+        // (it would then be sent after its outcome was decided).
+        let permit = match tokio::time::timeout(self.max_wait, wait).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(NotSent::BudgetWait(self.max_wait.as_millis() as u64));
             }
         };
         // The wait may have been long: a halt that engaged meanwhile still stops a place.
