@@ -9,6 +9,7 @@
 //! - [`bench`]: the in-process full-pipeline benchmark.
 //! - [`logging`]: text or JSON logs.
 //! - [`telemetry`]: OpenTelemetry trace export over OTLP, JSON logs with trace ids.
+//! - [`watchdog`]: the dead-man's switch beside the bot (cancels only, never places).
 //!
 //! The actors and their pure cores live in the `mm-actors` crate (`actors/`).
 #![forbid(unsafe_code)]
@@ -21,3 +22,4 @@ pub mod instance;
 pub mod logging;
 pub mod status;
 pub mod telemetry;
+pub mod watchdog;

@@ -97,6 +97,17 @@ enum Command {
         #[arg(long, default_value = "config/staging.yaml")]
         config: PathBuf,
     },
+    /// The dead-man's switch: watch the bot's heartbeat in the database and, when it is older
+    /// than --max-age while orders are open, cancel everything at the venue (never places).
+    /// Credentials as for `run`: DELTADEFI_API_KEY (and DELTADEFI_TRADING_PASSCODE).
+    Watchdog {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+        max_age: Duration,
+    },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
         #[arg(long, default_value = "config/staging.yaml")]
@@ -244,6 +255,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Watchdog {
+            db,
+            config,
+            max_age,
+        } => {
+            let cfg = config::load(&config, env)?;
+            let access = app::VenueAccess::for_config(&cfg, env)?;
+            logging::init(cfg.run.log_format);
+            deltadefi_mm::watchdog::run(cfg, db, max_age, access)
         }
         Command::CheckConfig { config } => {
             let cfg = config::load(&config, env)?;

@@ -48,12 +48,66 @@ fn compose_and_collector_agree_with_the_bot() {
     let services = s(&compose, &["services"]);
     for name in [
         "bot",
+        "watchdog",
         "otel-collector",
         "jaeger",
         "mock-exchange",
         "bot-staging",
+        "watchdog-staging",
     ] {
         assert!(services.get(name).is_some(), "service {name}");
+    }
+    // Each watchdog watches its bot: the same database file on the same volume, the same
+    // config, the same venue (and MM_* variables the bot reads).
+    for (watchdog, bot) in [("watchdog", "bot"), ("watchdog-staging", "bot-staging")] {
+        let args: Vec<&str> = s(&services[watchdog], &["command"])
+            .as_sequence()
+            .expect("cmd")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(args[0], "watchdog");
+        let arg = |flag: &str| {
+            args.iter()
+                .position(|a| *a == flag)
+                .and_then(|i| args.get(i + 1))
+                .copied()
+                .unwrap_or_else(|| panic!("{watchdog} {flag}"))
+        };
+        let bot_env = env_of(&services[bot]);
+        let bot_db = bot_env
+            .iter()
+            .find(|(k, _)| k == "MM_DB_PATH")
+            .map(|(_, v)| v.as_str())
+            .expect("bot db");
+        assert_eq!(arg("--db"), bot_db, "{watchdog} watches {bot}'s database");
+        let bot_args: Vec<&str> = s(&services[bot], &["command"])
+            .as_sequence()
+            .expect("cmd")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let bot_config = bot_args
+            .iter()
+            .position(|a| *a == "--config")
+            .and_then(|i| bot_args.get(i + 1))
+            .copied()
+            .expect("bot config");
+        assert_eq!(arg("--config"), bot_config, "{watchdog}");
+        assert_eq!(
+            s(&services[watchdog], &["volumes"]),
+            s(&services[bot], &["volumes"]),
+            "{watchdog}"
+        );
+        for (k, v) in env_of(&services[watchdog])
+            .iter()
+            .filter(|(k, _)| k.starts_with("MM_DELTADEFI") || k == "MM_BINANCE_URL")
+        {
+            assert!(
+                bot_env.iter().any(|(bk, bv)| bk == k && bv == v),
+                "{watchdog} {k}={v} differs from {bot}"
+            );
+        }
     }
     // The bot exports to the collector's gRPC receiver, by service name and port.
     let grpc_port = host_port(&format!(

@@ -477,6 +477,74 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
     }
 }
 
+/// The part of DeltaDeFi's REST API that only ever reduces exposure: list open orders, cancel
+/// one, cancel all. No signer, no key material beyond the API key: what the watchdog uses to
+/// flatten the account of a bot that stopped working. It has no way to place an order.
+pub struct CancelClient {
+    http: Http,
+}
+
+impl CancelClient {
+    /// A client of `base_url` with `api_key`, each call bounded by `timeout`. Call on the
+    /// thread it will run on (awc is not `Send`).
+    pub fn new(base_url: &str, api_key: Zeroizing<String>, timeout: Duration) -> Self {
+        Self {
+            http: Http {
+                client: awc::Client::builder().timeout(timeout).finish(),
+                base: base_url.trim_end_matches('/').to_string(),
+                key: Rc::new(api_key),
+            },
+        }
+    }
+
+    /// Cancels every open order of `market`; "nothing to cancel" (4200) is an empty list.
+    ///
+    /// # Errors
+    /// The venue's error, or a transport failure described.
+    pub async fn cancel_all(&self, market: &MarketId) -> Result<Vec<VenueOrderId>, String> {
+        let body = CancelAllRequest {
+            symbol: market.to_string(),
+        };
+        match self
+            .http
+            .call::<_, CancelAllResponse>(true, "/order/cancel-all", Some(&body))
+            .await
+        {
+            Ok(r) => Ok(r.order_ids.into_iter().map(VenueOrderId).collect()),
+            Err(CallError::Venue(e)) if e.code == 4200 => Ok(Vec::new()),
+            Err(e) => Err(describe(e)),
+        }
+    }
+
+    /// Cancels one order; one that is not open any more (4200, 4201) counts as cancelled.
+    ///
+    /// # Errors
+    /// The venue's error, or a transport failure described.
+    pub async fn cancel(&self, id: &VenueOrderId) -> Result<(), String> {
+        match self
+            .http
+            .call::<(), CancelOrderResponse>(true, &format!("/order/{id}/cancel"), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CallError::Venue(e)) if e.code == 4200 || e.code == 4201 => Ok(()),
+            Err(e) => Err(describe(e)),
+        }
+    }
+
+    /// The open orders of `market` (every page).
+    ///
+    /// # Errors
+    /// The venue's error, or a transport failure described.
+    pub async fn open_orders(&self, market: &MarketId) -> Result<Vec<VenueOrderId>, String> {
+        match open_orders(self.http.clone(), market.clone()).await {
+            Ok(VenueReply::OpenOrders(v)) => Ok(v.into_iter().map(|o| o.venue_order_id).collect()),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 /// Lovelace per ADA: a fee reported in `lovelace` is divided by this (DeltaDeFi's own
 /// connector does; the unit is unconfirmed, spec §7.15).
 pub const LOVELACE: rust_decimal::Decimal =

@@ -1,0 +1,106 @@
+//! The dead-man's switch (issue 7): a bot stopped with SIGSTOP (alive, not working) while its
+//! orders rest at the venue is flattened by `deltadefi-mm watchdog` within `--max-age` + 2 s;
+//! the watchdog never places, and it leaves a healthy bot alone.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proc::{LogTail, bin, signal_pid, spawn_bot, wait_code, wait_for};
+use common::wire::{Driver, KEY, PASSCODE, WireMock, wire_yaml};
+use common::{TempDir, staging_config};
+
+#[test]
+fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
+    let dir = TempDir::new("watchdog");
+    let mut cfg = staging_config(dir.path());
+    cfg.mock_exchange.latency_ms = 0;
+    // A quiet market: the reference stays within our spread, so orders rest (and are not
+    // filled away while the bot is stopped).
+    let mock = WireMock::start(&cfg, false);
+    let _driver = Driver::start(&mock, cfg.markets[0].market.clone());
+    let config = wire_yaml(dir.path(), mock.addr, |t| t);
+    let db_path = dir.path().join("bot.db");
+    let mut bot = spawn_bot(&config, &db_path, &[]);
+    let bot_log = LogTail::follow(&mut bot);
+    let mut watchdog = bin()
+        .args(["watchdog", "--max-age", "2s", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db_path)
+        .env("DELTADEFI_API_KEY", KEY)
+        .env("DELTADEFI_TRADING_PASSCODE", PASSCODE)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watchdog");
+    let wd_log = LogTail::follow(&mut watchdog);
+    wait_for(
+        "orders resting at the venue",
+        Duration::from_secs(30),
+        || mock.open_orders() >= 2,
+    );
+    // A healthy bot is left alone for a while (its heartbeat is fresh).
+    mock.wait_ticks(150);
+    assert!(
+        !wd_log.contains("cancelling everything"),
+        "{}",
+        wd_log.text()
+    );
+    let watchdog_sends = || {
+        common::try_count(
+            &db_path,
+            "SELECT COUNT(*) FROM outbox_sends WHERE source = 'watchdog'",
+        )
+        .unwrap_or(0)
+    };
+    assert_eq!(watchdog_sends(), 0, "a healthy bot is left alone");
+    wait_for("orders resting again", Duration::from_secs(30), || {
+        mock.open_orders() >= 1
+    });
+
+    // The bot stops working, its orders still resting.
+    signal_pid(bot.id(), "-STOP");
+    let stopped = Instant::now();
+    let t_stop = common::now_ms_approx();
+    wait_for(
+        "the watchdog to flatten the venue",
+        Duration::from_secs(10),
+        || mock.open_orders() == 0,
+    );
+    let took = stopped.elapsed();
+    assert!(
+        took <= Duration::from_secs(4),
+        "flattened {took:?} after the bot stopped (max-age 2 s + 2 s)"
+    );
+    assert!(
+        wd_log.contains("cancelling everything at the venue"),
+        "{}",
+        wd_log.text()
+    );
+    let after: Vec<_> = mock
+        .arrivals()
+        .into_iter()
+        .filter(|(t, _)| *t > t_stop)
+        .collect();
+    assert!(
+        after.iter().all(|(_, k)| *k != "place"),
+        "the watchdog never places: {after:?}"
+    );
+    assert!(after.iter().any(|(_, k)| *k == "cancel_all"), "{after:?}");
+    assert!(watchdog_sends() >= 1, "its sends count against the budget");
+    // It keeps watching: the venue stays flat while the bot is stopped.
+    mock.wait_ticks(100);
+    assert_eq!(mock.open_orders(), 0);
+
+    // The bot resumes and is stopped cleanly; the watchdog stands down.
+    signal_pid(bot.id(), "-CONT");
+    signal_pid(bot.id(), "-TERM");
+    let (code, _) = wait_code(&mut bot, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{}", bot_log.text());
+    signal_pid(watchdog.id(), "-TERM");
+    let (code, _) = wait_code(&mut watchdog, Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", wd_log.text());
+    assert_eq!(mock.open_orders(), 0);
+    println!("watchdog flattened the venue {took:?} after SIGSTOP (max-age 2 s)");
+}
