@@ -1,5 +1,5 @@
-//! Fault injection: each actor in turn fails (a panic inside a handler, or an error that stops
-//! it). The failed actor is restarted alone by its supervisor; every other actor keeps its
+//! Fault injection: each actor in turn fails (a panic inside a handler, a timer or a future
+//! spawned on it, or an error that stops it). The failed actor is restarted alone by its supervisor; every other actor keeps its
 //! state (no restart, counters keep growing from where they were), and quoting resumes.
 
 mod common;
@@ -121,6 +121,9 @@ async fn each_actor_restarts_alone_and_quoting_resumes() {
         ("mock_exchange", FaultKind::Panic),
         ("order_manager", FaultKind::Error),
         ("quote_engine", FaultKind::Panic),
+        // A panic in a timer (RiskGuard's evaluation runs on one) and in a spawned future.
+        ("risk_guard", FaultKind::PanicInTimer),
+        ("outbox_worker", FaultKind::PanicInFuture),
     ];
     for (actor, kind) in actors {
         let before = p.health().await;
@@ -180,9 +183,78 @@ async fn each_actor_restarts_alone_and_quoting_resumes() {
     }
     let health = p.health().await;
     let total: u32 = health.iter().map(|(_, h)| h.restarts).sum();
-    assert_eq!(total, 11, "{health:?}");
+    assert_eq!(total, 13, "{health:?}");
     assert!(
         p.shutdown(Duration::from_secs(15)).await,
         "drains after all the faults"
+    );
+}
+
+/// An actor that cannot be kept alive halts the service: a fatal report (a crash loop, or a
+/// mailbox found closed by the liveness check) closes the halt gate at once, halts every
+/// market with reason `fatal` and flattens the venue.
+#[actix_rt::test]
+async fn a_fatal_condition_halts_trading_and_flattens() {
+    let dir = TempDir::new("fatal");
+    let mut cfg = staging_config(dir.path());
+    cfg.feed.synthetic.interval_ms = 10;
+    cfg.mock_exchange.latency_ms = 2;
+    let p = start_synthetic(&cfg, None);
+    wait_until("orders working", Duration::from_secs(20), || {
+        let o = p.orders.clone();
+        async move {
+            o.send(GetOrderStats)
+                .await
+                .map(|s| s.markets[0].working > 0)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    p.monitor.report_fatal(mm_actors::supervision::Fatal {
+        actor: "test",
+        reason: "a drill".into(),
+    });
+    assert!(
+        !p.reg.gate.allows_place(&cfg.markets[0].market),
+        "the gate closes synchronously"
+    );
+    wait_until("halted for fatal and flat", Duration::from_secs(20), || {
+        let p = p.clone();
+        async move {
+            let r = p.risk.send(GetRiskStats).await.expect("risk");
+            let o = p.orders.send(GetOrderStats).await.expect("orders");
+            r.global_halts
+                .contains(&mm_actors::risk_guard::rules::HaltReason::Fatal)
+                && o.markets[0].flat
+                && o.markets[0].live == 0
+        }
+    })
+    .await;
+    assert!(p.shutdown(Duration::from_secs(15)).await);
+}
+
+/// A dead actor (here: every actor of the venue arbiter, stopped under it) is found by the
+/// liveness check and reported as fatal: never a silent dead actor.
+#[actix_rt::test]
+async fn a_dead_actor_is_found_and_reported() {
+    let dir = TempDir::new("dead-actor");
+    let cfg = staging_config(dir.path());
+    let p = start_synthetic(&cfg, None);
+    wait_until("the pipeline up", Duration::from_secs(20), || {
+        let o = p.orders.clone();
+        async move { o.send(GetOrderStats).await.is_ok() }
+    })
+    .await;
+    p.stop();
+    wait_until("the dead actor reported", Duration::from_secs(10), || {
+        let m = p.monitor.clone();
+        async move { m.fatal().is_some() }
+    })
+    .await;
+    let fatal = p.monitor.fatal().expect("fatal");
+    assert!(fatal.reason.contains("dead"), "{fatal}");
+    assert!(
+        ["outbox_worker", "gateway", "account_feed", "mock_exchange"].contains(&fatal.actor),
+        "{fatal}"
     );
 }

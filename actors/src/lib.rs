@@ -25,6 +25,7 @@
 //! - [`trace`]: W3C traceparent across actors and restarts.
 //! - [`metrics`]: the service's OpenTelemetry instruments.
 //! - [`latency`], [`rng`]: fixed-memory histogram, seeded PRNG.
+//! - `fuzz_harness`: every parser of outside input under arbitrary bytes (fuzz targets, tests).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -35,6 +36,8 @@ pub mod account_feed;
 pub mod binance_feed;
 pub mod config;
 pub mod deltadefi;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod gateway;
 pub mod halt_gate;
 pub mod intent;
