@@ -476,3 +476,112 @@ fn apply(conn: &mut Connection, batch: &[&Vec<Write>]) -> Result<(), rusqlite::E
     }
     tx.commit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::IntentKind;
+    use crate::store::rows::SendRecord;
+    use crate::types::MarketId;
+
+    fn temp_db(tag: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "mm-store-{tag}-{}-{}",
+            std::process::id(),
+            crate::types::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        (dir.join("s.db"), dir)
+    }
+
+    fn send(outbox_id: Option<i64>) -> Write {
+        Write::VenueSend(SendRecord {
+            sent_at_ms: 1,
+            kind: IntentKind::Cancel,
+            market: MarketId("ADAUSDM".into()),
+            outbox_id,
+            attempt: 1,
+            source: "test",
+            venue_order: None,
+        })
+    }
+
+    #[actix_rt::test]
+    async fn a_bad_write_fails_alone_and_the_rest_of_its_group_commits() {
+        let (path, dir) = temp_db("bad-row");
+        let store = Store::open(&path).expect("store");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Three batches queued together (one group commit); the middle one references an
+        // outbox row that does not exist (a foreign key).
+        for (name, w) in [
+            ("first", send(None)),
+            ("bad", send(Some(424_242))),
+            ("last", send(None)),
+        ] {
+            let tx = tx.clone();
+            store.write(
+                vec![w],
+                Some(Box::new(move |r| {
+                    let _ = tx.send((name, r.is_ok()));
+                })),
+            );
+        }
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(rx.recv().await.expect("outcome"));
+        }
+        got.sort();
+        assert_eq!(got, vec![("bad", false), ("first", true), ("last", true)]);
+        assert!(!store.is_failing(), "a bad row is not a failing disk");
+        let n = store
+            .read(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await
+            .expect("count");
+        assert_eq!(n, 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[actix_rt::test]
+    async fn a_locked_database_fails_the_store_which_retains_and_recovers() {
+        let (path, dir) = temp_db("locked");
+        let store = Store::open(&path).expect("store");
+        let holder = Connection::open(&path).expect("second connection");
+        holder.execute_batch("BEGIN EXCLUSIVE;").expect("lock");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let t = tx.clone();
+        store.write(
+            vec![send(None)],
+            Some(Box::new(move |r| {
+                let _ = t.send(r.is_ok());
+            })),
+        );
+        assert_eq!(
+            rx.recv().await,
+            Some(false),
+            "told at once it did not commit"
+        );
+        assert!(store.is_failing(), "the failing flag is up");
+        assert!(matches!(
+            store.flush().await,
+            Err(StoreError::NotCommitted { pending: 1, .. })
+        ));
+        holder.execute_batch("ROLLBACK;").expect("unlock");
+        // A flush retries the retained write at once: it commits, and the flag clears.
+        store.flush().await.expect("everything committed");
+        assert!(!store.is_failing());
+        let n = store
+            .read(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await
+            .expect("count");
+        assert_eq!(n, 1, "nothing lost");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
