@@ -9,6 +9,7 @@
 
 pub mod faults;
 pub mod matching;
+pub mod streams;
 pub mod wire;
 
 use std::time::Duration;

@@ -18,6 +18,8 @@
 
 pub mod book;
 pub mod flatten;
+mod halts;
+mod outcomes;
 mod reports;
 pub mod state;
 
@@ -27,20 +29,18 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use rust_decimal::Decimal;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::account_feed::{ListOpenOrders, ResolveOrders, Resync};
+use crate::account_feed::{ResolveOrders, Resync};
 use crate::config::MarketConfig;
 use crate::intent::Intent;
 use crate::latency::{LatencyHistogram, LatencySummary};
 use crate::outbox_worker::IntentsDurable;
 use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
-use crate::quote_engine::RequestRequote;
 use crate::quote_engine::pricing::QuoteBook;
 use crate::registry::Reg;
-use crate::risk_guard::rules::TradingState;
-use crate::risk_guard::{CheckIntents, TradingStateChanged};
+use crate::risk_guard::CheckIntents;
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
@@ -507,112 +507,6 @@ impl OrderManager {
         );
     }
 
-    /// Starts (or joins) the flatten of `market`: cancel-all, then list and cancel what is left.
-    fn flatten(&mut self, market: &MarketId, reason: &str, ctx: &mut Context<Self>) {
-        let steps = self.flattener.start(market, now_ms());
-        if !steps.is_empty() {
-            let live = self
-                .tracker
-                .orders()
-                .filter(|o| &o.market == market)
-                .count();
-            info!(market = %market, orders = live, reason, "flattening the market at the venue");
-        }
-        self.run_flatten(steps, ctx);
-    }
-
-    /// Carries out what the flatten core asked for.
-    fn run_flatten(&mut self, steps: Vec<FlattenStep>, ctx: &mut Context<Self>) {
-        for step in steps {
-            match step {
-                FlattenStep::CancelAll(market) => self.submit(
-                    market.clone(),
-                    vec![Intent::CancelAll { market }],
-                    None,
-                    None,
-                    opentelemetry::Context::new(),
-                    ctx,
-                ),
-                FlattenStep::List { market, at_ms } => {
-                    let wait = u64::try_from(at_ms - now_ms()).unwrap_or(0);
-                    let reg = self.reg.clone();
-                    ctx.run_later(std::time::Duration::from_millis(wait), move |_, _| {
-                        reg.list_open_orders.do_send(ListOpenOrders { market });
-                    });
-                }
-                FlattenStep::Cancel(market, ids) => {
-                    warn!(market = %market, orders = ids.len(), "flatten: orders still open at the venue, cancelling each");
-                    let cancels = ids
-                        .into_iter()
-                        .map(|id| Intent::Cancel {
-                            venue_order_id: self
-                                .tracker
-                                .get(&id)
-                                .and_then(|o| o.venue_order_id.clone()),
-                            client_order_id: id,
-                            market: market.clone(),
-                        })
-                        .collect();
-                    self.submit(
-                        market,
-                        cancels,
-                        None,
-                        None,
-                        opentelemetry::Context::new(),
-                        ctx,
-                    );
-                }
-                FlattenStep::Confirmed(market) => {
-                    info!(market = %market, "flatten confirmed: the venue lists no open order of ours");
-                    let first = self.reconciled.insert(market.clone());
-                    if !self.halted.contains(&market) {
-                        self.flattener.resume(&market);
-                        if first {
-                            self.reg.requote.do_send(RequestRequote {
-                                market: Some(market),
-                                reason: QuoteReason::Reconciliation,
-                            });
-                        } else {
-                            self.work_market(&market, ctx);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Orders still `pending_new` whose place can no longer be under way (its outbox row was
-    /// superseded, rejected or dead, or there is none): they never reached the venue, or the
-    /// venue's answer is unknown. Settled at load so that nothing stays pending forever.
-    fn settle_unsent(&mut self, settled: Vec<(ClientOrderId, Option<String>)>) {
-        for (id, place) in settled {
-            match place.as_deref() {
-                Some("done") => {
-                    // Acknowledged, but the order was not updated before a crash: ask the venue.
-                    self.apply_and_persist(&id, OrderEvent::OutcomeUnknown, None);
-                    self.resolve(vec![id]);
-                }
-                Some("rejected" | "dead") => {
-                    self.apply_and_persist(
-                        &id,
-                        OrderEvent::Rejected,
-                        Some(format!(
-                            "its place ended {}",
-                            place.as_deref().unwrap_or("")
-                        )),
-                    );
-                }
-                _ => {
-                    self.apply_and_persist(
-                        &id,
-                        OrderEvent::Cancelled,
-                        Some("never sent: its place was superseded".into()),
-                    );
-                }
-            }
-        }
-    }
-
     fn resolve(&self, ids: Vec<ClientOrderId>) {
         let orders: Vec<(ClientOrderId, Option<crate::types::VenueOrderId>)> = ids
             .into_iter()
@@ -694,209 +588,6 @@ impl Handler<WorkPending> for OrderManager {
         let markets: Vec<MarketId> = self.pending_work.drain().collect();
         for m in markets {
             self.work_market(&m, ctx);
-        }
-    }
-}
-
-impl Handler<IntentOutcome> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: IntentOutcome, ctx: &mut Context<Self>) {
-        let (row, result) = match msg {
-            IntentOutcome::NeverSent(OrderNeverSent(id)) => {
-                self.apply_and_persist(
-                    &id,
-                    OrderEvent::Cancelled,
-                    Some("superseded before it was sent".into()),
-                );
-                return;
-            }
-            IntentOutcome::Result { row, result } => (row, result),
-        };
-        let ack = tracing::info_span!(
-            "order_manager.ack",
-            outbox.id = row.id,
-            kind = row.intent.kind().as_str(),
-            outcome = match &result {
-                DispatchResult::Done { .. } => "done",
-                DispatchResult::Rejected { .. } => "rejected",
-                DispatchResult::Retry { .. } => "dead",
-                DispatchResult::Unknown { .. } => "unknown",
-                DispatchResult::NotSent { .. } => "not_sent",
-            },
-        );
-        let _ = ack.set_parent(crate::trace::context_from(row.traceparent.as_deref()));
-        let _ack = ack.enter();
-        let market = row.intent.market().clone();
-        match (&row.intent, result) {
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Done { venue_order_id },
-            ) => {
-                if let Some(v) = venue_order_id {
-                    self.assign_venue_id(id, v);
-                }
-                self.apply_and_persist(id, OrderEvent::Accepted, None);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Rejected { code, message },
-            ) => {
-                debug!(client_order_id = %id, code, cause = %message, "place rejected");
-                self.apply_and_persist(id, OrderEvent::Rejected, Some(message));
-                self.work_market(&market, ctx);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Retry { message, .. },
-            ) => {
-                error!(client_order_id = %id, cause = %message, "place dead-lettered");
-                self.apply_and_persist(
-                    id,
-                    OrderEvent::Rejected,
-                    Some(format!("dead-lettered: {message}")),
-                );
-                self.work_market(&market, ctx);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Unknown {
-                    message,
-                    venue_order_id,
-                },
-            ) => {
-                warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
-                if let Some(v) = venue_order_id {
-                    // DeltaDeFi names the order at build time: the id to look it up by.
-                    self.assign_venue_id(id, v);
-                }
-                self.apply_and_persist(id, OrderEvent::OutcomeUnknown, Some(message));
-                self.resolve(vec![id.clone()]);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::NotSent { reason },
-            ) => {
-                self.apply_and_persist(
-                    id,
-                    OrderEvent::Cancelled,
-                    Some(format!("not sent: {reason}")),
-                );
-                self.work_market(&market, ctx);
-            }
-            (
-                Intent::Cancel {
-                    client_order_id: id,
-                    ..
-                },
-                result,
-            ) => {
-                if !matches!(result, DispatchResult::Done { .. }) {
-                    error!(client_order_id = %id, ?result, "cancel failed");
-                    self.cancel_failed.insert(id.clone());
-                }
-                // The venue's report of the order is authoritative (it may have filled).
-                self.resolve(vec![id.clone()]);
-                let steps = self.flattener.cancel_done(&market, id, now_ms());
-                self.run_flatten(steps, ctx);
-            }
-            (Intent::CancelAll { .. }, result) => {
-                if !matches!(result, DispatchResult::Done { .. }) {
-                    error!(market = %market, ?result, "cancel-all failed; the flatten lists the venue and cancels one by one");
-                }
-                // Whatever its answer: list the venue's open orders and cancel what is left.
-                let steps = self.flattener.cancel_all_done(&market, now_ms());
-                self.run_flatten(steps, ctx);
-            }
-        }
-    }
-}
-
-impl Handler<TradingStateChanged> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: TradingStateChanged, ctx: &mut Context<Self>) {
-        if msg.state == TradingState::Halted {
-            self.halted.insert(msg.market.clone());
-            let reason: Vec<&str> = msg.reasons.iter().map(|r| r.as_str()).collect();
-            self.flatten(&msg.market, &reason.join(","), ctx);
-        } else {
-            self.halted.remove(&msg.market);
-            self.flattener.resume(&msg.market);
-            self.work_market(&msg.market, ctx);
-        }
-    }
-}
-
-impl Handler<CancelEverything> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: CancelEverything, ctx: &mut Context<Self>) {
-        let markets: Vec<MarketId> = self.markets.iter().map(|m| m.market.clone()).collect();
-        for m in markets {
-            self.halted.insert(m.clone());
-            self.flatten(&m, &msg.reason, ctx);
-        }
-    }
-}
-
-impl Handler<PersistFailed> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: PersistFailed, ctx: &mut Context<Self>) {
-        if !self.reg.gate.storage_failing() {
-            // A bad write, not a failing disk: memory is ahead of the database; reload it.
-            error!(cause = %msg.error, "intents not persisted, restarting order manager");
-            ctx.stop();
-            return;
-        }
-        // SQLite cannot commit: cancels go anyway (they need no new persistence); places never
-        // do. What is durable is reloaded once the store recovers.
-        self.reload_when_stored = true;
-        let (cancels, places): (Vec<OutboxRow>, Vec<OutboxRow>) = msg
-            .rows
-            .into_iter()
-            .partition(|r| r.intent.kind().is_cancel());
-        for r in &places {
-            if let Some(id) = r.intent.client_order_id() {
-                self.apply_and_persist(
-                    id,
-                    OrderEvent::Cancelled,
-                    Some("not sent: its intent could not be stored".into()),
-                );
-            }
-        }
-        if !cancels.is_empty() {
-            error!(cause = %msg.error, cancels = cancels.len(), "store failing: sending cancels unrecorded");
-            self.reg.intents_durable.do_send(IntentsDurable(cancels));
-        }
-    }
-}
-
-impl Handler<RunFlatten> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, msg: RunFlatten, ctx: &mut Context<Self>) {
-        self.run_flatten(msg.0, ctx);
-    }
-}
-
-impl Handler<StorageRecovered> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, _: StorageRecovered, ctx: &mut Context<Self>) {
-        if self.reload_when_stored {
-            warn!("store recovered: reloading orders from SQLite");
-            ctx.stop();
         }
     }
 }

@@ -17,6 +17,7 @@
 //! at every evaluation: the store's health (storage) and a fatal supervision report.
 //! Position and PnL arithmetic is checked; an overflow halts everything (accounting).
 
+mod halts;
 pub mod rules;
 
 use std::collections::{BTreeSet, HashMap};
@@ -346,126 +347,6 @@ impl RiskGuard {
             m.trading_state.record(code, &attrs);
         }
     }
-
-    /// Records and announces a market's new state. A halt's record and the supersession of the
-    /// market's unsent places share one transaction.
-    fn announce(
-        &mut self,
-        market: &MarketId,
-        prev: Option<TradingState>,
-        state: TradingState,
-        halts: BTreeSet<HaltReason>,
-        position: Decimal,
-        now: i64,
-    ) {
-        let reasons: Vec<HaltReason> = halts.into_iter().collect();
-        let reason = reasons
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let from = prev.map(|s| s.as_str()).unwrap_or("START");
-        if state == TradingState::Halted {
-            warn!(market = %market, from, to = state.as_str(), reason = %reason, "trading state changed");
-        } else {
-            info!(market = %market, from, to = state.as_str(), reason = %reason, "trading state changed");
-        }
-        let mut writes = vec![Write::RiskEvent {
-            ts_ms: now,
-            market: Some(market.clone()),
-            from: from.into(),
-            to: state.as_str().into(),
-            reason: if reason.is_empty() {
-                "position".into()
-            } else {
-                reason.clone()
-            },
-        }];
-        if state == TradingState::Halted {
-            writes.push(Write::SupersedePendingPlaces {
-                market: market.clone(),
-                ts_ms: now,
-                reason: format!("trading halted ({reason})"),
-            });
-        }
-        self.store.write(writes, None);
-        let msg = TradingStateChanged {
-            market: market.clone(),
-            state,
-            sides: rules::sides_allowed(state, position),
-            reasons,
-            position,
-        };
-        self.reg.state_to_orders.do_send(msg.clone());
-        self.reg.state_to_quotes.do_send(msg);
-    }
-
-    fn poll_control(&mut self, ctx: &mut Context<Self>) {
-        let store = self.store.clone();
-        ctx.spawn(
-            async move { store.read(rows::pending_control).await }
-                .into_actor(self)
-                .map(|res, act, _| match res {
-                    Ok(cmds) => {
-                        act.apply_control(cmds);
-                        act.evaluate();
-                    }
-                    Err(e) => warn!(cause = %e, "cannot read the control table"),
-                }),
-        );
-    }
-
-    /// Applies operator commands from the `control` table, oldest first, and marks them done.
-    fn apply_control(&mut self, cmds: Vec<(i64, String)>) {
-        for (id, cmd) in cmds {
-            self.store.write(
-                vec![Write::ControlConsumed {
-                    id,
-                    ts_ms: now_ms(),
-                }],
-                None,
-            );
-            self.set_kill_flag(cmd == "kill", "control table");
-        }
-    }
-
-    fn heartbeat(&self) {
-        let mut states: Vec<String> = self
-            .states
-            .iter()
-            .map(|(m, s)| format!("{m}={}", s.as_str()))
-            .collect();
-        states.sort();
-        self.store.write(
-            vec![Write::Heartbeat {
-                ts_ms: now_ms(),
-                trading_state: states.join(","),
-            }],
-            None,
-        );
-    }
-
-    fn set_kill(&mut self, engage: bool, source: &str) {
-        self.set_kill_flag(engage, source);
-        self.evaluate();
-    }
-
-    fn set_kill_flag(&mut self, engage: bool, source: &str) {
-        if engage {
-            if self.global_halts.insert(HaltReason::KillSwitch) {
-                warn!(
-                    source,
-                    "kill switch engaged: cancelling everything and halting"
-                );
-                self.persist_global("ACTIVE", "HALTED", HaltReason::KillSwitch.as_str());
-            }
-        } else if self.global_halts.remove(&HaltReason::KillSwitch)
-            | self.global_halts.remove(&HaltReason::DailyLoss)
-        {
-            info!(source, "trading resumed by operator");
-            self.persist_global("HALTED", "ACTIVE", "resume");
-        }
-    }
 }
 
 impl Actor for RiskGuard {
@@ -659,21 +540,6 @@ impl Handler<BalancesUpdated> for RiskGuard {
     type Result = ();
     fn handle(&mut self, msg: BalancesUpdated, _: &mut Context<Self>) {
         self.balances = msg.0;
-    }
-}
-
-impl Handler<KillSwitch> for RiskGuard {
-    type Result = ();
-    fn handle(&mut self, msg: KillSwitch, _: &mut Context<Self>) {
-        self.set_kill(msg.engage, &msg.source);
-    }
-}
-
-impl Handler<HaltForShutdown> for RiskGuard {
-    type Result = ();
-    fn handle(&mut self, _: HaltForShutdown, _: &mut Context<Self>) {
-        self.global_halts.insert(HaltReason::Shutdown);
-        self.evaluate();
     }
 }
 
