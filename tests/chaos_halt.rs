@@ -65,6 +65,20 @@ async fn kill_switch_with_its_cancel_all_in_flight_lets_no_place_out_and_ends_fl
         },
     )
     .await;
+    // Places caught between build and submit at the kill: their builds answer late.
+    let built = mock.state.lock().expect("state").unsubmitted_builds();
+    for _ in 0..4 {
+        mock.fault(serde_json::json!({"path": "/order/build", "delay_ms": 600}));
+    }
+    wait_until(
+        "a place in flight, its build answering late",
+        Duration::from_secs(30),
+        || {
+            let n = mock.state.lock().expect("state").unsubmitted_builds();
+            async move { n > built }
+        },
+    )
+    .await;
     // The cancel-all is executed by the venue, but its answer takes 1.5 s.
     mock.fault(serde_json::json!({"path": "/order/cancel-all", "delay_ms": 1500}));
     let t_kill = now_ms();

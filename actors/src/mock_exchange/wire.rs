@@ -297,6 +297,11 @@ impl WireState {
         self.faults.push_back(fault);
     }
 
+    /// Orders built and not submitted (in flight between build and submit, or abandoned).
+    pub fn unsubmitted_builds(&self) -> usize {
+        self.builds.len()
+    }
+
     /// Every order the venue has (open, or finished and still remembered).
     pub fn all_orders(&self) -> Vec<VenueOrder> {
         self.core.all_orders()
