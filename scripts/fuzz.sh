@@ -17,4 +17,5 @@ for t in "${targets[@]}"; do
   cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 2>&1 \
     | grep -E "stat::number_of_executed_units|stat::new_units_added|Done|SUMMARY|ERROR|crash-" || true
 done
-ls artifacts/*/ 2>/dev/null && echo "crashes found: see fuzz/artifacts" || echo "no crashes"
+found=$(find artifacts -type f 2>/dev/null | wc -l)
+if [ "$found" -gt 0 ]; then echo "$found crashes found: see fuzz/artifacts"; exit 1; else echo "no crashes"; fi

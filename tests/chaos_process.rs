@@ -509,3 +509,47 @@ fn every_reject_logs_one_warn_line_with_its_code() {
         lines[0]
     );
 }
+
+#[test]
+fn sigterm_with_the_venue_gone_exits_one_within_the_deadline_naming_what_is_left() {
+    let dir = TempDir::new("chaos-venue-gone");
+    // The wire mock as its own process, so that it can disappear.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut mock = bin()
+        .args([
+            "mock-exchange",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+            "config/staging-wire.yaml",
+        ])
+        .env("DELTADEFI_API_KEY", common::wire::KEY)
+        .env("DELTADEFI_TRADING_PASSCODE", common::wire::PASSCODE)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mock");
+    wait_for("the mock up", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let config = wire_yaml(dir.path(), addr, |t| {
+        t.replace("drain_timeout_ms: 15000", "drain_timeout_ms: 2000")
+    });
+    let db_path = dir.path().join("gone.db");
+    let mut bot = spawn_bot(&config, &db_path, &[]);
+    let log = LogTail::follow(&mut bot);
+    wait_for("quoting", Duration::from_secs(30), || working(&db_path));
+    signal_pid(mock.id(), "-KILL");
+    let _ = mock.wait();
+    signal_pid(bot.id(), "-TERM");
+    let (code, took) = wait_code(&mut bot, Duration::from_secs(20));
+    let text = log.text();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(took < Duration::from_secs(8), "out after {took:?}");
+    assert!(text.contains("not confirmed flat at the venue: ADAUSDM"), "{text}");
+}
