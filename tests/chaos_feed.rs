@@ -51,6 +51,22 @@ async fn market_ticks(mock: &WireMock, n: u64) {
     .await;
 }
 
+/// A bot trading the wire mock, whose reference the test drives, once it quotes.
+async fn quoting_bot(tag: &str) -> (TempDir, WireMock, Driver, Config, Pipeline) {
+    let dir = TempDir::new(tag);
+    let cfg = config(dir.path());
+    let mock = WireMock::start(&cfg, false);
+    let driver = Driver::start(&mock, cfg.markets[0].market.clone());
+    let cfg = over_the_wire(cfg, mock.addr);
+    let p = start_wire(&cfg);
+    wait_until("quoting", Duration::from_secs(30), || {
+        let p = p.clone();
+        async move { quoting(&p).await }
+    })
+    .await;
+    (dir, mock, driver, cfg, p)
+}
+
 fn dropped(stats: &mm_actors::binance_feed::FeedStats, reason: DropReason) -> u64 {
     stats
         .dropped
@@ -61,17 +77,7 @@ fn dropped(stats: &mm_actors::binance_feed::FeedStats, reason: DropReason) -> u6
 
 #[actix_rt::test]
 async fn an_absurd_tick_is_dropped_and_kills_no_actor() {
-    let dir = TempDir::new("chaos-absurd");
-    let cfg = config(dir.path());
-    let mock = WireMock::start(&cfg, false);
-    let _driver = Driver::start(&mock, cfg.markets[0].market.clone());
-    let cfg = over_the_wire(cfg, mock.addr);
-    let p = start_wire(&cfg);
-    wait_until("quoting", Duration::from_secs(30), || {
-        let p = p.clone();
-        async move { quoting(&p).await }
-    })
-    .await;
+    let (_dir, mock, _driver, _cfg, p) = quoting_bot("chaos-absurd").await;
     let intents = order_stats(&p).await.intents;
     {
         let mut st = mock.state.lock().expect("state");
@@ -114,17 +120,7 @@ async fn an_absurd_tick_is_dropped_and_kills_no_actor() {
 
 #[actix_rt::test]
 async fn a_feed_held_at_ten_times_the_market_is_never_quoted_on() {
-    let dir = TempDir::new("chaos-x10");
-    let cfg = config(dir.path());
-    let mock = WireMock::start(&cfg, false);
-    let driver = Driver::start(&mock, cfg.markets[0].market.clone());
-    let cfg = over_the_wire(cfg, mock.addr);
-    let p = start_wire(&cfg);
-    wait_until("quoting", Duration::from_secs(30), || {
-        let p = p.clone();
-        async move { quoting(&p).await }
-    })
-    .await;
+    let (_dir, mock, driver, cfg, p) = quoting_bot("chaos-x10").await;
     driver.set(Reference::Lie(Decimal::from(10)));
     wait_until(
         "quoting paused: halted for an unconfirmed reference, nothing open",
@@ -171,17 +167,7 @@ async fn a_feed_held_at_ten_times_the_market_is_never_quoted_on() {
 
 #[actix_rt::test]
 async fn one_update_id_of_u64_max_does_not_blind_the_feed() {
-    let dir = TempDir::new("chaos-u64max");
-    let cfg = config(dir.path());
-    let mock = WireMock::start(&cfg, false);
-    let _driver = Driver::start(&mock, cfg.markets[0].market.clone());
-    let cfg = over_the_wire(cfg, mock.addr);
-    let p = start_wire(&cfg);
-    wait_until("quoting", Duration::from_secs(30), || {
-        let p = p.clone();
-        async move { quoting(&p).await }
-    })
-    .await;
+    let (_dir, mock, _driver, cfg, p) = quoting_bot("chaos-u64max").await;
     mock.state.lock().expect("state").publish_raw(format!(
         r#"{{"stream":"adausdt@bookTicker","data":{{"u":{},"s":"ADAUSDT","b":"0.4500","B":"1","a":"0.4501","A":"1"}}}}"#,
         u64::MAX

@@ -42,6 +42,16 @@ fn places_after(mock: &WireMock, t: i64) -> usize {
         .count()
 }
 
+/// A bot trading the wire mock (whose reference walks), once orders rest at the venue.
+async fn quoting_bot(tag: &str) -> (TempDir, WireMock, Pipeline) {
+    let dir = TempDir::new(tag);
+    let cfg = config(dir.path());
+    let mock = WireMock::start(&cfg, true);
+    let p = start_wire(&over_the_wire(cfg, mock.addr));
+    mock.wait_resting(3).await;
+    (dir, mock, p)
+}
+
 async fn kill(p: &Pipeline, engage: bool) {
     p.risk.do_send(KillSwitch {
         engage,
@@ -51,20 +61,7 @@ async fn kill(p: &Pipeline, engage: bool) {
 
 #[actix_rt::test]
 async fn kill_switch_with_its_cancel_all_in_flight_lets_no_place_out_and_ends_flat() {
-    let dir = TempDir::new("chaos-kill-inflight");
-    let cfg = config(dir.path());
-    let mock = WireMock::start(&cfg, true);
-    let cfg = over_the_wire(cfg, mock.addr);
-    let p = start_wire(&cfg);
-    wait_until(
-        "orders resting at the venue",
-        Duration::from_secs(30),
-        || {
-            let n = mock.open_orders();
-            async move { n >= 3 }
-        },
-    )
-    .await;
+    let (_dir, mock, p) = quoting_bot("chaos-kill-inflight").await;
     // Places caught between build and submit at the kill: their builds answer late.
     let built = mock.state.lock().expect("state").unsubmitted_builds();
     for _ in 0..4 {
@@ -135,20 +132,7 @@ async fn kill_switch_with_its_cancel_all_in_flight_lets_no_place_out_and_ends_fl
 
 #[actix_rt::test]
 async fn a_cancel_all_that_misses_orders_is_followed_by_one_cancel_per_order_left() {
-    let dir = TempDir::new("chaos-cancel-all-lies");
-    let cfg = config(dir.path());
-    let mock = WireMock::start(&cfg, true);
-    let cfg = over_the_wire(cfg, mock.addr);
-    let p = start_wire(&cfg);
-    wait_until(
-        "orders resting at the venue",
-        Duration::from_secs(30),
-        || {
-            let n = mock.open_orders();
-            async move { n >= 3 }
-        },
-    )
-    .await;
+    let (_dir, mock, p) = quoting_bot("chaos-cancel-all-lies").await;
     // The venue answers "Order not found" (4200, nothing to cancel) and cancels nothing.
     mock.fault(serde_json::json!({"path": "/order/cancel-all", "code": 4200}));
     let t_kill = now_ms();

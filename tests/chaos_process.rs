@@ -9,7 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::proc::{LogTail, bin, signal_pid, spawn_bot, wait_code, wait_exit, wait_for};
+use common::proc::{
+    LogTail, bin, signal_pid, spawn_bot, spawn_mock_exchange, wait_code, wait_exit, wait_for,
+};
 use common::wire::{WireMock, wire_yaml};
 use common::{TempDir, count, db, repo_path, staging_config, try_count};
 
@@ -514,28 +516,7 @@ fn every_reject_logs_one_warn_line_with_its_code() {
 fn sigterm_with_the_venue_gone_exits_one_within_the_deadline_naming_what_is_left() {
     let dir = TempDir::new("chaos-venue-gone");
     // The wire mock as its own process, so that it can disappear.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut mock = bin()
-        .args([
-            "mock-exchange",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-            "config/staging-wire.yaml",
-        ])
-        .env("DELTADEFI_API_KEY", common::wire::KEY)
-        .env("DELTADEFI_TRADING_PASSCODE", common::wire::PASSCODE)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("mock");
-    wait_for("the mock up", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (mut mock, port) = spawn_mock_exchange(common::wire::KEY, common::wire::PASSCODE);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let config = wire_yaml(dir.path(), addr, |t| {
         t.replace("drain_timeout_ms: 15000", "drain_timeout_ms: 2000")
@@ -551,5 +532,8 @@ fn sigterm_with_the_venue_gone_exits_one_within_the_deadline_naming_what_is_left
     let text = log.text();
     assert_eq!(code, Some(1), "{text}");
     assert!(took < Duration::from_secs(8), "out after {took:?}");
-    assert!(text.contains("not confirmed flat at the venue: ADAUSDM"), "{text}");
+    assert!(
+        text.contains("not confirmed flat at the venue: ADAUSDM"),
+        "{text}"
+    );
 }

@@ -10,12 +10,7 @@ use std::time::{Duration, Instant};
 use common::{TempDir, count, db, repo_path};
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deltadefi-mm"));
-    c.current_dir(repo_path("")).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MM_")) {
-        c.env_remove(k);
-    }
-    c
+    common::proc::bin()
 }
 
 fn staging_with(replace: &str, by: &str) -> String {
@@ -309,33 +304,7 @@ fn secrets_never_appear_in_logs_or_the_database() {
     let dir = TempDir::new("cli-secrets");
     let (key, passcode) = ("k3y-0f-th3-d35k-91c4", "p4ss-c0d3-77e1-aa02");
     // The wire mock on a free port, with these secrets.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut mock = bin()
-        .args([
-            "mock-exchange",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-            "config/staging-wire.yaml",
-        ])
-        .env("DELTADEFI_API_KEY", key)
-        .env("DELTADEFI_TRADING_PASSCODE", passcode)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mock");
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "mock did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut mock, port) = common::proc::spawn_mock_exchange(key, passcode);
     let yaml = std::fs::read_to_string(repo_path("config/staging-wire.yaml"))
         .expect("read")
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));

@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{TempDir, assert_settled, count, db, staging_config, wait_until};
 use deltadefi_mm::app::{Pipeline, VenueAccess, feed_spec, wire_mock_config};
 use mm_actors::binance_feed::source::Synthetic;
-use mm_actors::config::{DeltaDeFiEnvironment, FeedSource, VenueKind};
 use mm_actors::deltadefi::stream::GetStreamStats;
 use mm_actors::mock_exchange::wire::{serve, walk_reference};
 use mm_actors::risk_guard::GetRiskStats;
@@ -40,14 +39,7 @@ async fn trades_over_the_wire_and_survives_a_dropped_account_stream() {
         cfg.markets[0].reference.clone(),
     ));
 
-    cfg.gateway.venue = VenueKind::Deltadefi;
-    cfg.gateway.deltadefi.environment = DeltaDeFiEnvironment::Custom;
-    cfg.gateway.deltadefi.rest_url = format!("http://{addr}");
-    cfg.gateway.deltadefi.ws_url = format!("ws://{addr}");
-    cfg.gateway.deltadefi.reconnect_initial_ms = 50;
-    cfg.feed.source = FeedSource::Live;
-    cfg.feed.live.url = format!("ws://{addr}");
-    cfg.feed.live.reconnect_initial_ms = 50;
+    let cfg = common::wire::over_the_wire(cfg, addr);
     assert_eq!(cfg.validate(), vec![]);
     let db_path = cfg.run.db_path.clone();
     let access = VenueAccess::DeltaDeFi {

@@ -33,6 +33,34 @@ pub fn spawn_bot(config: &std::path::Path, db: &std::path::Path, extra: &[&str])
         .expect("spawn the bot")
 }
 
+/// `deltadefi-mm mock-exchange` as its own process on a free port of 127.0.0.1, with the
+/// `config/staging-wire.yaml` markets and these secrets; returns once it accepts connections.
+pub fn spawn_mock_exchange(key: &str, passcode: &str) -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mock = bin()
+        .args([
+            "mock-exchange",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+            "config/staging-wire.yaml",
+        ])
+        .env("DELTADEFI_API_KEY", key)
+        .env("DELTADEFI_TRADING_PASSCODE", passcode)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mock-exchange");
+    wait_for("the mock exchange up", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (mock, port)
+}
+
 /// Sends `sig` (`-TERM`, `-KILL`, `-STOP`, ...) to `pid`.
 pub fn signal_pid(pid: u32, sig: &str) {
     let ok = Command::new("kill")

@@ -53,6 +53,19 @@ impl WireMock {
         WireMock { addr, state }
     }
 
+    /// Waits (without blocking the thread) until at least `n` orders rest at the venue.
+    pub async fn wait_resting(&self, n: usize) {
+        super::wait_until(
+            &format!("{n} orders resting at the venue"),
+            Duration::from_secs(30),
+            || {
+                let open = self.open_orders();
+                async move { open >= n }
+            },
+        )
+        .await;
+    }
+
     /// Orders resting at the venue.
     pub fn open_orders(&self) -> usize {
         self.state.lock().expect("state").open_order_count()

@@ -506,6 +506,13 @@ mod tests {
         })
     }
 
+    async fn sends_stored(store: &Store) -> i64 {
+        store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| r.get(0))?))
+            .await
+            .expect("count")
+    }
+
     #[actix_rt::test]
     async fn a_bad_write_fails_alone_and_the_rest_of_its_group_commits() {
         let (path, dir) = temp_db("bad-row");
@@ -533,14 +540,7 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![("bad", false), ("first", true), ("last", true)]);
         assert!(!store.is_failing(), "a bad row is not a failing disk");
-        let n = store
-            .read(|c| {
-                Ok(c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| {
-                    r.get::<_, i64>(0)
-                })?)
-            })
-            .await
-            .expect("count");
+        let n = sends_stored(&store).await;
         assert_eq!(n, 2);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -573,14 +573,7 @@ mod tests {
         // A flush retries the retained write at once: it commits, and the flag clears.
         store.flush().await.expect("everything committed");
         assert!(!store.is_failing());
-        let n = store
-            .read(|c| {
-                Ok(c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| {
-                    r.get::<_, i64>(0)
-                })?)
-            })
-            .await
-            .expect("count");
+        let n = sends_stored(&store).await;
         assert_eq!(n, 1, "nothing lost");
         let _ = std::fs::remove_dir_all(dir);
     }
