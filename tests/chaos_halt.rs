@@ -180,7 +180,13 @@ async fn a_kill_switch_recorded_while_down_holds_before_anything_is_sent() {
             "INSERT INTO orders(client_order_id, market, slot, side, price, size, state, created_at_ms, updated_at_ms)
                  VALUES ('mm-dead-1', 'ADAUSDM', 'buy0', 'buy', '0.4400', '100', 'pending_new', {old}, {old});
              INSERT INTO outbox(id, kind, market, client_order_id, slot, side, price, size, status, created_at_ms, next_attempt_at_ms)
-                 VALUES (1, 'place', 'ADAUSDM', 'mm-dead-1', 'buy0', 'buy', '0.4400', '100', 'pending', {old}, {old});"
+                 VALUES (1, 'place', 'ADAUSDM', 'mm-dead-1', 'buy0', 'buy', '0.4400', '100', 'pending', {old}, {old});
+             -- Killed between a cancel that collapsed a place never sent and the outbox's word
+             -- of it: the order waits to be cancelled, with no venue id and nothing in flight.
+             INSERT INTO orders(client_order_id, market, slot, side, price, size, state, created_at_ms, updated_at_ms)
+                 VALUES ('mm-dead-2', 'ADAUSDM', 'sell0', 'sell', '0.4600', '100', 'pending_cancel', {old}, {old});
+             INSERT INTO outbox(id, kind, market, client_order_id, slot, side, price, size, status, created_at_ms, next_attempt_at_ms)
+                 VALUES (2, 'place', 'ADAUSDM', 'mm-dead-2', 'sell0', 'sell', '0.4600', '100', 'superseded', {old}, {old});"
         ))
         .expect("a dead process's pending place");
     }
@@ -236,9 +242,10 @@ async fn a_kill_switch_recorded_while_down_holds_before_anything_is_sent() {
     assert_eq!(
         count(
             &conn,
-            "SELECT COUNT(*) FROM orders WHERE client_order_id = 'mm-dead-1' AND state = 'cancelled'"
+            "SELECT COUNT(*) FROM orders WHERE client_order_id IN ('mm-dead-1', 'mm-dead-2') AND state = 'cancelled'"
         ),
-        1
+        2,
+        "nothing of the dead process stays live"
     );
     // No order of the venue's is priced off the old decision.
     assert!(

@@ -44,8 +44,8 @@ fn a_second_instance_on_the_same_database_is_refused_naming_the_holder() {
         Duration::from_secs(30),
         || working(&db_path),
     );
-    let second = spawn_bot(&config, &db_path, &[]);
-    let (code, stderr, took) = wait_exit(second, Duration::from_secs(10));
+    let mut second = spawn_bot(&config, &db_path, &[]);
+    let (code, stderr, took) = wait_exit(&mut second, Duration::from_secs(10));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(took < Duration::from_secs(5), "refused at once: {took:?}");
     assert!(
@@ -215,6 +215,13 @@ fn kill_restart_loop(dir: &TempDir, restarts: usize) -> (WireMock, std::path::Pa
     (mock, db_path)
 }
 
+/// The least time between an action and the fifth after it, as the venue received them: at
+/// most five per second holds while this is ≥ 1000 ms.
+fn tightest_six(mock: &WireMock) -> i64 {
+    let t: Vec<i64> = mock.arrivals().iter().map(|(t, _)| *t).collect();
+    t.windows(6).map(|w| w[5] - w[0]).min().unwrap_or(i64::MAX)
+}
+
 /// What must hold after any number of kill -9 restarts: the budget at the venue, nothing left
 /// open, every venue order known and none of them mistaken for rejected, every venue trade
 /// stored once, the position equal to the venue's.
@@ -286,11 +293,12 @@ fn the_budget_holds_at_the_venue_across_kill_9_restarts() {
     let dir = TempDir::new("chaos-restarts");
     let (mock, db_path) = kill_restart_loop(&dir, 10);
     assert_survived_restarts(&mock, &db_path, 5);
+    let fills = mock.state.lock().expect("state").fills().len();
     println!(
-        "10 kill -9 restarts: {} actions at the venue, at most {} in one second, {} fills",
+        "10 kill -9 restarts: {} actions at the venue, at most {} in one second (six actions span >= {} ms), {fills} fills",
         mock.arrivals().len(),
         mock.max_per_second(),
-        mock.state.lock().expect("state").fills().len()
+        tightest_six(&mock),
     );
 }
 
@@ -308,14 +316,17 @@ fn soak_kill_9_restarts() {
     let (mock, db_path) = kill_restart_loop(&dir, restarts);
     assert_survived_restarts(&mock, &db_path, 5);
     let conn = db(&db_path);
-    println!(
-        "soak: {restarts} kill -9 restarts in {:.1?}; venue: {} actions, at most {} in one second, {} orders, {} fills, {} open at the end; ours: {} orders, {} fills, {} outbox rows",
-        t0.elapsed(),
+    let venue_fills = mock.state.lock().expect("state").fills().len();
+    let tightest = tightest_six(&mock);
+    let (actions, max, orders, open) = (
         mock.arrivals().len(),
         mock.max_per_second(),
         mock.all_orders().len(),
-        mock.state.lock().expect("state").fills().len(),
         mock.open_orders(),
+    );
+    println!(
+        "soak: {restarts} kill -9 restarts in {:.1?}; venue: {actions} actions, at most {max} in one second (the 6th action of any run of six came >= {tightest} ms after the 1st), {orders} orders, {venue_fills} fills, {open} open at the end; ours: {} orders, {} fills, {} outbox rows",
+        t0.elapsed(),
         count(&conn, "SELECT COUNT(*) FROM orders"),
         count(&conn, "SELECT COUNT(*) FROM fills"),
         count(&conn, "SELECT COUNT(*) FROM outbox"),
@@ -346,21 +357,23 @@ fn a_full_disk_halts_with_reason_storage_cancels_at_the_venue_and_resumes_when_w
     let db_path = dir.path().join("full.db");
     // The bot ignores SIGXFSZ (as a process should not die of a full disk): writes past the
     // limit fail with EFBIG instead, which SQLite reports as an I/O error.
-    let mut bot = std::process::Command::new("sh")
-        .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
-        .arg(env!("CARGO_BIN_EXE_deltadefi-mm"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db_path)
-        .current_dir(repo_path(""))
-        .env("DELTADEFI_API_KEY", common::wire::KEY)
-        .env("DELTADEFI_TRADING_PASSCODE", common::wire::PASSCODE)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut bot = common::proc::Killed(
+        std::process::Command::new("sh")
+            .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_deltadefi-mm"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(&db_path)
+            .current_dir(repo_path(""))
+            .env("DELTADEFI_API_KEY", common::wire::KEY)
+            .env("DELTADEFI_TRADING_PASSCODE", common::wire::PASSCODE)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
     let log = LogTail::follow(&mut bot);
     wait_for(
         "orders resting at the venue",
@@ -451,7 +464,7 @@ fn cancels_unknown_at_a_crash_are_settled_at_the_next_start() {
         .expect("rows in flight at the crash");
     }
     // The next run settles them, quotes, and stops cleanly well inside its drain timeout.
-    let run = bin()
+    let mut run = bin()
         .args(["run", "--duration", "3s", "--config"])
         .arg(&config)
         .arg("--db")
@@ -459,7 +472,7 @@ fn cancels_unknown_at_a_crash_are_settled_at_the_next_start() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run");
-    let (code, stderr, took) = wait_exit(run, Duration::from_secs(30));
+    let (code, stderr, took) = wait_exit(&mut run, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         took < Duration::from_secs(8),

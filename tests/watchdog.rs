@@ -23,17 +23,19 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
     let db_path = dir.path().join("bot.db");
     let mut bot = spawn_bot(&config, &db_path, &[]);
     let bot_log = LogTail::follow(&mut bot);
-    let mut watchdog = bin()
-        .args(["watchdog", "--max-age", "2s", "--config"])
-        .arg(&config)
-        .arg("--db")
-        .arg(&db_path)
-        .env("DELTADEFI_API_KEY", KEY)
-        .env("DELTADEFI_TRADING_PASSCODE", PASSCODE)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("watchdog");
+    let mut watchdog = common::proc::Killed(
+        bin()
+            .args(["watchdog", "--max-age", "2s", "--config"])
+            .arg(&config)
+            .arg("--db")
+            .arg(&db_path)
+            .env("DELTADEFI_API_KEY", KEY)
+            .env("DELTADEFI_TRADING_PASSCODE", PASSCODE)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("watchdog"),
+    );
     let wd_log = LogTail::follow(&mut watchdog);
     wait_for(
         "orders resting at the venue",

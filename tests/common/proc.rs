@@ -17,25 +17,57 @@ pub fn bin() -> Command {
     c
 }
 
+/// A child process killed when the test drops it (a failing test must not leave a bot
+/// trading behind it).
+pub struct Killed(pub Child);
+
+impl std::ops::Deref for Killed {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // A stopped process must be continued to die of SIGKILL's reaping promptly.
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// `run` on `config` and `db` with the mock's secrets, stderr captured.
-pub fn spawn_bot(config: &std::path::Path, db: &std::path::Path, extra: &[&str]) -> Child {
-    bin()
-        .args(["run", "--config"])
-        .arg(config)
-        .arg("--db")
-        .arg(db)
-        .args(extra)
-        .env("DELTADEFI_API_KEY", super::wire::KEY)
-        .env("DELTADEFI_TRADING_PASSCODE", super::wire::PASSCODE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the bot")
+pub fn spawn_bot(config: &std::path::Path, db: &std::path::Path, extra: &[&str]) -> Killed {
+    Killed(
+        bin()
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--db")
+            .arg(db)
+            .args(extra)
+            .env("DELTADEFI_API_KEY", super::wire::KEY)
+            .env("DELTADEFI_TRADING_PASSCODE", super::wire::PASSCODE)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the bot"),
+    )
 }
 
 /// `deltadefi-mm mock-exchange` as its own process on a free port of 127.0.0.1, with the
 /// `config/staging-wire.yaml` markets and these secrets; returns once it accepts connections.
-pub fn spawn_mock_exchange(key: &str, passcode: &str) -> (Child, u16) {
+pub fn spawn_mock_exchange(key: &str, passcode: &str) -> (Killed, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -54,6 +86,7 @@ pub fn spawn_mock_exchange(key: &str, passcode: &str) -> (Child, u16) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Killed)
         .expect("mock-exchange");
     wait_for("the mock exchange up", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -72,7 +105,7 @@ pub fn signal_pid(pid: u32, sig: &str) {
 }
 
 /// Waits for `child` to exit within `limit`; returns its exit code and stderr.
-pub fn wait_exit(mut child: Child, limit: Duration) -> (Option<i32>, String, Duration) {
+pub fn wait_exit(child: &mut Child, limit: Duration) -> (Option<i32>, String, Duration) {
     let t0 = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

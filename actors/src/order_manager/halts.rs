@@ -94,9 +94,9 @@ impl OrderManager {
         }
     }
 
-    /// Orders still `pending_new` whose place can no longer be under way (its outbox row was
-    /// superseded, rejected or dead, or there is none): they never reached the venue, or the
-    /// venue's answer is unknown. Settled at load so that nothing stays pending forever.
+    /// Live orders without a venue id whose place can no longer be under way (its outbox row
+    /// was superseded, rejected or dead, or there is none): they never reached the venue, or
+    /// the venue's answer is unknown. Settled at load so that nothing stays live forever.
     pub(super) fn settle_unsent(&mut self, settled: Vec<(ClientOrderId, Option<String>)>) {
         for (id, place) in settled {
             match place.as_deref() {

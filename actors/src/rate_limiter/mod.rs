@@ -102,6 +102,11 @@ pub struct BudgetStats {
     pub seeded: bool,
 }
 
+/// How much later than recorded a send from SQLite is counted: the record is committed just
+/// before the write, and corrected to the write's moment just after it; a crash in between
+/// leaves a time early by the commit's latency.
+const SEED_SLACK_MS: i64 = 25;
+
 type PermitTx = oneshot::Sender<Result<Permit, PermitError>>;
 type SendTx = oneshot::Sender<Result<SendPermit, PermitError>>;
 
@@ -120,6 +125,8 @@ pub struct RateLimiter {
     sends: VecDeque<(SendRecord, SendTx)>,
     /// Places of a halted market are refused here without spending the budget.
     halt: Arc<HaltGate>,
+    /// A granted send's record is being committed; no other is granted meanwhile.
+    recording: bool,
     granted_total: u64,
     sends_total: u64,
     wake_scheduled: bool,
@@ -146,6 +153,7 @@ impl RateLimiter {
             seeded: false,
             sends: VecDeque::new(),
             halt,
+            recording: false,
             granted_total: 0,
             sends_total: 0,
             wake_scheduled: false,
@@ -164,6 +172,7 @@ impl RateLimiter {
         }
         self.wake_scheduled = false;
         self.send_wake = None;
+        self.recording = false;
     }
 
     /// Reads the sends of the last window from SQLite into the budget. Until it has, nothing
@@ -180,7 +189,11 @@ impl RateLimiter {
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     match res {
-                        Ok(times) => act.budget.seed(times),
+                        // A crash may have come between a record and its correction to the
+                        // moment of the write: count each a little later than recorded.
+                        Ok(times) => act
+                            .budget
+                            .seed(times.into_iter().map(|t| t + SEED_SLACK_MS)),
                         Err(e) => {
                             error!(cause = %e, "cannot read recent sends: assuming a full budget was just spent");
                             let now = now_ms();
@@ -228,7 +241,9 @@ impl RateLimiter {
     }
 
     fn pump_sends(&mut self, ctx: &mut Context<Self>) {
-        if !self.seeded {
+        // One send at a time: the next is decided only once the last one's record is committed
+        // and its sender let go, so that spacing holds between the moments requests are written.
+        if !self.seeded || self.recording {
             return;
         }
         self.sends.retain(|(_, tx)| !tx.is_closed());
@@ -242,56 +257,40 @@ impl RateLimiter {
         for (r, tx) in stopped {
             let _ = tx.send(Err(PermitError::Halted(r.market.to_string())));
         }
-        loop {
-            if self.sends.is_empty() {
-                return;
-            }
-            let now = now_ms();
-            let at = self.budget.earliest(now);
-            if at > now {
-                if let Some(h) = self.send_wake.take() {
-                    ctx.cancel_future(h);
-                }
-                let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
-                self.send_wake = Some(ctx.run_later(wait, |act, ctx| {
-                    act.send_wake = None;
-                    act.pump_sends(ctx);
-                }));
-                return;
-            }
-            let Some((mut record, tx)) = self.sends.pop_front() else {
-                return;
-            };
-            self.budget.record(now);
-            self.sends_total += 1;
-            record.sent_at_ms = now;
-            let used = self.budget.used_last_second(now);
-            crate::metrics::metrics()
-                .budget_used
-                .record(u64::from(used), &[]);
-            let is_cancel = record.kind.is_cancel();
-            // Durable before the write: the reply goes only once the record is committed.
-            self.store.write(
-                vec![Write::VenueSend(record)],
-                Some(Box::new(move |r| {
-                    let reply = match r {
-                        Ok(()) => Ok(SendPermit {
-                            sent_at_ms: now,
-                            recorded: true,
-                        }),
-                        Err(e) if is_cancel => {
-                            warn!(cause = %e, "send record not committed; the cancel goes anyway");
-                            Ok(SendPermit {
-                                sent_at_ms: now,
-                                recorded: false,
-                            })
-                        }
-                        Err(e) => Err(PermitError::NotRecorded(e)),
-                    };
-                    let _ = tx.send(reply);
-                })),
-            );
+        if self.sends.is_empty() {
+            return;
         }
+        let now = now_ms();
+        let at = self.budget.earliest(now);
+        if at > now {
+            if let Some(h) = self.send_wake.take() {
+                ctx.cancel_future(h);
+            }
+            let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+            self.send_wake = Some(ctx.run_later(wait, |act, ctx| {
+                act.send_wake = None;
+                act.pump_sends(ctx);
+            }));
+            return;
+        }
+        let Some((mut record, tx)) = self.sends.pop_front() else {
+            return;
+        };
+        self.recording = true;
+        record.sent_at_ms = now;
+        let me = ctx.address();
+        let recorded = record.clone();
+        // Durable before the write: the sender is let go only once the record is committed.
+        self.store.write(
+            vec![Write::VenueSend(record)],
+            Some(Box::new(move |r| {
+                me.do_send(SendRecorded {
+                    record: recorded,
+                    result: r,
+                    tx,
+                })
+            })),
+        );
     }
 }
 
@@ -327,6 +326,49 @@ impl Handler<AcquireSend> for RateLimiter {
         self.sends.push_back((msg.0, tx));
         self.pump_sends(ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(PermitError::Dropped)) })
+    }
+}
+
+/// The record of a granted send was committed (or not): let its sender go.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendRecorded {
+    record: SendRecord,
+    result: Result<(), String>,
+    tx: SendTx,
+}
+
+impl Handler<SendRecorded> for RateLimiter {
+    type Result = ();
+    fn handle(&mut self, msg: SendRecorded, ctx: &mut Context<Self>) {
+        self.recording = false;
+        let is_cancel = msg.record.kind.is_cancel();
+        let reply = match msg.result {
+            Err(e) if !is_cancel => Err(PermitError::NotRecorded(e)),
+            r => {
+                if let Err(e) = &r {
+                    warn!(cause = %e, "send record not committed; the cancel goes anyway");
+                }
+                // The moment the sender writes: this is what the budget spaces.
+                let now = now_ms();
+                self.budget.record(now);
+                self.sends_total += 1;
+                crate::metrics::metrics()
+                    .budget_used
+                    .record(u64::from(self.budget.used_last_second(now)), &[]);
+                if r.is_ok() && now != msg.record.sent_at_ms {
+                    // The record said when the send was granted; it goes out now.
+                    self.store
+                        .write(vec![Write::VenueSendAt(msg.record, now)], None);
+                }
+                Ok(SendPermit {
+                    sent_at_ms: now,
+                    recorded: r.is_ok(),
+                })
+            }
+        };
+        let _ = msg.tx.send(reply);
+        self.pump_sends(ctx);
     }
 }
 

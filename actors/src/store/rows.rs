@@ -48,6 +48,9 @@ pub enum Write {
     /// it at build time) on its outbox row and its order before the submit, so that a crash
     /// right after the submit can still be resolved by that id.
     VenueSend(SendRecord),
+    /// The send of this record was written at this moment (a little after it was granted and
+    /// recorded): the record's time is corrected to it.
+    VenueSendAt(SendRecord, i64),
     Balance {
         balance: Balance,
         ts_ms: i64,
@@ -251,6 +254,22 @@ impl Write {
                     )?
                     .execute(params![ours.as_str(), venue.as_str()])?;
                 }
+            }
+            Write::VenueSendAt(r, at) => {
+                tx.prepare_cached(
+                    "UPDATE outbox_sends SET sent_at_ms = ?1
+                     WHERE sent_at_ms = ?2 AND kind = ?3 AND market = ?4 AND outbox_id IS ?5
+                       AND attempt = ?6 AND source = ?7",
+                )?
+                .execute(params![
+                    at,
+                    r.sent_at_ms,
+                    r.kind.as_str(),
+                    r.market.as_str(),
+                    r.outbox_id,
+                    r.attempt,
+                    r.source
+                ])?;
             }
             Write::Balance { balance: b, ts_ms } => {
                 tx.prepare_cached(
@@ -503,9 +522,12 @@ pub fn sends_since(conn: &Connection, since_ms: i64) -> Result<Vec<i64>, StoreEr
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// What became of the place of each order still `pending_new`, for orders whose place can no
-/// longer be under way: (order, status of its place row, or `None` when it has none). Orders
-/// whose place is pending, in flight or unknown are not listed: the outbox settles them.
+/// Orders still live without a venue id whose place can no longer be under way, with what
+/// became of their place: (order, status of its latest place row, or `None` when it has none).
+/// A crash between a transition and the outbox's answer leaves such orders (`pending_new`, or
+/// `pending_cancel` when a cancel collapsed a place never sent); with no venue id no listing
+/// can settle them, so the next start does. Orders whose place is pending, in flight or
+/// unknown are not listed: the outbox settles them.
 ///
 /// # Errors
 /// SQLite errors.
@@ -516,7 +538,8 @@ pub fn settled_pending_places(
         "SELECT o.client_order_id,
                 (SELECT b.status FROM outbox b WHERE b.client_order_id = o.client_order_id
                    AND b.kind = 'place' ORDER BY b.id DESC LIMIT 1) AS place
-         FROM orders o WHERE o.state = 'pending_new'",
+         FROM orders o
+         WHERE o.state NOT IN ('filled', 'cancelled', 'rejected') AND o.venue_order_id IS NULL",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
