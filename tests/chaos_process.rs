@@ -382,15 +382,18 @@ fn a_full_disk_halts_with_reason_storage_cancels_at_the_venue_and_resumes_when_w
     );
     // The disk is full: no file of the process may grow past 16 KiB any more.
     set_file_size_limit(bot.id(), "16384");
+    let full = std::time::Instant::now();
     wait_for("the storage halt", Duration::from_secs(20), || {
         log.contains("reason=storage")
     });
+    let halted_in = full.elapsed();
     let halted_at = common::now_ms_approx();
     wait_for(
         "every order cancelled at the venue",
         Duration::from_secs(20),
         || mock.open_orders() == 0,
     );
+    let flat_in = full.elapsed();
     let places_after_halt = |mock: &WireMock| {
         mock.arrivals()
             .iter()
@@ -413,12 +416,18 @@ fn a_full_disk_halts_with_reason_storage_cancels_at_the_venue_and_resumes_when_w
     );
     // Space again: SQLite commits, the halt clears, quoting resumes.
     set_file_size_limit(bot.id(), "unlimited");
+    let room = std::time::Instant::now();
     wait_for("storage recovered", Duration::from_secs(20), || {
         log.contains("storage recovered")
     });
+    let recovered_in = room.elapsed();
     wait_for("quoting again", Duration::from_secs(30), || {
         mock.open_orders() > 0
     });
+    println!(
+        "disk full: halted {halted_in:?} and the venue flat {flat_in:?} after the limit; {restarts} actor restarts; SQLite commits again {recovered_in:?} after room came back, quoting {:?} after",
+        room.elapsed()
+    );
     signal_pid(bot.id(), "-TERM");
     let (code, _) = wait_code(&mut bot, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}", log.text());
