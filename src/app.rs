@@ -1,10 +1,10 @@
 //! The supervision tree: which actors start, with what, and how they are wired.
 //!
-//! Every actor runs under `actix::Supervisor`. The hot path (BinanceFeed → QuoteEngine →
-//! OrderManager ⇄ RiskGuard, and RateLimiter) shares the current arbiter; the venue side
-//! (OutboxWorker, DeltaDeFiGateway, AccountFeed, MockExchange) runs on a second arbiter, so
-//! that dispatching and venue I/O never delay a tick; SQLite runs on its own thread behind
-//! [`Store`]. In staging, MockExchange is the venue behind the gateway's and the account
+//! Every actor runs under [`supervision::start`] (panics become restarts, with backoff). The
+//! hot path (BinanceFeed → QuoteEngine → OrderManager ⇄ RiskGuard) shares the current arbiter;
+//! the venue side (RateLimiter, OutboxWorker, DeltaDeFiGateway, AccountFeed, MockExchange or
+//! the DeltaDeFi transports) runs on a second arbiter, so that dispatching, the budget and
+//! venue I/O never delay a tick; SQLite runs on its own thread behind [`Store`]. In staging, MockExchange is the venue behind the gateway's and the account
 //! feed's messages.
 
 use std::sync::Arc;
@@ -208,16 +208,18 @@ impl Pipeline {
         let symbols = cfg.reference_symbols();
         let run = run_id();
 
-        // The one budget every counted request passes, seeded from SQLite.
+        let venue_arbiter = Arbiter::new().handle();
+        // The one budget every counted request passes, seeded from SQLite. It lives on the
+        // venue side, with the outbox and the transports that ask it, off the tick path.
         let (rl_cfg, s, g) = (cfg.rate_limit.clone(), store.clone(), gate.clone());
-        let limiter = supervision::start("rate_limiter", &monitor, move |_| {
-            RateLimiter::new(&rl_cfg, s, g)
-        });
+        let limiter =
+            supervision::start_in_arbiter(&venue_arbiter, "rate_limiter", &monitor, move |_| {
+                RateLimiter::new(&rl_cfg, s, g)
+            });
         reg.sends.bind(limiter.clone().recipient());
         let send_wait = Duration::from_millis(cfg.rate_limit.max_send_wait_ms);
         let send_gate = SendGate::new(limiter.clone().recipient(), gate.clone(), send_wait);
 
-        let venue_arbiter = Arbiter::new().handle();
         let (mut mock, mut rest, mut stream_cfg_later) = (None, None, None);
         match access {
             VenueAccess::InProcess => {

@@ -71,6 +71,11 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
     cfg.mock_exchange.actions_per_second = 0;
     cfg.feed.synthetic.interval_ms = 0;
     cfg.feed.synthetic.burst_probability = rust_decimal::Decimal::ZERO;
+    // At full speed the walk covers in one wall-clock second what the market does in hours:
+    // the reference guard (which still runs on every tick) must not read that as a jump.
+    cfg.feed.reference_guard.jump_limit_bps = rust_decimal::Decimal::from(10_000);
+    cfg.feed.reference_guard.confirm_ticks = 1;
+    cfg.feed.reference_guard.confirm_ms = 0;
     let report = actix::System::new().block_on(async move {
         let store = Store::open(&cfg.run.db_path)?;
         let spec = FeedSpec::Synthetic {

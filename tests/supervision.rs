@@ -254,7 +254,14 @@ async fn a_dead_actor_is_found_and_reported() {
     let fatal = p.monitor.fatal().expect("fatal");
     assert!(fatal.reason.contains("dead"), "{fatal}");
     assert!(
-        ["outbox_worker", "gateway", "account_feed", "mock_exchange"].contains(&fatal.actor),
+        [
+            "rate_limiter",
+            "outbox_worker",
+            "gateway",
+            "account_feed",
+            "mock_exchange"
+        ]
+        .contains(&fatal.actor),
         "{fatal}"
     );
 }

@@ -41,10 +41,14 @@ struct Held {
 
 #[derive(Debug, Clone, Default)]
 struct SymbolGuard {
-    /// Confirmed mids (receive ms, mid), oldest first, of the last second at least.
+    /// The first confirmed mid of each [`BUCKET_MS`] slice (receive ms, mid), oldest first,
+    /// back to the last second: at most ~21 entries whatever the tick rate.
     confirmed: VecDeque<(i64, Decimal)>,
     held: Option<Held>,
 }
+
+/// The anchor's time resolution: one confirmed mid is kept per slice of this many ms.
+const BUCKET_MS: i64 = 50;
 
 /// The reference guard of every symbol.
 #[derive(Debug, Clone)]
@@ -129,7 +133,16 @@ impl ReferenceGuard {
             }
         };
         match verdict {
-            Verdict::Pass => g.confirmed.push_back((now_ms, mid)),
+            Verdict::Pass => {
+                // The anchor is the oldest of the window: a slice keeps its first mid only.
+                let same_slice = g
+                    .confirmed
+                    .back()
+                    .is_some_and(|(t, _)| t.div_euclid(BUCKET_MS) == now_ms.div_euclid(BUCKET_MS));
+                if !same_slice {
+                    g.confirmed.push_back((now_ms, mid));
+                }
+            }
             Verdict::Hold => self.held_total += 1,
         }
         verdict
@@ -199,6 +212,16 @@ mod tests {
         assert_eq!(g.check(&sym(), d("0.50"), 3_000), Verdict::Hold);
         assert_eq!(g.check(&sym(), d("0.502"), 4_000), Verdict::Pass);
         assert_eq!(g.check(&sym(), d("0.503"), 4_010), Verdict::Pass);
+    }
+
+    #[test]
+    fn memory_stays_bounded_whatever_the_tick_rate() {
+        let mut g = guard();
+        for i in 0..100_000 {
+            g.check(&sym(), d("0.45"), i / 10); // ten ticks a millisecond for 10 s
+        }
+        let kept = g.symbols.get(&sym()).map_or(0, |s| s.confirmed.len());
+        assert!(kept <= 22, "{kept} confirmed mids kept");
     }
 
     #[test]
