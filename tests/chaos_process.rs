@@ -400,10 +400,16 @@ fn a_full_disk_halts_with_reason_storage_cancels_at_the_venue_and_resumes_when_w
             .filter(|(t, k)| *k == "place" && *t > halted_at + 200)
             .count()
     };
-    // No restart storm, no place while nothing can be recorded.
+    // No restart storm, no request storm (reads included), no place while nothing can be
+    // recorded.
     let seen = mock.arrivals().len();
+    let requests = mock.state.lock().expect("state").requests();
     mock.wait_ticks(75); // 1.5 s of the market at 20 ms a tick
-
+    let read = mock.state.lock().expect("state").requests() - requests;
+    assert!(
+        read <= 10,
+        "{read} REST requests in 1.5 s while storage failed"
+    );
     assert_eq!(places_after_halt(&mock), 0, "{}", log.text());
     assert!(
         mock.arrivals().len() <= seen + 2,
@@ -425,7 +431,7 @@ fn a_full_disk_halts_with_reason_storage_cancels_at_the_venue_and_resumes_when_w
         mock.open_orders() > 0
     });
     println!(
-        "disk full: halted {halted_in:?} and the venue flat {flat_in:?} after the limit; {restarts} actor restarts; SQLite commits again {recovered_in:?} after room came back, quoting {:?} after",
+        "disk full: halted {halted_in:?} and the venue flat {flat_in:?} after the limit; {restarts} actor restarts, {read} REST requests in 1.5 s of outage; SQLite commits again {recovered_in:?} after room came back, quoting {:?} after",
         room.elapsed()
     );
     signal_pid(bot.id(), "-TERM");

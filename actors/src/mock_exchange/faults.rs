@@ -78,6 +78,7 @@ pub(super) async fn guarded(
         if !st.authorized(&req) {
             return err(401, 4010, "unauthorized");
         }
+        st.requested();
         if let Some(kind) = counted_kind(req.path()) {
             st.arrived(kind);
         }

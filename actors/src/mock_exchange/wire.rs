@@ -71,6 +71,8 @@ pub struct WireState {
     arrivals: Vec<(i64, &'static str)>,
     /// bookTicker frames published so far.
     tickers: u64,
+    /// Authenticated REST requests received so far (reads included).
+    requests: u64,
     encrypted_key: String,
     key_hash: String,
     vkey: [u8; 32],
@@ -216,6 +218,7 @@ impl WireState {
             faults: VecDeque::new(),
             arrivals: Vec::new(),
             tickers: 0,
+            requests: 0,
             encrypted_key,
             key_hash,
             vkey,
@@ -341,6 +344,16 @@ impl WireState {
     pub(super) fn authorized(&self, req: &HttpRequest) -> bool {
         req.headers().get("x-api-key").and_then(|v| v.to_str().ok())
             == Some(self.cfg.api_key.as_str())
+    }
+
+    /// Counts one authenticated REST request (any path).
+    pub(super) fn requested(&mut self) {
+        self.requests += 1;
+    }
+
+    /// Authenticated REST requests received so far, reads included.
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// Records the arrival of a request the venue counts against the budget.
