@@ -97,16 +97,7 @@ fn a_newer_schema_and_a_missing_secret_are_refused_before_anything_changes() {
         99
     );
     // The kill switch still reaches it.
-    let out = bin()
-        .args(["kill", "--db"])
-        .arg(&db_path)
-        .output()
-        .expect("kill");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::proc::kill_switch(&db_path);
 
     // No DELTADEFI_API_KEY for a DeltaDeFi config: refused, no database created.
     let wire_db = dir.path().join("wire.db");

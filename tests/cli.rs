@@ -112,30 +112,12 @@ fn wait_db(db_path: &std::path::Path, what: &str, sql: &str) {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig} failed");
+    common::proc::signal_pid(child.id(), sig);
 }
 
 fn wait_exit(mut child: Child) -> (Option<i32>, String) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return (status.code(), err);
-        }
-        if t0.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the service did not exit within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (code, stderr, _) = common::proc::wait_exit(&mut child, Duration::from_secs(30));
+    (code, stderr)
 }
 
 #[test]
@@ -189,16 +171,7 @@ fn kill_switch_from_the_cli_halts_a_running_service() {
     let dir = TempDir::new("cli-kill");
     let db_path = dir.path().join("run.db");
     let child = spawn_quoting(&db_path);
-    let out = bin()
-        .args(["kill", "--db"])
-        .arg(&db_path)
-        .output()
-        .expect("kill");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::proc::kill_switch(&db_path);
     wait_db(
         &db_path,
         "the kill switch",

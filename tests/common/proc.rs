@@ -94,6 +94,16 @@ pub fn spawn_mock_exchange(key: &str, passcode: &str) -> (Killed, u16) {
     (mock, port)
 }
 
+/// `deltadefi-mm kill --db`: records the kill switch; asserts it was recorded.
+pub fn kill_switch(db: &std::path::Path) {
+    let out = bin().args(["kill", "--db"]).arg(db).output().expect("kill");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Sends `sig` (`-TERM`, `-KILL`, `-STOP`, ...) to `pid`.
 pub fn signal_pid(pid: u32, sig: &str) {
     let ok = Command::new("kill")
