@@ -57,23 +57,14 @@ pub fn feed_spec(cfg: &Config) -> anyhow::Result<FeedSpec> {
 
 /// The wire mock exchange for `cfg`'s markets and mock settings.
 pub fn wire_mock_config(cfg: &Config, api_key: String, passcode: String) -> WireMockConfig {
-    let m = &cfg.mock_exchange;
-    let ppm = (m.reject_probability * rust_decimal::Decimal::from(1_000_000)).trunc();
     WireMockConfig {
         api_key,
         passcode,
         markets: cfg.markets.iter().map(MarketRules::from).collect(),
-        params: MatchingParams {
-            maker_fee_bps: m.maker_fee_bps,
-            partial_fill_ratio: m.partial_fill_ratio,
-            fill_on_touch: m.fill_on_touch,
-            actions_per_second: cfg.mock_actions_per_second(),
-            reject_ppm: rust_decimal::prelude::ToPrimitive::to_u64(&ppm).unwrap_or(0),
-            seed: m.seed,
-            base_balance: m.base_balance,
-            quote_balance: m.quote_balance,
-        },
+        params: MatchingParams::from_config(&cfg.mock_exchange, cfg.mock_actions_per_second()),
         build_expiry_ms: 30_000,
+        validate_at_build: cfg.mock_exchange.validate_at_build,
+        depth_interval_ms: cfg.mock_exchange.depth_interval_ms,
         references: cfg
             .markets
             .iter()

@@ -48,14 +48,15 @@ fn start_mock(actions_per_second: u32) -> SocketAddr {
         params: MatchingParams {
             maker_fee_bps: d("10"),
             partial_fill_ratio: Decimal::ONE,
-            fill_on_touch: false,
             actions_per_second,
-            reject_ppm: 0,
             seed: 11,
             base_balance: d("10000"),
             quote_balance: d("10000"),
+            ..MatchingParams::default()
         },
         build_expiry_ms: 30_000,
+        validate_at_build: true,
+        depth_interval_ms: 1_000,
         references: vec![(MarketId("ADAUSDM".into()), "ADAUSDT".into())],
     };
     let (addr, _state, server) = serve(cfg, "127.0.0.1:0".parse().expect("addr")).expect("bind");

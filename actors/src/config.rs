@@ -531,6 +531,8 @@ pub struct MockExchangeConfig {
     /// Extra random latency on acknowledgements, 0..=this.
     pub latency_jitter_ms: u64,
     pub maker_fee_bps: Decimal,
+    /// Fee of an order's part that executes on arrival (DeltaDeFi documents 0.1 % for both).
+    pub taker_fee_bps: Decimal,
     /// Share of an order's size filled per reference tick that trades through it (0 < r ≤ 1).
     pub partial_fill_ratio: Decimal,
     /// Probability that a request fails with code 5000 (retryable).
@@ -541,6 +543,17 @@ pub struct MockExchangeConfig {
     pub actions_per_second: u32,
     pub base_balance: Decimal,
     pub quote_balance: Decimal,
+    /// Price levels per side of the other participants' simulated book, one tick apart from
+    /// the reference touch.
+    pub book_levels: u32,
+    /// Base size of each of those levels.
+    pub book_level_size: Decimal,
+    /// Check precision, minimum size, type and symbol when an order is built (as well as at
+    /// submit); false checks them only at submit. Which DeltaDeFi does is unconfirmed.
+    pub validate_at_build: bool,
+    /// The wire mock sends its depth snapshot at least this often even when nothing moved
+    /// (whether DeltaDeFi does is unconfirmed; it sends one on every change).
+    pub depth_interval_ms: u64,
 }
 
 impl Default for MockExchangeConfig {
@@ -550,12 +563,17 @@ impl Default for MockExchangeConfig {
             latency_ms: 20,
             latency_jitter_ms: 10,
             maker_fee_bps: Decimal::from(10),
+            taker_fee_bps: Decimal::from(10),
             partial_fill_ratio: Decimal::new(5, 1),
             reject_probability: Decimal::ZERO,
             fill_on_touch: false,
             actions_per_second: 0,
             base_balance: Decimal::from(20_000),
             quote_balance: Decimal::from(10_000),
+            book_levels: 5,
+            book_level_size: Decimal::from(1_000),
+            validate_at_build: true,
+            depth_interval_ms: 1_000,
         }
     }
 }
@@ -872,6 +890,20 @@ impl Config {
         );
         c.non_negative(m.base_balance, "mock_exchange.base_balance");
         c.non_negative(m.quote_balance, "mock_exchange.quote_balance");
+        c.non_negative(m.taker_fee_bps, "mock_exchange.taker_fee_bps");
+        c.range_u64(
+            u64::from(m.book_levels),
+            1,
+            100,
+            "mock_exchange.book_levels",
+        );
+        c.positive(m.book_level_size, "mock_exchange.book_level_size");
+        c.range_u64(
+            m.depth_interval_ms,
+            10,
+            600_000,
+            "mock_exchange.depth_interval_ms",
+        );
         c.range_u64(
             self.run.status_interval_s,
             0,

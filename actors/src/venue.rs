@@ -226,3 +226,14 @@ impl VenueRequest {
         })
     }
 }
+
+/// One price level of a book: (price, base quantity).
+pub type Level = (Decimal, Decimal);
+
+/// A venue's order book as its depth stream reports it: bids best (highest) first, asks best
+/// (lowest) first. The venue's own snapshot, our orders included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
+}

@@ -48,17 +48,7 @@ impl MockExchange {
         actions_per_second: u32,
         gate: SendGate,
     ) -> Self {
-        let ppm = (cfg.reject_probability * rust_decimal::Decimal::from(1_000_000)).trunc();
-        let params = MatchingParams {
-            maker_fee_bps: cfg.maker_fee_bps,
-            partial_fill_ratio: cfg.partial_fill_ratio,
-            fill_on_touch: cfg.fill_on_touch,
-            actions_per_second,
-            reject_ppm: rust_decimal::prelude::ToPrimitive::to_u64(&ppm).unwrap_or(0),
-            seed: cfg.seed,
-            base_balance: cfg.base_balance,
-            quote_balance: cfg.quote_balance,
-        };
+        let params = MatchingParams::from_config(cfg, actions_per_second);
         Self {
             reg,
             core: MatchingCore::new(params, markets.iter().map(MarketRules::from).collect()),
