@@ -16,7 +16,7 @@ use mm_actors::binance_feed::source::ReplayFile;
 use mm_actors::binance_feed::{BinanceFeed, FeedSpec};
 use mm_actors::config::{Config, FeedSource, VenueKind};
 use mm_actors::deltadefi::rest::{DeltaDeFiRest, RestConfig};
-use mm_actors::deltadefi::stream::{DeltaDeFiAccountStream, StreamConfig};
+use mm_actors::deltadefi::stream::{DeltaDeFiStream, StreamConfig};
 use mm_actors::gateway::DeltaDeFiGateway;
 use mm_actors::halt_gate::HaltGate;
 use mm_actors::mock_exchange::MockExchange;
@@ -31,6 +31,7 @@ use mm_actors::registry::{Reg, Registry};
 use mm_actors::risk_guard::{HaltForShutdown, RiskGuard};
 use mm_actors::store::Store;
 use mm_actors::supervision::{self, ActorHealth, Fatal, GetHealth, Monitor};
+use mm_actors::venue_book::VenueBooks;
 use zeroize::Zeroizing;
 
 /// Builds the feed spec of the config (loading a replay file).
@@ -94,7 +95,9 @@ pub struct Pipeline {
     pub account: Addr<AccountFeed>,
     pub mock: Option<Addr<MockExchange>>,
     pub rest: Option<Addr<DeltaDeFiRest>>,
-    pub stream: Option<Addr<DeltaDeFiAccountStream>>,
+    pub stream: Option<Addr<DeltaDeFiStream>>,
+    /// One depth stream per market (DeltaDeFi only; the mock in process writes the books).
+    pub depth_streams: Vec<Addr<DeltaDeFiStream>>,
 }
 
 /// How the service reaches its venue: the in-process mock, or DeltaDeFi with the secrets
@@ -121,6 +124,8 @@ impl std::fmt::Debug for VenueAccess {
 pub enum StartError {
     #[error("environment variable {0} is required by gateway.venue: deltadefi")]
     MissingSecret(&'static str),
+    #[error("cannot adopt the venue's market rules: {0}")]
+    MarketRules(String),
 }
 
 /// Environment variable holding the DeltaDeFi API key.
@@ -155,6 +160,76 @@ impl VenueAccess {
     }
 }
 
+/// Fills the precision and minimums each market's config leaves unset, and returns one line
+/// per adopted value (printed at start). DeltaDeFi: `price_max_dp` and `base_token.max_qty_dp`
+/// from `/app/market-config`, read once now (only when something is unset); the minimums
+/// from the documented rule (the market config has no field for them). The in-process mock:
+/// its defaults. The adopted config is validated again.
+///
+/// # Errors
+/// [`StartError::MarketRules`]: the venue could not be read, does not list a market, or gave
+/// values the config's rules refuse (named).
+pub async fn adopt_venue_rules(
+    cfg: &mut Config,
+    access: &VenueAccess,
+) -> Result<Vec<String>, StartError> {
+    let unset = |m: &mm_actors::config::MarketConfig| {
+        m.price_decimals.is_none()
+            || m.size_decimals.is_none()
+            || m.min_order_size.is_none()
+            || m.min_order_notional.is_none()
+    };
+    if !cfg.markets.iter().any(unset) {
+        return Ok(Vec::new());
+    }
+    let mut adopted = Vec::new();
+    match access {
+        VenueAccess::InProcess => {
+            for m in &mut cfg.markets {
+                adopted.extend(m.adopt(
+                    mm_actors::config::DEFAULT_PRICE_DECIMALS,
+                    mm_actors::config::DEFAULT_SIZE_DECIMALS,
+                    "the in-process mock's market config",
+                ));
+            }
+        }
+        VenueAccess::DeltaDeFi { api_key, .. } => {
+            let (base, _) = cfg.gateway.deltadefi.urls();
+            let timeout = Duration::from_millis(cfg.gateway.request_timeout_ms);
+            let mc =
+                mm_actors::deltadefi::rest::fetch_market_config(&base, api_key.clone(), timeout)
+                    .await
+                    .map_err(|e| StartError::MarketRules(format!("GET /app/market-config: {e}")))?;
+            for m in cfg.markets.iter_mut().filter(|m| unset(m)) {
+                let pair = mc
+                    .trading_pairs
+                    .iter()
+                    .find(|p| p.symbol == m.market.as_str())
+                    .ok_or_else(|| {
+                        StartError::MarketRules(format!(
+                            "market {} is not listed by /app/market-config",
+                            m.market
+                        ))
+                    })?;
+                adopted.extend(m.adopt(
+                    pair.price_max_dp,
+                    pair.base_token.max_qty_dp,
+                    "/app/market-config",
+                ));
+            }
+        }
+    }
+    let violations = cfg.validate();
+    if !violations.is_empty() {
+        let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Err(StartError::MarketRules(format!(
+            "with the adopted values, {}",
+            list.join("; ")
+        )));
+    }
+    Ok(adopted)
+}
+
 /// A unique id for this process's client order ids (base-36 start time in ms).
 pub fn run_id() -> String {
     let mut n = u64::try_from(mm_actors::types::now_ms()).unwrap_or(0);
@@ -185,7 +260,11 @@ impl Pipeline {
         // Closed for every market until RiskGuard has loaded and decided; closed at once by a
         // failing store or a fatal condition.
         let gate = HaltGate::new(market_ids.iter().cloned(), store.failing_flag());
-        let reg: Reg = Arc::new(Registry::new(gate.clone()));
+        let books = Arc::new(VenueBooks::new(
+            market_ids.iter().cloned(),
+            cfg.venue_book.max_age_ms,
+        ));
+        let reg: Reg = Arc::new(Registry::new(gate.clone(), books));
         let monitor = Monitor::new();
         {
             let (gate, reg) = (gate.clone(), reg.clone());
@@ -202,14 +281,24 @@ impl Pipeline {
         let venue_arbiter = Arbiter::new().handle();
         // The one budget every counted request passes, seeded from SQLite. It lives on the
         // venue side, with the outbox and the transports that ask it, off the tick path.
-        let (rl_cfg, s, g) = (cfg.rate_limit.clone(), store.clone(), gate.clone());
+        let (rl_cfg, s, g, b) = (
+            cfg.rate_limit.clone(),
+            store.clone(),
+            gate.clone(),
+            reg.books.clone(),
+        );
         let limiter =
             supervision::start_in_arbiter(&venue_arbiter, "rate_limiter", &monitor, move |_| {
-                RateLimiter::new(&rl_cfg, s, g)
+                RateLimiter::new(&rl_cfg, s, g.clone(), b.clone())
             });
         reg.sends.bind(limiter.clone().recipient());
         let send_wait = Duration::from_millis(cfg.rate_limit.max_send_wait_ms);
-        let send_gate = SendGate::new(limiter.clone().recipient(), gate.clone(), send_wait);
+        let send_gate = SendGate::new(
+            limiter.clone().recipient(),
+            gate.clone(),
+            reg.books.clone(),
+            send_wait,
+        );
 
         let (mut mock, mut rest, mut stream_cfg_later) = (None, None, None);
         match access {
@@ -346,10 +435,20 @@ impl Pipeline {
         reg.venue_events.bind(account.clone().recipient());
         // The account stream connects at once and asks for a resync: start it once every
         // peer is bound.
+        let mut depth_streams = Vec::new();
         let stream = stream_cfg_later.map(|stream_cfg| {
+            for m in &cfg.markets {
+                let (rg, sc, market) = (reg.clone(), stream_cfg.clone(), m.market.clone());
+                depth_streams.push(supervision::start_in_arbiter(
+                    &venue_arbiter,
+                    "depth_stream",
+                    &monitor,
+                    move |_| DeltaDeFiStream::depth(rg, sc, market),
+                ));
+            }
             let rg = reg.clone();
             supervision::start_in_arbiter(&venue_arbiter, "account_stream", &monitor, move |_| {
-                DeltaDeFiAccountStream::new(rg, stream_cfg)
+                DeltaDeFiStream::account(rg, stream_cfg)
             })
         });
 
@@ -370,6 +469,7 @@ impl Pipeline {
             mock,
             rest,
             stream,
+            depth_streams,
         };
         pipeline.watch_liveness();
         Ok(pipeline)
@@ -417,6 +517,9 @@ impl Pipeline {
         }
         if let Some(s) = &self.stream {
             h!("account_stream", s);
+        }
+        for s in &self.depth_streams {
+            h!("depth_stream", s);
         }
         out
     }

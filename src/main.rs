@@ -176,12 +176,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "intents": r.intents,
                         "targets": r.targets,
                         "elapsed_s": r.elapsed_s,
+                        "venue_rejects": r.venue_rejects,
+                        "crosses_clamped": r.crosses_clamped,
+                        "crosses_skipped": r.crosses_skipped,
                     }))?
                 );
             } else {
                 println!(
                     "ticks {} in {:.3} s = {:.0} ticks/s; targets {}; intents {}\n\
-                     tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\npeak RSS {:.1} MB",
+                     tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\npeak RSS {:.1} MB\n\
+                     venue rejects {:?}; post-only crosses avoided: {} clamped, {} skipped",
                     r.ticks,
                     r.elapsed_s,
                     r.ticks_per_sec,
@@ -190,7 +194,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     r.latency_us.p50,
                     r.latency_us.p99,
                     r.latency_us.p999,
-                    r.peak_rss_mb
+                    r.peak_rss_mb,
+                    r.venue_rejects,
+                    r.crosses_clamped,
+                    r.crosses_skipped
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -364,6 +371,20 @@ fn run(
     let drain = Duration::from_millis(cfg.run.drain_timeout_ms);
     let status_every = cfg.run.status_interval_s;
     let outcome = actix::System::new().block_on(async move {
+        let mut cfg = cfg;
+        match app::adopt_venue_rules(&mut cfg, &access).await {
+            Ok(adopted) => {
+                for line in adopted {
+                    println!("adopted {line}");
+                    info!(target: "config", "adopted {line}");
+                }
+            }
+            Err(e) => {
+                error!(cause = %e, "cannot start");
+                actix::System::current().stop();
+                return Outcome::Refused;
+            }
+        }
         let p = match app::Pipeline::start(&cfg, store, spec, access) {
             Ok(p) => p,
             Err(e) => {

@@ -28,6 +28,24 @@ pub struct MarketStatus {
     pub fills: u64,
     pub inventory: Decimal,
     pub pnl: Decimal,
+    /// The venue's own book beside ours (live only: the database does not keep it).
+    pub venue: Option<VenueStatus>,
+}
+
+/// The venue's touch and what was done about it, per market.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VenueStatus {
+    pub bid: Option<Decimal>,
+    pub ask: Option<Decimal>,
+    /// Since the last depth snapshot (`None`: none, or the stream is down).
+    pub age_ms: Option<i64>,
+    /// How far the reference lies outside the others' touch (`None`: not known).
+    pub divergence_bps: Option<Decimal>,
+    /// Quotes kept behind the venue's opposite touch, and places skipped at the write.
+    pub clamped: u64,
+    pub skipped: u64,
+    /// Places RiskGuard denied for want of funds.
+    pub denied_funds: u64,
 }
 
 fn opt(d: Option<Decimal>) -> String {
@@ -37,7 +55,7 @@ fn opt(d: Option<Decimal>) -> String {
 impl MarketStatus {
     /// The one-line rendering.
     pub fn line(&self, budget_used: u32, budget: u32) -> String {
-        format!(
+        let mut line = format!(
             "{} {} ref_mid={} bid={} ask={} working={} fills={} inventory={} pnl={} budget={}/{}s",
             self.market,
             self.state,
@@ -50,7 +68,23 @@ impl MarketStatus {
             self.pnl.round_dp(4),
             budget_used,
             budget
-        )
+        );
+        if let Some(v) = &self.venue {
+            let _ = write!(
+                line,
+                " venue={}/{} age={} divergence={} avoided={}+{} unfunded={}",
+                opt(v.bid),
+                opt(v.ask),
+                v.age_ms
+                    .map_or_else(|| "-".to_string(), |a| format!("{a}ms")),
+                v.divergence_bps
+                    .map_or_else(|| "-".to_string(), |d| format!("{}bps", d.round_dp(1))),
+                v.clamped,
+                v.skipped,
+                v.denied_funds
+            );
+        }
+        line
     }
 }
 
@@ -60,6 +94,7 @@ pub async fn live(p: &Pipeline) -> (Vec<MarketStatus>, u32, u32) {
     let orders = p.orders.send(GetOrderStats).await.unwrap_or_default();
     let risk = p.risk.send(GetRiskStats).await.unwrap_or_default();
     let budget = p.limiter.send(GetBudget).await.unwrap_or_default();
+    let now = mm_actors::types::now_ms();
     let out = quotes
         .into_iter()
         .map(|q| {
@@ -75,6 +110,26 @@ pub async fn live(p: &Pipeline) -> (Vec<MarketStatus>, u32, u32) {
                 fills: o.map_or(0, |o| o.fills),
                 inventory: r.map_or(Decimal::ZERO, |r| r.position),
                 pnl: r.map_or(Decimal::ZERO, |r| r.pnl),
+                venue: Some({
+                    let v = p.reg.books.view(&q.market, now);
+                    VenueStatus {
+                        bid: v.bid,
+                        ask: v.ask,
+                        age_ms: v.age_ms,
+                        divergence_bps: r.and_then(|r| r.divergence_bps),
+                        clamped: v.clamped,
+                        skipped: v.skipped,
+                        denied_funds: r.map_or(0, |r| {
+                            r.denials_by_reason
+                                .iter()
+                                .filter(|(why, _)| {
+                                    matches!(**why, "insufficient_funds" | "no_balance")
+                                })
+                                .map(|(_, n)| *n)
+                                .sum()
+                        }),
+                    }
+                }),
             }
         })
         .collect();
@@ -195,6 +250,7 @@ pub fn from_db(path: &Path) -> Result<DbStatus, StatusError> {
             inventory: pos.qty,
             pnl: pos.pnl(ref_mid).unwrap_or_default(),
             market,
+            venue: None,
         });
     }
     out.max_actions_per_second = max_actions_per_second(&conn).map_err(q)?;

@@ -49,7 +49,10 @@ fn probe_registry() -> (
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let probe = Probe { ticks: tx }.start();
-    let reg = Arc::new(Registry::new(HaltGate::open_for_tests([])));
+    let reg = Arc::new(Registry::new(
+        HaltGate::open_for_tests([]),
+        Arc::new(mm_actors::venue_book::VenueBooks::new([], 10_000)),
+    ));
     reg.ticks_to_quotes.bind(probe.clone().recipient());
     reg.feed_health.bind(probe.recipient());
     (reg, rx)

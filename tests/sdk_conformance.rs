@@ -55,7 +55,11 @@ fn the_official_sdk_works_against_the_wire_mock() {
     let failed: Vec<&serde_json::Value> = results.iter().filter(|r| r["ok"] != true).collect();
     assert!(failed.is_empty(), "failed checks: {failed:?}");
     // Every group of the script ran: a silently skipped section would leave fewer checks.
-    assert!(results.len() >= 45, "only {} checks ran:\n{stdout}", results.len());
+    assert!(
+        results.len() >= 45,
+        "only {} checks ran:\n{stdout}",
+        results.len()
+    );
     for must in [
         "post_order without post_only: accepted (post_only defaults to false)",
         "crossing limit order without post_only: executes as taker at the book",

@@ -96,6 +96,13 @@ async fn trades_over_the_wire_and_survives_a_dropped_account_stream() {
         fills_at_venue(before + 2),
     )
     .await;
+    // The venue's depth stream reached the bot's book of the venue.
+    let market = cfg.markets[0].market.clone();
+    let view = p.reg.books.view(&market, mm_actors::types::now_ms());
+    assert!(
+        view.bid.is_some() && view.ask.is_some() && view.age_ms.is_some(),
+        "the venue's book over the depth stream: {view:?}"
+    );
     assert!(
         p.shutdown(Duration::from_secs(20)).await,
         "drains over the wire"
@@ -127,6 +134,15 @@ async fn trades_over_the_wire_and_survives_a_dropped_account_stream() {
     );
     assert_settled(&conn);
     assert_eq!(state.lock().expect("state").open_order_count(), 0);
+    // A 6 bps spread around a walk with bursts: none of our post-only places crossed the
+    // venue's book (each would have been a wasted action answered 4104).
+    let rejects = state.lock().expect("state").rejects().clone();
+    let view = p.reg.books.view(&market, mm_actors::types::now_ms());
+    println!(
+        "venue rejects {rejects:?}; crosses avoided: {} clamped, {} skipped",
+        view.clamped, view.skipped
+    );
+    assert_eq!(rejects.get(&4104), None, "post-only rejects: {rejects:?}");
     assert!(
         count(
             &conn,

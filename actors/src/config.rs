@@ -34,7 +34,23 @@ pub struct Config {
     #[serde(default)]
     pub mock_exchange: MockExchangeConfig,
     #[serde(default)]
+    pub venue_book: VenueBookConfig,
+    #[serde(default)]
     pub telemetry: TelemetryConfig,
+}
+
+/// The venue's own order book (DeltaDeFi's depth stream, or the mock in process).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueBookConfig {
+    /// A snapshot older than this is not used (no clamp, no divergence check) and shows stale.
+    pub max_age_ms: u64,
+}
+
+impl Default for VenueBookConfig {
+    fn default() -> Self {
+        Self { max_age_ms: 10_000 }
+    }
 }
 
 /// OpenTelemetry export. With no endpoint (here or in `OTEL_EXPORTER_OTLP_ENDPOINT`),
@@ -165,15 +181,82 @@ pub struct MarketConfig {
     pub skew_bps_at_max_position: Decimal,
     /// A working order is kept while its price is within this many bps of the desired price.
     pub requote_tolerance_bps: Decimal,
-    /// Venue price decimals (DeltaDeFi `price_max_dp`).
-    pub price_decimals: u32,
-    /// Venue size decimals (DeltaDeFi `base_token.max_qty_dp`).
-    pub size_decimals: u32,
-    /// Minimum base size of one order.
-    pub min_order_size: Decimal,
-    /// Minimum quote notional of one order.
+    /// Venue price decimals (DeltaDeFi `price_max_dp`). Unset: adopted from the venue's
+    /// `/app/market-config` at start (the mock in process: [`DEFAULT_PRICE_DECIMALS`]).
     #[serde(default)]
-    pub min_order_notional: Decimal,
+    pub price_decimals: Option<u32>,
+    /// Venue size decimals (DeltaDeFi `base_token.max_qty_dp`). Unset: adopted like
+    /// `price_decimals` ([`DEFAULT_SIZE_DECIMALS`]).
+    #[serde(default)]
+    pub size_decimals: Option<u32>,
+    /// Minimum base size of one order. Unset: the venue's documented rule, 5 ADA (the
+    /// market config has no field for it).
+    #[serde(default)]
+    pub min_order_size: Option<Decimal>,
+    /// Minimum quote notional of one order. Unset: the documented rule, 5 USDM.
+    #[serde(default)]
+    pub min_order_notional: Option<Decimal>,
+}
+
+/// Price decimals when neither the config nor the venue says (DeltaDeFi's documented example).
+pub const DEFAULT_PRICE_DECIMALS: u32 = 4;
+/// Size decimals when neither the config nor the venue says (ADA's `max_qty_dp`).
+pub const DEFAULT_SIZE_DECIMALS: u32 = 2;
+
+/// DeltaDeFi's documented minimum order: "at least 5 ADA", and 5 USD equivalent (the spec
+/// keeps both). `/app/market-config` has no field for either.
+pub fn documented_minimum() -> Decimal {
+    Decimal::from(5)
+}
+
+impl MarketConfig {
+    /// Price decimals in force: the config's, else the default.
+    pub fn price_dp(&self) -> u32 {
+        self.price_decimals.unwrap_or(DEFAULT_PRICE_DECIMALS)
+    }
+
+    /// Size decimals in force.
+    pub fn size_dp(&self) -> u32 {
+        self.size_decimals.unwrap_or(DEFAULT_SIZE_DECIMALS)
+    }
+
+    /// Minimum base size in force.
+    pub fn min_size(&self) -> Decimal {
+        self.min_order_size.unwrap_or_else(documented_minimum)
+    }
+
+    /// Minimum quote notional in force.
+    pub fn min_notional(&self) -> Decimal {
+        self.min_order_notional.unwrap_or_else(documented_minimum)
+    }
+
+    /// Fills what the config left unset from the venue's market config (`price_max_dp`,
+    /// `max_qty_dp`) and the documented minimums. Returns one line per adopted value.
+    pub fn adopt(&mut self, price_max_dp: u32, max_qty_dp: u32, source: &str) -> Vec<String> {
+        let mut adopted = Vec::new();
+        let market = self.market.clone();
+        let mut line = |key: &str, value: String, from: &str| {
+            adopted.push(format!("markets[{market}].{key} = {value} (from {from})"));
+        };
+        if self.price_decimals.is_none() {
+            self.price_decimals = Some(price_max_dp);
+            line("price_decimals", price_max_dp.to_string(), source);
+        }
+        if self.size_decimals.is_none() {
+            self.size_decimals = Some(max_qty_dp);
+            line("size_decimals", max_qty_dp.to_string(), source);
+        }
+        let rule = "DeltaDeFi's documented minimum; the market config has no field";
+        if self.min_order_size.is_none() {
+            self.min_order_size = Some(documented_minimum());
+            line("min_order_size", documented_minimum().to_string(), rule);
+        }
+        if self.min_order_notional.is_none() {
+            self.min_order_notional = Some(documented_minimum());
+            line("min_order_notional", documented_minimum().to_string(), rule);
+        }
+        adopted
+    }
 }
 
 fn one_u8() -> u8 {
@@ -355,6 +438,17 @@ pub struct RiskConfig {
     pub daily_loss_limit: Decimal,
     /// Period of the staleness and kill-switch checks.
     pub check_interval_ms: u64,
+    /// Quoting pauses (`reference_diverged`) while the Binance-derived fair price lies further
+    /// than this outside the venue's own touch (its book without our orders: below its best
+    /// bid or above its best ask; 0 inside it); it resumes below 80 % of it. 0 turns the check
+    /// off. Not the distance to the venue's mid: a thin venue book is wide, and quoting inside
+    /// its spread is the point.
+    pub max_reference_divergence_bps: Decimal,
+    /// Deny a place the account cannot fund (free quote for a buy's notional and fee, free base
+    /// for a sell), counting what our own live orders already lock.
+    pub check_capital: bool,
+    /// The fee rate a buy must be able to pay on top of its notional (DeltaDeFi: 0.1 %).
+    pub fee_bps: Decimal,
 }
 
 impl Default for RiskConfig {
@@ -366,6 +460,9 @@ impl Default for RiskConfig {
             price_band_bps: Decimal::from(200),
             daily_loss_limit: Decimal::from(100),
             check_interval_ms: 250,
+            max_reference_divergence_bps: Decimal::from(100),
+            check_capital: true,
+            fee_bps: Decimal::from(10),
         }
     }
 }
@@ -681,16 +778,17 @@ impl Config {
             );
             c.non_negative(m.skew_bps_at_max_position, k("skew_bps_at_max_position"));
             c.non_negative(m.requote_tolerance_bps, k("requote_tolerance_bps"));
-            c.range_u64(u64::from(m.price_decimals), 0, 12, k("price_decimals"));
-            c.range_u64(u64::from(m.size_decimals), 0, 12, k("size_decimals"));
-            c.non_negative(m.min_order_size, k("min_order_size"));
-            c.non_negative(m.min_order_notional, k("min_order_notional"));
+            c.range_u64(u64::from(m.price_dp()), 0, 12, k("price_decimals"));
+            c.range_u64(u64::from(m.size_dp()), 0, 12, k("size_decimals"));
+            c.non_negative(m.min_size(), k("min_order_size"));
+            c.non_negative(m.min_notional(), k("min_order_notional"));
             c.check(
-                m.order_size >= m.min_order_size,
+                m.order_size >= m.min_size(),
                 k("order_size"),
                 format!(
                     "must be >= min_order_size {} (got {})",
-                    m.min_order_size, m.order_size
+                    m.min_size(),
+                    m.order_size
                 ),
             );
         }
@@ -779,6 +877,26 @@ impl Config {
         c.positive(r.price_band_bps, "risk.price_band_bps");
         c.positive(r.daily_loss_limit, "risk.daily_loss_limit");
         c.range_u64(r.check_interval_ms, 10, 60_000, "risk.check_interval_ms");
+        c.check(
+            r.max_reference_divergence_bps >= Decimal::ZERO
+                && r.max_reference_divergence_bps <= Decimal::from(10_000),
+            "risk.max_reference_divergence_bps",
+            format!(
+                "must be in 0..=10000, 0 = off (got {})",
+                r.max_reference_divergence_bps
+            ),
+        );
+        c.check(
+            r.fee_bps >= Decimal::ZERO && r.fee_bps <= Decimal::from(1_000),
+            "risk.fee_bps",
+            format!("must be in 0..=1000 (got {})", r.fee_bps),
+        );
+        c.range_u64(
+            self.venue_book.max_age_ms,
+            100,
+            600_000,
+            "venue_book.max_age_ms",
+        );
         for (i, m) in self.markets.iter().enumerate() {
             c.check(
                 m.order_size <= r.max_order_size,

@@ -16,6 +16,7 @@
 //! - [`mock_exchange`]: MockExchange actor; [`mock_exchange::matching`] the simulated venue.
 //! - [`store`]: SQLite on its own thread, group commit, migrations, typed rows.
 //! - [`venue`]: transport-independent venue requests, replies, errors and events.
+//! - [`venue_book`]: the venue's own order book per market (depth stream), from any thread.
 //! - [`intent`], [`types`], [`config`], [`pricing_rules`]: shared domain types and configuration.
 //! - [`registry`]: late-bound peers; [`supervision`]: panic-to-restart with backoff, crash-loop
 //!   detection, health, fault injection.
@@ -58,3 +59,4 @@ pub mod supervision;
 pub mod trace;
 pub mod types;
 pub mod venue;
+pub mod venue_book;

@@ -31,6 +31,16 @@ pub struct Metrics {
     pub feed_age: Gauge<f64>,
     /// 0 ACTIVE, 1 REDUCING, 2 HALTED, by `market` (`mm.trading_state`).
     pub trading_state: Gauge<u64>,
+    /// Intents RiskGuard denied, by `market` and `reason` (`mm.risk.denials`).
+    pub denials: Counter<u64>,
+    /// How far the reference lies outside the venue's book, bps, by `market`
+    /// (`mm.reference.divergence`).
+    pub divergence: Gauge<f64>,
+    /// The venue's best bid and ask, by `market` and `side` (`mm.venue.touch`).
+    pub venue_touch: Gauge<f64>,
+    /// Quotes kept behind the venue's opposite touch (`stage` = `quote`: clamped or dropped
+    /// when priced; `send`: skipped right before the write), by `market` (`mm.post_only.avoided`).
+    pub avoided_crosses: Counter<u64>,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -86,6 +96,23 @@ pub fn metrics() -> &'static Metrics {
             trading_state: m
                 .u64_gauge("mm.trading_state")
                 .with_description("0 active, 1 reducing, 2 halted")
+                .build(),
+            denials: m
+                .u64_counter("mm.risk.denials")
+                .with_description("intents denied, by reason")
+                .build(),
+            divergence: m
+                .f64_gauge("mm.reference.divergence")
+                .with_unit("bps")
+                .with_description("reference outside the venue's book")
+                .build(),
+            venue_touch: m
+                .f64_gauge("mm.venue.touch")
+                .with_description("the venue's best bid and ask")
+                .build(),
+            avoided_crosses: m
+                .u64_counter("mm.post_only.avoided")
+                .with_description("post-only quotes kept from crossing the venue's book")
                 .build(),
         }
     })

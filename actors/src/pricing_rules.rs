@@ -22,10 +22,10 @@ impl From<&MarketConfig> for MarketRules {
     fn from(m: &MarketConfig) -> Self {
         Self {
             market: m.market.clone(),
-            price_decimals: m.price_decimals,
-            size_decimals: m.size_decimals,
-            min_order_size: m.min_order_size,
-            min_order_notional: m.min_order_notional,
+            price_decimals: m.price_dp(),
+            size_decimals: m.size_dp(),
+            min_order_size: m.min_size(),
+            min_order_notional: m.min_notional(),
             anchor_bps: m.anchor_bps,
         }
     }

@@ -19,6 +19,7 @@ use crate::quote_engine::{InventoryChanged, RequestRequote};
 use crate::rate_limiter::{AcquirePermit, AcquireSend};
 use crate::risk_guard::{BalancesUpdated, CheckIntents, FeedHealth, TradingStateChanged};
 use crate::venue::{VenueEvent, VenueRequest};
+use crate::venue_book::VenueBooks;
 
 /// A peer bound once.
 #[derive(Debug)]
@@ -61,11 +62,13 @@ where
     }
 }
 
-/// Every peer of every actor, and the halt gate they share.
+/// Every peer of every actor, and the shared state they read without a message hop.
 #[derive(Debug)]
 pub struct Registry {
     /// Whether a place may leave the process (RiskGuard opens and closes it).
     pub gate: Arc<HaltGate>,
+    /// The venue's own book per market (its depth stream writes, everyone reads).
+    pub books: Arc<VenueBooks>,
     pub ticks_to_quotes: Peer<TickReceived>,
     /// Staging only: the mock exchange follows the reference too.
     pub ticks_to_venue: Peer<TickReceived>,
@@ -99,10 +102,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry with every peer unbound, sharing `gate`.
-    pub fn new(gate: Arc<HaltGate>) -> Self {
+    /// A registry with every peer unbound, sharing `gate` and `books`.
+    pub fn new(gate: Arc<HaltGate>, books: Arc<VenueBooks>) -> Self {
         Self {
             gate,
+            books,
             ticks_to_quotes: Peer::default(),
             ticks_to_venue: Peer::default(),
             feed_health: Peer::default(),

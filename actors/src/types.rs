@@ -55,6 +55,17 @@ display_str!(
     TradeId
 );
 
+impl MarketId {
+    /// Base and quote asset names as the venue's balances name them: DeltaDeFi's pairs are
+    /// quoted in USDM (`ADAUSDM` → `ada`, `usdm`); anything else is all base, quote `quote`.
+    pub fn assets(&self) -> (String, String) {
+        match self.0.strip_suffix("USDM") {
+            Some(base) if !base.is_empty() => (base.to_ascii_lowercase(), "usdm".into()),
+            _ => (self.0.to_ascii_lowercase(), "quote".into()),
+        }
+    }
+}
+
 /// Order side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

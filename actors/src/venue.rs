@@ -206,8 +206,10 @@ impl VenueRequest {
     /// The send record of a request the venue counts against the budget (`None` for reads).
     pub fn send_record(&self, source: &'static str) -> Option<crate::store::rows::SendRecord> {
         use crate::intent::IntentKind;
-        let (kind, market, tag, venue_order) = match self {
-            VenueRequest::Place(o) => (IntentKind::Place, &o.market, o.tag, None),
+        let (kind, market, tag, post_only) = match self {
+            VenueRequest::Place(o) => {
+                (IntentKind::Place, &o.market, o.tag, Some((o.side, o.price)))
+            }
             VenueRequest::Cancel { market, tag, .. } => (IntentKind::Cancel, market, *tag, None),
             VenueRequest::CancelAll { market, tag } => (IntentKind::CancelAll, market, *tag, None),
             VenueRequest::Query { .. }
@@ -222,7 +224,8 @@ impl VenueRequest {
             outbox_id: tag.outbox_id,
             attempt: tag.attempt,
             source,
-            venue_order,
+            venue_order: None,
+            post_only,
         })
     }
 }

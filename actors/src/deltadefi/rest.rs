@@ -156,6 +156,26 @@ pub struct DeltaDeFiRest {
     health: ActorHealth,
 }
 
+/// Reads `GET /app/market-config` once, before the pipeline starts, so that the precision the
+/// config leaves unset can be adopted from the venue.
+///
+/// # Errors
+/// What went wrong, named: unreachable, no answer, a venue error or an unparsable body.
+pub async fn fetch_market_config(
+    base_url: &str,
+    api_key: Zeroizing<String>,
+    timeout: std::time::Duration,
+) -> Result<MarketConfigResponse, String> {
+    let http = Http {
+        client: awc::Client::builder().timeout(timeout).finish(),
+        base: base_url.trim_end_matches('/').to_string(),
+        key: Rc::new(api_key),
+    };
+    http.call::<(), _>(false, "/app/market-config", None)
+        .await
+        .map_err(describe)
+}
+
 impl DeltaDeFiRest {
     /// A transport for `cfg`. Call on the arbiter it will run on (awc is not `Send`).
     pub fn new(cfg: RestConfig) -> Self {
@@ -307,6 +327,7 @@ async fn place(
         attempt: o.tag.attempt,
         source: "outbox",
         venue_order: Some((venue_id.clone(), o.client_order_id.clone())),
+        post_only: Some((o.side, o.price)),
     };
     gate.acquire(record).await?;
     let submit = SubmitOrderRequest {

@@ -7,7 +7,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::types::{ClientOrderId, MAX_EXTERNAL, MarketId, Side, TradeId, VenueOrderId, in_range};
-use crate::venue::{Balance, Liquidity, VenueError, VenueFill, VenueOrder, VenueOrderStatus};
+use crate::venue::{
+    Balance, Depth, Liquidity, VenueError, VenueFill, VenueOrder, VenueOrderStatus,
+};
 
 /// A decimal sent as a JSON string or number, within ±[`MAX_EXTERNAL`].
 fn dec_any<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
@@ -310,6 +312,74 @@ pub enum AccountMessage {
     Other,
 }
 
+/// A depth-stream message (spec §2.3): a full snapshot, levels as JSON numbers (or strings),
+/// bids best first, asks best first; the symbol is the one in the stream's URL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DepthMessage {
+    #[serde(default)]
+    pub timestamp: Option<serde_json::Value>,
+    #[serde(default)]
+    pub bids: Vec<DepthLevel>,
+    #[serde(default)]
+    pub asks: Vec<DepthLevel>,
+}
+
+/// One level of a depth message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DepthLevel {
+    #[serde(deserialize_with = "dec_any")]
+    pub price: Decimal,
+    #[serde(deserialize_with = "dec_any")]
+    pub quantity: Decimal,
+}
+
+/// Levels of a depth snapshot kept per side.
+pub const DEPTH_LEVELS_KEPT: usize = 100;
+
+/// Why a depth snapshot is not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DepthError {
+    #[error("a level has a price or quantity that is not positive")]
+    NotPositive,
+    #[error("the book is crossed: best bid {bid} >= best ask {ask}")]
+    Crossed { bid: Decimal, ask: Decimal },
+}
+
+impl DepthMessage {
+    /// The book, sorted best first (whatever order it came in), at most
+    /// [`DEPTH_LEVELS_KEPT`] levels a side.
+    ///
+    /// # Errors
+    /// [`DepthError`]: a level that is not positive, or a crossed book; the snapshot is dropped.
+    pub fn into_depth(self) -> Result<Depth, DepthError> {
+        let level = |l: DepthLevel| {
+            (l.price > Decimal::ZERO && l.quantity > Decimal::ZERO)
+                .then_some((l.price, l.quantity))
+                .ok_or(DepthError::NotPositive)
+        };
+        let mut bids = self
+            .bids
+            .into_iter()
+            .map(level)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut asks = self
+            .asks
+            .into_iter()
+            .map(level)
+            .collect::<Result<Vec<_>, _>>()?;
+        bids.sort_by_key(|l| std::cmp::Reverse(l.0));
+        asks.sort_by_key(|l| l.0);
+        bids.truncate(DEPTH_LEVELS_KEPT);
+        asks.truncate(DEPTH_LEVELS_KEPT);
+        if let (Some(b), Some(a)) = (bids.first(), asks.first())
+            && b.0 >= a.0
+        {
+            return Err(DepthError::Crossed { bid: b.0, ask: a.0 });
+        }
+        Ok(Depth { bids, asks })
+    }
+}
+
 /// Why a wire object could not become a venue object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -596,5 +666,37 @@ mod tests {
             serde_json::to_string(&build).expect("json"),
             r#"{"symbol":"ADAUSDM","side":"buy","type":"limit","base_quantity":"100","price":"0.9300","post_only":true}"#
         );
+    }
+
+    #[test]
+    fn depth_snapshots_sorted_bounded_and_checked() {
+        let m: DepthMessage = serde_json::from_str(
+            r#"{"timestamp":1755747950587,"bids":[{"price":0.195,"quantity":30},{"price":0.2,"quantity":"5"}],
+                "asks":[{"price":0.3495,"quantity":50.65}]}"#,
+        )
+        .expect("parses");
+        let d = m.into_depth().expect("a book");
+        assert_eq!(d.bids, vec![(d_("0.2"), d_("5")), (d_("0.195"), d_("30"))]);
+        assert_eq!(d.asks, vec![(d_("0.3495"), d_("50.65"))]);
+        let crossed: DepthMessage = serde_json::from_str(
+            r#"{"bids":[{"price":0.5,"quantity":1}],"asks":[{"price":0.4,"quantity":1}]}"#,
+        )
+        .expect("parses");
+        assert!(matches!(
+            crossed.into_depth(),
+            Err(DepthError::Crossed { .. })
+        ));
+        let zero: DepthMessage =
+            serde_json::from_str(r#"{"bids":[{"price":0.5,"quantity":0}],"asks":[]}"#)
+                .expect("parses");
+        assert_eq!(zero.into_depth(), Err(DepthError::NotPositive));
+        assert!(
+            serde_json::from_str::<DepthMessage>(r#"{"bids":[{"price":1e27,"quantity":1}]}"#)
+                .is_err()
+        );
+    }
+
+    fn d_(s: &str) -> Decimal {
+        s.parse().expect("decimal")
     }
 }

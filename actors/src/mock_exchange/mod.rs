@@ -5,6 +5,10 @@
 //! (4290 beyond it), so a rate-limiter bug shows as rejects. Like every transport, it takes a
 //! counted request only through the [`SendGate`] (the budget, and the halt gate for places).
 //!
+//! Its order book (the others' simulated levels and our resting orders) reaches the service's
+//! [`crate::venue_book::VenueBooks`] after every change, one latency later, as DeltaDeFi's depth
+//! stream would bring it.
+//!
 //! The simulated exchange outlives a restart of this actor, as a real venue would.
 
 pub mod faults;
@@ -26,6 +30,12 @@ use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, MarketId, now_ms};
 use crate::venue::{VenueEvent, VenueFailure, VenueReply, VenueRequest};
 use matching::{MatchingCore, MatchingParams};
+
+/// Asks the simulated venue how many places it rejected, by venue error code (4104: a
+/// post-only order would have crossed).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "std::collections::BTreeMap<u32, u64>")]
+pub struct GetVenueRejects;
 
 /// The simulated venue.
 pub struct MockExchange {
@@ -66,6 +76,20 @@ impl MockExchange {
 
     fn on_restart(&mut self, _: &mut Context<Self>) {}
 
+    /// Shows `market`'s book as the venue's depth stream would: a full snapshot, after one
+    /// latency.
+    fn publish_depth(&self, market: &MarketId, ctx: &mut Context<Self>) {
+        let depth = self.core.depth(market);
+        if self.latency.is_zero() {
+            self.reg.books.set_depth(market, depth, now_ms());
+        } else {
+            let market = market.clone();
+            ctx.run_later(self.latency, move |act, _| {
+                act.reg.books.set_depth(&market, depth, now_ms());
+            });
+        }
+    }
+
     fn emit(&self, events: Vec<VenueEvent>, ctx: &mut Context<Self>) {
         if events.is_empty() {
             return;
@@ -89,6 +113,13 @@ impl MockExchange {
         ctx: &mut Context<Self>,
     ) -> Result<VenueReply, VenueFailure> {
         let now = now_ms();
+        let market = match &req {
+            VenueRequest::Place(o) => Some(o.market.clone()),
+            VenueRequest::Cancel { market, .. } | VenueRequest::CancelAll { market, .. } => {
+                Some(market.clone())
+            }
+            _ => None,
+        };
         let (reply, events) = match req {
             VenueRequest::Place(o) => {
                 let (order, ev) = self.core.place(&o, now)?;
@@ -127,6 +158,9 @@ impl MockExchange {
             VenueRequest::RecentTrades { .. } => (VenueReply::Trades(Vec::new()), Vec::new()),
         };
         self.emit(events, ctx);
+        if let Some(m) = market {
+            self.publish_depth(&m, ctx);
+        }
         Ok(reply)
     }
 }
@@ -175,6 +209,13 @@ impl Handler<VenueRequest> for MockExchange {
     }
 }
 
+impl Handler<GetVenueRejects> for MockExchange {
+    type Result = MessageResult<GetVenueRejects>;
+    fn handle(&mut self, _: GetVenueRejects, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.rejects().iter().map(|(c, n)| (*c, *n)).collect())
+    }
+}
+
 impl Handler<TickReceived> for MockExchange {
     type Result = ();
     fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
@@ -188,6 +229,7 @@ impl Handler<TickReceived> for MockExchange {
         for m in markets {
             let events = self.core.on_reference(&m, t.bid, t.ask, now_ms());
             self.emit(events, ctx);
+            self.publish_depth(&m, ctx);
         }
     }
 }

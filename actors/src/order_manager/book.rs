@@ -15,7 +15,8 @@ use rust_decimal::Decimal;
 use super::state::{Order, OrderError, OrderEvent, OrderState};
 use crate::intent::Intent;
 use crate::quote_engine::pricing::{DesiredOrder, moved_beyond};
-use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId};
+use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
+use crate::venue_book::OwnOrder;
 
 /// One state change of one order, to be persisted.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,51 @@ pub struct OpenExposure {
     /// Remaining base size of non-terminal buys / sells.
     pub open_buy: Decimal,
     pub open_sell: Decimal,
+}
+
+/// What our live orders lock of one asset: buys their notional (the fee comes on top),
+/// sells their base size; all of them, and those the venue has not acknowledged yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AssetUse {
+    pub buy_notional: Decimal,
+    pub sell_base: Decimal,
+    pub unacked_buy_notional: Decimal,
+    pub unacked_sell_base: Decimal,
+}
+
+/// What our live orders lock, by asset (balances' lower-case names), across every market.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FundsInUse(pub std::collections::BTreeMap<String, AssetUse>);
+
+impl FundsInUse {
+    /// Adds a live order of `market` (acknowledged by the venue or not).
+    pub fn add(
+        &mut self,
+        market: &MarketId,
+        side: Side,
+        price: Decimal,
+        remaining: Decimal,
+        acked: bool,
+    ) {
+        let (base, quote) = market.assets();
+        match side {
+            Side::Buy => {
+                let u = self.0.entry(quote).or_default();
+                let notional = price.saturating_mul(remaining);
+                u.buy_notional = u.buy_notional.saturating_add(notional);
+                if !acked {
+                    u.unacked_buy_notional = u.unacked_buy_notional.saturating_add(notional);
+                }
+            }
+            Side::Sell => {
+                let u = self.0.entry(base).or_default();
+                u.sell_base = u.sell_base.saturating_add(remaining);
+                if !acked {
+                    u.unacked_sell_base = u.unacked_sell_base.saturating_add(remaining);
+                }
+            }
+        }
+    }
 }
 
 /// Every live order and the id generator.
@@ -109,6 +155,31 @@ impl OrderTracker {
             }
         }
         e
+    }
+
+    /// Our live orders of `market` as they may rest on the venue's book; those being
+    /// cancelled are marked so.
+    pub fn own_orders(&self, market: &MarketId) -> Vec<OwnOrder> {
+        self.orders
+            .values()
+            .filter(|o| &o.market == market && !o.state.is_terminal())
+            .map(|o| OwnOrder {
+                side: o.side,
+                price: o.price,
+                remaining: o.remaining(),
+                cancelling: o.state == OrderState::PendingCancel,
+            })
+            .collect()
+    }
+
+    /// What every live order locks, by asset.
+    pub fn funds_in_use(&self) -> FundsInUse {
+        let mut f = FundsInUse::default();
+        for o in self.orders.values().filter(|o| !o.state.is_terminal()) {
+            let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
+            f.add(&o.market, o.side, o.price, o.remaining(), acked);
+        }
+        f
     }
 
     /// Computes the intents that turn the market's working orders into `desired`.

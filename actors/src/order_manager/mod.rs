@@ -72,6 +72,8 @@ pub enum QuoteReason {
     Risk,
     /// OrderManager asked, after a restart or a reconciliation.
     Reconciliation,
+    /// A place was not sent (halted, too old, or crossing the venue's book): quote it afresh.
+    NotSent,
 }
 
 impl QuoteReason {
@@ -83,6 +85,7 @@ impl QuoteReason {
             QuoteReason::Inventory => "fill",
             QuoteReason::Risk => "risk",
             QuoteReason::Reconciliation => "reconciliation",
+            QuoteReason::NotSent => "not_sent",
         }
     }
 }
@@ -95,6 +98,7 @@ impl fmt::Display for QuoteReason {
             QuoteReason::Inventory => f.write_str("fill"),
             QuoteReason::Risk => f.write_str("risk"),
             QuoteReason::Reconciliation => f.write_str("reconciliation"),
+            QuoteReason::NotSent => f.write_str("not_sent"),
         }
     }
 }
@@ -300,10 +304,20 @@ impl OrderManager {
         self.loaded = false;
     }
 
+    /// Shows the venue books which of their orders are ours (and which are being cancelled).
+    fn publish_own(&self) {
+        for m in &self.markets {
+            self.reg
+                .books
+                .set_own(&m.market, self.tracker.own_orders(&m.market));
+        }
+    }
+
     fn persist(&self, transitions: Vec<Transition>) {
         if transitions.is_empty() {
             return;
         }
+        self.publish_own();
         let now = now_ms();
         let writes = transitions
             .into_iter()
@@ -414,6 +428,7 @@ impl OrderManager {
             market: market.clone(),
             intents: intents.clone(),
             exposure,
+            funds: self.tracker.funds_in_use(),
             reference_mid,
             cx: cx.clone(),
         };
@@ -496,6 +511,9 @@ impl OrderManager {
             writes.push(Write::Outbox(row.clone()));
             rows.push(row);
         }
+        // Before any of these intents can be sent: a replaced order no longer counts against
+        // its replacement.
+        self.publish_own();
         let reg = self.reg.clone();
         let me = ctx.address();
         self.store.write(
@@ -543,6 +561,7 @@ impl Actor for OrderManager {
                 Ok((orders, max_id, settled)) => {
                     info!(live_orders = orders.len(), "orders loaded");
                     act.tracker.load(orders);
+                    act.publish_own();
                     act.next_outbox_id = max_id + 1;
                     act.settle_unsent(settled);
                     act.loaded = true;

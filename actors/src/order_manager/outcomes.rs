@@ -7,9 +7,10 @@ use tracing::{debug, error, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::state::OrderEvent;
-use super::{IntentOutcome, OrderManager, OrderNeverSent};
+use super::{IntentOutcome, OrderManager, OrderNeverSent, QuoteReason};
 use crate::intent::Intent;
 use crate::outbox_worker::queue::DispatchResult;
+use crate::quote_engine::RequestRequote;
 use crate::types::now_ms;
 
 impl Handler<IntentOutcome> for OrderManager {
@@ -110,7 +111,12 @@ impl Handler<IntentOutcome> for OrderManager {
                     OrderEvent::Cancelled,
                     Some(format!("not sent: {reason}")),
                 );
-                self.work_market(&market, ctx);
+                // Its target is what was not sent (old, halted, or crossing the venue's book
+                // as it is now): quote the slot again from a fresh price, not from that target.
+                self.reg.requote.do_send(RequestRequote {
+                    market: Some(market.clone()),
+                    reason: QuoteReason::NotSent,
+                });
             }
             (
                 Intent::Cancel {

@@ -17,7 +17,7 @@ use crate::risk_guard::TradingStateChanged;
 use crate::store::{Store, Write, rows::QuoteRecord};
 use crate::supervision::ActorHealth;
 use crate::types::{MarketId, Side, Tick, now_ms};
-use pricing::{QuoteBook, SidesAllowed, book_changed, distance_bps, price_book};
+use pricing::{QuoteBook, SidesAllowed, book_changed, distance_bps, keep_behind_touch, price_book};
 
 /// A validated reference tick.
 #[derive(Message, Debug, Clone)]
@@ -116,7 +116,16 @@ impl QuoteEngine {
         let Some((bid, ask)) = m.reference else {
             return;
         };
-        let book = price_book(&m.cfg, max_position, bid, ask, m.inventory, m.sides);
+        let mut book = price_book(&m.cfg, max_position, bid, ask, m.inventory, m.sides);
+        // Post-only orders at or through the venue's opposite touch would only earn a 4104:
+        // keep them one step behind the others' touch (the venue's book as last seen, without
+        // our orders, which this target replaces; a stale or unknown book leaves the quote
+        // alone). The send path checks again against what still rests when it is written.
+        let books = &self.reg.books;
+        let (bid_touch, ask_touch) = books
+            .others_touch(&m.cfg.market, now_ms())
+            .unwrap_or((None, None));
+        let moved = keep_behind_touch(&m.cfg, &mut book, bid_touch, ask_touch);
         let reason = match (&m.last, reason) {
             (Some(last), QuoteReason::PriceMoved { .. }) => {
                 if !force && !book_changed(last, &book, m.cfg.requote_tolerance_bps) {
@@ -130,6 +139,16 @@ impl QuoteEngine {
             (_, r) => r,
         };
         m.targets += 1;
+        if moved > 0 {
+            books.note_clamped(&m.cfg.market, u64::from(moved));
+            crate::metrics::metrics().avoided_crosses.add(
+                u64::from(moved),
+                &[
+                    opentelemetry::KeyValue::new("market", m.cfg.market.to_string()),
+                    opentelemetry::KeyValue::new("stage", "quote"),
+                ],
+            );
+        }
         m.last = Some(book.clone());
         let record = QuoteRecord {
             market: m.cfg.market.clone(),

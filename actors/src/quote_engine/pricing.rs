@@ -140,21 +140,21 @@ pub fn price_book(
         Anchor::Touch => (rb * shift, ra * shift),
     };
     let half = bps(m.venue_spread_bps) / Decimal::TWO;
-    let bid_cap = grid_below(ra, m.price_decimals);
-    let ask_floor = grid_above(rb, m.price_decimals);
+    let bid_cap = grid_below(ra, m.price_dp());
+    let ask_floor = grid_above(rb, m.price_dp());
 
     let mut orders = Vec::with_capacity(usize::from(m.levels) * 2);
     let mut size = m.order_size;
     for level in 0..m.levels {
         let off = half + bps(m.level_spacing_bps) * Decimal::from(level);
-        let qty = round_size(size, m.size_decimals);
-        let bid = round_bid(bid_anchor * (Decimal::ONE - off), m.price_decimals).min(bid_cap);
-        let ask = round_ask(ask_anchor * (Decimal::ONE + off), m.price_decimals).max(ask_floor);
+        let qty = round_size(size, m.size_dp());
+        let bid = round_bid(bid_anchor * (Decimal::ONE - off), m.price_dp()).min(bid_cap);
+        let ask = round_ask(ask_anchor * (Decimal::ONE + off), m.price_dp()).max(ask_floor);
         for (side, price) in [(Side::Buy, bid), (Side::Sell, ask)] {
             let tradable = price > Decimal::ZERO
-                && qty >= m.min_order_size
+                && qty >= m.min_size()
                 && qty > Decimal::ZERO
-                && qty * price >= m.min_order_notional;
+                && qty * price >= m.min_notional();
             let further_than_previous = orders
                 .iter()
                 .rev()
@@ -180,6 +180,50 @@ pub fn price_book(
         fair: (bid_anchor + ask_anchor) / Decimal::TWO,
         orders,
     }
+}
+
+/// Keeps a post-only book behind the venue's opposite touch: a bid at or above `ask_touch`
+/// moves to one price step below it, an ask at or below `bid_touch` to one step above it.
+/// A moved order that is no longer further out than its side's previous level, not positive,
+/// or under the minimum notional is dropped. Returns how many orders were moved or dropped.
+///
+/// The touches are the venue's book without our orders being cancelled
+/// ([`crate::venue_book::VenueBooks::opposite_touch`]); `None` leaves that side alone.
+pub fn keep_behind_touch(
+    m: &MarketConfig,
+    book: &mut QuoteBook,
+    bid_touch: Option<Decimal>,
+    ask_touch: Option<Decimal>,
+) -> u32 {
+    let tick = step(m.price_dp());
+    let mut changed = 0u32;
+    let mut last_kept: [Option<Decimal>; 2] = [None, None];
+    book.orders.retain_mut(|o| {
+        let (limit, side_idx) = match o.side {
+            Side::Buy => (ask_touch.map(|a| round_ask(a, m.price_dp()) - tick), 0),
+            Side::Sell => (bid_touch.map(|b| round_bid(b, m.price_dp()) + tick), 1),
+        };
+        let crossing = match (o.side, limit) {
+            (Side::Buy, Some(l)) => o.price > l,
+            (Side::Sell, Some(l)) => o.price < l,
+            (_, None) => false,
+        };
+        if let (true, Some(l)) = (crossing, limit) {
+            changed += 1;
+            o.price = l;
+        }
+        let further = last_kept[side_idx].is_none_or(|prev| match o.side {
+            Side::Buy => o.price < prev,
+            Side::Sell => o.price > prev,
+        });
+        let keep = !crossing
+            || (further && o.price > Decimal::ZERO && o.size * o.price >= m.min_notional());
+        if keep {
+            last_kept[side_idx] = Some(o.price);
+        }
+        keep
+    });
+    changed
 }
 
 /// True when `new` differs from `old` enough to be worth sending: a slot appeared or
@@ -209,15 +253,79 @@ pub(crate) mod tests {
             level_size_multiplier: Decimal::new(15, 1),
             skew_bps_at_max_position: Decimal::from(10),
             requote_tolerance_bps: Decimal::from(3),
-            price_decimals: 4,
-            size_decimals: 2,
-            min_order_size: Decimal::from(5),
-            min_order_notional: Decimal::from(5),
+            price_decimals: Some(4),
+            size_decimals: Some(2),
+            min_order_size: Some(Decimal::from(5)),
+            min_order_notional: Some(Decimal::from(5)),
         }
     }
 
     fn d(s: &str) -> Decimal {
         s.parse().expect("decimal literal")
+    }
+
+    #[test]
+    fn quotes_stay_one_step_behind_the_venues_opposite_touch() {
+        let m = market();
+        let fresh = || {
+            price_book(
+                &m,
+                d("2000"),
+                d("0.4500"),
+                d("0.4502"),
+                Decimal::ZERO,
+                SidesAllowed::BOTH,
+            )
+        };
+        // Bids 0.4496/0.4491, asks 0.4506/0.4511 (see flat_inventory_quotes_symmetric_levels).
+        let prices = |b: &QuoteBook, side: Side| -> Vec<Decimal> {
+            b.orders
+                .iter()
+                .filter(|o| o.side == side)
+                .map(|o| o.price)
+                .collect()
+        };
+        // A venue book outside ours changes nothing.
+        let mut book = fresh();
+        assert_eq!(
+            keep_behind_touch(&m, &mut book, Some(d("0.4497")), Some(d("0.4505"))),
+            0
+        );
+        assert_eq!(book, fresh());
+        // The venue's ask at our bid: the bid moves one step behind it; level 1 stays.
+        let mut book = fresh();
+        assert_eq!(keep_behind_touch(&m, &mut book, None, Some(d("0.4496"))), 1);
+        assert_eq!(prices(&book, Side::Buy), vec![d("0.4495"), d("0.4491")]);
+        assert_eq!(prices(&book, Side::Sell), vec![d("0.4506"), d("0.4511")]);
+        // The venue's bid above both our asks: level 0 moves to touch + step, level 1 would
+        // land on the same price and is dropped.
+        let mut book = fresh();
+        assert_eq!(keep_behind_touch(&m, &mut book, Some(d("0.4520")), None), 2);
+        assert_eq!(prices(&book, Side::Sell), vec![d("0.4521")]);
+        assert!(
+            book.orders
+                .iter()
+                .all(|o| o.side == Side::Buy || o.slot.level == 0)
+        );
+        // An off-grid touch rounds the safe way: a bid never reaches the ask.
+        let mut book = fresh();
+        keep_behind_touch(&m, &mut book, None, Some(d("0.44955")));
+        assert_eq!(prices(&book, Side::Buy)[0], d("0.4495"));
+        // A touch at one tick: the bid would be 0, dropped.
+        let mut book = fresh();
+        keep_behind_touch(&m, &mut book, None, Some(d("0.0001")));
+        assert!(prices(&book, Side::Buy).is_empty());
+        // Too small a notional at the clamped price is dropped too: 100 x 0.0399 < 5 USDM,
+        // while level 1's 150 x 0.0399 still makes it and takes the price.
+        let mut book = fresh();
+        keep_behind_touch(&m, &mut book, None, Some(d("0.0400")));
+        let bids: Vec<(Decimal, Decimal)> = book
+            .orders
+            .iter()
+            .filter(|o| o.side == Side::Buy)
+            .map(|o| (o.price, o.size))
+            .collect();
+        assert_eq!(bids, vec![(d("0.0399"), d("150"))]);
     }
 
     #[test]
@@ -326,7 +434,7 @@ pub(crate) mod tests {
     fn sizes_below_minimum_are_not_quoted() {
         let mut m = market();
         m.order_size = d("4.999");
-        m.min_order_size = d("5");
+        m.min_order_size = Some(d("5"));
         m.levels = 1;
         let book = price_book(
             &m,
@@ -338,7 +446,7 @@ pub(crate) mod tests {
         );
         assert!(book.orders.is_empty());
         m.order_size = d("12");
-        m.min_order_notional = d("6"); // 12 * 0.45 = 5.4 < 6
+        m.min_order_notional = Some(d("6")); // 12 * 0.45 = 5.4 < 6
         let book = price_book(
             &m,
             d("2000"),
@@ -426,8 +534,8 @@ pub(crate) mod tests {
                         m.skew_bps_at_max_position = Decimal::from(skew);
                         m.anchor_bps = Decimal::from(anchor_bps);
                         m.anchor = if touch { Anchor::Touch } else { Anchor::Mid };
-                        m.price_decimals = pdp;
-                        m.size_decimals = sdp;
+                        m.price_decimals = Some(pdp);
+                        m.size_decimals = Some(sdp);
                         m
                     },
                 )
@@ -454,10 +562,10 @@ pub(crate) mod tests {
                 }
                 for o in &book.orders {
                     prop_assert!(o.price > Decimal::ZERO);
-                    prop_assert_eq!(o.price, o.price.round_dp(m.price_decimals), "price off grid");
-                    prop_assert_eq!(o.size, o.size.round_dp(m.size_decimals), "size off grid");
-                    prop_assert!(o.size >= m.min_order_size);
-                    prop_assert!(o.size * o.price >= m.min_order_notional);
+                    prop_assert_eq!(o.price, o.price.round_dp(m.price_dp()), "price off grid");
+                    prop_assert_eq!(o.size, o.size.round_dp(m.size_dp()), "size off grid");
+                    prop_assert!(o.size >= m.min_size());
+                    prop_assert!(o.size * o.price >= m.min_notional());
                     match o.side {
                         Side::Buy => prop_assert!(o.price < book.ref_ask, "bid {} crosses ref ask {}", o.price, book.ref_ask),
                         Side::Sell => prop_assert!(o.price > book.ref_bid, "ask {} crosses ref bid {}", o.price, book.ref_bid),

@@ -29,6 +29,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter as Gcra};
+use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
@@ -39,6 +40,7 @@ use crate::store::rows::{self, SendRecord};
 use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
+use crate::venue_book::VenueBooks;
 use budget::SendBudget;
 pub use send_gate::{NotSent, SendGate};
 
@@ -65,6 +67,27 @@ pub enum PermitError {
     NotRecorded(String),
     #[error("trading is halted in {0}")]
     Halted(String),
+    #[error("a post-only place in {market} would cross the venue's book at {touch}")]
+    WouldCross { market: String, touch: Decimal },
+}
+
+/// The venue's opposite touch when `record` is a post-only place that would cross it now;
+/// counted as skipped (it is not written: the venue could only answer 4104).
+fn crossing_touch(books: &VenueBooks, record: &SendRecord) -> Option<Decimal> {
+    let (side, price) = record.post_only?;
+    if record.kind != IntentKind::Place {
+        return None;
+    }
+    let touch = books.would_cross(&record.market, side, price, now_ms())?;
+    books.note_skipped(&record.market);
+    crate::metrics::metrics().avoided_crosses.add(
+        1,
+        &[
+            opentelemetry::KeyValue::new("market", record.market.to_string()),
+            opentelemetry::KeyValue::new("stage", "send"),
+        ],
+    );
+    Some(touch)
 }
 
 /// Asks to write one order action to the venue now. Granted within the venue's budget, after
@@ -125,6 +148,8 @@ pub struct RateLimiter {
     sends: VecDeque<(SendRecord, SendTx)>,
     /// Places of a halted market are refused here without spending the budget.
     halt: Arc<HaltGate>,
+    /// So are post-only places that would cross the venue's book when their turn comes.
+    books: Arc<VenueBooks>,
     /// A granted send's record is being committed; no other is granted meanwhile.
     recording: bool,
     granted_total: u64,
@@ -135,8 +160,14 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter for `cfg`, recording sends in `store`, refusing places that `halt` stops.
-    pub fn new(cfg: &RateLimitConfig, store: Store, halt: Arc<HaltGate>) -> Self {
+    /// A limiter for `cfg`, recording sends in `store`, refusing places that `halt` stops
+    /// and post-only places that would cross the venue's book in `books`.
+    pub fn new(
+        cfg: &RateLimitConfig,
+        store: Store,
+        halt: Arc<HaltGate>,
+        books: Arc<VenueBooks>,
+    ) -> Self {
         let per = NonZeroU32::new(cfg.actions_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(cfg.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let period = Duration::from_nanos(1_000_000_000 / u64::from(per.get()));
@@ -153,6 +184,7 @@ impl RateLimiter {
             seeded: false,
             sends: VecDeque::new(),
             halt,
+            books,
             recording: false,
             granted_total: 0,
             sends_total: 0,
@@ -273,8 +305,21 @@ impl RateLimiter {
             }));
             return;
         }
-        let Some((mut record, tx)) = self.sends.pop_front() else {
-            return;
+        // The last moment before the write: a place the venue's book has moved onto is not
+        // worth a budget slot (the book may have changed while it waited).
+        let (mut record, tx) = loop {
+            let Some((record, tx)) = self.sends.pop_front() else {
+                return;
+            };
+            match crossing_touch(&self.books, &record) {
+                Some(touch) => {
+                    let _ = tx.send(Err(PermitError::WouldCross {
+                        market: record.market.to_string(),
+                        touch,
+                    }));
+                }
+                None => break (record, tx),
+            }
         };
         self.recording = true;
         record.sent_at_ms = now;
@@ -401,6 +446,10 @@ mod tests {
         (Store::open(&path).expect("store"), dir)
     }
 
+    fn no_books() -> Arc<VenueBooks> {
+        Arc::new(VenueBooks::new([], 0))
+    }
+
     fn record(kind: IntentKind) -> SendRecord {
         SendRecord {
             sent_at_ms: 0,
@@ -410,6 +459,7 @@ mod tests {
             attempt: 0,
             source: "test",
             venue_order: None,
+            post_only: None,
         }
     }
 
@@ -425,6 +475,7 @@ mod tests {
             },
             store,
             HaltGate::open_for_tests([MarketId("ADAUSDM".into())]),
+            no_books(),
         )
         .start();
         // Spend the single burst token so that the next requests queue.
@@ -467,7 +518,7 @@ mod tests {
             max_send_wait_ms: 3_000,
         };
         let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
-        let rl = RateLimiter::new(&cfg, store.clone(), halt.clone()).start();
+        let rl = RateLimiter::new(&cfg, store.clone(), halt.clone(), no_books()).start();
         let mut times = Vec::new();
         for _ in 0..3 {
             let p = rl
@@ -488,7 +539,7 @@ mod tests {
             "every send is recorded when it is let through"
         );
         // A new limiter (a new process) on the same database continues the spacing.
-        let again = RateLimiter::new(&cfg, store.clone(), halt.clone()).start();
+        let again = RateLimiter::new(&cfg, store.clone(), halt.clone(), no_books()).start();
         let next = again
             .send(AcquireSend(record(IntentKind::Cancel)))
             .await

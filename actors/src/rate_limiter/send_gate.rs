@@ -2,18 +2,22 @@
 //!
 //! A place passes only while the halt gate is open for its market, and only once the rate
 //! limiter has let it through the venue budget and recorded it; the halt gate is asked again
-//! after that wait, so a halt that engaged meanwhile still stops it. Cancels pass whatever the
+//! after that wait, so a halt that engaged meanwhile still stops it. A post-only place that
+//! would cross the venue's book as last seen ([`VenueBooks::would_cross`]) is not written
+//! either: the venue could only reject it (4104), and the action would be spent. Cancels pass whatever the
 //! halt gate says, and even when their record cannot be committed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use rust_decimal::Decimal;
 
 use super::{AcquireSend, PermitError, SendPermit};
 use crate::halt_gate::HaltGate;
 use crate::intent::IntentKind;
 use crate::store::rows::SendRecord;
+use crate::venue_book::VenueBooks;
 
 /// Why an order action was not written to the venue. Nothing reached the venue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +30,8 @@ pub enum NotSent {
     LimiterUnavailable(String),
     #[error("no budget within {0} ms")]
     BudgetWait(u64),
+    #[error("a post-only place in {market} would cross the venue's book at {touch}")]
+    WouldCross { market: String, touch: Decimal },
 }
 
 /// How a transport asks to write an order action: the halt gate and the rate limiter.
@@ -33,6 +39,7 @@ pub enum NotSent {
 pub struct SendGate {
     limiter: Option<Recipient<AcquireSend>>,
     halt: Arc<HaltGate>,
+    books: Arc<VenueBooks>,
     max_wait: Duration,
 }
 
@@ -49,10 +56,17 @@ const LIMITER_ATTEMPTS: u32 = 5;
 
 impl SendGate {
     /// The gate of a running service; a request waits at most `max_wait` for the budget.
-    pub fn new(limiter: Recipient<AcquireSend>, halt: Arc<HaltGate>, max_wait: Duration) -> Self {
+    /// Post-only places that would cross the venue's book in `books` are not written.
+    pub fn new(
+        limiter: Recipient<AcquireSend>,
+        halt: Arc<HaltGate>,
+        books: Arc<VenueBooks>,
+        max_wait: Duration,
+    ) -> Self {
         Self {
             limiter: Some(limiter),
             halt,
+            books,
             max_wait,
         }
     }
@@ -62,6 +76,7 @@ impl SendGate {
         Self {
             limiter: None,
             halt,
+            books: Arc::new(VenueBooks::new([], 0)),
             max_wait: Duration::ZERO,
         }
     }
@@ -71,9 +86,16 @@ impl SendGate {
         self.max_wait
     }
 
-    fn halted(&self, record: &SendRecord) -> Option<NotSent> {
-        (record.kind == IntentKind::Place && !self.halt.allows_place(&record.market))
-            .then(|| NotSent::Halted(record.market.to_string()))
+    /// Why `record` must not be written now: its market halted, or it is a post-only place
+    /// the venue's book has moved onto.
+    fn stopped(&self, record: &SendRecord) -> Option<NotSent> {
+        if record.kind == IntentKind::Place && !self.halt.allows_place(&record.market) {
+            return Some(NotSent::Halted(record.market.to_string()));
+        }
+        super::crossing_touch(&self.books, record).map(|touch| NotSent::WouldCross {
+            market: record.market.to_string(),
+            touch,
+        })
     }
 
     /// Waits for leave to write the action described by `record` now.
@@ -81,7 +103,7 @@ impl SendGate {
     /// # Errors
     /// [`NotSent`]: the action must not be written (and was not).
     pub async fn acquire(&self, record: SendRecord) -> Result<SendPermit, NotSent> {
-        if let Some(h) = self.halted(&record) {
+        if let Some(h) = self.stopped(&record) {
             return Err(h);
         }
         let Some(limiter) = &self.limiter else {
@@ -98,6 +120,9 @@ impl SendGate {
                     Ok(Ok(p)) => return Ok(p),
                     Ok(Err(PermitError::NotRecorded(e))) => return Err(NotSent::NotRecorded(e)),
                     Ok(Err(PermitError::Halted(m))) => return Err(NotSent::Halted(m)),
+                    Ok(Err(PermitError::WouldCross { market, touch })) => {
+                        return Err(NotSent::WouldCross { market, touch });
+                    }
                     Ok(Err(PermitError::Dropped)) if attempt < LIMITER_ATTEMPTS => {
                         actix_rt::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -114,8 +139,10 @@ impl SendGate {
                 return Err(NotSent::BudgetWait(self.max_wait.as_millis() as u64));
             }
         };
-        // The wait may have been long: a halt that engaged meanwhile still stops a place.
-        if let Some(h) = self.halted(&record) {
+        // The wait may have been long: a halt that engaged meanwhile still stops a place, and
+        // so does a book that moved onto it (its budget slot is spent either way; the venue's
+        // is not).
+        if let Some(h) = self.stopped(&record) {
             return Err(h);
         }
         Ok(permit)

@@ -4,6 +4,10 @@
 //! ([`rules::check`]) and tells QuoteEngine and OrderManager whenever a market's state changes;
 //! OrderManager cancels everything in a market that goes HALTED.
 //!
+//! It pauses a market whose reference lies too far outside the venue's own book
+//! (`reference_diverged`), and denies a place the account cannot fund (balances from the
+//! account stream and resyncs, less what our live orders lock).
+//!
 //! It owns the writes to the [`crate::halt_gate::HaltGate`]: the moment it decides a market is
 //! HALTED, the gate closes for that market (so no place leaves the process after that), and
 //! the halt's record and the supersession of every place of the market still waiting in the
@@ -31,7 +35,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::config::{MarketConfig, RiskConfig};
 use crate::intent::Intent;
 use crate::order_manager::FillApplied;
-use crate::order_manager::book::OpenExposure;
+use crate::order_manager::book::{FundsInUse, OpenExposure};
 use crate::quote_engine::InventoryChanged;
 use crate::quote_engine::pricing::SidesAllowed;
 use crate::registry::Reg;
@@ -48,6 +52,8 @@ pub struct CheckIntents {
     pub market: MarketId,
     pub intents: Vec<Intent>,
     pub exposure: OpenExposure,
+    /// What our live orders lock, by asset, across every market (the capital check).
+    pub funds: FundsInUse,
     /// Reference mid in venue terms, from the target that caused the intents.
     pub reference_mid: Option<Decimal>,
     /// Trace context of the work that produced the intents.
@@ -113,6 +119,8 @@ pub struct RiskStats {
     pub markets: Vec<MarketRisk>,
     pub global_halts: Vec<HaltReason>,
     pub denials: u64,
+    /// Denials by reason (`insufficient_funds`, `outside_band`, ...).
+    pub denials_by_reason: std::collections::BTreeMap<&'static str, u64>,
     pub fills: u64,
     pub balances: Vec<Balance>,
 }
@@ -126,6 +134,10 @@ pub struct MarketRisk {
     pub pnl: Decimal,
     pub daily_pnl: Decimal,
     pub mark: Option<Decimal>,
+    /// How far the reference lies outside the venue's book without our orders, in bps.
+    pub divergence_bps: Option<Decimal>,
+    /// This market's denials by reason.
+    pub denials_by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The risk holder.
@@ -142,6 +154,11 @@ pub struct RiskGuard {
     held: BTreeSet<BinanceSymbol>,
     global_halts: BTreeSet<HaltReason>,
     stale: BTreeSet<MarketId>,
+    /// Markets whose reference is too far from the venue's book (hysteresis: in above the
+    /// limit, out below 80 % of it).
+    diverged: BTreeSet<MarketId>,
+    divergence: HashMap<MarketId, Decimal>,
+    denials_by_reason: std::collections::BTreeMap<(MarketId, &'static str), u64>,
     states: HashMap<MarketId, TradingState>,
     last_fill_row: i64,
     fills: u64,
@@ -176,6 +193,9 @@ impl RiskGuard {
             held: BTreeSet::new(),
             global_halts: BTreeSet::new(),
             stale: BTreeSet::new(),
+            diverged: BTreeSet::new(),
+            divergence: HashMap::new(),
+            denials_by_reason: std::collections::BTreeMap::new(),
             states: HashMap::new(),
             last_fill_row: 0,
             fills: 0,
@@ -208,7 +228,71 @@ impl RiskGuard {
         if self.held.contains(symbol) {
             h.insert(HaltReason::ReferenceUnconfirmed);
         }
+        if self.diverged.contains(market) {
+            h.insert(HaltReason::ReferenceDiverged);
+        }
         h
+    }
+
+    /// Compares each market's reference with the venue's own book (without our orders):
+    /// beyond `max_reference_divergence_bps` quoting pauses; below 80 % of it, it resumes. An
+    /// unknown or stale venue book pauses nothing (the check cannot be made).
+    fn check_divergence(&mut self, now: i64) {
+        let limit = self.cfg.max_reference_divergence_bps;
+        for (market, _, _) in self.markets.clone() {
+            let fair = self.marks.get(&market).copied();
+            let div = fair.and_then(|f| {
+                let (bid, ask) = self.reg.books.others_touch(&market, now)?;
+                rules::divergence_bps(f, bid, ask)
+            });
+            let view = self.reg.books.view(&market, now);
+            for (side, price) in [("bid", view.bid), ("ask", view.ask)] {
+                if let Some(p) = price.and_then(|p| rust_decimal::prelude::ToPrimitive::to_f64(&p))
+                {
+                    crate::metrics::metrics().venue_touch.record(
+                        p,
+                        &[
+                            opentelemetry::KeyValue::new("market", market.to_string()),
+                            opentelemetry::KeyValue::new("side", side),
+                        ],
+                    );
+                }
+            }
+            match div {
+                Some(d) => {
+                    self.divergence.insert(market.clone(), d);
+                    crate::metrics::metrics().divergence.record(
+                        rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0),
+                        &[opentelemetry::KeyValue::new("market", market.to_string())],
+                    );
+                }
+                None => {
+                    self.divergence.remove(&market);
+                }
+            }
+            if limit.is_zero() {
+                self.diverged.remove(&market);
+                continue;
+            }
+            match div {
+                Some(d) if d > limit => {
+                    if self.diverged.insert(market.clone()) {
+                        warn!(market = %market, divergence_bps = %d, limit_bps = %limit, "reference diverged from the venue's book, pausing quotes");
+                    }
+                }
+                Some(d) if d * Decimal::from(5) < limit * Decimal::from(4) => {
+                    if self.diverged.remove(&market) {
+                        info!(market = %market, divergence_bps = %d, "reference back within the venue's book");
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if self.diverged.remove(&market) {
+                        info!(market = %market, "venue book unknown, divergence check suspended");
+                    }
+                }
+            }
+        }
     }
 
     fn symbol_of(&self, market: &MarketId) -> Option<&BinanceSymbol> {
@@ -311,6 +395,7 @@ impl RiskGuard {
             error!(daily_pnl = %daily, limit = %self.cfg.daily_loss_limit, "daily loss limit reached, halting");
             self.persist_global("ACTIVE", "HALTED", HaltReason::DailyLoss.as_str());
         }
+        self.check_divergence(now);
         self.record_metrics(now);
         for (market, symbol, _) in self.markets.clone() {
             let halts = self.halts_of(&market, &symbol);
@@ -440,25 +525,35 @@ impl Handler<CheckIntents> for RiskGuard {
             (true, Some(symbol)) => self.halts_of(&msg.market, symbol),
             _ => [HaltReason::StaleFeed].into(),
         };
-        let cx = CheckContext {
-            cfg: &self.cfg,
-            halts: &halts,
-            position: self.position(&msg.market),
-            exposure: msg.exposure,
-            reference_mid: msg.reference_mid,
-        };
+        let position = self.position(&msg.market);
+        let fee_rate = crate::types::bps(self.cfg.fee_bps);
         let mut exposure = msg.exposure;
+        let mut funds = msg.funds;
         let verdicts: Vec<Result<(), Denial>> = msg
             .intents
             .iter()
             .map(|i| {
                 let cx = CheckContext {
+                    cfg: &self.cfg,
+                    halts: &halts,
+                    position,
                     exposure,
-                    ..cx.clone()
+                    reference_mid: msg.reference_mid,
+                    capital: self.cfg.check_capital.then(|| rules::Capital {
+                        balances: &self.balances,
+                        in_use: &funds,
+                        fee_rate,
+                    }),
                 };
                 let v = rules::check(i, &cx);
                 if v.is_ok()
-                    && let Intent::Place { side, size, .. } = i
+                    && let Intent::Place {
+                        market,
+                        side,
+                        price,
+                        size,
+                        ..
+                    } = i
                 {
                     // Later intents of the batch see this one as open.
                     exposure.open_orders += 1;
@@ -467,12 +562,26 @@ impl Handler<CheckIntents> for RiskGuard {
                         crate::types::Side::Sell => &mut exposure.open_sell,
                     };
                     *open = open.saturating_add(*size);
+                    funds.add(market, *side, *price, *size, false);
                 }
                 v
             })
             .collect();
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
         span.record("denied", denied);
+        for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
+            *self
+                .denials_by_reason
+                .entry((msg.market.clone(), d.kind()))
+                .or_default() += 1;
+            crate::metrics::metrics().denials.add(
+                1,
+                &[
+                    opentelemetry::KeyValue::new("market", msg.market.to_string()),
+                    opentelemetry::KeyValue::new("reason", d.kind()),
+                ],
+            );
+        }
         if denied > 0 {
             self.denials += denied;
             if self.denials.is_power_of_two()
@@ -560,11 +669,25 @@ impl Handler<GetRiskStats> for RiskGuard {
                         pnl: p.pnl(mark).unwrap_or_default(),
                         daily_pnl: p.daily_pnl(mark).unwrap_or_default(),
                         mark,
+                        divergence_bps: self.divergence.get(m).copied(),
+                        denials_by_reason: self
+                            .denials_by_reason
+                            .iter()
+                            .filter(|((dm, _), _)| dm == m)
+                            .map(|((_, why), n)| (*why, *n))
+                            .collect(),
                     }
                 })
                 .collect(),
             global_halts: self.global_halts.iter().copied().collect(),
             denials: self.denials,
+            denials_by_reason: self.denials_by_reason.iter().fold(
+                std::collections::BTreeMap::new(),
+                |mut all, ((_, why), n)| {
+                    *all.entry(*why).or_default() += n;
+                    all
+                },
+            ),
             fills: self.fills,
             balances: self.balances.clone(),
         }

@@ -6,8 +6,8 @@
 //! the fill price. Marked PnL = realized − fees + position × (mark − average cost).
 //! Daily PnL is measured from a baseline taken at start and at each UTC midnight.
 //!
-//! Trading state per market: HALTED when a halt reason holds (kill switch, daily loss, stale
-//! or unconfirmed reference, storage, accounting, fatal, shutdown); else REDUCING while
+//! Trading state per market: HALTED when a halt reason holds (kill switch, daily loss, stale,
+//! unconfirmed or diverged reference, storage, accounting, fatal, shutdown); else REDUCING while
 //! |position| ≥ `max_position`; else ACTIVE. All arithmetic on positions and PnL is checked.
 
 use std::collections::BTreeSet;
@@ -16,9 +16,10 @@ use rust_decimal::Decimal;
 
 use crate::config::RiskConfig;
 use crate::intent::Intent;
-use crate::order_manager::book::OpenExposure;
+use crate::order_manager::book::{FundsInUse, OpenExposure};
 use crate::quote_engine::pricing::{SidesAllowed, distance_bps};
 use crate::types::Side;
+use crate::venue::Balance;
 
 /// A market's trading state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +51,8 @@ pub enum HaltReason {
     StaleFeed,
     /// The reference jumped and is held back until the new level is confirmed.
     ReferenceUnconfirmed,
+    /// The reference is too far from where the rest of the venue's book trades.
+    ReferenceDiverged,
     /// SQLite cannot commit.
     Storage,
     /// Position or PnL arithmetic overflowed: the figures cannot be trusted.
@@ -68,6 +71,7 @@ impl HaltReason {
             HaltReason::DailyLoss => "daily_loss",
             HaltReason::StaleFeed => "stale_feed",
             HaltReason::ReferenceUnconfirmed => "reference_unconfirmed",
+            HaltReason::ReferenceDiverged => "reference_diverged",
             HaltReason::Storage => "storage",
             HaltReason::Accounting => "accounting",
             HaltReason::Fatal => "fatal",
@@ -103,6 +107,106 @@ pub enum Denial {
     },
     #[error("no reference price yet")]
     NoReference,
+    #[error("no {asset} balance known: nothing can be placed against it yet")]
+    NoBalance { asset: String },
+    #[error("needs {need} {asset}, {available} available after what our live orders lock")]
+    InsufficientFunds {
+        asset: String,
+        need: Decimal,
+        available: Decimal,
+    },
+}
+
+impl Denial {
+    /// The denial's reason, for metrics and figures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Denial::Halted(_) => "halted",
+            Denial::Reducing(_) => "reducing",
+            Denial::OrderTooLarge { .. } => "order_too_large",
+            Denial::TooManyOpenOrders { .. } => "too_many_open_orders",
+            Denial::OutsideBand { .. } => "outside_band",
+            Denial::PositionLimit { .. } => "position_limit",
+            Denial::NoReference => "no_reference",
+            Denial::NoBalance { .. } => "no_balance",
+            Denial::InsufficientFunds { .. } => "insufficient_funds",
+        }
+    }
+}
+
+/// What a place can be funded with: the venue's balances and what our live orders lock.
+#[derive(Debug, Clone)]
+pub struct Capital<'a> {
+    pub balances: &'a [Balance],
+    pub in_use: &'a FundsInUse,
+    /// Fee rate a buy pays on top of its notional.
+    pub fee_rate: Decimal,
+}
+
+/// Denies a place the account cannot fund: a buy needs its notional plus the fee in the
+/// quote asset, a sell its size in the base asset. Available is the smaller of two readings,
+/// each right when the other is not: the balance's total less everything our live orders lock
+/// (right while the venue's `locked` holds only our orders), and its `free` less what our
+/// not-yet-acknowledged orders will lock (right while the balance is fresher than our acks).
+///
+/// # Errors
+/// [`Denial::NoBalance`] or [`Denial::InsufficientFunds`].
+pub fn check_funds(
+    market: &crate::types::MarketId,
+    side: Side,
+    price: Decimal,
+    size: Decimal,
+    cap: &Capital<'_>,
+) -> Result<(), Denial> {
+    let (base, quote) = market.assets();
+    let with_fee = Decimal::ONE.saturating_add(cap.fee_rate);
+    let (asset, need) = match side {
+        Side::Buy => (quote, price.saturating_mul(size).saturating_mul(with_fee)),
+        Side::Sell => (base, size),
+    };
+    let Some(b) = cap.balances.iter().find(|b| b.asset == asset) else {
+        return Err(Denial::NoBalance { asset });
+    };
+    let u = cap.in_use.0.get(&asset).copied().unwrap_or_default();
+    let live = u
+        .buy_notional
+        .saturating_mul(with_fee)
+        .saturating_add(u.sell_base);
+    let unacked = u
+        .unacked_buy_notional
+        .saturating_mul(with_fee)
+        .saturating_add(u.unacked_sell_base);
+    let by_total = b.free.saturating_add(b.locked).saturating_sub(live);
+    let by_free = b.free.saturating_sub(unacked);
+    let available = by_total.min(by_free);
+    if need > available {
+        return Err(Denial::InsufficientFunds {
+            asset,
+            need: need.round_dp(6),
+            available: available.max(Decimal::ZERO).round_dp(6),
+        });
+    }
+    Ok(())
+}
+
+/// How far, in bps of the fair price, the fair price lies outside the rest of the venue's book
+/// (its best bid and ask without our orders): 0 inside the spread, `None` when the book has
+/// neither side. Not the distance to the mid: a thin book's mid (the spec's example book is
+/// 0.195 / 0.3495) says nothing about where the market is.
+pub fn divergence_bps(
+    fair: Decimal,
+    bid: Option<Decimal>,
+    ask: Option<Decimal>,
+) -> Option<Decimal> {
+    if fair <= Decimal::ZERO || (bid.is_none() && ask.is_none()) {
+        return None;
+    }
+    let above = ask.map_or(Decimal::ZERO, |a| (fair - a).max(Decimal::ZERO));
+    let below = bid.map_or(Decimal::ZERO, |b| (b - fair).max(Decimal::ZERO));
+    let gap = above.max(below);
+    gap.checked_mul(Decimal::from(10_000))
+        .and_then(|g| g.checked_div(fair))
+        .map(|d| d.round_dp(2))
 }
 
 /// Position and PnL of one market.
@@ -251,6 +355,8 @@ pub struct CheckContext<'a> {
     pub position: Decimal,
     pub exposure: OpenExposure,
     pub reference_mid: Option<Decimal>,
+    /// `None` when the capital check is off.
+    pub capital: Option<Capital<'a>>,
 }
 
 /// Decides one intent. Cancels are always approved: they only reduce exposure.
@@ -317,6 +423,9 @@ pub fn check(intent: &Intent, cx: &CheckContext<'_>) -> Result<(), Denial> {
             size: *size,
             max: cfg.max_position,
         });
+    }
+    if let Some(cap) = &cx.capital {
+        check_funds(intent.market(), *side, *price, *size, cap)?;
     }
     Ok(())
 }
@@ -404,6 +513,7 @@ mod tests {
             price_band_bps: d("100"),
             daily_loss_limit: d("50"),
             check_interval_ms: 250,
+            ..RiskConfig::default()
         };
         let none = BTreeSet::new();
         let killed: BTreeSet<HaltReason> = [HaltReason::KillSwitch].into();
@@ -418,6 +528,7 @@ mod tests {
             position: d(position),
             exposure,
             reference_mid: Some(d("0.45")),
+            capital: None,
         };
         let cases: Vec<(&str, Intent, CheckContext<'_>, Result<(), &str>)> = vec![
             (
@@ -515,6 +626,99 @@ mod tests {
         assert_eq!(
             sides_allowed(TradingState::Halted, d("0")),
             SidesAllowed::NONE
+        );
+    }
+
+    #[test]
+    fn funds_are_checked_against_balances_and_our_locks() {
+        let m = crate::types::MarketId("ADAUSDM".into());
+        let bal = |asset: &str, free: &str, locked: &str| Balance {
+            asset: asset.into(),
+            free: d(free),
+            locked: d(locked),
+        };
+        let balances = vec![bal("usdm", "100", "45.045"), bal("ada", "150", "0")];
+        let mut in_use = FundsInUse::default();
+        // One acknowledged bid of 100 @ 0.45 (its 45.045 is in the venue's `locked`).
+        in_use.add(&m, Side::Buy, d("0.45"), d("100"), true);
+        let cap = Capital {
+            balances: &balances,
+            in_use: &in_use,
+            fee_rate: d("0.001"),
+        };
+        // 99.9 notional + 0.0999 fee fits 100 free; 100 does not.
+        assert_eq!(
+            check_funds(&m, Side::Buy, d("0.45"), d("222"), &cap),
+            Ok(())
+        );
+        let e = check_funds(&m, Side::Buy, d("0.45"), d("223"), &cap).expect_err("denied");
+        assert_eq!(e.kind(), "insufficient_funds");
+        // An unacknowledged sell of 100 ADA: the balance does not show it yet.
+        let mut in_use = in_use.clone();
+        in_use.add(&m, Side::Sell, d("0.46"), d("100"), false);
+        let cap = Capital {
+            balances: &balances,
+            in_use: &in_use,
+            fee_rate: d("0.001"),
+        };
+        assert_eq!(
+            check_funds(&m, Side::Sell, d("0.46"), d("50"), &cap),
+            Ok(())
+        );
+        assert!(check_funds(&m, Side::Sell, d("0.46"), d("51"), &cap).is_err());
+        // Once acknowledged, the venue's balance moved it to `locked`: still 50 left.
+        let moved = vec![bal("usdm", "100", "45.045"), bal("ada", "50", "100")];
+        let mut acked = FundsInUse::default();
+        acked.add(&m, Side::Buy, d("0.45"), d("100"), true);
+        acked.add(&m, Side::Sell, d("0.46"), d("100"), true);
+        let cap = Capital {
+            balances: &moved,
+            in_use: &acked,
+            fee_rate: d("0.001"),
+        };
+        assert_eq!(
+            check_funds(&m, Side::Sell, d("0.46"), d("50"), &cap),
+            Ok(())
+        );
+        assert!(check_funds(&m, Side::Sell, d("0.46"), d("50.01"), &cap).is_err());
+        // A withdrawal in flight also sits in `locked`: the free reading catches it.
+        let withdrawing = vec![bal("usdm", "10", "1000")];
+        let cap = Capital {
+            balances: &withdrawing,
+            in_use: &FundsInUse::default(),
+            fee_rate: d("0.001"),
+        };
+        assert!(check_funds(&m, Side::Buy, d("0.45"), d("100"), &cap).is_err());
+        let none: Vec<Balance> = Vec::new();
+        let cap = Capital {
+            balances: &none,
+            ..cap
+        };
+        assert_eq!(
+            check_funds(&m, Side::Buy, d("0.45"), d("10"), &cap).map_err(|e| e.kind()),
+            Err("no_balance")
+        );
+    }
+
+    #[test]
+    fn divergence_is_the_distance_outside_the_book() {
+        assert_eq!(
+            divergence_bps(d("0.45"), Some(d("0.449")), Some(d("0.451"))),
+            Some(d("0"))
+        );
+        assert_eq!(
+            divergence_bps(d("0.46"), Some(d("0.449")), Some(d("0.451"))),
+            Some(d("195.65"))
+        );
+        assert_eq!(
+            divergence_bps(d("0.40"), Some(d("0.449")), None),
+            Some(d("1225"))
+        );
+        assert_eq!(divergence_bps(d("0.45"), None, None), None);
+        // A thin, wide book (the spec's example): a fair price inside it is no divergence.
+        assert_eq!(
+            divergence_bps(d("0.25"), Some(d("0.195")), Some(d("0.3495"))),
+            Some(d("0"))
         );
     }
 }

@@ -503,6 +503,7 @@ mod tests {
             attempt: 1,
             source: "test",
             venue_order: None,
+            post_only: None,
         })
     }
 

@@ -94,6 +94,9 @@ pub struct SendRecord {
     pub source: &'static str,
     /// For a place: the venue's id of the order and ours.
     pub venue_order: Option<(VenueOrderId, ClientOrderId)>,
+    /// For a post-only place: its side and price, to check against the venue's book right
+    /// before it is granted and written (not stored).
+    pub post_only: Option<(Side, Decimal)>,
 }
 
 fn opt_dec(d: Option<Decimal>) -> Option<String> {

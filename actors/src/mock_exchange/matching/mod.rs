@@ -199,11 +199,7 @@ pub const CLOSED_KEPT: usize = 50_000;
 
 /// Base and quote asset names of a market (`ADAUSDM` → `ada`, `usdm`).
 pub fn assets_of(market: &MarketId) -> (String, String) {
-    let m = market.as_str();
-    match m.strip_suffix("USDM") {
-        Some(base) if !base.is_empty() => (base.to_ascii_lowercase(), "usdm".into()),
-        _ => (m.to_ascii_lowercase(), "quote".into()),
-    }
+    market.assets()
 }
 
 fn opposite(side: Side) -> Side {
@@ -821,11 +817,23 @@ impl MatchingCore {
     pub fn depth(&self, market: &MarketId) -> Depth {
         let mut bids: Vec<Level> = Vec::new();
         let mut asks: Vec<Level> = Vec::new();
+        let ours = || self.orders.values().filter(|o| &o.order.market == market);
         if let Some(b) = self.others.get(market) {
+            // Our orders fill a share per reference move, so the others' levels can have moved
+            // onto one of ours that is still partly resting; a real book would have traded
+            // them away. The snapshot shows what a venue would: never crossed.
+            let our_best = |side: Side| {
+                ours()
+                    .filter(move |o| o.order.side == side)
+                    .map(|o| o.order.price)
+            };
+            let (our_bid, our_ask) = (our_best(Side::Buy).max(), our_best(Side::Sell).min());
             bids = b.levels(Side::Buy);
             asks = b.levels(Side::Sell);
+            bids.retain(|(p, _)| our_ask.is_none_or(|a| *p < a));
+            asks.retain(|(p, _)| our_bid.is_none_or(|b| *p > b));
         }
-        for o in self.orders.values().filter(|o| &o.order.market == market) {
+        for o in ours() {
             let left = o.order.size - o.order.filled;
             let side = match o.order.side {
                 Side::Buy => &mut bids,
@@ -1022,6 +1030,29 @@ mod tests {
     }
     fn code(r: Result<(VenueOrder, Vec<VenueEvent>), VenueError>) -> u32 {
         r.err().map(|e| e.code).unwrap_or(0)
+    }
+
+    #[test]
+    fn the_depth_snapshot_is_never_crossed_by_a_partly_filled_order_of_ours() {
+        let mut c = core(100);
+        c.on_reference(&m(), d("0.45"), d("0.4502"), 0);
+        c.place(&order("a", Side::Sell, "0.4505", "100"), 1)
+            .expect("rests");
+        // The reference bid reaches our ask without trading through it: nothing fills, and the
+        // others' bid at our price is not shown (it would have traded with us).
+        c.on_reference(&m(), d("0.4505"), d("0.4507"), 2);
+        let depth = c.depth(&m());
+        assert_eq!(depth.bids[0].0, d("0.4504"), "{depth:?}");
+        assert_eq!(depth.asks[0], (d("0.4505"), d("100")), "{depth:?}");
+        // It trades through: half fills, the rest still rests, and every bid the others show
+        // is below it.
+        c.on_reference(&m(), d("0.4507"), d("0.4509"), 3);
+        let depth = c.depth(&m());
+        assert_eq!(depth.asks[0], (d("0.4505"), d("50")), "{depth:?}");
+        assert!(
+            depth.bids.iter().all(|(p, _)| *p < d("0.4505")),
+            "crossed: {depth:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! The venue's own order book, per market, readable from any thread: what DeltaDeFi's depth
+//! stream (or the mock in process) last showed, when, and which of its orders are ours.
+//!
+//! It answers three questions:
+//! - **Would a post-only order cross?** QuoteEngine prices against the others' touch (the book
+//!   without any order of ours: OrderManager replaces ours by slot, cancels first) and keeps
+//!   each quote one price step behind it, or drops it. The send path checks again right before
+//!   the write ([`VenueBooks::would_cross`]), this time counting our own orders that still rest
+//!   (all but those whose cancel is decided), and skips a place that would cross. A crossing
+//!   post-only order is a wasted action of a small budget: the venue only answers 4104.
+//! - **Where is the rest of the market?** ([`VenueBooks::others_touch`]): the book without any
+//!   order of ours, which RiskGuard compares with the Binance-derived fair price.
+//! - **What does the operator see?** ([`VenueBooks::view`]): the touch, its age, the counts.
+//!
+//! A book older than `max_age_ms`, or one whose stream is down, answers nothing: no clamp, no
+//! divergence check, shown stale. Our own orders are published by OrderManager whenever they
+//! change; the subtraction is by price level, never below zero.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rust_decimal::Decimal;
+
+use crate::types::{MarketId, Side};
+use crate::venue::{Depth, Level};
+
+/// One of our orders that may rest on the venue's book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnOrder {
+    pub side: Side,
+    pub price: Decimal,
+    pub remaining: Decimal,
+    /// A cancel of it is decided: it does not count against a new order.
+    pub cancelling: bool,
+}
+
+/// What the operator sees of a market's venue book.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookView {
+    /// The venue's best bid and ask (our orders included), when fresh.
+    pub bid: Option<Decimal>,
+    pub ask: Option<Decimal>,
+    /// Mid of the book without our orders (both sides needed).
+    pub others_mid: Option<Decimal>,
+    /// Milliseconds since the last snapshot arrived (`None`: never, or the stream is down).
+    pub age_ms: Option<i64>,
+    /// Quotes QuoteEngine moved behind the opposite touch, or dropped, so far.
+    pub clamped: u64,
+    /// Places skipped right before their write because they would have crossed.
+    pub skipped: u64,
+}
+
+#[derive(Debug, Default)]
+struct MarketBook {
+    depth: Option<Depth>,
+    recv_ms: i64,
+    own: Vec<OwnOrder>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    clamped: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// Every market's venue book.
+#[derive(Debug)]
+pub struct VenueBooks {
+    markets: HashMap<MarketId, (Mutex<MarketBook>, Counts)>,
+    max_age_ms: i64,
+}
+
+/// The best price of `levels` (one side of the book, best first) that still has quantity once
+/// the orders of ours on that side that `mine` selects are taken out (never below zero).
+fn best_left(
+    levels: &[Level],
+    side: Side,
+    own: &[OwnOrder],
+    mine: impl Fn(&OwnOrder) -> bool,
+) -> Option<Decimal> {
+    levels
+        .iter()
+        .find(|(p, q)| {
+            let ours: Decimal = own
+                .iter()
+                .filter(|o| o.side == side && o.price == *p && mine(o))
+                .map(|o| o.remaining)
+                .sum();
+            *q > ours
+        })
+        .map(|(p, _)| *p)
+}
+
+impl VenueBooks {
+    /// Books for `markets`, each unknown until its first snapshot; older than `max_age_ms`
+    /// they answer nothing.
+    pub fn new(markets: impl IntoIterator<Item = MarketId>, max_age_ms: u64) -> Self {
+        Self {
+            markets: markets
+                .into_iter()
+                .map(|m| (m, (Mutex::new(MarketBook::default()), Counts::default())))
+                .collect(),
+            max_age_ms: i64::try_from(max_age_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn with<T>(&self, market: &MarketId, f: impl FnOnce(&mut MarketBook) -> T) -> Option<T> {
+        let (m, _) = self.markets.get(market)?;
+        let mut g = m.lock().ok()?;
+        Some(f(&mut g))
+    }
+
+    /// A new snapshot of `market`'s book arrived at `now_ms`.
+    pub fn set_depth(&self, market: &MarketId, depth: Depth, now_ms: i64) {
+        self.with(market, |b| {
+            b.depth = Some(depth);
+            b.recv_ms = now_ms;
+        });
+    }
+
+    /// The market's stream is down: what it showed is no longer known.
+    pub fn clear(&self, market: &MarketId) {
+        self.with(market, |b| b.depth = None);
+    }
+
+    /// Our orders in `market` that may rest on its book.
+    pub fn set_own(&self, market: &MarketId, own: Vec<OwnOrder>) {
+        self.with(market, |b| b.own = own);
+    }
+
+    /// The fresh depth of a market, with our orders.
+    fn fresh<T>(
+        &self,
+        market: &MarketId,
+        now_ms: i64,
+        f: impl FnOnce(&Depth, &[OwnOrder]) -> T,
+    ) -> Option<T> {
+        let max = self.max_age_ms;
+        self.with(market, |b| match &b.depth {
+            Some(d) if now_ms - b.recv_ms <= max => Some(f(d, &b.own)),
+            _ => None,
+        })
+        .flatten()
+    }
+
+    /// The opposite touch a new post-only order of `side` must stay behind when it is sent:
+    /// the venue's book without our orders whose cancel is decided (the outbox sends cancels
+    /// first), so our own order still resting there counts.
+    pub fn opposite_touch(&self, market: &MarketId, side: Side, now_ms: i64) -> Option<Decimal> {
+        self.fresh(market, now_ms, |d, own| match side {
+            Side::Buy => best_left(&d.asks, Side::Sell, own, |o| o.cancelling),
+            Side::Sell => best_left(&d.bids, Side::Buy, own, |o| o.cancelling),
+        })
+        .flatten()
+    }
+
+    /// The opposite touch when a post-only `side` order at `price` would cross it (bid at or
+    /// above the best ask, ask at or below the best bid); `None` when it would rest.
+    pub fn would_cross(
+        &self,
+        market: &MarketId,
+        side: Side,
+        price: Decimal,
+        now_ms: i64,
+    ) -> Option<Decimal> {
+        let touch = self.opposite_touch(market, side, now_ms)?;
+        let crosses = match side {
+            Side::Buy => price >= touch,
+            Side::Sell => price <= touch,
+        };
+        crosses.then_some(touch)
+    }
+
+    /// The best bid and ask of the venue's book without any order of ours, when fresh.
+    pub fn others_touch(
+        &self,
+        market: &MarketId,
+        now_ms: i64,
+    ) -> Option<(Option<Decimal>, Option<Decimal>)> {
+        self.fresh(market, now_ms, |d, own| {
+            (
+                best_left(&d.bids, Side::Buy, own, |_| true),
+                best_left(&d.asks, Side::Sell, own, |_| true),
+            )
+        })
+    }
+
+    /// Mid of the venue's book without any order of ours (both sides needed).
+    pub fn others_mid(&self, market: &MarketId, now_ms: i64) -> Option<Decimal> {
+        match self.others_touch(market, now_ms)? {
+            (Some(b), Some(a)) => Some((b + a) / Decimal::TWO),
+            _ => None,
+        }
+    }
+
+    /// Counts `n` quotes moved behind (or dropped at) the opposite touch.
+    pub fn note_clamped(&self, market: &MarketId, n: u64) {
+        if let Some((_, c)) = self.markets.get(market) {
+            c.clamped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a place skipped at its write because it would have crossed.
+    pub fn note_skipped(&self, market: &MarketId) {
+        if let Some((_, c)) = self.markets.get(market) {
+            c.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What the operator sees of `market`.
+    pub fn view(&self, market: &MarketId, now_ms: i64) -> BookView {
+        let Some((_, counts)) = self.markets.get(market) else {
+            return BookView::default();
+        };
+        let (touch, age) = self
+            .with(market, |b| {
+                let age = b.depth.as_ref().map(|_| now_ms - b.recv_ms);
+                let fresh = age.is_some_and(|a| a <= self.max_age_ms);
+                let touch = b
+                    .depth
+                    .as_ref()
+                    .filter(|_| fresh)
+                    .map(|d| (d.bids.first().map(|l| l.0), d.asks.first().map(|l| l.0)));
+                (touch, age)
+            })
+            .unwrap_or((None, None));
+        let (bid, ask) = touch.unwrap_or((None, None));
+        BookView {
+            bid,
+            ask,
+            others_mid: self.others_mid(market, now_ms),
+            age_ms: age,
+            clamped: counts.clamped.load(Ordering::Relaxed),
+            skipped: counts.skipped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal")
+    }
+    fn m() -> MarketId {
+        MarketId("ADAUSDM".into())
+    }
+    fn book() -> Depth {
+        Depth {
+            bids: vec![(d("0.4500"), d("100")), (d("0.4499"), d("300"))],
+            asks: vec![(d("0.4502"), d("50")), (d("0.4503"), d("500"))],
+        }
+    }
+
+    #[test]
+    fn crossing_and_others_mid_without_our_orders() {
+        let b = VenueBooks::new([m()], 1_000);
+        assert_eq!(
+            b.would_cross(&m(), Side::Buy, d("0.4600"), 0),
+            None,
+            "no book yet"
+        );
+        b.set_depth(&m(), book(), 0);
+        assert_eq!(
+            b.would_cross(&m(), Side::Buy, d("0.4502"), 10),
+            Some(d("0.4502"))
+        );
+        assert_eq!(b.would_cross(&m(), Side::Buy, d("0.4501"), 10), None);
+        assert_eq!(
+            b.would_cross(&m(), Side::Sell, d("0.4500"), 10),
+            Some(d("0.4500"))
+        );
+        // Our ask of 50 at 0.4502 is the venue's best ask.
+        let ours = OwnOrder {
+            side: Side::Sell,
+            price: d("0.4502"),
+            remaining: d("50"),
+            cancelling: false,
+        };
+        b.set_own(&m(), vec![ours]);
+        assert_eq!(
+            b.would_cross(&m(), Side::Buy, d("0.4502"), 10),
+            Some(d("0.4502")),
+            "ours still rests"
+        );
+        assert_eq!(
+            b.others_mid(&m(), 10),
+            Some(d("0.45015")),
+            "mid of 0.4500 and 0.4503"
+        );
+        // Once its cancel is decided, a bid may take its place.
+        b.set_own(
+            &m(),
+            vec![OwnOrder {
+                cancelling: true,
+                ..ours
+            }],
+        );
+        assert_eq!(b.would_cross(&m(), Side::Buy, d("0.4502"), 10), None);
+        // A stale book answers nothing; a dropped stream neither.
+        assert_eq!(b.would_cross(&m(), Side::Sell, d("0.4500"), 2_000), None);
+        assert_eq!(b.view(&m(), 2_000).bid, None);
+        assert_eq!(b.view(&m(), 2_000).age_ms, Some(2_000));
+        b.set_depth(&m(), book(), 3_000);
+        b.clear(&m());
+        assert_eq!(b.others_mid(&m(), 3_000), None);
+        assert_eq!(b.view(&m(), 3_000).age_ms, None);
+    }
+
+    #[test]
+    fn a_one_sided_book_has_no_mid() {
+        let b = VenueBooks::new([m()], 1_000);
+        b.set_depth(
+            &m(),
+            Depth {
+                bids: vec![(d("0.45"), d("10"))],
+                asks: vec![],
+            },
+            0,
+        );
+        assert_eq!(b.others_mid(&m(), 0), None);
+        let v = b.view(&m(), 0);
+        assert_eq!((v.bid, v.ask), (Some(d("0.45")), None));
+    }
+}
