@@ -216,10 +216,14 @@ pub fn keep_behind_touch(
             Side::Buy => o.price < prev,
             Side::Sell => o.price > prev,
         });
-        let keep = !crossing
-            || (further && o.price > Decimal::ZERO && o.size * o.price >= m.min_notional());
+        // A level that was not moved may now sit at its moved predecessor's price: it goes
+        // too, so that the side stays strictly ordered.
+        let keep = further
+            && (!crossing || (o.price > Decimal::ZERO && o.size * o.price >= m.min_notional()));
         if keep {
             last_kept[side_idx] = Some(o.price);
+        } else if !crossing {
+            changed += 1;
         }
         keep
     });
@@ -510,7 +514,8 @@ pub(crate) mod tests {
     mod property_tests {
         //! Invariants: prices on the tick grid and > 0; sizes on the lot grid and ≥ the
         //! minimums; every bid < every ask; no bid ≥ reference ask, no ask ≤ reference bid;
-        //! levels move away from the anchor; the same inputs give the same book.
+        //! levels move away from the anchor; the same inputs give the same book. Kept behind
+        //! any venue touch: no bid ≥ the venue's ask, no ask ≤ its bid, still ordered.
         use super::*;
         use proptest::prelude::*;
 
@@ -569,6 +574,45 @@ pub(crate) mod tests {
                     match o.side {
                         Side::Buy => prop_assert!(o.price < book.ref_ask, "bid {} crosses ref ask {}", o.price, book.ref_ask),
                         Side::Sell => prop_assert!(o.price > book.ref_bid, "ask {} crosses ref bid {}", o.price, book.ref_bid),
+                    }
+                }
+                for side in [Side::Buy, Side::Sell] {
+                    let prices: Vec<Decimal> = book.orders.iter().filter(|o| o.side == side).map(|o| o.price).collect();
+                    for w in prices.windows(2) {
+                        match side {
+                            Side::Buy => prop_assert!(w[1] < w[0]),
+                            Side::Sell => prop_assert!(w[1] > w[0]),
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn prop_kept_behind_the_venues_touch(
+                m in arb_market(),
+                bid_units in 100_000i64..2_000_000,
+                inv in -2_000i64..2_000,
+                bid_off in -300i64..300,
+                ask_off in -300i64..300,
+                gap in 1i64..200,
+            ) {
+                // A venue book anywhere around the reference, possibly far through our quotes.
+                let ref_bid = Decimal::new(bid_units, 6);
+                let ref_ask = ref_bid + Decimal::new(1, 4);
+                let vb = ref_bid * (Decimal::ONE + Decimal::new(bid_off, 4));
+                let va = (vb + Decimal::new(gap, 4)).max(ref_ask * (Decimal::ONE + Decimal::new(ask_off, 4)));
+                let mut book = price_book(&m, d("2000"), ref_bid, ref_ask, Decimal::from(inv), SidesAllowed::BOTH);
+                let before = book.orders.len();
+                let moved = keep_behind_touch(&m, &mut book, Some(vb), Some(va));
+                prop_assert!(book.orders.len() <= before);
+                prop_assert!(moved as usize >= before - book.orders.len());
+                for o in &book.orders {
+                    prop_assert!(o.price > Decimal::ZERO);
+                    prop_assert_eq!(o.price, o.price.round_dp(m.price_dp()), "price off grid");
+                    prop_assert!(o.size * o.price >= m.min_notional());
+                    match o.side {
+                        Side::Buy => prop_assert!(o.price < va, "bid {} at or above the venue's ask {}", o.price, va),
+                        Side::Sell => prop_assert!(o.price > vb, "ask {} at or below the venue's bid {}", o.price, vb),
                     }
                 }
                 for side in [Side::Buy, Side::Sell] {

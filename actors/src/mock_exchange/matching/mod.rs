@@ -380,20 +380,16 @@ impl MatchingCore {
         self.place_order(&OrderRequest::from(req), venue_id, now_ms)
     }
 
-    /// The best resting price on `side` that an order of ours must not cross: the others'
-    /// best with liquidity left, or one of our own orders if better.
+    /// The best resting price on `side` that an order of ours must not cross: the book as the
+    /// depth stream shows it (the others' best with liquidity left, or one of our own orders
+    /// if better; never crossed), so that what a client sees is what the venue checks.
     fn best_resting(&self, market: &MarketId, side: Side) -> Option<Decimal> {
-        let others = self.others.get(market).and_then(|b| b.best(side));
-        let ours = self
-            .orders
-            .values()
-            .filter(|o| &o.order.market == market && o.order.side == side)
-            .map(|o| o.order.price);
-        let all = others.into_iter().chain(ours);
-        match side {
-            Side::Buy => all.max(),
-            Side::Sell => all.min(),
-        }
+        let depth = self.depth(market);
+        let levels = match side {
+            Side::Buy => depth.bids,
+            Side::Sell => depth.asks,
+        };
+        levels.first().map(|(p, _)| *p)
     }
 
     /// Places any order: validated, post-only refused when crossing, the crossing part
@@ -445,7 +441,17 @@ impl MatchingCore {
                 Side::Sell => price <= best,
             };
             if crosses {
-                return Err(VenueError::new(4104, "post only order would cross"));
+                return Err(VenueError::new(
+                    4104,
+                    format!(
+                        "post only order would cross: {} at {price}, best {} {best}",
+                        req.side.as_str(),
+                        match req.side {
+                            Side::Buy => "ask",
+                            Side::Sell => "bid",
+                        }
+                    ),
+                ));
             }
         }
         // The market order's bound: `slippage_bp` from the others' best, else unbounded.
