@@ -29,6 +29,10 @@ fn quoting_goes_on_when_the_collector_is_down() {
     cfg.rate_limit.burst = 1_000_000;
     cfg.mock_exchange.latency_ms = 0;
     cfg.mock_exchange.latency_jitter_ms = 0;
+    // At full speed the mock's book trails the walk by up to ~100 bps (more on a loaded
+    // machine): that is not a diverged reference, and pausing on it is not what this test is
+    // about (the bench lifts it for the same reason).
+    cfg.risk.max_reference_divergence_bps = rust_decimal::Decimal::ZERO;
     let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, |_| None)
         .expect("telemetry");
     assert!(telemetry.exporting());

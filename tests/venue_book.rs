@@ -99,6 +99,58 @@ async fn a_reference_off_the_venues_book_pauses_quoting_until_it_is_back() {
     assert_eq!(rejects.get(&4104), None, "{rejects:?}");
 }
 
+#[actix_rt::test]
+async fn quotes_from_a_feed_above_the_venue_stay_behind_its_asks() {
+    let dir = TempDir::new("behind");
+    let cfg = config(dir.path());
+    let mock = WireMock::start(&cfg, false);
+    let market = cfg.markets[0].market.clone();
+    let driver = Driver::start(&mock, market.clone());
+    let cfg = over_the_wire(cfg, mock.addr);
+    let p = start_wire(&cfg);
+    wait_until("quoting", Duration::from_secs(30), || {
+        let p = p.clone();
+        async move { active_and_quoting(&p).await }
+    })
+    .await;
+    let known: std::collections::HashSet<_> = mock
+        .all_orders()
+        .into_iter()
+        .map(|o| o.venue_order_id)
+        .collect();
+    // The feed now shows the market 0.3 % higher than the venue trades it: within the
+    // divergence limit, so quoting goes on, but every bid priced from it (fair - 10 bps) would
+    // sit on or through the venue's asks.
+    driver.set(Reference::Lie(Decimal::new(1003, 3)));
+    wait_until(
+        "bids placed and quotes kept behind the venue's asks",
+        Duration::from_secs(30),
+        || {
+            let bids = mock
+                .all_orders()
+                .iter()
+                .filter(|o| o.side == Side::Buy && !known.contains(&o.venue_order_id))
+                .count();
+            let clamped = p.reg.books.view(&market, now_ms()).clamped;
+            async move { bids >= 1 && clamped >= 3 }
+        },
+    )
+    .await;
+    let r = p.risk.send(GetRiskStats).await.expect("risk");
+    assert_eq!(r.markets[0].state, TradingState::Active, "{r:?}");
+    assert!(p.shutdown(Duration::from_secs(15)).await);
+    let rejects = mock.state.lock().expect("state").rejects().clone();
+    assert_eq!(rejects.get(&4104), None, "post-only rejects: {rejects:?}");
+    // The venue's asks start one tick above its bid, which never passes 0.4503: no bid of
+    // ours ever reached them (the feed alone would have bid ~0.4509).
+    let high: Vec<_> = mock
+        .all_orders()
+        .into_iter()
+        .filter(|o| o.side == Side::Buy && o.price > Decimal::new(4503, 4))
+        .collect();
+    assert!(high.is_empty(), "bids through the venue's asks: {high:?}");
+}
+
 /// Runs a bot whose account holds `base` ADA and `quote` USDM until the funded side rests and
 /// RiskGuard has denied the other; returns every order the venue saw and the venue's rejects.
 async fn short_of_funds(

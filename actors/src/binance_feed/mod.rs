@@ -498,7 +498,13 @@ impl StreamHandler<LiveItem> for BinanceFeed {
                 }
             }
             LiveItem::Frame(_, Ok(WsMessage::Close(frame))) => {
-                info!(?frame, "binance closed the stream")
+                // Nothing more comes on a closing connection: open the next one now rather than
+                // when this one's socket finally ends (as for serverShutdown).
+                info!(
+                    ?frame,
+                    "binance closed the stream, opening a new connection"
+                );
+                self.connect(cfg, ctx);
             }
             LiveItem::Frame(_, Ok(_)) => {}
             LiveItem::Frame(_, Err(e)) => warn!(cause = %e, "binance stream error"),

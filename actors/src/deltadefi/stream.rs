@@ -117,6 +117,11 @@ impl DeltaDeFiStream {
     /// The connection is gone: a depth stream's book is no longer known.
     fn lost(&mut self) {
         self.sink = None;
+        self.forget();
+    }
+
+    /// The connection is closing: nothing it showed is trusted any more.
+    fn forget(&mut self) {
         self.stats.connected = false;
         if let StreamKind::Depth(m) = &self.kind {
             self.reg.books.clear(m);
@@ -271,7 +276,14 @@ impl StreamHandler<Result<WsMessage, tungstenite::Error>> for DeltaDeFiStream {
         match item {
             Ok(WsMessage::Text(t)) => self.on_text(t.as_str()),
             Ok(WsMessage::Close(frame)) => {
-                info!(stream = self.name(), ?frame, "closed by the venue")
+                info!(stream = self.name(), ?frame, "closed by the venue");
+                // Answer the close at once (the reply otherwise waits for our next write, and
+                // the read half ends only after it), and stop trusting what this connection
+                // showed: a depth stream's book is cleared now, not when the socket ends.
+                if let Some(sink) = self.sink.as_mut() {
+                    sink.close();
+                }
+                self.forget();
             }
             Ok(_) => {}
             Err(e) => {
