@@ -20,6 +20,7 @@ pub mod bench;
 pub mod config;
 pub mod instance;
 pub mod logging;
+pub mod report;
 pub mod status;
 pub mod telemetry;
 pub mod watchdog;

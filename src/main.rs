@@ -49,6 +49,21 @@ enum Command {
         #[arg(long, default_value = "config/staging.yaml")]
         config: PathBuf,
     },
+    /// What a run earned and why, from its database: PnL decomposed (spread capture,
+    /// inventory, fees), markouts, inventory, fill rate, quoting time, actions and rejects.
+    Report {
+        #[arg(long)]
+        db: PathBuf,
+        /// Window start, epoch milliseconds (default: the first record).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Window end, epoch milliseconds (default: the last record).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the full pipeline in process at full speed and print throughput, latency and RSS.
     Bench {
         /// Reference ticks to push through.
@@ -152,6 +167,22 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 .unwrap_or(5);
             let s = status::from_db(&db)?;
             print!("{}", status::render(&s, budget));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { db, from, to, json } => {
+            let inputs = deltadefi_mm::report::read_db(&db)?;
+            let reports: Vec<_> = inputs
+                .iter()
+                .map(|i| {
+                    let (f, t) = deltadefi_mm::report::window(i, from, to);
+                    deltadefi_mm::report::compute(i, f, t)
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", deltadefi_mm::report::render(&reports));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -1,0 +1,84 @@
+//! `deltadefi-mm report` on the database of a staging run that traded: the PnL parts add up to
+//! the total and to the cash flows, the figures match what the database and RiskGuard hold.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TempDir, busy_config, start_synthetic, wait_for_intents_and_fill};
+use mm_actors::risk_guard::GetRiskStats;
+use rust_decimal::Decimal;
+
+#[actix_rt::test]
+async fn the_report_of_a_staging_run_adds_up() {
+    let dir = TempDir::new("report");
+    let cfg = busy_config(dir.path());
+    let p = start_synthetic(&cfg, None);
+    wait_for_intents_and_fill(&p, 10).await;
+    common::wait_until("three fills", Duration::from_secs(60), || {
+        let p = p.clone();
+        async move { common::order_stats(&p).await.markets[0].fills >= 3 }
+    })
+    .await;
+    assert!(p.shutdown(Duration::from_secs(15)).await);
+    let risk = p.risk.send(GetRiskStats).await.expect("risk");
+
+    let out = common::proc::bin()
+        .args(["report", "--json", "--db"])
+        .arg(&cfg.run.db_path)
+        .output()
+        .expect("run report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let r = &reports[0];
+    let dec = |v: &serde_json::Value| -> Decimal {
+        v.as_str()
+            .expect("a decimal string")
+            .parse()
+            .expect("decimal")
+    };
+    assert_eq!(r["market"], "ADAUSDM");
+    let pnl = &r["pnl"];
+    let (spread, inventory, fees, total) = (
+        dec(&pnl["spread"]),
+        dec(&pnl["inventory"]),
+        dec(&pnl["fees"]),
+        dec(&pnl["total"]),
+    );
+    assert_eq!(total, spread + inventory - fees, "{pnl}");
+    assert_eq!(total, dec(&pnl["cash_total"]), "{pnl}");
+
+    let conn = common::db(&cfg.run.db_path);
+    let fills = common::count(&conn, "SELECT COUNT(*) FROM fills");
+    assert_eq!(r["fills"].as_i64(), Some(fills));
+    assert!(fills >= 3);
+    let fee_sum: Decimal = conn
+        .prepare("SELECT fee FROM fills")
+        .expect("prepare")
+        .query_map([], |row| row.get::<_, String>(0))
+        .expect("query")
+        .map(|f| f.expect("row").parse::<Decimal>().expect("fee"))
+        .sum();
+    assert_eq!(fees, fee_sum);
+    assert_eq!(dec(&r["inventory"]["end"]), risk.markets[0].position);
+    let share = dec(&r["two_sided_share"]);
+    assert!(share > Decimal::ZERO && share <= Decimal::ONE, "{share}");
+    assert!(r["max_actions_per_second"].as_u64().expect("max") <= 5);
+    assert_eq!(r["markouts"].as_array().map(Vec::len), Some(6));
+
+    // The text summary says the same total.
+    let text = common::proc::bin()
+        .args(["report", "--db"])
+        .arg(&cfg.run.db_path)
+        .output()
+        .expect("run report");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("pnl {} = spread", total.round_dp(6))),
+        "{text}"
+    );
+}
