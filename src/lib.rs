@@ -21,6 +21,7 @@ pub mod config;
 pub mod instance;
 pub mod logging;
 pub mod report;
+pub mod report_html;
 pub mod status;
 pub mod telemetry;
 pub mod watchdog;

@@ -63,6 +63,9 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML page with charts to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Run the full pipeline in process at full speed and print throughput, latency and RSS.
     Bench {
@@ -169,15 +172,32 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             print!("{}", status::render(&s, budget));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { db, from, to, json } => {
-            let inputs = deltadefi_mm::report::read_db(&db)?;
+        Command::Report {
+            db,
+            from,
+            to,
+            json,
+            html,
+        } => {
+            use deltadefi_mm::{report, report_html};
+            let inputs = report::read_db(&db)?;
             let reports: Vec<_> = inputs
                 .iter()
                 .map(|i| {
-                    let (f, t) = deltadefi_mm::report::window(i, from, to);
-                    deltadefi_mm::report::compute(i, f, t)
+                    let (f, t) = report::window(i, from, to);
+                    report::compute(i, f, t)
                 })
                 .collect();
+            if let Some(path) = html {
+                let pages: Vec<_> = inputs
+                    .iter()
+                    .zip(&reports)
+                    .map(|(i, r)| (r.clone(), report_html::series(i, r.from_ms, r.to_ms)))
+                    .collect();
+                std::fs::write(&path, report_html::render(&pages))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("report page written to {}", path.display());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {

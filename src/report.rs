@@ -34,12 +34,20 @@ pub struct FillRow {
     pub fee: Decimal,
 }
 
-/// One mark: the reference mid from `ts_ms` on, and whether both sides were quoted.
+/// One mark: the reference mid from `ts_ms` on, and our best quotes then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkRow {
     pub ts_ms: i64,
     pub mid: Decimal,
-    pub two_sided: bool,
+    pub bid: Option<Decimal>,
+    pub ask: Option<Decimal>,
+}
+
+impl MarkRow {
+    /// Both sides quoted.
+    pub fn two_sided(&self) -> bool {
+        self.bid.is_some() && self.ask.is_some()
+    }
 }
 
 /// What one market's report is computed from (each list in time order).
@@ -216,7 +224,7 @@ pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
     let span = Decimal::from((to_ms - from_ms).max(0));
     let mut two_sided = Decimal::ZERO;
     let mut cursor = from_ms;
-    let mut state = mark_at(&input.marks, from_ms).is_some_and(|m| m.two_sided);
+    let mut state = mark_at(&input.marks, from_ms).is_some_and(MarkRow::two_sided);
     for m in input
         .marks
         .iter()
@@ -226,7 +234,7 @@ pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
             two_sided += Decimal::from(m.ts_ms - cursor);
         }
         cursor = m.ts_ms;
-        state = m.two_sided;
+        state = m.two_sided();
     }
     if state {
         two_sided += Decimal::from(to_ms - cursor);
@@ -356,24 +364,27 @@ pub fn read_db(path: &Path) -> Result<Vec<MarketInput>, ReportError> {
                 fee: dec("fills.fee", fee)?,
             });
         }
-        let rows: Vec<(i64, String, String, bool)> = conn
+        type QuoteRow = (i64, String, String, Option<String>, Option<String>);
+        let rows: Vec<QuoteRow> = conn
             .prepare(
-                "SELECT ts_ms, ref_bid, ref_ask, bid IS NOT NULL AND ask IS NOT NULL
-                 FROM quotes WHERE market = ?1 ORDER BY ts_ms, id",
+                "SELECT ts_ms, ref_bid, ref_ask, bid, ask FROM quotes WHERE market = ?1
+                 ORDER BY ts_ms, id",
             )
             .and_then(|mut s| {
                 s.query_map([&market], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect()
             })
             .map_err(q)?;
-        for (ts_ms, bid, ask, two_sided) in rows {
-            let mid = (dec("quotes.ref_bid", bid)? + dec("quotes.ref_ask", ask)?) / Decimal::TWO;
+        for (ts_ms, ref_bid, ref_ask, bid, ask) in rows {
+            let mid =
+                (dec("quotes.ref_bid", ref_bid)? + dec("quotes.ref_ask", ref_ask)?) / Decimal::TWO;
             input.marks.push(MarkRow {
                 ts_ms,
                 mid,
-                two_sided,
+                bid: bid.map(|b| dec("quotes.bid", b)).transpose()?,
+                ask: ask.map(|a| dec("quotes.ask", a)).transpose()?,
             });
         }
         input.sends = conn
@@ -501,10 +512,12 @@ mod tests {
     }
 
     fn mark(ts_ms: i64, mid: &str, two_sided: bool) -> MarkRow {
+        let one = d("0.0001");
         MarkRow {
             ts_ms,
             mid: d(mid),
-            two_sided,
+            bid: two_sided.then(|| d(mid) - one),
+            ask: Some(d(mid) + one),
         }
     }
 
@@ -602,7 +615,7 @@ mod tests {
             fills.sort_by_key(|f| f.ts_ms);
             let mut marks: Vec<MarkRow> = marks
                 .into_iter()
-                .map(|(t, m, two)| MarkRow { ts_ms: t, mid: Decimal::new(m, 5), two_sided: two })
+                .map(|(t, m, two)| MarkRow { ts_ms: t, mid: Decimal::new(m, 5), bid: two.then_some(Decimal::ONE), ask: Some(Decimal::TWO) })
                 .collect();
             marks.sort_by_key(|m| m.ts_ms);
             let input = MarketInput { market: "X".into(), fills, marks, ..MarketInput::default() };

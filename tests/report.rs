@@ -23,9 +23,12 @@ async fn the_report_of_a_staging_run_adds_up() {
     assert!(p.shutdown(Duration::from_secs(15)).await);
     let risk = p.risk.send(GetRiskStats).await.expect("risk");
 
+    let page = dir.path().join("report.html");
     let out = common::proc::bin()
         .args(["report", "--json", "--db"])
         .arg(&cfg.run.db_path)
+        .arg("--html")
+        .arg(&page)
         .output()
         .expect("run report");
     assert!(
@@ -69,6 +72,46 @@ async fn the_report_of_a_staging_run_adds_up() {
     assert!(share > Decimal::ZERO && share <= Decimal::ONE, "{share}");
     assert!(r["max_actions_per_second"].as_u64().expect("max") <= 5);
     assert_eq!(r["markouts"].as_array().map(Vec::len), Some(6));
+
+    // The page: self-contained, four charts with their lines drawn, the JSON embedded equal to
+    // the --json output, and every figure in its table equal to the JSON.
+    let html = std::fs::read_to_string(&page).expect("page written");
+    for outside in ["http://", "https://", "src=", "<link"] {
+        assert!(
+            !html.contains(outside),
+            "the page fetches something: {outside}"
+        );
+    }
+    for id in [
+        "chart-price",
+        "chart-inventory",
+        "chart-pnl",
+        "chart-actions",
+    ] {
+        assert!(html.contains(&format!(r#"id="{id}""#)), "{id} missing");
+    }
+    let lines: Vec<&str> = html.split(r#"class="series""#).skip(1).collect();
+    assert!(lines.len() >= 8, "{} lines", lines.len());
+    assert!(html.matches(r#"class="fill""#).count() >= 3);
+    let start = html.find(r#"id="report-json">"#).expect("json") + r#"id="report-json">"#.len();
+    let end = html[start..].find("</script>").expect("end") + start;
+    let embedded: serde_json::Value =
+        serde_json::from_str(&html[start..end].replace("<\\/", "</")).expect("embedded JSON");
+    assert_eq!(embedded, reports);
+    for (key, value) in [
+        ("pnl.total", r["pnl"]["total"].clone()),
+        ("pnl.spread", r["pnl"]["spread"].clone()),
+        ("fills", r["fills"].clone()),
+        ("two_sided_share", r["two_sided_share"].clone()),
+    ] {
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        assert!(
+            html.contains(&format!(r#"data-key="{key}">{shown}<"#)),
+            "{key} should show {shown}"
+        );
+    }
 
     // The text summary says the same total.
     let text = common::proc::bin()
