@@ -342,7 +342,7 @@ fn section(r: &MarketReport, s: &Series) -> String {
 
     type Component = (&'static str, &'static str, fn(&PnlPoint) -> f64);
     let comps: [Component; 4] = [
-        ("total", "#111", |p| p.4),
+        ("total", "#bf8700", |p| p.4),
         ("spread", "#1a7f37", |p| p.1),
         ("inventory", "#0969da", |p| p.2),
         ("fees", "#cf222e", |p| p.3),
@@ -359,7 +359,7 @@ fn section(r: &MarketReport, s: &Series) -> String {
         &ax,
         &body,
         &[
-            ("total", "#111"),
+            ("total", "#bf8700"),
             ("spread", "#1a7f37"),
             ("inventory", "#0969da"),
             ("fees", "#cf222e"),

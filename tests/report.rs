@@ -9,6 +9,50 @@ use common::{TempDir, busy_config, start_synthetic, wait_for_intents_and_fill};
 use mm_actors::risk_guard::GetRiskStats;
 use rust_decimal::Decimal;
 
+/// Runs headless Chromium (Debian's package; `.ci/run` installs it) on `page`.
+fn chromium(args: &[&str], page: &std::path::Path) -> std::process::Output {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args([
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-background-networking",
+        ])
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (apt install chromium)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Pixels per exact RGB colour of a PNG.
+fn colours(png_path: &std::path::Path) -> std::collections::HashMap<(u8, u8, u8), u64> {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).expect("screenshot"));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    let step = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected screenshot colour type {other:?}"),
+    };
+    let mut out = std::collections::HashMap::new();
+    for px in buf[..info.buffer_size()].chunks_exact(step) {
+        *out.entry((px[0], px[1], px[2])).or_default() += 1;
+    }
+    out
+}
+
 #[actix_rt::test]
 async fn the_report_of_a_staging_run_adds_up() {
     let dir = TempDir::new("report");
@@ -111,6 +155,43 @@ async fn the_report_of_a_staging_run_adds_up() {
             html.contains(&format!(r#"data-key="{key}">{shown}<"#)),
             "{key} should show {shown}"
         );
+    }
+
+    // In a real browser (headless Chromium): the page renders, the DOM it built carries the
+    // figures of the JSON, and each chart's own colour is painted in the screenshot.
+    let dom = chromium(&["--dump-dom"], &page);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains(r#"id="chart-pnl""#),
+        "the browser's DOM: {}",
+        &dom[..dom.len().min(300)]
+    );
+    for m in r["markouts"].as_array().expect("markouts") {
+        let key = format!(
+            "markout.{}s.{}",
+            m["horizon_s"],
+            m["side"].as_str().expect("side")
+        );
+        let shown = m["avg"].as_str().expect("avg");
+        assert!(
+            dom.contains(&format!(r#"data-key="{key}">{shown}<"#)),
+            "{key}"
+        );
+    }
+    let shot = dir.path().join("report.png");
+    let arg = format!("--screenshot={}", shot.display());
+    chromium(&[&arg, "--window-size=1000,1500"], &page);
+    let painted = colours(&shot);
+    for (what, rgb) in [
+        ("PnL total line", (0xbf, 0x87, 0x00)),
+        ("inventory line", (0x09, 0x69, 0xda)),
+        ("action bars", (0x82, 0x50, 0xdf)),
+        ("bids and buys", (0x1a, 0x7f, 0x37)),
+        ("asks and sells", (0xcf, 0x22, 0x2e)),
+    ] {
+        let n = painted.get(&rgb).copied().unwrap_or(0);
+        // Its legend swatch is 10 x 10 pixels: beyond 150, the series itself was painted.
+        assert!(n >= 150, "{what} not drawn: {n} pixels of {rgb:?}");
     }
 
     // The text summary says the same total.
