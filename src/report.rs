@@ -41,6 +41,8 @@ pub struct MarkRow {
     pub mid: Decimal,
     pub bid: Option<Decimal>,
     pub ask: Option<Decimal>,
+    /// The venue's own mid then (its book without ours), where it was known.
+    pub venue_mid: Option<Decimal>,
 }
 
 impl MarkRow {
@@ -60,6 +62,8 @@ pub struct MarketInput {
     pub sends: Vec<i64>,
     /// Places the venue refused, by its code (from the outbox's last error).
     pub rejects: BTreeMap<String, u64>,
+    /// Places RiskGuard denied, by reason, as (time, reason, count).
+    pub denials: Vec<(i64, String, u64)>,
 }
 
 /// PnL and its parts, in quote units.
@@ -119,6 +123,7 @@ pub struct MarketReport {
     pub max_actions_per_second: u64,
     pub actions_per_second: Decimal,
     pub rejects_by_code: BTreeMap<String, u64>,
+    pub denials_by_reason: BTreeMap<String, u64>,
 }
 
 const HORIZONS_S: [u32; 3] = [1, 10, 60];
@@ -285,6 +290,14 @@ pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
         )
         .round_dp(3),
         rejects_by_code: input.rejects.clone(),
+        denials_by_reason: input
+            .denials
+            .iter()
+            .filter(|(t, _, _)| *t >= from_ms && *t <= to_ms)
+            .fold(BTreeMap::new(), |mut m, (_, why, n)| {
+                *m.entry(why.clone()).or_default() += n;
+                m
+            }),
     }
 }
 
@@ -338,6 +351,28 @@ pub fn read_db(path: &Path) -> Result<Vec<MarketInput>, ReportError> {
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(q)?;
     markets.sort();
+    // Databases written before version 5 have neither the venue's touch nor the denials.
+    let has_venue: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('quotes') WHERE name = 'venue_bid'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(q)?;
+    let has_denials: bool = conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'denials'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(q)?;
+    let quotes_sql = if has_venue {
+        "SELECT ts_ms, ref_bid, ref_ask, bid, ask, venue_bid, venue_ask FROM quotes
+         WHERE market = ?1 ORDER BY ts_ms, id"
+    } else {
+        "SELECT ts_ms, ref_bid, ref_ask, bid, ask, NULL, NULL FROM quotes
+         WHERE market = ?1 ORDER BY ts_ms, id"
+    };
     let mut out = Vec::new();
     for market in markets {
         let mut input = MarketInput {
@@ -364,28 +399,50 @@ pub fn read_db(path: &Path) -> Result<Vec<MarketInput>, ReportError> {
                 fee: dec("fills.fee", fee)?,
             });
         }
-        type QuoteRow = (i64, String, String, Option<String>, Option<String>);
+        type Opt = Option<String>;
+        type QuoteRow = (i64, String, String, Opt, Opt, Opt, Opt);
         let rows: Vec<QuoteRow> = conn
-            .prepare(
-                "SELECT ts_ms, ref_bid, ref_ask, bid, ask FROM quotes WHERE market = ?1
-                 ORDER BY ts_ms, id",
-            )
+            .prepare(quotes_sql)
             .and_then(|mut s| {
                 s.query_map([&market], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })?
                 .collect()
             })
             .map_err(q)?;
-        for (ts_ms, ref_bid, ref_ask, bid, ask) in rows {
+        for (ts_ms, ref_bid, ref_ask, bid, ask, vbid, vask) in rows {
             let mid =
                 (dec("quotes.ref_bid", ref_bid)? + dec("quotes.ref_ask", ref_ask)?) / Decimal::TWO;
+            let vbid = vbid.map(|b| dec("quotes.venue_bid", b)).transpose()?;
+            let vask = vask.map(|a| dec("quotes.venue_ask", a)).transpose()?;
             input.marks.push(MarkRow {
                 ts_ms,
                 mid,
                 bid: bid.map(|b| dec("quotes.bid", b)).transpose()?,
                 ask: ask.map(|a| dec("quotes.ask", a)).transpose()?,
+                venue_mid: vbid.zip(vask).map(|(b, a)| (b + a) / Decimal::TWO),
             });
+        }
+        if has_denials {
+            input.denials = conn
+                .prepare(
+                    "SELECT ts_ms, reason, count FROM denials WHERE market = ?1 ORDER BY ts_ms, id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([&market], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+                    })?
+                    .collect()
+                })
+                .map_err(q)?;
         }
         input.sends = conn
             .prepare("SELECT sent_at_ms FROM outbox_sends WHERE market = ?1 ORDER BY sent_at_ms")
@@ -481,13 +538,14 @@ pub fn render(reports: &[MarketReport]) -> String {
         }
         let _ = writeln!(
             out,
-            "  quoted two-sided {:.1} % of the time; actions {} ({} /s, most in one second {}); rejects {:?}",
+            "  quoted two-sided {:.1} % of the time; actions {} ({} /s, most in one second {}); venue rejects {:?}",
             r.two_sided_share * Decimal::from(100),
             r.actions,
             r.actions_per_second,
             r.max_actions_per_second,
             r.rejects_by_code
         );
+        let _ = writeln!(out, "  denied by RiskGuard: {:?}", r.denials_by_reason);
     }
     out
 }
@@ -518,6 +576,7 @@ mod tests {
             mid: d(mid),
             bid: two_sided.then(|| d(mid) - one),
             ask: Some(d(mid) + one),
+            venue_mid: None,
         }
     }
 
@@ -539,6 +598,10 @@ mod tests {
             ],
             sends: vec![500, 600, 700, 4_900],
             rejects: BTreeMap::new(),
+            denials: vec![
+                (2_000, "insufficient_funds".into(), 2),
+                (20_000, "outside_band".into(), 1),
+            ],
         };
         let r = compute(&input, 0, 10_000);
         assert_eq!(r.pnl.spread, d("0.2"));
@@ -555,6 +618,11 @@ mod tests {
         // One-sided from 3 s to 4 s.
         assert_eq!(r.two_sided_share, d("0.9"));
         assert_eq!((r.actions, r.max_actions_per_second), (4, 3));
+        // Denials inside the window only.
+        assert_eq!(
+            r.denials_by_reason,
+            BTreeMap::from([("insufficient_funds".to_string(), 2)])
+        );
         // +1 s after the buy the mid is 0.4500: +0.10 for 100 bought at 0.4490.
         let m = r
             .markouts
@@ -615,7 +683,7 @@ mod tests {
             fills.sort_by_key(|f| f.ts_ms);
             let mut marks: Vec<MarkRow> = marks
                 .into_iter()
-                .map(|(t, m, two)| MarkRow { ts_ms: t, mid: Decimal::new(m, 5), bid: two.then_some(Decimal::ONE), ask: Some(Decimal::TWO) })
+                .map(|(t, m, two)| MarkRow { ts_ms: t, mid: Decimal::new(m, 5), bid: two.then_some(Decimal::ONE), ask: Some(Decimal::TWO), venue_mid: None })
                 .collect();
             marks.sort_by_key(|m| m.ts_ms);
             let input = MarketInput { market: "X".into(), fills, marks, ..MarketInput::default() };

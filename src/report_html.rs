@@ -15,8 +15,8 @@ use crate::report::{MarkRow, MarketInput, MarketReport};
 /// Points kept per line at most (a long run is thinned evenly, its last point kept).
 const MAX_POINTS: usize = 1_500;
 
-/// (t, reference mid, our bid, our ask).
-pub type PricePoint = (i64, f64, Option<f64>, Option<f64>);
+/// (t, reference mid, our bid, our ask, the venue's mid).
+pub type PricePoint = (i64, f64, Option<f64>, Option<f64>, Option<f64>);
 /// (t, spread, inventory, −fees, total), cumulative.
 pub type PnlPoint = (i64, f64, f64, f64, f64);
 
@@ -51,8 +51,13 @@ pub fn series(input: &MarketInput, from_ms: i64, to_ms: i64) -> Series {
         .iter()
         .filter(|m| m.ts_ms >= from_ms && m.ts_ms <= to_ms)
     {
-        s.price
-            .push((m.ts_ms, f(m.mid), m.bid.map(f), m.ask.map(f)));
+        s.price.push((
+            m.ts_ms,
+            f(m.mid),
+            m.bid.map(f),
+            m.ask.map(f),
+            m.venue_mid.map(f),
+        ));
     }
     let start: Decimal = input
         .fills
@@ -297,16 +302,19 @@ fn section(r: &MarketReport, s: &Series) -> String {
     let mid = price_pts(|p| Some(p.1));
     let bid = price_pts(|p| p.2);
     let ask = price_pts(|p| p.3);
+    let venue = price_pts(|p| p.4);
     let ax = Axes::new(
         t0,
         t1,
         mid.iter()
             .chain(&bid)
             .chain(&ask)
+            .chain(&venue)
             .map(|p| p.1)
             .chain(s.fills.iter().map(|x| x.1)),
     );
     let mut body = polyline(&ax, &mid, "#555", "reference mid", true);
+    body.push_str(&polyline(&ax, &venue, "#bf3989", "venue mid", true));
     body.push_str(&polyline(&ax, &bid, "#1a7f37", "our bid", true));
     body.push_str(&polyline(&ax, &ask, "#cf222e", "our ask", true));
     for (t, p, sign) in thin(&s.fills) {
@@ -319,12 +327,13 @@ fn section(r: &MarketReport, s: &Series) -> String {
         );
     }
     out.push_str(&chart(
-        "Reference mid, our best bid and ask, fills",
+        "Reference and venue mid, our best bid and ask, fills",
         "chart-price",
         &ax,
         &body,
         &[
             ("reference mid", "#555"),
+            ("venue mid", "#bf3989"),
             ("bid / buys", "#1a7f37"),
             ("ask / sells", "#cf222e"),
         ],
@@ -428,6 +437,7 @@ mod tests {
             mid: d(mid),
             bid: Some(d(mid) - d("0.0005")),
             ask: Some(d(mid) + d("0.0005")),
+            venue_mid: Some(d(mid)),
         };
         let input = MarketInput {
             market: "ADAUSDM".into(),

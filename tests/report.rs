@@ -188,6 +188,7 @@ async fn the_report_of_a_staging_run_adds_up() {
         ("action bars", (0x82, 0x50, 0xdf)),
         ("bids and buys", (0x1a, 0x7f, 0x37)),
         ("asks and sells", (0xcf, 0x22, 0x2e)),
+        ("venue mid", (0xbf, 0x39, 0x89)),
     ] {
         let n = painted.get(&rgb).copied().unwrap_or(0);
         // Its legend swatch is 10 x 10 pixels: beyond 150, the series itself was painted.

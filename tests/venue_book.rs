@@ -197,6 +197,14 @@ async fn short_of_funds(
         "the venue refused for funds: {rejects:?}"
     );
     assert!(mock.all_orders().iter().all(|o| o.filled.is_zero()));
+    // Kept for the report.
+    let conn = common::db(&cfg.run.db_path);
+    assert!(
+        common::count(
+            &conn,
+            "SELECT COALESCE(SUM(count), 0) FROM denials WHERE reason = 'insufficient_funds'"
+        ) >= 3
+    );
     mock.all_orders()
 }
 

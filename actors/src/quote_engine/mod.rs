@@ -161,6 +161,8 @@ impl QuoteEngine {
             ask: book.best(Side::Sell).map(|o| o.price),
             inventory: m.inventory,
             levels_json: levels_json(&book),
+            venue_bid: bid_touch,
+            venue_ask: ask_touch,
         };
         self.store.write(vec![Write::Quote(record)], None);
         crate::metrics::metrics().quotes.add(

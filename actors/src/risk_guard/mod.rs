@@ -583,6 +583,22 @@ impl Handler<CheckIntents> for RiskGuard {
             );
         }
         if denied > 0 {
+            // Kept for the report (`denials` table), one row per reason of this check.
+            let mut by_reason: std::collections::BTreeMap<&'static str, u64> = Default::default();
+            for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
+                *by_reason.entry(d.kind()).or_default() += 1;
+            }
+            let now = crate::types::now_ms();
+            let writes = by_reason
+                .into_iter()
+                .map(|(reason, count)| Write::Denials {
+                    ts_ms: now,
+                    market: msg.market.clone(),
+                    reason,
+                    count,
+                })
+                .collect();
+            self.store.write(writes, None);
             self.denials += denied;
             if self.denials.is_power_of_two()
                 && let Some(Err(d)) = verdicts.iter().find(|v| v.is_err())

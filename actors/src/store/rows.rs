@@ -30,6 +30,9 @@ pub struct QuoteRecord {
     pub inventory: Decimal,
     /// JSON array of the desired levels.
     pub levels_json: String,
+    /// The venue's touch without our orders, when known and fresh.
+    pub venue_bid: Option<Decimal>,
+    pub venue_ask: Option<Decimal>,
 }
 
 /// One write of the service.
@@ -54,6 +57,13 @@ pub enum Write {
     Balance {
         balance: Balance,
         ts_ms: i64,
+    },
+    /// Places RiskGuard denied in one check, by reason.
+    Denials {
+        ts_ms: i64,
+        market: MarketId,
+        reason: &'static str,
+        count: u64,
     },
     RiskEvent {
         ts_ms: i64,
@@ -112,8 +122,9 @@ impl Write {
         match self {
             Write::Quote(q) => {
                 tx.prepare_cached(
-                    "INSERT INTO quotes(market, ts_ms, reason, ref_bid, ref_ask, fair, bid, ask, inventory, levels)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO quotes(market, ts_ms, reason, ref_bid, ref_ask, fair, bid, ask, inventory, levels,
+                                        venue_bid, venue_ask)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?
                 .execute(params![
                     q.market.as_str(),
@@ -125,7 +136,25 @@ impl Write {
                     opt_dec(q.bid),
                     opt_dec(q.ask),
                     q.inventory.to_string(),
-                    q.levels_json
+                    q.levels_json,
+                    opt_dec(q.venue_bid),
+                    opt_dec(q.venue_ask)
+                ])?;
+            }
+            Write::Denials {
+                ts_ms,
+                market,
+                reason,
+                count,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO denials(ts_ms, market, reason, count) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    ts_ms,
+                    market.as_str(),
+                    reason,
+                    i64::try_from(*count).unwrap_or(i64::MAX)
                 ])?;
             }
             Write::Order {

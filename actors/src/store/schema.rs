@@ -11,6 +11,10 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("../../../migrations/0002_traceparent.sql")),
     (3, include_str!("../../../migrations/0003_heartbeat.sql")),
     (4, include_str!("../../../migrations/0004_venue_sends.sql")),
+    (
+        5,
+        include_str!("../../../migrations/0005_venue_touch_and_denials.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
