@@ -67,12 +67,12 @@ mod tests {
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut conn = Connection::open_in_memory().expect("open");
-        assert_eq!(migrate(&mut conn).expect("first"), 4);
-        assert_eq!(migrate(&mut conn).expect("second"), 4);
+        assert_eq!(migrate(&mut conn).expect("first"), 5);
+        assert_eq!(migrate(&mut conn).expect("second"), 5);
         let n: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .expect("count");
-        assert_eq!(n, 4);
+        assert_eq!(n, 5);
         for table in [
             "quotes",
             "orders",
@@ -81,6 +81,7 @@ mod tests {
             "outbox",
             "outbox_sends",
             "balances",
+            "denials",
         ] {
             let found: i64 = conn
                 .query_row(
@@ -136,7 +137,7 @@ mod version_tests {
              INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms) VALUES (7, 1, 1234);",
         )
         .expect("old rows");
-        assert_eq!(migrate(&mut conn).expect("migrate"), 4);
+        assert_eq!(migrate(&mut conn).expect("migrate"), 5);
         let row: (i64, String, String) = conn
             .query_row(
                 "SELECT sent_at_ms, kind, market FROM outbox_sends WHERE outbox_id = 7",
