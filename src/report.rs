@@ -129,7 +129,7 @@ pub struct MarketReport {
 const HORIZONS_S: [u32; 3] = [1, 10, 60];
 
 /// The mark in force at `t`: the last one at or before it.
-fn mark_at(marks: &[MarkRow], t: i64) -> Option<&MarkRow> {
+pub(crate) fn mark_at(marks: &[MarkRow], t: i64) -> Option<&MarkRow> {
     let i = marks.partition_point(|m| m.ts_ms <= t);
     i.checked_sub(1).map(|i| &marks[i])
 }

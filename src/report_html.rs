@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::report::{MarkRow, MarketInput, MarketReport};
+use crate::report::{MarketInput, MarketReport, mark_at};
 
 /// Points kept per line at most (a long run is thinned evenly, its last point kept).
 const MAX_POINTS: usize = 1_500;
@@ -35,11 +35,6 @@ pub struct Series {
 
 fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
-}
-
-fn mark_at(marks: &[MarkRow], t: i64) -> Option<&MarkRow> {
-    let i = marks.partition_point(|m| m.ts_ms <= t);
-    i.checked_sub(1).map(|i| &marks[i])
 }
 
 /// The series of `input` over `[from_ms, to_ms]`, with the same PnL arithmetic as the report
@@ -424,7 +419,7 @@ pub fn render(reports: &[(MarketReport, Series)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{FillRow, compute};
+    use crate::report::{FillRow, MarkRow, compute};
 
     fn d(s: &str) -> Decimal {
         s.parse().expect("decimal")

@@ -29,10 +29,16 @@ fn quoting_goes_on_when_the_collector_is_down() {
     cfg.rate_limit.burst = 1_000_000;
     cfg.mock_exchange.latency_ms = 0;
     cfg.mock_exchange.latency_jitter_ms = 0;
-    // At full speed the mock's book trails the walk by up to ~100 bps (more on a loaded
-    // machine): that is not a diverged reference, and pausing on it is not what this test is
-    // about (the bench lifts it for the same reason).
+    // At full speed the walk covers in a wall-clock second what the market does in hours, and
+    // the mock's book trails it by up to ~100 bps. The reference guard's jump limit and its
+    // 3 s confirmation window, and the divergence pause, are about wall-clock time: with them
+    // the whole run can finish (0.4 s on a fast machine) before the first level is confirmed,
+    // and nothing is quoted. What this test is about is the collector, so they are lifted as
+    // the bench lifts them.
     cfg.risk.max_reference_divergence_bps = rust_decimal::Decimal::ZERO;
+    cfg.feed.reference_guard.jump_limit_bps = rust_decimal::Decimal::from(10_000);
+    cfg.feed.reference_guard.confirm_ticks = 1;
+    cfg.feed.reference_guard.confirm_ms = 0;
     let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, |_| None)
         .expect("telemetry");
     assert!(telemetry.exporting());
