@@ -66,6 +66,9 @@ enum Command {
         /// Also write a self-contained HTML page with charts to this file.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Config file, for each market's requote tolerance (quote freshness).
+        #[arg(long, default_value = "config/staging.yaml")]
+        config: PathBuf,
     },
     /// Run the full pipeline in process at full speed and print throughput, latency and RSS.
     Bench {
@@ -178,9 +181,24 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             to,
             json,
             html,
+            config,
         } => {
             use deltadefi_mm::{report, report_html};
-            let inputs = report::read_db(&db)?;
+            let mut inputs = report::read_db(&db)?;
+            match config::load(&config, env) {
+                Ok(cfg) => {
+                    for i in &mut inputs {
+                        if let Some(m) = cfg.markets.iter().find(|m| m.market.as_str() == i.market)
+                        {
+                            i.tolerance_bps = m.requote_tolerance_bps;
+                        }
+                    }
+                }
+                Err(e) => eprintln!(
+                    "{}: {e}; quote freshness compares exact prices",
+                    config.display()
+                ),
+            }
             let reports: Vec<_> = inputs
                 .iter()
                 .map(|i| {

@@ -64,6 +64,53 @@ pub struct MarketInput {
     pub rejects: BTreeMap<String, u64>,
     /// Places RiskGuard denied, by reason, as (time, reason, count).
     pub denials: Vec<(i64, String, u64)>,
+    /// The desired book from each quote decision on: (time, [(slot, price)]).
+    pub targets: Vec<(i64, Vec<(String, Decimal)>)>,
+    /// Our orders resting at the venue: (from, until, slot, price); `until` is `i64::MAX` for
+    /// one still resting.
+    pub resting: Vec<(i64, i64, String, Decimal)>,
+    /// The market's requote tolerance: a resting order this close to its target is fresh.
+    pub tolerance_bps: Decimal,
+}
+
+/// Of the time a target was quoted, level by level, the share during which the level had an
+/// order of ours resting in its slot within the tolerance of its price (each level of the
+/// target weighs the same).
+fn freshness(input: &MarketInput, from_ms: i64, to_ms: i64) -> Decimal {
+    let mut times: Vec<i64> = input
+        .targets
+        .iter()
+        .map(|t| t.0)
+        .chain(input.resting.iter().flat_map(|r| [r.0, r.1]))
+        .filter(|t| *t > from_ms && *t < to_ms)
+        .chain([from_ms, to_ms])
+        .collect();
+    times.sort_unstable();
+    times.dedup();
+    let tol = input.tolerance_bps / Decimal::from(10_000);
+    let (mut quoted, mut fresh) = (0i64, Decimal::ZERO);
+    for w in times.windows(2) {
+        let (t, next) = (w[0], w[1]);
+        let i = input.targets.partition_point(|x| x.0 <= t);
+        let Some((_, levels)) = i.checked_sub(1).map(|i| &input.targets[i]) else {
+            continue;
+        };
+        if levels.is_empty() {
+            continue;
+        }
+        quoted += next - t;
+        let matched = levels
+            .iter()
+            .filter(|(slot, price)| {
+                input.resting.iter().any(|(a, b, s, p)| {
+                    *a <= t && t < *b && s == slot && (*p - *price).abs() <= *price * tol
+                })
+            })
+            .count();
+        fresh += Decimal::from(next - t) * Decimal::from(matched as u64)
+            / Decimal::from(levels.len() as u64);
+    }
+    ratio(fresh, Decimal::from(quoted)).round_dp(4)
 }
 
 /// PnL and its parts, in quote units.
@@ -117,6 +164,9 @@ pub struct MarketReport {
     pub fills_per_hour: Decimal,
     /// Share of the window with a quote on both sides (0..1), from the quote decisions.
     pub two_sided_share: Decimal,
+    /// Of the time a target was quoted, level by level, the share during which the level had
+    /// an order resting in its slot within the requote tolerance of the target (0..1).
+    pub quote_freshness: Decimal,
     pub start_mark: Option<Decimal>,
     pub end_mark: Option<Decimal>,
     pub actions: u64,
@@ -280,6 +330,7 @@ pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
         },
         fills_per_hour: ratio(Decimal::from(buys + sells), hours).round_dp(2),
         two_sided_share: ratio(two_sided, span).round_dp(4),
+        quote_freshness: freshness(input, from_ms, to_ms),
         start_mark,
         end_mark,
         actions: sends.len() as u64,
@@ -431,6 +482,56 @@ pub fn read_db(path: &Path) -> Result<Vec<MarketInput>, ReportError> {
                 venue_mid: vbid.zip(vask).map(|(b, a)| (b + a) / Decimal::TWO),
             });
         }
+        let levels: Vec<(i64, String)> = conn
+            .prepare("SELECT ts_ms, levels FROM quotes WHERE market = ?1 ORDER BY ts_ms, id")
+            .and_then(|mut s| {
+                s.query_map([&market], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(q)?;
+        for (ts, json) in levels {
+            let parsed: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
+            let mut target = Vec::new();
+            for l in parsed {
+                if let (Some(slot), Some(price)) = (l["slot"].as_str(), l["price"].as_str()) {
+                    target.push((slot.to_string(), dec("quotes.levels", price.to_string())?));
+                }
+            }
+            input.targets.push((ts, target));
+        }
+        // Resting: from an order's first working (or partly filled) state until it leaves them.
+        let events: Vec<(String, i64, String, String, String)> = conn
+            .prepare(
+                "SELECT e.client_order_id, e.ts_ms, e.to_state, o.slot, o.price
+                 FROM order_events e JOIN orders o ON o.client_order_id = e.client_order_id
+                 WHERE o.market = ?1 ORDER BY e.client_order_id, e.ts_ms, e.id",
+            )
+            .and_then(|mut s| {
+                s.query_map([&market], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            })
+            .map_err(q)?;
+        let mut open: Option<(String, i64, String, Decimal)> = None;
+        for (id, ts, state, slot, price) in events {
+            let rests = matches!(state.as_str(), "working" | "partially_filled");
+            if let Some((oid, from, s, p)) = open.take() {
+                if oid == id && rests {
+                    open = Some((oid, from, s, p));
+                    continue;
+                }
+                input
+                    .resting
+                    .push((from, if oid == id { ts } else { i64::MAX }, s, p));
+            }
+            if rests {
+                open = Some((id, ts, slot, dec("orders.price", price)?));
+            }
+        }
+        if let Some((_, from, s, p)) = open {
+            input.resting.push((from, i64::MAX, s, p));
+        }
         if has_denials {
             input.denials = conn
                 .prepare(
@@ -538,8 +639,9 @@ pub fn render(reports: &[MarketReport]) -> String {
         }
         let _ = writeln!(
             out,
-            "  quoted two-sided {:.1} % of the time; actions {} ({} /s, most in one second {}); venue rejects {:?}",
+            "  quoted two-sided {:.1} % of the time, resting within tolerance of the target {:.1} % of it; actions {} ({} /s, most in one second {}); venue rejects {:?}",
             r.two_sided_share * Decimal::from(100),
+            r.quote_freshness * Decimal::from(100),
             r.actions,
             r.actions_per_second,
             r.max_actions_per_second,
@@ -602,6 +704,7 @@ mod tests {
                 (2_000, "insufficient_funds".into(), 2),
                 (20_000, "outside_band".into(), 1),
             ],
+            ..MarketInput::default()
         };
         let r = compute(&input, 0, 10_000);
         assert_eq!(r.pnl.spread, d("0.2"));
@@ -630,6 +733,41 @@ mod tests {
             .find(|m| m.horizon_s == 1 && m.side == "buy")
             .expect("markout");
         assert_eq!((m.fills, m.avg), (1, d("0.1")));
+    }
+
+    #[test]
+    fn freshness_is_the_share_of_quoted_time_every_level_rests_near_its_target() {
+        let t = |ts: i64, levels: &[(&str, &str)]| {
+            (
+                ts,
+                levels
+                    .iter()
+                    .map(|(s, p)| (s.to_string(), d(p)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let input = MarketInput {
+            market: "ADAUSDM".into(),
+            // Quoted from 0 to 10 s; the target moves at 6 s.
+            targets: vec![
+                t(0, &[("buy0", "0.4490"), ("sell0", "0.4510")]),
+                t(6_000, &[("buy0", "0.4480"), ("sell0", "0.4500")]),
+            ],
+            // The bid rests from 1 s; the ask from 2 s; both are replaced at 7 s and 8 s.
+            resting: vec![
+                (1_000, 7_000, "buy0".into(), d("0.4490")),
+                (2_000, 8_000, "sell0".into(), d("0.4510")),
+                (7_000, i64::MAX, "buy0".into(), d("0.4480")),
+                (8_000, i64::MAX, "sell0".into(), d("0.4501")),
+            ],
+            // 5 bps of 0.45 is 0.000225: 0.4501 is near 0.4500, 0.4490 is not near 0.4480.
+            tolerance_bps: d("5"),
+            ..MarketInput::default()
+        };
+        // Level-seconds fresh: the bid 1-6 and 7-10 s (8), the ask 2-6 and 8-10 s (6): 14 of 20.
+        assert_eq!(freshness(&input, 0, 10_000), d("0.7"));
+        // Not quoted at all: nothing to be fresh about.
+        assert_eq!(freshness(&MarketInput::default(), 0, 10_000), d("0"));
     }
 
     #[test]

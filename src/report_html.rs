@@ -245,7 +245,7 @@ fn fmt_num(v: f64) -> String {
 /// One market's section: the figures table and the four charts.
 fn section(r: &MarketReport, s: &Series) -> String {
     let mut out = format!("<section><h2>{}</h2>", esc(&r.market));
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("pnl.total", r.pnl.total.to_string()),
         ("pnl.spread", r.pnl.spread.to_string()),
         ("pnl.inventory", r.pnl.inventory.to_string()),
@@ -259,6 +259,7 @@ fn section(r: &MarketReport, s: &Series) -> String {
         ),
         ("fills_per_hour", r.fills_per_hour.to_string()),
         ("two_sided_share", r.two_sided_share.to_string()),
+        ("quote_freshness", r.quote_freshness.to_string()),
         ("actions", r.actions.to_string()),
         (
             "max_actions_per_second",

@@ -114,6 +114,8 @@ async fn the_report_of_a_staging_run_adds_up() {
     assert_eq!(dec(&r["inventory"]["end"]), risk.markets[0].position);
     let share = dec(&r["two_sided_share"]);
     assert!(share > Decimal::ZERO && share <= Decimal::ONE, "{share}");
+    let fresh = dec(&r["quote_freshness"]);
+    assert!(fresh > Decimal::ZERO && fresh <= Decimal::ONE, "{fresh}");
     assert!(r["max_actions_per_second"].as_u64().expect("max") <= 5);
     assert_eq!(r["markouts"].as_array().map(Vec::len), Some(6));
 
