@@ -188,6 +188,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             match config::load(&config, env) {
                 Ok(cfg) => {
                     for i in &mut inputs {
+                        i.budget_per_second = cfg.rate_limit.actions_per_second;
                         if let Some(m) = cfg.markets.iter().find(|m| m.market.as_str() == i.market)
                         {
                             i.tolerance_bps = m.requote_tolerance_bps;

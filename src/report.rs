@@ -71,6 +71,8 @@ pub struct MarketInput {
     pub resting: Vec<(i64, i64, String, Decimal)>,
     /// The market's requote tolerance: a resting order this close to its target is fresh.
     pub tolerance_bps: Decimal,
+    /// The order-action budget per second the run was configured with (0: unknown).
+    pub budget_per_second: u32,
 }
 
 /// Of the time a target was quoted, level by level, the share during which the level had an
@@ -172,6 +174,9 @@ pub struct MarketReport {
     pub actions: u64,
     pub max_actions_per_second: u64,
     pub actions_per_second: Decimal,
+    /// The configured budget (0: unknown), and the share of it used over the window.
+    pub budget_per_second: u32,
+    pub budget_used: Decimal,
     pub rejects_by_code: BTreeMap<String, u64>,
     pub denials_by_reason: BTreeMap<String, u64>,
 }
@@ -340,6 +345,15 @@ pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
             span / Decimal::from(1_000),
         )
         .round_dp(3),
+        budget_per_second: input.budget_per_second,
+        budget_used: ratio(
+            ratio(
+                Decimal::from(sends.len() as u64),
+                span / Decimal::from(1_000),
+            ),
+            Decimal::from(input.budget_per_second),
+        )
+        .round_dp(4),
         rejects_by_code: input.rejects.clone(),
         denials_by_reason: input
             .denials
@@ -639,11 +653,13 @@ pub fn render(reports: &[MarketReport]) -> String {
         }
         let _ = writeln!(
             out,
-            "  quoted two-sided {:.1} % of the time, resting within tolerance of the target {:.1} % of it; actions {} ({} /s, most in one second {}); venue rejects {:?}",
+            "  quoted two-sided {:.1} % of the time, resting within tolerance of the target {:.1} % of it; actions {} ({} /s = {:.1} % of the {}/s budget, most in one second {}); venue rejects {:?}",
             r.two_sided_share * Decimal::from(100),
             r.quote_freshness * Decimal::from(100),
             r.actions,
             r.actions_per_second,
+            r.budget_used * Decimal::from(100),
+            r.budget_per_second,
             r.max_actions_per_second,
             r.rejects_by_code
         );
@@ -704,6 +720,7 @@ mod tests {
                 (2_000, "insufficient_funds".into(), 2),
                 (20_000, "outside_band".into(), 1),
             ],
+            budget_per_second: 5,
             ..MarketInput::default()
         };
         let r = compute(&input, 0, 10_000);
@@ -720,6 +737,7 @@ mod tests {
         assert_eq!(r.inventory.time_weighted, d("40"));
         // One-sided from 3 s to 4 s.
         assert_eq!(r.two_sided_share, d("0.9"));
+        assert_eq!(r.budget_used, d("0.08"), "0.4 actions/s of 5");
         assert_eq!((r.actions, r.max_actions_per_second), (4, 3));
         // Denials inside the window only.
         assert_eq!(

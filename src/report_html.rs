@@ -245,7 +245,7 @@ fn fmt_num(v: f64) -> String {
 /// One market's section: the figures table and the four charts.
 fn section(r: &MarketReport, s: &Series) -> String {
     let mut out = format!("<section><h2>{}</h2>", esc(&r.market));
-    let rows: [(&str, String); 13] = [
+    let rows: [(&str, String); 14] = [
         ("pnl.total", r.pnl.total.to_string()),
         ("pnl.spread", r.pnl.spread.to_string()),
         ("pnl.inventory", r.pnl.inventory.to_string()),
@@ -265,6 +265,7 @@ fn section(r: &MarketReport, s: &Series) -> String {
             "max_actions_per_second",
             r.max_actions_per_second.to_string(),
         ),
+        ("budget_used", r.budget_used.to_string()),
     ];
     out.push_str("<table class=\"figures\">");
     for (key, value) in rows {

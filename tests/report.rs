@@ -117,6 +117,10 @@ async fn the_report_of_a_staging_run_adds_up() {
     let fresh = dec(&r["quote_freshness"]);
     assert!(fresh > Decimal::ZERO && fresh <= Decimal::ONE, "{fresh}");
     assert!(r["max_actions_per_second"].as_u64().expect("max") <= 5);
+    // The budget comes from the default config (5/s): at most all of it was used.
+    assert_eq!(r["budget_per_second"].as_u64(), Some(5));
+    let used = dec(&r["budget_used"]);
+    assert!(used > Decimal::ZERO && used <= Decimal::ONE, "{used}");
     assert_eq!(r["markouts"].as_array().map(Vec::len), Some(6));
 
     // The page: self-contained, four charts with their lines drawn, the JSON embedded equal to
