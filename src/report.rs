@@ -197,19 +197,30 @@ fn ratio(num: Decimal, den: Decimal) -> Decimal {
     }
 }
 
-/// Computes one market's report over `[from_ms, to_ms]`.
-pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
-    let sign = |f: &FillRow| Decimal::from(f.sign);
-    let start = input
+/// The position carried into `[from_ms, to_ms]` (the fills before it), and the fills in it.
+pub(crate) fn carried_and_window(
+    input: &MarketInput,
+    from_ms: i64,
+    to_ms: i64,
+) -> (Decimal, Vec<&FillRow>) {
+    let carried = input
         .fills
         .iter()
         .filter(|f| f.ts_ms < from_ms)
-        .fold(Decimal::ZERO, |p, f| p + sign(f) * f.size);
-    let window: Vec<&FillRow> = input
+        .map(|f| Decimal::from(f.sign) * f.size)
+        .sum();
+    let window = input
         .fills
         .iter()
         .filter(|f| f.ts_ms >= from_ms && f.ts_ms <= to_ms)
         .collect();
+    (carried, window)
+}
+
+/// Computes one market's report over `[from_ms, to_ms]`.
+pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
+    let sign = |f: &FillRow| Decimal::from(f.sign);
+    let (start, window) = carried_and_window(input, from_ms, to_ms);
     let start_mark = mark_at(&input.marks, from_ms).map(|m| m.mid);
     let end_mark = mark_at(&input.marks, to_ms).map(|m| m.mid);
     // Without any mark the fills are valued at their own prices (no spread, no inventory).
@@ -306,14 +317,7 @@ pub fn compute(input: &MarketInput, from_ms: i64, to_ms: i64) -> MarketReport {
         .copied()
         .filter(|t| *t >= from_ms && *t <= to_ms)
         .collect();
-    let mut best = 0usize;
-    let mut lo = 0usize;
-    for hi in 0..sends.len() {
-        while sends[hi] - sends[lo] >= 1_000 {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
+    let best = mm_actors::types::max_in_window(&sends, 1_000);
     let hours = span / Decimal::from(3_600_000);
     MarketReport {
         market: input.market.clone(),

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::report::{MarketInput, MarketReport, mark_at};
+use crate::report::{MarketInput, MarketReport, carried_and_window, mark_at};
 
 /// Points kept per line at most (a long run is thinned evenly, its last point kept).
 const MAX_POINTS: usize = 1_500;
@@ -54,18 +54,8 @@ pub fn series(input: &MarketInput, from_ms: i64, to_ms: i64) -> Series {
             m.venue_mid.map(f),
         ));
     }
-    let start: Decimal = input
-        .fills
-        .iter()
-        .filter(|x| x.ts_ms < from_ms)
-        .map(|x| Decimal::from(x.sign) * x.size)
-        .sum();
+    let (start, window) = carried_and_window(input, from_ms, to_ms);
     let start_mark = mark_at(&input.marks, from_ms).map(|m| m.mid);
-    let window: Vec<_> = input
-        .fills
-        .iter()
-        .filter(|x| x.ts_ms >= from_ms && x.ts_ms <= to_ms)
-        .collect();
     // Events: every fill and every mark; at each, PnL marked at the mark then in force.
     let mut times: Vec<i64> = window
         .iter()

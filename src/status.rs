@@ -283,14 +283,7 @@ pub fn max_actions_per_second(conn: &Connection) -> Result<u32, rusqlite::Error>
     let times: Vec<i64> = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut best = 0usize;
-    let mut lo = 0usize;
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= 1_000 {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
+    let best = mm_actors::types::max_in_window(&times, 1_000);
     Ok(u32::try_from(best).unwrap_or(u32::MAX))
 }
 

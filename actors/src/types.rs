@@ -160,6 +160,20 @@ impl Tick {
     }
 }
 
+/// The most of `times` (sorted) within any half-open window of `window_ms`: how many order
+/// actions a one-second window held at most, wherever they were counted.
+pub fn max_in_window(times: &[i64], window_ms: i64) -> usize {
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= window_ms {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -569,35 +569,34 @@ impl Handler<CheckIntents> for RiskGuard {
             .collect();
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
         span.record("denied", denied);
+        // Counted once per reason of this check: the running totals, the metric, and one
+        // `denials` row each for the report.
+        let mut by_reason: std::collections::BTreeMap<&'static str, u64> = Default::default();
         for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
-            *self
-                .denials_by_reason
-                .entry((msg.market.clone(), d.kind()))
-                .or_default() += 1;
-            crate::metrics::metrics().denials.add(
-                1,
-                &[
-                    opentelemetry::KeyValue::new("market", msg.market.to_string()),
-                    opentelemetry::KeyValue::new("reason", d.kind()),
-                ],
-            );
+            *by_reason.entry(d.kind()).or_default() += 1;
         }
         if denied > 0 {
-            // Kept for the report (`denials` table), one row per reason of this check.
-            let mut by_reason: std::collections::BTreeMap<&'static str, u64> = Default::default();
-            for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
-                *by_reason.entry(d.kind()).or_default() += 1;
-            }
             let now = crate::types::now_ms();
-            let writes = by_reason
-                .into_iter()
-                .map(|(reason, count)| Write::Denials {
+            let mut writes = Vec::with_capacity(by_reason.len());
+            for (reason, count) in by_reason {
+                *self
+                    .denials_by_reason
+                    .entry((msg.market.clone(), reason))
+                    .or_default() += count;
+                crate::metrics::metrics().denials.add(
+                    count,
+                    &[
+                        opentelemetry::KeyValue::new("market", msg.market.to_string()),
+                        opentelemetry::KeyValue::new("reason", reason),
+                    ],
+                );
+                writes.push(Write::Denials {
                     ts_ms: now,
                     market: msg.market.clone(),
                     reason,
                     count,
-                })
-                .collect();
+                });
+            }
             self.store.write(writes, None);
             self.denials += denied;
             if self.denials.is_power_of_two()

@@ -418,21 +418,8 @@ impl WireState {
     /// The most counted requests received within any 1000 ms.
     pub fn max_actions_per_second(&self) -> usize {
         let times: Vec<i64> = self.arrivals.iter().map(|(t, _)| *t).collect();
-        max_in_window(&times, 1_000)
+        crate::types::max_in_window(&times, 1_000)
     }
-}
-
-/// The most of `times` (sorted) within any half-open window of `window_ms`.
-pub fn max_in_window(times: &[i64], window_ms: i64) -> usize {
-    let mut best = 0;
-    let mut lo = 0;
-    for hi in 0..times.len() {
-        while times[hi] - times[lo] >= window_ms {
-            lo += 1;
-        }
-        best = best.max(hi - lo + 1);
-    }
-    best
 }
 
 pub(super) type Shared = web::Data<Arc<Mutex<WireState>>>;
