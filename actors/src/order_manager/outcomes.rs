@@ -6,9 +6,8 @@ use actix::prelude::*;
 use tracing::{debug, error, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::state::OrderEvent;
+use super::state::{AfterOutcome, OrderEvent, plan_outcome};
 use super::{IntentOutcome, OrderManager, OrderNeverSent, QuoteReason};
-use crate::intent::Intent;
 use crate::outbox_worker::queue::DispatchResult;
 use crate::quote_engine::RequestRequote;
 use crate::types::now_ms;
@@ -42,100 +41,45 @@ impl Handler<IntentOutcome> for OrderManager {
         let _ = ack.set_parent(crate::trace::context_from(row.traceparent.as_deref()));
         let _ack = ack.enter();
         let market = row.intent.market().clone();
-        match (&row.intent, result) {
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Done { venue_order_id },
-            ) => {
-                if let Some(v) = venue_order_id {
-                    self.assign_venue_id(id, v);
+        let plan = plan_outcome(&row.intent, &result);
+        if let Some((id, v)) = plan.venue_id {
+            self.assign_venue_id(&id, v);
+        }
+        if let Some((id, ev, detail)) = plan.event {
+            match &result {
+                DispatchResult::Rejected { code, message } => {
+                    debug!(client_order_id = %id, code, cause = %message, "place rejected");
                 }
-                self.apply_and_persist(id, OrderEvent::Accepted, None);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Rejected { code, message },
-            ) => {
-                debug!(client_order_id = %id, code, cause = %message, "place rejected");
-                self.apply_and_persist(id, OrderEvent::Rejected, Some(message));
-                self.work_market(&market, ctx);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Retry { message, .. },
-            ) => {
-                error!(client_order_id = %id, cause = %message, "place dead-lettered");
-                self.apply_and_persist(
-                    id,
-                    OrderEvent::Rejected,
-                    Some(format!("dead-lettered: {message}")),
-                );
-                self.work_market(&market, ctx);
-            }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::Unknown {
-                    message,
-                    venue_order_id,
-                },
-            ) => {
-                warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
-                if let Some(v) = venue_order_id {
-                    // DeltaDeFi names the order at build time: the id to look it up by.
-                    self.assign_venue_id(id, v);
+                DispatchResult::Retry { message, .. } => {
+                    error!(client_order_id = %id, cause = %message, "place dead-lettered");
                 }
-                self.apply_and_persist(id, OrderEvent::OutcomeUnknown, Some(message));
-                self.resolve(vec![id.clone()]);
+                DispatchResult::Unknown { message, .. } => {
+                    warn!(client_order_id = %id, cause = %message, "place outcome unknown, asking the venue");
+                }
+                DispatchResult::Done { .. } | DispatchResult::NotSent { .. } => {}
             }
-            (
-                Intent::Place {
-                    client_order_id: id,
-                    ..
-                },
-                DispatchResult::NotSent { reason },
-            ) => {
-                self.apply_and_persist(
-                    id,
-                    OrderEvent::Cancelled,
-                    Some(format!("not sent: {reason}")),
-                );
-                // Its target is what was not sent (old, halted, or crossing the venue's book
-                // as it is now): quote the slot again from a fresh price, not from that target.
-                self.reg.requote.do_send(RequestRequote {
-                    market: Some(market.clone()),
-                    reason: QuoteReason::NotSent,
-                });
-            }
-            (
-                Intent::Cancel {
-                    client_order_id: id,
-                    ..
-                },
-                result,
-            ) => {
-                if !matches!(result, DispatchResult::Done { .. }) {
+            self.apply_and_persist(&id, ev, detail);
+        }
+        match plan.then {
+            AfterOutcome::Nothing => {}
+            AfterOutcome::Rework => self.work_market(&market, ctx),
+            AfterOutcome::Requote => self.reg.requote.do_send(RequestRequote {
+                market: Some(market.clone()),
+                reason: QuoteReason::NotSent,
+            }),
+            AfterOutcome::Resolve(id) => self.resolve(vec![id]),
+            AfterOutcome::CancelAnswered { id, failed } => {
+                if failed {
                     error!(client_order_id = %id, ?result, "cancel failed");
                     self.cancel_failed.insert(id.clone());
                 }
                 // The venue's report of the order is authoritative (it may have filled).
                 self.resolve(vec![id.clone()]);
-                let steps = self.flattener.cancel_done(&market, id, now_ms());
+                let steps = self.flattener.cancel_done(&market, &id, now_ms());
                 self.run_flatten(steps, ctx);
             }
-            (Intent::CancelAll { .. }, result) => {
-                if !matches!(result, DispatchResult::Done { .. }) {
+            AfterOutcome::CancelAllAnswered { failed } => {
+                if failed {
                     error!(market = %market, ?result, "cancel-all failed; the flatten lists the venue and cancels one by one");
                 }
                 // Whatever its answer: list the venue's open orders and cancel what is left.

@@ -19,7 +19,7 @@ use crate::intent::Intent;
 use crate::outbox_worker::ResolveIntent;
 use crate::quote_engine::RequestRequote;
 use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
-use crate::venue::{VenueOrder, VenueOrderStatus};
+use crate::venue::VenueOrder;
 
 impl OrderManager {
     /// Applies what the venue says about one order; returns the order's market when it ended.
@@ -39,13 +39,7 @@ impl OrderManager {
             .filled
             .max(self.fill_sums.get(id).copied().unwrap_or_default());
         self.tracker.set_filled(id, filled);
-        let ev = match vo.status {
-            VenueOrderStatus::Open => OrderEvent::Accepted,
-            VenueOrderStatus::PartiallyFilled => OrderEvent::Filled { complete: false },
-            VenueOrderStatus::Filled => OrderEvent::Filled { complete: true },
-            VenueOrderStatus::Cancelled => OrderEvent::Cancelled,
-            VenueOrderStatus::Failed => OrderEvent::Rejected,
-        };
+        let ev = super::state::event_of_status(vo.status);
         let market = self.tracker.get(id).map(|o| o.market.clone());
         if self.apply_and_persist(id, ev, None) {
             market

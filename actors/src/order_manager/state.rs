@@ -8,7 +8,10 @@
 
 use rust_decimal::Decimal;
 
+use crate::intent::Intent;
+use crate::outbox_worker::queue::DispatchResult;
 use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
+use crate::venue::VenueOrderStatus;
 
 /// Where one of our orders stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,6 +197,154 @@ impl Order {
     /// Size still resting (size minus filled, never negative).
     pub fn remaining(&self) -> Decimal {
         (self.size - self.filled).max(Decimal::ZERO)
+    }
+}
+
+/// The event an order's report from the venue (stream, query or listing) stands for.
+pub fn event_of_status(status: VenueOrderStatus) -> OrderEvent {
+    match status {
+        VenueOrderStatus::Open => OrderEvent::Accepted,
+        VenueOrderStatus::PartiallyFilled => OrderEvent::Filled { complete: false },
+        VenueOrderStatus::Filled => OrderEvent::Filled { complete: true },
+        VenueOrderStatus::Cancelled => OrderEvent::Cancelled,
+        VenueOrderStatus::Failed => OrderEvent::Rejected,
+    }
+}
+
+/// What comes after an intent's outcome was applied to its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterOutcome {
+    Nothing,
+    /// Diff the market again (a place was refused: its slot is empty).
+    Rework,
+    /// Price the market afresh: the place was not sent on a target that is now old.
+    Requote,
+    /// Ask the venue about the order: its report is authoritative.
+    Resolve(ClientOrderId),
+    /// A cancel was answered (`failed`: not done); the venue is asked about the order.
+    CancelAnswered {
+        id: ClientOrderId,
+        failed: bool,
+    },
+    /// A cancel-all was answered (`failed`: not done).
+    CancelAllAnswered {
+        failed: bool,
+    },
+}
+
+/// What the classified answer to one intent does to its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomePlan {
+    /// The venue id the answer names, to record on the order first.
+    pub venue_id: Option<(ClientOrderId, VenueOrderId)>,
+    /// The order's event and its detail.
+    pub event: Option<(ClientOrderId, OrderEvent, Option<String>)>,
+    pub then: AfterOutcome,
+}
+
+/// Plans the effect of `result`, the outcome of `intent`. Shared by OrderManager and the
+/// backtest.
+pub fn plan_outcome(intent: &Intent, result: &DispatchResult) -> OutcomePlan {
+    let plan = |venue_id, event, then| OutcomePlan {
+        venue_id,
+        event,
+        then,
+    };
+    match (intent, result) {
+        (
+            Intent::Place {
+                client_order_id: id,
+                ..
+            },
+            DispatchResult::Done { venue_order_id },
+        ) => plan(
+            venue_order_id.clone().map(|v| (id.clone(), v)),
+            Some((id.clone(), OrderEvent::Accepted, None)),
+            AfterOutcome::Nothing,
+        ),
+        (
+            Intent::Place {
+                client_order_id: id,
+                ..
+            },
+            DispatchResult::Rejected { message, .. },
+        ) => plan(
+            None,
+            Some((id.clone(), OrderEvent::Rejected, Some(message.clone()))),
+            AfterOutcome::Rework,
+        ),
+        (
+            Intent::Place {
+                client_order_id: id,
+                ..
+            },
+            DispatchResult::Retry { message, .. },
+        ) => plan(
+            None,
+            Some((
+                id.clone(),
+                OrderEvent::Rejected,
+                Some(format!("dead-lettered: {message}")),
+            )),
+            AfterOutcome::Rework,
+        ),
+        (
+            Intent::Place {
+                client_order_id: id,
+                ..
+            },
+            DispatchResult::Unknown {
+                message,
+                venue_order_id,
+            },
+        ) => plan(
+            // DeltaDeFi names the order at build time: the id to look it up by.
+            venue_order_id.clone().map(|v| (id.clone(), v)),
+            Some((
+                id.clone(),
+                OrderEvent::OutcomeUnknown,
+                Some(message.clone()),
+            )),
+            AfterOutcome::Resolve(id.clone()),
+        ),
+        (
+            Intent::Place {
+                client_order_id: id,
+                ..
+            },
+            DispatchResult::NotSent { reason },
+        ) => plan(
+            None,
+            Some((
+                id.clone(),
+                OrderEvent::Cancelled,
+                Some(format!("not sent: {reason}")),
+            )),
+            // Its target is what was not sent (old, halted, or crossing the venue's book as it
+            // is now): quote the slot again from a fresh price, not from that target.
+            AfterOutcome::Requote,
+        ),
+        (
+            Intent::Cancel {
+                client_order_id: id,
+                ..
+            },
+            r,
+        ) => plan(
+            None,
+            None,
+            AfterOutcome::CancelAnswered {
+                id: id.clone(),
+                failed: !matches!(r, DispatchResult::Done { .. }),
+            },
+        ),
+        (Intent::CancelAll { .. }, r) => plan(
+            None,
+            None,
+            AfterOutcome::CancelAllAnswered {
+                failed: !matches!(r, DispatchResult::Done { .. }),
+            },
+        ),
     }
 }
 

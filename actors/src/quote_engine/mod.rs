@@ -14,10 +14,10 @@ use crate::config::MarketConfig;
 use crate::order_manager::{QuoteReason, QuoteTarget};
 use crate::registry::Reg;
 use crate::risk_guard::TradingStateChanged;
-use crate::store::{Store, Write, rows::QuoteRecord};
+use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
 use crate::types::{MarketId, Side, Tick, now_ms};
-use pricing::{QuoteBook, SidesAllowed, book_changed, distance_bps, keep_behind_touch, price_book};
+use pricing::MarketPricer;
 
 /// A validated reference tick.
 #[derive(Message, Debug, Clone)]
@@ -57,22 +57,12 @@ pub struct MarketQuoteStats {
     pub targets: u64,
 }
 
-struct MarketState {
-    cfg: MarketConfig,
-    reference: Option<(Decimal, Decimal)>,
-    inventory: Decimal,
-    sides: SidesAllowed,
-    last: Option<QuoteBook>,
-    ticks: u64,
-    targets: u64,
-}
-
 /// The pricer.
 pub struct QuoteEngine {
     reg: Reg,
     store: Store,
     max_position: Decimal,
-    markets: Vec<MarketState>,
+    markets: Vec<MarketPricer>,
     health: ActorHealth,
 }
 
@@ -81,15 +71,7 @@ impl QuoteEngine {
     pub fn new(reg: Reg, store: Store, markets: &[MarketConfig], max_position: Decimal) -> Self {
         let markets = markets
             .iter()
-            .map(|cfg| MarketState {
-                cfg: cfg.clone(),
-                reference: None,
-                inventory: Decimal::ZERO,
-                sides: SidesAllowed::NONE,
-                last: None,
-                ticks: 0,
-                targets: 0,
-            })
+            .map(|cfg| MarketPricer::new(cfg.clone()))
             .collect();
         Self {
             reg,
@@ -113,70 +95,41 @@ impl QuoteEngine {
         let Some(m) = self.markets.get_mut(idx) else {
             return;
         };
-        let Some((bid, ask)) = m.reference else {
-            return;
-        };
-        let mut book = price_book(&m.cfg, max_position, bid, ask, m.inventory, m.sides);
         // Post-only orders at or through the venue's opposite touch would only earn a 4104:
         // keep them one step behind the others' touch (the venue's book as last seen, without
         // our orders, which this target replaces; a stale or unknown book leaves the quote
         // alone). The send path checks again against what still rests when it is written.
         let books = &self.reg.books;
-        let (bid_touch, ask_touch) = books
+        let touches = books
             .others_touch(&m.cfg.market, now_ms())
             .unwrap_or((None, None));
-        let moved = keep_behind_touch(&m.cfg, &mut book, bid_touch, ask_touch);
-        let reason = match (&m.last, reason) {
-            (Some(last), QuoteReason::PriceMoved { .. }) => {
-                if !force && !book_changed(last, &book, m.cfg.requote_tolerance_bps) {
-                    return;
-                }
-                QuoteReason::PriceMoved {
-                    bps: distance_bps(book.fair, last.fair).round_dp(2),
-                }
-            }
-            (None, QuoteReason::PriceMoved { .. }) => QuoteReason::Start,
-            (_, r) => r,
+        let Some(priced) = m.reprice(max_position, touches, reason, force) else {
+            return;
         };
-        m.targets += 1;
-        if moved > 0 {
-            books.note_clamped(&m.cfg.market, u64::from(moved));
+        if priced.moved > 0 {
+            books.note_clamped(&m.cfg.market, u64::from(priced.moved));
             crate::metrics::metrics().avoided_crosses.add(
-                u64::from(moved),
+                u64::from(priced.moved),
                 &[
                     opentelemetry::KeyValue::new("market", m.cfg.market.to_string()),
                     opentelemetry::KeyValue::new("stage", "quote"),
                 ],
             );
         }
-        m.last = Some(book.clone());
-        let record = QuoteRecord {
-            market: m.cfg.market.clone(),
-            ts_ms: now_ms(),
-            reason: reason.to_string(),
-            ref_bid: book.ref_bid,
-            ref_ask: book.ref_ask,
-            fair: book.fair,
-            bid: book.best(Side::Buy).map(|o| o.price),
-            ask: book.best(Side::Sell).map(|o| o.price),
-            inventory: m.inventory,
-            levels_json: levels_json(&book),
-            venue_bid: bid_touch,
-            venue_ask: ask_touch,
-        };
+        let record = m.record(&priced, now_ms(), touches);
         self.store.write(vec![Write::Quote(record)], None);
         crate::metrics::metrics().quotes.add(
             1,
             &[
                 opentelemetry::KeyValue::new("market", m.cfg.market.to_string()),
-                opentelemetry::KeyValue::new("reason", reason.kind()),
+                opentelemetry::KeyValue::new("reason", priced.reason.kind()),
             ],
         );
         self.reg.quote_targets.do_send(QuoteTarget {
             market: m.cfg.market.clone(),
-            book,
+            book: priced.book,
             tolerance_bps: m.cfg.requote_tolerance_bps,
-            reason,
+            reason: priced.reason,
             tick_recv_at: tick_at,
         });
     }
@@ -184,15 +137,6 @@ impl QuoteEngine {
     fn index_of(&self, market: &MarketId) -> Option<usize> {
         self.markets.iter().position(|m| &m.cfg.market == market)
     }
-}
-
-fn levels_json(book: &QuoteBook) -> String {
-    let levels: Vec<serde_json::Value> = book
-        .orders
-        .iter()
-        .map(|o| serde_json::json!({"slot": o.slot.to_string(), "price": o.price.to_string(), "size": o.size.to_string()}))
-        .collect();
-    serde_json::Value::Array(levels).to_string()
 }
 
 impl Actor for QuoteEngine {

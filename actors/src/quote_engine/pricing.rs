@@ -12,6 +12,8 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::config::{Anchor, MarketConfig};
+use crate::order_manager::QuoteReason;
+use crate::store::rows::QuoteRecord;
 use crate::types::{Side, Slot, bps};
 
 /// One order the market should have.
@@ -237,6 +239,119 @@ pub fn book_changed(old: &QuoteBook, new: &QuoteBook, tolerance_bps: Decimal) ->
         || old.orders.iter().zip(&new.orders).any(|(a, b)| {
             a.slot != b.slot || a.size != b.size || moved_beyond(a.price, b.price, tolerance_bps)
         })
+}
+
+/// One market's pricing: the last reference, our inventory, the sides RiskGuard allows and
+/// the last book sent. Shared by QuoteEngine and the backtest.
+#[derive(Debug, Clone)]
+pub struct MarketPricer {
+    pub cfg: MarketConfig,
+    /// Raw reference bid and ask.
+    pub reference: Option<(Decimal, Decimal)>,
+    pub inventory: Decimal,
+    pub sides: SidesAllowed,
+    /// The last book sent.
+    pub last: Option<QuoteBook>,
+    pub ticks: u64,
+    pub targets: u64,
+}
+
+/// A new target of one market.
+#[derive(Debug, Clone)]
+pub struct Priced {
+    pub book: QuoteBook,
+    pub reason: QuoteReason,
+    /// Orders moved behind (or dropped at) the venue's opposite touch.
+    pub moved: u32,
+}
+
+impl MarketPricer {
+    /// A market with no reference yet and no side allowed until RiskGuard speaks.
+    pub fn new(cfg: MarketConfig) -> Self {
+        Self {
+            cfg,
+            reference: None,
+            inventory: Decimal::ZERO,
+            sides: SidesAllowed::NONE,
+            last: None,
+            ticks: 0,
+            targets: 0,
+        }
+    }
+
+    /// Prices the market's book, kept one step behind the others' touch on the venue
+    /// (`bid_touch`, `ask_touch`: the venue's book without our orders; `None` leaves a side
+    /// alone). A price move that leaves the book within the requote tolerance of the last one
+    /// sent yields nothing unless `force`. Every other reason always yields a target.
+    pub fn reprice(
+        &mut self,
+        max_position: Decimal,
+        (bid_touch, ask_touch): (Option<Decimal>, Option<Decimal>),
+        reason: QuoteReason,
+        force: bool,
+    ) -> Option<Priced> {
+        let (bid, ask) = self.reference?;
+        let mut book = price_book(
+            &self.cfg,
+            max_position,
+            bid,
+            ask,
+            self.inventory,
+            self.sides,
+        );
+        let moved = keep_behind_touch(&self.cfg, &mut book, bid_touch, ask_touch);
+        let reason = match (&self.last, reason) {
+            (Some(last), QuoteReason::PriceMoved { .. }) => {
+                if !force && !book_changed(last, &book, self.cfg.requote_tolerance_bps) {
+                    return None;
+                }
+                QuoteReason::PriceMoved {
+                    bps: distance_bps(book.fair, last.fair).round_dp(2),
+                }
+            }
+            (None, QuoteReason::PriceMoved { .. }) => QuoteReason::Start,
+            (_, r) => r,
+        };
+        self.targets += 1;
+        self.last = Some(book.clone());
+        Some(Priced {
+            book,
+            reason,
+            moved,
+        })
+    }
+
+    /// The persisted record of a target decided at `ts_ms` against the venue's `touches`.
+    pub fn record(
+        &self,
+        p: &Priced,
+        ts_ms: i64,
+        (venue_bid, venue_ask): (Option<Decimal>, Option<Decimal>),
+    ) -> QuoteRecord {
+        QuoteRecord {
+            market: self.cfg.market.clone(),
+            ts_ms,
+            reason: p.reason.to_string(),
+            ref_bid: p.book.ref_bid,
+            ref_ask: p.book.ref_ask,
+            fair: p.book.fair,
+            bid: p.book.best(Side::Buy).map(|o| o.price),
+            ask: p.book.best(Side::Sell).map(|o| o.price),
+            inventory: self.inventory,
+            levels_json: levels_json(&p.book),
+            venue_bid,
+            venue_ask,
+        }
+    }
+}
+
+fn levels_json(book: &QuoteBook) -> String {
+    let levels: Vec<serde_json::Value> = book
+        .orders
+        .iter()
+        .map(|o| serde_json::json!({"slot": o.slot.to_string(), "price": o.price.to_string(), "size": o.size.to_string()}))
+        .collect();
+    serde_json::Value::Array(levels).to_string()
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, MarketId, now_ms};
 use crate::venue::Balance;
-use rules::{CheckContext, Denial, HaltReason, Position, TradingState};
+use rules::{Denial, HaltReason, Position, TradingState};
 
 /// Asks for a verdict on each intent of one market.
 #[derive(Message, Debug, Clone)]
@@ -526,55 +526,23 @@ impl Handler<CheckIntents> for RiskGuard {
             _ => [HaltReason::StaleFeed].into(),
         };
         let position = self.position(&msg.market);
-        let fee_rate = crate::types::bps(self.cfg.fee_bps);
-        let mut exposure = msg.exposure;
-        let mut funds = msg.funds;
-        let verdicts: Vec<Result<(), Denial>> = msg
-            .intents
-            .iter()
-            .map(|i| {
-                let cx = CheckContext {
-                    cfg: &self.cfg,
-                    halts: &halts,
-                    position,
-                    exposure,
-                    reference_mid: msg.reference_mid,
-                    capital: self.cfg.check_capital.then(|| rules::Capital {
-                        balances: &self.balances,
-                        in_use: &funds,
-                        fee_rate,
-                    }),
-                };
-                let v = rules::check(i, &cx);
-                if v.is_ok()
-                    && let Intent::Place {
-                        market,
-                        side,
-                        price,
-                        size,
-                        ..
-                    } = i
-                {
-                    // Later intents of the batch see this one as open.
-                    exposure.open_orders += 1;
-                    let open = match side {
-                        crate::types::Side::Buy => &mut exposure.open_buy,
-                        crate::types::Side::Sell => &mut exposure.open_sell,
-                    };
-                    *open = open.saturating_add(*size);
-                    funds.add(market, *side, *price, *size, false);
-                }
-                v
-            })
-            .collect();
+        let verdicts = rules::check_batch(
+            &msg.intents,
+            rules::Batch {
+                cfg: &self.cfg,
+                halts: &halts,
+                position,
+                exposure: msg.exposure,
+                funds: msg.funds,
+                reference_mid: msg.reference_mid,
+                balances: self.cfg.check_capital.then_some(self.balances.as_slice()),
+            },
+        );
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
         span.record("denied", denied);
         // Counted once per reason of this check: the running totals, the metric, and one
         // `denials` row each for the report.
-        let mut by_reason: std::collections::BTreeMap<&'static str, u64> = Default::default();
-        for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
-            *by_reason.entry(d.kind()).or_default() += 1;
-        }
+        let by_reason = rules::denials_by_reason(&verdicts);
         if denied > 0 {
             let now = crate::types::now_ms();
             let mut writes = Vec::with_capacity(by_reason.len());

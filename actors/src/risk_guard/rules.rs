@@ -430,6 +430,83 @@ pub fn check(intent: &Intent, cx: &CheckContext<'_>) -> Result<(), Denial> {
     Ok(())
 }
 
+/// What a batch of one market's intents is decided against.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    pub cfg: &'a RiskConfig,
+    pub halts: &'a BTreeSet<HaltReason>,
+    pub position: Decimal,
+    /// Our open orders before the batch.
+    pub exposure: OpenExposure,
+    /// What our live orders lock before the batch.
+    pub funds: FundsInUse,
+    pub reference_mid: Option<Decimal>,
+    /// The venue's balances; `None` when the capital check is off.
+    pub balances: Option<&'a [Balance]>,
+}
+
+/// Decides a batch of intents of one market, in order: each approved place counts as open
+/// (exposure and funds) for the intents after it.
+pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denial>> {
+    let Batch {
+        cfg,
+        halts,
+        position,
+        mut exposure,
+        mut funds,
+        reference_mid,
+        balances,
+    } = batch;
+    let fee_rate = crate::types::bps(cfg.fee_bps);
+    intents
+        .iter()
+        .map(|i| {
+            let cx = CheckContext {
+                cfg,
+                halts,
+                position,
+                exposure,
+                reference_mid,
+                capital: balances.map(|balances| Capital {
+                    balances,
+                    in_use: &funds,
+                    fee_rate,
+                }),
+            };
+            let v = check(i, &cx);
+            if v.is_ok()
+                && let Intent::Place {
+                    market,
+                    side,
+                    price,
+                    size,
+                    ..
+                } = i
+            {
+                exposure.open_orders += 1;
+                let open = match side {
+                    Side::Buy => &mut exposure.open_buy,
+                    Side::Sell => &mut exposure.open_sell,
+                };
+                *open = open.saturating_add(*size);
+                funds.add(market, *side, *price, *size, false);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The denials of a batch's verdicts, counted by reason.
+pub fn denials_by_reason(
+    verdicts: &[Result<(), Denial>],
+) -> std::collections::BTreeMap<&'static str, u64> {
+    let mut by_reason = std::collections::BTreeMap::new();
+    for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
+        *by_reason.entry(d.kind()).or_default() += 1;
+    }
+    by_reason
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
