@@ -16,6 +16,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod backtest;
 pub mod bench;
 pub mod config;
 pub mod instance;
@@ -23,5 +24,6 @@ pub mod logging;
 pub mod report;
 pub mod report_html;
 pub mod status;
+pub mod sweep;
 pub mod telemetry;
 pub mod watchdog;

@@ -91,8 +91,17 @@ fn freshness(input: &MarketInput, from_ms: i64, to_ms: i64) -> Decimal {
     times.dedup();
     let tol = input.tolerance_bps / Decimal::from(10_000);
     let (mut quoted, mut fresh) = (0i64, Decimal::ZERO);
+    // One sweep in time: the orders resting at `t` are kept as the active set.
+    let mut by_start: Vec<_> = input.resting.iter().collect();
+    by_start.sort_by_key(|r| r.0);
+    let (mut started, mut active) = (0usize, Vec::new());
     for w in times.windows(2) {
         let (t, next) = (w[0], w[1]);
+        while let Some(r) = by_start.get(started).filter(|r| r.0 <= t) {
+            active.push(*r);
+            started += 1;
+        }
+        active.retain(|r| t < r.1);
         let i = input.targets.partition_point(|x| x.0 <= t);
         let Some((_, levels)) = i.checked_sub(1).map(|i| &input.targets[i]) else {
             continue;
@@ -104,9 +113,9 @@ fn freshness(input: &MarketInput, from_ms: i64, to_ms: i64) -> Decimal {
         let matched = levels
             .iter()
             .filter(|(slot, price)| {
-                input.resting.iter().any(|(a, b, s, p)| {
-                    *a <= t && t < *b && s == slot && (*p - *price).abs() <= *price * tol
-                })
+                active
+                    .iter()
+                    .any(|(_, _, s, p)| s == slot && (*p - *price).abs() <= *price * tol)
             })
             .count();
         fresh += Decimal::from(next - t) * Decimal::from(matched as u64)

@@ -37,6 +37,40 @@ pub struct Config {
     pub venue_book: VenueBookConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub backtest: BacktestConfig,
+}
+
+/// The backtest's venue, in virtual time: latencies of each step, jittered from a seeded RNG.
+/// The simulated market itself (book, fees, fills, balances) is `mock_exchange`'s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BacktestConfig {
+    /// Seed of the latency jitter (and of the mock's random rejects, when it has any).
+    pub seed: u64,
+    /// `/order/build`: from the send to the venue having built the order.
+    pub build_ms: u64,
+    /// `/order/submit`: from the build to the order resting (or refused) and its answer.
+    pub submit_ms: u64,
+    /// A cancel or cancel-all, from the send to its answer.
+    pub cancel_ms: u64,
+    /// The account and depth streams: from the venue's change to our receiving it.
+    pub stream_ms: u64,
+    /// Each latency above is its value plus 0..=this.
+    pub jitter_ms: u64,
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            build_ms: 50,
+            submit_ms: 100,
+            cancel_ms: 150,
+            stream_ms: 50,
+            jitter_ms: 20,
+        }
+    }
 }
 
 /// The venue's own order book (DeltaDeFi's depth stream, or the mock in process).
@@ -987,6 +1021,16 @@ impl Config {
             600_000,
             "gateway.deltadefi.reconnect_max_ms",
         );
+        let b = &self.backtest;
+        for (v, key) in [
+            (b.build_ms, "backtest.build_ms"),
+            (b.submit_ms, "backtest.submit_ms"),
+            (b.cancel_ms, "backtest.cancel_ms"),
+            (b.stream_ms, "backtest.stream_ms"),
+            (b.jitter_ms, "backtest.jitter_ms"),
+        ] {
+            c.range_u64(v, 0, 60_000, key);
+        }
         let m = &self.mock_exchange;
         c.range_u64(m.latency_ms, 0, 10_000, "mock_exchange.latency_ms");
         c.range_u64(

@@ -22,6 +22,33 @@ pub struct Recorded {
     pub msg: serde_json::Value,
 }
 
+#[derive(Deserialize)]
+struct RecordedRaw<'a> {
+    recv_ms: i64,
+    #[serde(borrow)]
+    msg: &'a serde_json::value::RawValue,
+}
+
+/// One line of a replay file: `(recv_ms, frame text)`, or `None` for a blank or `#` line. The
+/// frame is the `msg` as recorded: a JSON string's content, or an object's text as it is.
+///
+/// # Errors
+/// The line is not a `{"recv_ms","msg"}` object.
+pub fn parse_line(line: &str) -> Result<Option<(i64, String)>, serde_json::Error> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let r: RecordedRaw<'_> = serde_json::from_str(line)?;
+    let raw = r.msg.get();
+    let msg = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw)?
+    } else {
+        raw.to_string()
+    };
+    Ok(Some((r.recv_ms, msg)))
+}
+
 /// Failures reading a replay file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -71,16 +98,12 @@ impl ReplayFile {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let r: Recorded = serde_json::from_str(line).map_err(|source| ReplayError::Line {
+            let frame = parse_line(line).map_err(|source| ReplayError::Line {
                 path: path.to_string(),
                 line: i + 1,
                 source,
             })?;
-            let msg = match r.msg {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            frames.push((r.recv_ms, msg));
+            frames.extend(frame);
         }
         if frames.is_empty() {
             return Err(ReplayError::Empty {

@@ -151,18 +151,7 @@ impl OutboxWorker {
         let gate = self.reg.gate.clone();
         let max_age = i64::try_from(self.cfg.place_max_age_ms).unwrap_or(i64::MAX);
         let effects = self.queue.drop_unsent_places(
-            |r| {
-                if !gate.allows_place(r.intent.market()) {
-                    Some(format!("trading is halted in {}", r.intent.market()))
-                } else if now - r.created_at_ms > max_age {
-                    Some(format!(
-                        "decided {} ms ago, older than outbox.place_max_age_ms",
-                        now - r.created_at_ms
-                    ))
-                } else {
-                    None
-                }
-            },
+            |r| queue::unsendable(r, gate.allows_place(r.intent.market()), now, max_age),
             now,
         );
         if !effects.is_empty() {

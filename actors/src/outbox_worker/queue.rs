@@ -70,6 +70,21 @@ impl OutboxStatus {
     }
 }
 
+/// Why a place waiting in the outbox must not be sent any more: its market is halted
+/// (`allowed` false), or it was decided more than `max_age_ms` ago, on prices now old.
+pub fn unsendable(r: &OutboxRow, allowed: bool, now_ms: i64, max_age_ms: i64) -> Option<String> {
+    if !allowed {
+        Some(format!("trading is halted in {}", r.intent.market()))
+    } else if now_ms - r.created_at_ms > max_age_ms {
+        Some(format!(
+            "decided {} ms ago, older than outbox.place_max_age_ms",
+            now_ms - r.created_at_ms
+        ))
+    } else {
+        None
+    }
+}
+
 /// One outbox row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {

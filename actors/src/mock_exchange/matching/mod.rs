@@ -53,6 +53,8 @@ pub struct MatchingParams {
     pub book_levels: u32,
     /// Base size of each of those levels.
     pub book_level_size: Decimal,
+    /// Finished orders remembered for queries (the oldest are forgotten first).
+    pub closed_kept: usize,
 }
 
 impl MatchingParams {
@@ -71,6 +73,7 @@ impl MatchingParams {
             quote_balance: cfg.quote_balance,
             book_levels: cfg.book_levels,
             book_level_size: cfg.book_level_size,
+            closed_kept: CLOSED_KEPT,
         }
     }
 }
@@ -177,7 +180,7 @@ pub struct MatchingCore {
     markets: HashMap<MarketId, MarketRules>,
     /// Orders resting on the book; the only ones a tick is matched against.
     orders: HashMap<VenueOrderId, MockOrder>,
-    /// Finished orders, kept for queries; the oldest go beyond [`CLOSED_KEPT`].
+    /// Finished orders, kept for queries; the oldest go beyond `params.closed_kept`.
     closed: HashMap<VenueOrderId, MockOrder>,
     closed_order: VecDeque<VenueOrderId>,
     by_client: HashMap<ClientOrderId, VenueOrderId>,
@@ -194,7 +197,7 @@ pub struct MatchingCore {
     trade_seq: u64,
 }
 
-/// How many finished orders the mock remembers for queries.
+/// How many finished orders the mock remembers for queries by default.
 pub const CLOSED_KEPT: usize = 50_000;
 
 /// Base and quote asset names of a market (`ADAUSDM` → `ada`, `usdm`).
@@ -646,7 +649,7 @@ impl MatchingCore {
             self.orders.remove(&id);
             self.closed_order.push_back(id.clone());
             self.closed.insert(id, o);
-            while self.closed_order.len() > CLOSED_KEPT {
+            while self.closed_order.len() > self.params.closed_kept {
                 if let Some(old) = self.closed_order.pop_front()
                     && let Some(gone) = self.closed.remove(&old)
                     && let Some(c) = &gone.order.client_order_id
@@ -1012,6 +1015,7 @@ mod tests {
                 quote_balance: d("1000"),
                 book_levels: 3,
                 book_level_size: d("100"),
+                closed_kept: CLOSED_KEPT,
             },
             vec![MarketRules {
                 market: m(),
