@@ -325,8 +325,12 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = config::load(&config, env)?;
             logging::init(cfg.run.log_format);
-            let n = actix::System::new().block_on(record(cfg, out.clone(), duration))?;
-            println!("recorded {n} frames to {}", out.display());
+            let (n, reconnects) =
+                actix::System::new().block_on(record(cfg, out.clone(), duration))?;
+            println!(
+                "recorded {n} frames to {} ({reconnects} reconnects)",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { db, max_age } => health(&db, max_age),
@@ -625,19 +629,21 @@ fn hard_deadline(after: Duration, progress: std::sync::Arc<std::sync::Mutex<Stri
 }
 
 /// Writes every text frame of the live stream with its local receive time.
+/// Records the reference stream to `out` until `duration` or Ctrl-C. A lost connection (an
+/// error, Binance's 24-hour close, a `serverShutdown`) is reconnected with the live feed's
+/// backoff and recording goes on in the same file: the gap shows as a pause in `recv_ms`, and
+/// update ids stay increasing across connections. Returns the frames written and the
+/// reconnects.
 async fn record(
     cfg: mm_actors::config::Config,
     out: PathBuf,
     duration: Option<Duration>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     use futures_util::StreamExt as _;
     use std::io::Write as _;
     let symbols = cfg.reference_symbols();
     let url = mm_actors::binance_feed::stream_url(&cfg.feed.live, &symbols);
     info!(url = %url, out = %out.display(), "recording");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .context("connecting to the stream")?;
     let mut file = std::io::BufWriter::new(
         std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
     );
@@ -650,29 +656,68 @@ async fn record(
         }
     };
     tokio::pin!(stop);
-    let mut n = 0u64;
-    loop {
+    let live = &cfg.feed.live;
+    let mut backoff = mm_actors::rng::Backoff::new(
+        live.reconnect_initial_ms,
+        live.reconnect_max_ms,
+        mm_actors::types::now_ms() as u64,
+    );
+    let (mut n, mut reconnects) = (0u64, 0u64);
+    'connect: loop {
+        let connected = tokio::select! {
+            _ = &mut stop => break 'connect,
+            c = tokio_tungstenite::connect_async(url.as_str()) => c,
+        };
+        let mut ws = match connected {
+            Ok((ws, _)) => {
+                backoff.reset();
+                ws
+            }
+            Err(e) if n == 0 && reconnects == 0 => {
+                return Err(anyhow::Error::new(e).context("connecting to the stream"));
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                warn!(cause = %e, retry_in_ms = wait.as_millis() as u64, "cannot reconnect");
+                tokio::select! {
+                    _ = &mut stop => break 'connect,
+                    _ = actix_rt::time::sleep(wait) => continue 'connect,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = &mut stop => break 'connect,
+                msg = ws.next() => match msg {
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                        let recv_ms = mm_actors::types::now_ms();
+                        let msg = serde_json::from_str::<serde_json::Value>(t.as_str())
+                            .unwrap_or_else(|_| serde_json::Value::String(t.to_string()));
+                        writeln!(file, "{}", serde_json::json!({"recv_ms": recv_ms, "msg": msg}))?;
+                        n += 1;
+                    }
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None => {
+                        warn!(frames = n, "stream closed, reconnecting");
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        warn!(cause = %e, frames = n, "stream error, reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+        file.flush()?;
+        reconnects += 1;
+        let wait = backoff.next_delay();
         tokio::select! {
-            _ = &mut stop => break,
-            msg = ws.next() => match msg {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
-                    let recv_ms = mm_actors::types::now_ms();
-                    let msg = serde_json::from_str::<serde_json::Value>(t.as_str())
-                        .unwrap_or_else(|_| serde_json::Value::String(t.to_string()));
-                    writeln!(file, "{}", serde_json::json!({"recv_ms": recv_ms, "msg": msg}))?;
-                    n += 1;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    warn!(cause = %e, "stream error, stopping the recording");
-                    break;
-                }
-                None => break,
-            },
+            _ = &mut stop => break 'connect,
+            _ = actix_rt::time::sleep(wait) => {}
         }
     }
     file.flush()?;
-    Ok(n)
+    Ok((n, reconnects))
 }
 
 async fn wait_for_stop(duration: Option<Duration>) -> &'static str {

@@ -323,3 +323,84 @@ fn secrets_never_appear_in_logs_or_the_database() {
         }
     }
 }
+
+/// Binance closes a connection after 24 h (and on `serverShutdown`): `record` reconnects and
+/// keeps writing the same file.
+#[test]
+fn record_reconnects_when_the_stream_closes() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = TempDir::new("cli-record-reconnect");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = connections.clone();
+    // Each connection gets three frames, then a close frame.
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let c = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                for i in 0..3u64 {
+                    let u = 1_000 + c * 10 + i;
+                    let frame = format!(
+                        r#"{{"stream":"adausdt@bookTicker","data":{{"u":{u},"s":"ADAUSDT","b":"0.4500","B":"10.0","a":"0.4501","A":"10.0"}}}}"#
+                    );
+                    if ws.send(Message::text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = ws.close(None).await;
+            });
+        }
+    });
+    let yaml = staging_with(
+        "url: wss://stream.binance.com:9443",
+        &format!("url: ws://{addr}"),
+    )
+    .replace("reconnect_initial_ms: 500", "reconnect_initial_ms: 50")
+    .replace("reconnect_max_ms: 30000", "reconnect_max_ms: 100");
+    let config = dir.path().join("record.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let out = dir.path().join("recorded.jsonl");
+    let o = bin()
+        .args(["record", "--duration", "2s", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("record");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n >= 3, "only {n} connections in 2 s");
+    let replay = mm_actors::binance_feed::source::ReplayFile::load(&out).expect("replay");
+    let ids: std::collections::BTreeSet<u64> = replay
+        .frames
+        .iter()
+        .map(|(_, t)| {
+            let v: serde_json::Value = serde_json::from_str(t).expect("json");
+            v["data"]["u"].as_u64().expect("u")
+        })
+        .collect();
+    // Frames of at least three connections, none twice.
+    assert_eq!(ids.len(), replay.frames.len());
+    assert!(
+        ids.iter()
+            .map(|u| (u - 1_000) / 10)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 3,
+        "{ids:?}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("reconnects"), "{stdout}");
+}
