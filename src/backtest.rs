@@ -318,6 +318,10 @@ pub fn run(mut cfg: Config, replay: &Path, out: &Path) -> Result<Summary, Backte
         ..
     } = sim;
     writer.flush()?;
+    // One file, no WAL beside it: the run is over.
+    writer
+        .conn
+        .pragma_update_and_check(None, "journal_mode", "DELETE", |_| Ok(()))?;
     Ok(summary)
 }
 
