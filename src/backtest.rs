@@ -54,6 +54,8 @@ use serde::Serialize;
 const WRITE_BATCH: usize = 8_192;
 /// Finished orders the simulated venue remembers for queries.
 const CLOSED_KEPT: usize = 2_048;
+/// Requotes after refused places allowed at one instant before the next waits a millisecond.
+const SAME_INSTANT_REQUOTES: u32 = 16;
 /// After the replay ends, the run halts for shutdown and follows its events this long at most.
 const DRAIN_LIMIT_MS: i64 = 600_000;
 
@@ -127,6 +129,8 @@ enum Ev {
     Resolve(ClientOrderId),
     /// The outbox's timer: a retry's backoff or the budget's next slot.
     Wake,
+    /// QuoteEngine is asked for a fresh target (a place was not sent).
+    Requote(MarketId),
 }
 
 #[derive(Debug)]
@@ -243,6 +247,8 @@ struct Sim {
     last_tick: HashMap<BinanceSymbol, i64>,
     fill_sums: HashMap<ClientOrderId, Decimal>,
     wake_at: Option<i64>,
+    /// Requotes after a place not sent, at one instant: (instant, count).
+    requotes_at: (i64, u32),
     writer: Writer,
     summary: Summary,
 }
@@ -392,6 +398,7 @@ impl Sim {
             last_tick: HashMap::new(),
             fill_sums: HashMap::new(),
             wake_at: None,
+            requotes_at: (i64::MIN, 0),
             writer: Writer {
                 conn,
                 writes: Vec::new(),
@@ -415,7 +422,9 @@ impl Sim {
     }
 
     fn stream(&mut self, events: Vec<VenueEvent>) {
-        let at = self.now + self.latency.draw(self.cfg.backtest.stream_ms);
+        let at = self
+            .now
+            .saturating_add(self.latency.draw(self.cfg.backtest.stream_ms));
         for e in events {
             self.schedule(at, Ev::Stream(e));
         }
@@ -480,6 +489,7 @@ impl Sim {
                     None => Ok(()),
                 }
             }
+            Ev::Requote(m) => self.reprice(&m, QuoteReason::NotSent, true),
             Ev::Wake => {
                 if self.wake_at.is_some_and(|w| w <= self.now) {
                     self.wake_at = None;
@@ -556,7 +566,7 @@ impl Sim {
             .is_none_or(|(last, at)| last != touch || now - at >= interval);
         if due {
             m.depth_sent = Some((touch, now));
-            let at = now + self.latency.draw(self.cfg.backtest.stream_ms);
+            let at = now.saturating_add(self.latency.draw(self.cfg.backtest.stream_ms));
             self.schedule(at, Ev::Depth(id.clone()));
         }
     }
@@ -828,9 +838,28 @@ impl Sim {
         match plan.then {
             AfterOutcome::Nothing => Ok(()),
             AfterOutcome::Rework => self.work_market(&market),
-            AfterOutcome::Requote => self.reprice(&market, QuoteReason::NotSent, true),
+            AfterOutcome::Requote => {
+                // As the message to QuoteEngine is: after what is already queued. A target that
+                // is refused again at the same instant (our own order in the way) comes back
+                // a millisecond later rather than spinning in place.
+                let at = if self.requotes_at.0 == self.now {
+                    self.requotes_at.1 += 1;
+                    if self.requotes_at.1 > SAME_INSTANT_REQUOTES {
+                        self.now.saturating_add(1)
+                    } else {
+                        self.now
+                    }
+                } else {
+                    self.requotes_at = (self.now, 1);
+                    self.now
+                };
+                self.schedule(at, Ev::Requote(market));
+                Ok(())
+            }
             AfterOutcome::Resolve(id) | AfterOutcome::CancelAnswered { id, .. } => {
-                let at = self.now + self.latency.draw(self.cfg.backtest.cancel_ms);
+                let at = self
+                    .now
+                    .saturating_add(self.latency.draw(self.cfg.backtest.cancel_ms));
                 self.schedule(at, Ev::Resolve(id));
                 Ok(())
             }
@@ -915,7 +944,7 @@ impl Sim {
                 Intent::Place { .. } => self.latency.draw(build) + self.latency.draw(submit),
                 _ => self.latency.draw(cancel),
             };
-            self.schedule(now + lat, Ev::AtVenue(Box::new(row)));
+            self.schedule(now.saturating_add(lat), Ev::AtVenue(Box::new(row)));
         }
         if let Some(w) = self.queue.next_wakeup_ms().filter(|w| *w > now) {
             self.wake(w);
@@ -1086,7 +1115,7 @@ impl Sim {
     fn finish(&mut self) -> Result<(), BacktestError> {
         self.global_halts.insert(HaltReason::Shutdown);
         self.evaluate()?;
-        let limit = self.now + DRAIN_LIMIT_MS;
+        let limit = self.now.saturating_add(DRAIN_LIMIT_MS);
         while let Some(s) = self.heap.pop() {
             if s.at > limit {
                 break;

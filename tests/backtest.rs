@@ -218,3 +218,28 @@ fn a_sweep_ranks_every_combination_and_names_a_bad_value() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("markets[0].levels"), "{err}");
 }
+
+#[test]
+fn a_bad_replay_line_or_an_empty_file_stops_it_naming_what() {
+    let dir = TempDir::new("backtest-bad");
+    let run = |text: &str| {
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(&path, text).expect("write");
+        let o = common::proc::bin()
+            .args(["backtest", "--replay"])
+            .arg(&path)
+            .arg("--config")
+            .arg(repo_path("config/staging.yaml"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .expect("run");
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let good = r#"{"recv_ms":1,"msg":{"u":1,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1"}}"#;
+    let err = run(&format!("# header\n{good}\n{{\"recv_ms\": \n"));
+    assert!(err.contains("line 3"), "{err}");
+    let err = run("# nothing but a comment\n\n");
+    assert!(err.contains("holds no frames"), "{err}");
+}
