@@ -527,21 +527,28 @@ pub fn read_db(path: &Path) -> Result<Vec<MarketInput>, ReportError> {
             input.targets.push((ts, target));
         }
         // Resting: from an order's first working (or partly filled) state until it leaves them.
-        let events: Vec<(String, i64, String, String, String)> = conn
+        // Streamed row by row: a day's run has hundreds of thousands of order events.
+        let mut stmt = conn
             .prepare(
                 "SELECT e.client_order_id, e.ts_ms, e.to_state, o.slot, o.price
                  FROM order_events e JOIN orders o ON o.client_order_id = e.client_order_id
                  WHERE o.market = ?1 ORDER BY e.client_order_id, e.ts_ms, e.id",
             )
-            .and_then(|mut s| {
-                s.query_map([&market], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect()
+            .map_err(q)?;
+        let events = stmt
+            .query_map([&market], |r| {
+                Ok::<(String, i64, String, String, String), _>((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
             })
             .map_err(q)?;
         let mut open: Option<(String, i64, String, Decimal)> = None;
-        for (id, ts, state, slot, price) in events {
+        for event in events {
+            let (id, ts, state, slot, price) = event.map_err(q)?;
             let rests = matches!(state.as_str(), "working" | "partially_filled");
             if let Some((oid, from, s, p)) = open.take() {
                 if oid == id && rests {
