@@ -32,7 +32,7 @@ use mm_actors::intent::Intent;
 use mm_actors::mock_exchange::matching::{MatchingCore, MatchingParams};
 use mm_actors::order_manager::QuoteReason;
 use mm_actors::order_manager::book::OrderTracker;
-use mm_actors::order_manager::state::{AfterOutcome, OrderEvent, event_of_status, plan_outcome};
+use mm_actors::order_manager::state::{AfterOutcome, OrderEvent, plan_outcome};
 use mm_actors::outbox_worker::queue::{
     DispatchResult, Effect, OutboxQueue, OutboxRow, RetryPolicy, unsendable,
 };
@@ -1062,19 +1062,10 @@ impl Sim {
     }
 
     fn on_venue_order(&mut self, id: &ClientOrderId, vo: &VenueOrder) -> Result<(), BacktestError> {
-        if self
-            .tracker
-            .get(id)
-            .is_some_and(|o| o.venue_order_id.is_none())
-        {
-            self.tracker.set_venue_id(id, vo.venue_order_id.clone());
-        }
-        let filled = vo
-            .filled
-            .max(self.fill_sums.get(id).copied().unwrap_or_default());
-        self.tracker.set_filled(id, filled);
+        let seen = self.fill_sums.get(id).copied().unwrap_or_default();
+        let ev = self.tracker.report_event(id, vo, seen);
         let market = vo.market.clone();
-        if self.event(id, event_of_status(vo.status), None)? {
+        if self.event(id, ev, None)? {
             self.work_market(&market)?;
         }
         Ok(())
@@ -1102,9 +1093,8 @@ impl Sim {
             let sum = self.fill_sums.entry(id.clone()).or_default();
             *sum += f.size;
             let sum = *sum;
-            self.tracker.set_filled(&id, sum);
-            let complete = self.tracker.get(&id).is_some_and(|o| o.filled >= o.size);
-            self.event(&id, OrderEvent::Filled { complete }, None)?;
+            let ev = self.tracker.fill_event(&id, sum);
+            self.event(&id, ev, None)?;
         }
         self.evaluate()?;
         self.reprice(&market, QuoteReason::Inventory, false)

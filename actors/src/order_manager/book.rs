@@ -356,6 +356,31 @@ impl OrderTracker {
         }
     }
 
+    /// A fill brought the order's filled size to `cumulative` (the sum of its fills seen):
+    /// records it and returns the event to apply.
+    pub fn fill_event(&mut self, id: &ClientOrderId, cumulative: Decimal) -> OrderEvent {
+        self.set_filled(id, cumulative);
+        OrderEvent::Filled {
+            complete: self.get(id).is_some_and(|o| o.filled >= o.size),
+        }
+    }
+
+    /// The venue reported the order as `vo` (stream, query or listing); `fills_seen` is the
+    /// sum of its fills we applied. Records its venue id and filled size and returns the
+    /// event to apply.
+    pub fn report_event(
+        &mut self,
+        id: &ClientOrderId,
+        vo: &crate::venue::VenueOrder,
+        fills_seen: Decimal,
+    ) -> OrderEvent {
+        if self.get(id).is_some_and(|o| o.venue_order_id.is_none()) {
+            self.set_venue_id(id, vo.venue_order_id.clone());
+        }
+        self.set_filled(id, vo.filled.max(fills_seen));
+        super::state::event_of_status(vo.status)
+    }
+
     fn remove(&mut self, id: &ClientOrderId) {
         if let Some(o) = self.orders.remove(id)
             && let Some(v) = o.venue_order_id

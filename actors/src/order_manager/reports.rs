@@ -28,18 +28,8 @@ impl OrderManager {
         id: &ClientOrderId,
         vo: &VenueOrder,
     ) -> Option<MarketId> {
-        if self
-            .tracker
-            .get(id)
-            .is_some_and(|o| o.venue_order_id.is_none())
-        {
-            self.tracker.set_venue_id(id, vo.venue_order_id.clone());
-        }
-        let filled = vo
-            .filled
-            .max(self.fill_sums.get(id).copied().unwrap_or_default());
-        self.tracker.set_filled(id, filled);
-        let ev = super::state::event_of_status(vo.status);
+        let seen = self.fill_sums.get(id).copied().unwrap_or_default();
+        let ev = self.tracker.report_event(id, vo, seen);
         let market = self.tracker.get(id).map(|o| o.market.clone());
         if self.apply_and_persist(id, ev, None) {
             market
@@ -195,9 +185,8 @@ impl Handler<FillApplied> for OrderManager {
         let sum = self.fill_sums.entry(id.clone()).or_default();
         *sum += f.size;
         let sum = *sum;
-        self.tracker.set_filled(&id, sum);
-        let complete = self.tracker.get(&id).is_some_and(|o| o.filled >= o.size);
-        if self.apply_and_persist(&id, OrderEvent::Filled { complete }, None) {
+        let ev = self.tracker.fill_event(&id, sum);
+        if self.apply_and_persist(&id, ev, None) {
             self.fill_sums.remove(&id);
             self.work_market(&f.market, ctx);
         }
