@@ -202,9 +202,25 @@ struct Latency {
     cfg: mm_actors::config::BacktestConfig,
 }
 
+/// A step of the venue's latency.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Build,
+    Submit,
+    Cancel,
+    Stream,
+}
+
 impl Latency {
-    fn draw(&mut self, base: u64) -> i64 {
-        let jitter = self.rng.below(self.cfg.jitter_ms.saturating_add(1));
+    fn draw(&mut self, step: Step) -> i64 {
+        let c = &self.cfg;
+        let (base, jitter) = match step {
+            Step::Build => (c.build_ms, c.build_jitter_ms),
+            Step::Submit => (c.submit_ms, c.submit_jitter_ms),
+            Step::Cancel => (c.cancel_ms, c.cancel_jitter_ms),
+            Step::Stream => (c.stream_ms, c.stream_jitter_ms),
+        };
+        let jitter = self.rng.below(jitter.saturating_add(1));
         i64::try_from(base.saturating_add(jitter)).unwrap_or(i64::MAX)
     }
 }
@@ -422,9 +438,7 @@ impl Sim {
     }
 
     fn stream(&mut self, events: Vec<VenueEvent>) {
-        let at = self
-            .now
-            .saturating_add(self.latency.draw(self.cfg.backtest.stream_ms));
+        let at = self.now.saturating_add(self.latency.draw(Step::Stream));
         for e in events {
             self.schedule(at, Ev::Stream(e));
         }
@@ -566,7 +580,7 @@ impl Sim {
             .is_none_or(|(last, at)| last != touch || now - at >= interval);
         if due {
             m.depth_sent = Some((touch, now));
-            let at = now.saturating_add(self.latency.draw(self.cfg.backtest.stream_ms));
+            let at = now.saturating_add(self.latency.draw(Step::Stream));
             self.schedule(at, Ev::Depth(id.clone()));
         }
     }
@@ -857,9 +871,7 @@ impl Sim {
                 Ok(())
             }
             AfterOutcome::Resolve(id) | AfterOutcome::CancelAnswered { id, .. } => {
-                let at = self
-                    .now
-                    .saturating_add(self.latency.draw(self.cfg.backtest.cancel_ms));
+                let at = self.now.saturating_add(self.latency.draw(Step::Cancel));
                 self.schedule(at, Ev::Resolve(id));
                 Ok(())
             }
@@ -938,11 +950,12 @@ impl Sim {
                 venue_order: None,
                 post_only: None,
             }))?;
-            let b = &self.cfg.backtest;
-            let (build, submit, cancel) = (b.build_ms, b.submit_ms, b.cancel_ms);
             let lat = match row.intent {
-                Intent::Place { .. } => self.latency.draw(build) + self.latency.draw(submit),
-                _ => self.latency.draw(cancel),
+                Intent::Place { .. } => self
+                    .latency
+                    .draw(Step::Build)
+                    .saturating_add(self.latency.draw(Step::Submit)),
+                _ => self.latency.draw(Step::Cancel),
             };
             self.schedule(now.saturating_add(lat), Ev::AtVenue(Box::new(row)));
         }

@@ -379,14 +379,14 @@ mod tests {
                 ("venue_spread_bps".into(), "35".into()),
                 ("risk.max_position".into(), "750".into()),
                 ("markets.0.levels".into(), "3".into()),
-                ("backtest.jitter_ms".into(), "0".into()),
+                ("backtest.stream_jitter_ms".into(), "0".into()),
             ],
         )
         .expect("valid");
         assert_eq!(cfg.markets[0].venue_spread_bps, Decimal::from(35));
         assert_eq!(cfg.markets[0].levels, 3);
         assert_eq!(cfg.risk.max_position, Decimal::from(750));
-        assert_eq!(cfg.backtest.jitter_ms, 0);
+        assert_eq!(cfg.backtest.stream_jitter_ms, 0);
         let bad = apply(&base, &[("levels".into(), "0".into())]).expect_err("invalid");
         assert!(bad.contains("markets[0].levels"), "{bad}");
         let unknown =

@@ -56,8 +56,11 @@ pub struct BacktestConfig {
     pub cancel_ms: u64,
     /// The account and depth streams: from the venue's change to our receiving it.
     pub stream_ms: u64,
-    /// Each latency above is its value plus 0..=this.
-    pub jitter_ms: u64,
+    /// Each latency is its value plus a uniform 0..=its jitter.
+    pub build_jitter_ms: u64,
+    pub submit_jitter_ms: u64,
+    pub cancel_jitter_ms: u64,
+    pub stream_jitter_ms: u64,
 }
 
 impl Default for BacktestConfig {
@@ -68,7 +71,10 @@ impl Default for BacktestConfig {
             submit_ms: 100,
             cancel_ms: 150,
             stream_ms: 50,
-            jitter_ms: 20,
+            build_jitter_ms: 20,
+            submit_jitter_ms: 20,
+            cancel_jitter_ms: 20,
+            stream_jitter_ms: 20,
         }
     }
 }
@@ -1027,7 +1033,10 @@ impl Config {
             (b.submit_ms, "backtest.submit_ms"),
             (b.cancel_ms, "backtest.cancel_ms"),
             (b.stream_ms, "backtest.stream_ms"),
-            (b.jitter_ms, "backtest.jitter_ms"),
+            (b.build_jitter_ms, "backtest.build_jitter_ms"),
+            (b.submit_jitter_ms, "backtest.submit_jitter_ms"),
+            (b.cancel_jitter_ms, "backtest.cancel_jitter_ms"),
+            (b.stream_jitter_ms, "backtest.stream_jitter_ms"),
         ] {
             c.range_u64(v, 0, 60_000, key);
         }
