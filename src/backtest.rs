@@ -86,6 +86,8 @@ pub enum BacktestError {
     Sqlite(#[from] rusqlite::Error),
     #[error("report: {0}")]
     Report(#[from] crate::report::ReportError),
+    #[error("{0}")]
+    Locked(#[from] crate::instance::LockError),
 }
 
 /// What a backtest did: counts only, the same for the same file, config and seed.
@@ -1133,6 +1135,22 @@ impl Sim {
             .sum();
         Ok(())
     }
+}
+
+/// Runs a backtest into `out` and writes its files, holding the database's instance lock
+/// throughout: a second run into the same directory (or a service on that database) is
+/// refused, never interleaved.
+///
+/// # Errors
+/// [`BacktestError`]; [`BacktestError::Locked`] naming the holder.
+pub fn run_to_files(cfg: &Config, replay: &Path, out: &Path) -> Result<Outcome, BacktestError> {
+    std::fs::create_dir_all(out).map_err(|source| BacktestError::Out {
+        path: out.into(),
+        source,
+    })?;
+    let _lock = crate::instance::InstanceLock::acquire(&out.join("backtest.db"), "")?;
+    let summary = run(cfg.clone(), replay, out)?;
+    write_outputs(cfg, out, summary)
 }
 
 /// A finished backtest: what it did and what it earned.

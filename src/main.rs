@@ -769,6 +769,8 @@ fn backtest_command(a: BacktestArgs) -> anyhow::Result<ExitCode> {
         if let Some(seed) = a.seed {
             cfg.backtest.seed = seed;
         }
+        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+        let _lock = deltadefi_mm::instance::InstanceLock::acquire(&a.out.join("backtest.db"), "")?;
         let summary = backtest::run(cfg.clone(), &a.replay, &a.out)?;
         let simulated = started.elapsed().as_secs_f64();
         let sim_rss = deltadefi_mm::bench::peak_rss_mb();

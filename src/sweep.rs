@@ -292,8 +292,7 @@ pub fn run(
 }
 
 fn one(cfg: Config, replay: &Path, dir: &Path) -> Result<Outcome, BacktestError> {
-    let summary = backtest::run(cfg.clone(), replay, dir)?;
-    backtest::write_outputs(&cfg, dir, summary)
+    backtest::run_to_files(&cfg, replay, dir)
 }
 
 /// The rows as a table.

@@ -243,3 +243,27 @@ fn a_bad_replay_line_or_an_empty_file_stops_it_naming_what() {
     let err = run("# nothing but a comment\n\n");
     assert!(err.contains("holds no frames"), "{err}");
 }
+
+#[test]
+fn a_second_run_into_the_same_directory_is_refused() {
+    let dir = TempDir::new("backtest-lock");
+    let walk = replay(dir.path(), 200);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    // Another process (or a service on that database) holds it.
+    let _held =
+        deltadefi_mm::instance::InstanceLock::acquire(&out.join("backtest.db"), "").expect("lock");
+    let o = common::proc::bin()
+        .args(["backtest", "--replay"])
+        .arg(&walk)
+        .arg("--config")
+        .arg(repo_path("config/staging.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in use"), "{err}");
+    assert!(!out.join("report.json").exists());
+}
