@@ -610,17 +610,11 @@ impl Sim {
     /// RiskGuard's evaluation: the daily loss limit, then each market's trading state; a
     /// change re-prices the market (and a halt cancels everything it has).
     fn evaluate(&mut self) -> Result<(), BacktestError> {
-        let day = rules::utc_day(self.now);
-        let mut daily = Decimal::ZERO;
-        let mut overflow = false;
-        for m in self.markets.values_mut() {
-            overflow |= m.position.roll_day(day, m.mark).is_err();
-            match m.position.daily_pnl(m.mark) {
-                Ok(d) => daily = daily.checked_add(d).unwrap_or(Decimal::MIN),
-                Err(_) => overflow = true,
-            }
-        }
-        if overflow {
+        let (daily, overflow) = rules::daily_total(
+            self.markets.values_mut().map(|m| (&mut m.position, m.mark)),
+            self.now,
+        );
+        if overflow.is_some() {
             self.global_halts.insert(HaltReason::Accounting);
         }
         if daily <= -self.cfg.risk.daily_loss_limit {

@@ -352,12 +352,10 @@ impl RiskGuard {
             return;
         }
         let now = now_ms();
-        let day = rules::utc_day(now);
         self.follow(HaltReason::Storage, self.reg.gate.storage_failing());
         if self.reg.gate.is_fatal() {
             self.follow(HaltReason::Fatal, true);
         }
-        let mut overflow = None;
         for (market, symbol, _) in self.markets.clone() {
             let fresh = self
                 .feed_last
@@ -368,26 +366,15 @@ impl RiskGuard {
             } else {
                 self.stale.insert(market.clone());
             }
-            let mark = self.marks.get(&market).copied();
-            if let Err(e) = self
-                .positions
-                .entry(market.clone())
-                .or_default()
-                .roll_day(day, mark)
-            {
-                overflow = Some(e);
-            }
+            self.positions.entry(market).or_default();
         }
-        let mut daily = Decimal::ZERO;
-        for (m, p) in &self.positions {
-            match p
-                .daily_pnl(self.marks.get(m).copied())
-                .and_then(|d| daily.checked_add(d).ok_or(rules::Overflow("daily pnl")))
-            {
-                Ok(d) => daily = d,
-                Err(e) => overflow = Some(e),
-            }
-        }
+        let marks = &self.marks;
+        let (daily, overflow) = rules::daily_total(
+            self.positions
+                .iter_mut()
+                .map(|(m, p)| (p, marks.get(m).copied())),
+            now,
+        );
         if let Some(e) = overflow {
             self.accounting_failed(&e);
         }

@@ -315,6 +315,30 @@ impl Position {
     }
 }
 
+/// The PnL since the UTC day began, summed over `positions` (each with its mark) at `now_ms`;
+/// a position whose day changed takes a new baseline first. An overflow is returned beside
+/// the sum of the figures that could be computed. The daily loss limit compares this sum.
+pub fn daily_total<'a>(
+    positions: impl IntoIterator<Item = (&'a mut Position, Option<Decimal>)>,
+    now_ms: i64,
+) -> (Decimal, Option<Overflow>) {
+    let day = utc_day(now_ms);
+    let (mut total, mut overflow) = (Decimal::ZERO, None);
+    for (p, mark) in positions {
+        if let Err(e) = p.roll_day(day, mark) {
+            overflow = Some(e);
+        }
+        match p
+            .daily_pnl(mark)
+            .and_then(|d| total.checked_add(d).ok_or(Overflow("daily pnl")))
+        {
+            Ok(t) => total = t,
+            Err(e) => overflow = Some(e),
+        }
+    }
+    (total, overflow)
+}
+
 /// Returns the UTC day number of a millisecond timestamp.
 pub fn utc_day(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
