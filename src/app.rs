@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use mm_actors::account_feed::AccountFeed;
-use mm_actors::binance_feed::source::ReplayFile;
+use mm_actors::binance_feed::source::ReplayReader;
 use mm_actors::binance_feed::{BinanceFeed, FeedSpec};
 use mm_actors::config::{Config, FeedSource, VenueKind};
 use mm_actors::deltadefi::rest::{DeltaDeFiRest, RestConfig};
@@ -46,9 +46,10 @@ pub fn feed_spec(cfg: &Config) -> anyhow::Result<FeedSpec> {
             max_ticks: None,
         },
         FeedSource::Replay => {
-            let file = ReplayFile::load(&cfg.feed.replay.path)?;
+            // One streaming pass checks every line now; the feed then reads it as it plays.
+            ReplayReader::open(&cfg.feed.replay.path)?;
             FeedSpec::Replay {
-                frames: Arc::new(file.frames),
+                path: cfg.feed.replay.path.clone(),
                 speed: cfg.feed.replay.speed,
                 looped: cfg.feed.replay.r#loop,
             }

@@ -347,18 +347,20 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 // The reference the mock follows (and serves as bookTicker): the replay file when the
                 // config's feed is a replay, else the synthetic walk.
                 let replay = match cfg.feed.source {
-                    mm_actors::config::FeedSource::Replay => Some(std::sync::Arc::new(
-                        mm_actors::binance_feed::source::ReplayFile::load(&cfg.feed.replay.path)?.frames,
-                    )),
+                    mm_actors::config::FeedSource::Replay => {
+                        // Checked once here; each market's walk then streams it.
+                        mm_actors::binance_feed::source::ReplayReader::open(&cfg.feed.replay.path)?;
+                        Some(cfg.feed.replay.path.clone())
+                    }
                     _ => None,
                 };
                 for (i, m) in cfg.markets.iter().enumerate() {
                     match &replay {
-                        Some(frames) => {
+                        Some(path) => {
                             actix_rt::spawn(mm_actors::mock_exchange::wire::replay_reference(
                                 state.clone(),
                                 m.market.clone(),
-                                frames.clone(),
+                                path.clone(),
                                 m.reference.clone(),
                             ));
                         }

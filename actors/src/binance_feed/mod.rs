@@ -14,14 +14,13 @@ pub mod guard;
 pub mod source;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{LiveConfig, ReferenceGuardConfig, ReplaySpeed, StreamKind, SyntheticConfig};
 use crate::quote_engine::TickReceived;
@@ -38,9 +37,9 @@ use source::Synthetic;
 #[derive(Debug, Clone)]
 pub enum FeedSpec {
     Live(LiveConfig),
-    /// Frames as (recorded receive ms, text).
+    /// A replay file, read line by line as it plays (checked once at start-up).
     Replay {
-        frames: Arc<Vec<(i64, String)>>,
+        path: std::path::PathBuf,
         speed: ReplaySpeed,
         looped: bool,
     },
@@ -91,7 +90,9 @@ pub struct BinanceFeed {
     last: HashMap<BinanceSymbol, (i64, Decimal)>,
     health_every: Duration,
     // replay
-    replay_pos: usize,
+    replay: Option<source::ReplayReader>,
+    /// The next frame, read but not yet due (recorded speed).
+    replay_next: Option<(i64, String)>,
     replay_started: Option<(Instant, i64)>,
     finished: bool,
     // synthetic
@@ -144,7 +145,8 @@ impl BinanceFeed {
             frames: 0,
             last: HashMap::new(),
             health_every: Duration::from_millis(health_interval_ms),
-            replay_pos: 0,
+            replay: None,
+            replay_next: None,
             replay_started: None,
             finished: false,
             walkers,
@@ -297,47 +299,76 @@ impl BinanceFeed {
         });
     }
 
+    /// The next replay frame: the one read and waiting, else the next line (rewinding a looped
+    /// replay at the end). A line that no longer parses is logged and skipped.
+    fn replay_frame(&mut self, path: &std::path::Path, looped: bool) -> Option<(i64, String)> {
+        if let Some(f) = self.replay_next.take() {
+            return Some(f);
+        }
+        if self.replay.is_none() {
+            // Checked when the service started; read from the first line now.
+            match source::ReplayReader::unchecked(path) {
+                Ok(r) => self.replay = Some(r),
+                Err(e) => {
+                    error!(cause = %e, "replay file cannot be read");
+                    return None;
+                }
+            }
+        }
+        let mut rewound = false;
+        loop {
+            let r = self.replay.as_mut()?;
+            match r.next_frame() {
+                Ok(Some(f)) => return Some(f),
+                Ok(None) if looped && !rewound => {
+                    rewound = true;
+                    self.replay_started = None;
+                    self.decoder.reset_sequence();
+                    if let Err(e) = r.rewind() {
+                        error!(cause = %e, "replay file cannot be read again");
+                        return None;
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => warn!(cause = %e, "replay line skipped"),
+            }
+        }
+    }
+
     fn replay_step(&mut self, ctx: &mut Context<Self>) {
         let FeedSpec::Replay {
-            frames,
+            path,
             speed,
             looped,
         } = &self.spec
         else {
             return;
         };
-        let (frames, speed, looped) = (frames.clone(), *speed, *looped);
+        let (path, speed, looped) = (path.clone(), *speed, *looped);
         let mut handled = 0;
         loop {
-            if self.replay_pos >= frames.len() {
-                if looped && !frames.is_empty() {
-                    self.replay_pos = 0;
-                    self.replay_started = None;
-                    self.decoder.reset_sequence();
-                } else {
-                    if !self.finished {
-                        info!(
-                            frames = self.frames,
-                            accepted = self.decoder.accepted(),
-                            "replay finished"
-                        );
-                    }
-                    self.finished = true;
-                    return;
+            let Some((rec_ms, text)) = self.replay_frame(&path, looped) else {
+                if !self.finished {
+                    info!(
+                        frames = self.frames,
+                        accepted = self.decoder.accepted(),
+                        "replay finished"
+                    );
                 }
-            }
-            let (rec_ms, text) = &frames[self.replay_pos];
+                self.finished = true;
+                return;
+            };
             if speed == ReplaySpeed::Recorded {
-                let (t0, first_ms) = *self.replay_started.get_or_insert((Instant::now(), *rec_ms));
+                let (t0, first_ms) = *self.replay_started.get_or_insert((Instant::now(), rec_ms));
                 let due = Duration::from_millis(u64::try_from(rec_ms - first_ms).unwrap_or(0));
                 let elapsed = t0.elapsed();
                 if due > elapsed {
+                    self.replay_next = Some((rec_ms, text));
                     ctx.run_later(due - elapsed, |act, ctx| act.replay_step(ctx));
                     return;
                 }
             }
-            self.replay_pos += 1;
-            self.ingest(text, now_ms());
+            self.ingest(&text, now_ms());
             handled += 1;
             if speed == ReplaySpeed::Max && handled >= REPLAY_BATCH {
                 // Yield so the consumers drain their mailboxes before the next batch.

@@ -67,6 +67,92 @@ pub enum ReplayError {
     Empty { path: String },
 }
 
+/// A replay file read line by line: memory does not grow with its length.
+#[derive(Debug)]
+pub struct ReplayReader {
+    path: std::path::PathBuf,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    line: usize,
+}
+
+impl ReplayReader {
+    /// Opens `path` after checking the framing of every line in one streaming pass, so that a
+    /// bad file stops start-up naming the line, as loading it did.
+    ///
+    /// # Errors
+    /// The file cannot be read, a line is not a `{"recv_ms","msg"}` object, or it holds no
+    /// frame.
+    pub fn open(path: &Path) -> Result<Self, ReplayError> {
+        let mut check = Self::unchecked(path)?;
+        let mut frames = 0u64;
+        while check.next_frame()?.is_some() {
+            frames += 1;
+        }
+        if frames == 0 {
+            return Err(ReplayError::Empty {
+                path: path.display().to_string(),
+            });
+        }
+        Self::unchecked(path)
+    }
+
+    /// Opens `path` at its first line without checking the rest (a file checked before).
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub fn unchecked(path: &Path) -> Result<Self, ReplayError> {
+        use std::io::BufRead as _;
+        let file = std::fs::File::open(path).map_err(|source| ReplayError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            lines: std::io::BufReader::with_capacity(1 << 16, file).lines(),
+            line: 0,
+        })
+    }
+
+    /// Starts again from the first line (a looped replay).
+    ///
+    /// # Errors
+    /// The file can no longer be opened.
+    pub fn rewind(&mut self) -> Result<(), ReplayError> {
+        *self = Self::unchecked(&self.path)?;
+        Ok(())
+    }
+
+    /// The next frame, `None` at the end of the file.
+    ///
+    /// # Errors
+    /// A line that cannot be read or is not a `{"recv_ms","msg"}` object, naming it; the
+    /// reader moves past it.
+    pub fn next_frame(&mut self) -> Result<Option<(i64, String)>, ReplayError> {
+        loop {
+            let Some(line) = self.lines.next() else {
+                return Ok(None);
+            };
+            self.line += 1;
+            let path = || self.path.display().to_string();
+            let line = line.map_err(|source| ReplayError::Read {
+                path: path(),
+                source,
+            })?;
+            match parse_line(&line) {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => continue,
+                Err(source) => {
+                    return Err(ReplayError::Line {
+                        path: path(),
+                        line: self.line,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// A replay file loaded in memory: (recv_ms, frame text).
 #[derive(Debug, Clone)]
 pub struct ReplayFile {
@@ -245,5 +331,42 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
         let ok = ReplayFile::parse("{\"recv_ms\":1,\"msg\":{\"u\":1}}\n", "x").expect("parses");
         assert_eq!(ok.frames, vec![(1, "{\"u\":1}".to_string())]);
+    }
+
+    #[test]
+    fn the_reader_checks_every_line_at_open_then_streams_and_rewinds() {
+        let dir = std::env::temp_dir().join(format!("mm-replay-reader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("good.jsonl");
+        std::fs::write(
+            &good,
+            "# header\n{\"recv_ms\":1,\"msg\":{\"u\":1}}\n\n{\"recv_ms\":2,\"msg\":\"text\"}\n",
+        )
+        .expect("write");
+        let mut r = ReplayReader::open(&good).expect("opens");
+        let a = r.next_frame().expect("ok").expect("frame");
+        assert_eq!(a, (1, "{\"u\":1}".to_string()));
+        assert_eq!(r.next_frame().expect("ok"), Some((2, "text".to_string())));
+        assert_eq!(r.next_frame().expect("ok"), None);
+        r.rewind().expect("rewind");
+        assert_eq!(r.next_frame().expect("ok"), Some(a));
+
+        let bad = dir.join("bad.jsonl");
+        std::fs::write(&bad, "{\"recv_ms\":1,\"msg\":1}\nnot json\n").expect("write");
+        let e = ReplayReader::open(&bad).expect_err("bad line");
+        assert!(e.to_string().contains("line 2"), "{e}");
+        // Read without the check, the bad line is an error naming it, and reading goes on.
+        let mut r = ReplayReader::unchecked(&bad).expect("opens");
+        assert!(r.next_frame().expect("first").is_some());
+        assert!(r.next_frame().is_err());
+        assert_eq!(r.next_frame().expect("end"), None);
+
+        let empty = dir.join("empty.jsonl");
+        std::fs::write(&empty, "# nothing\n").expect("write");
+        assert!(matches!(
+            ReplayReader::open(&empty),
+            Err(ReplayError::Empty { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

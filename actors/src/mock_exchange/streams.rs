@@ -312,26 +312,45 @@ pub async fn walk_reference(
 pub async fn replay_reference(
     state: Arc<Mutex<WireState>>,
     market: MarketId,
-    frames: Arc<Vec<(i64, String)>>,
+    path: std::path::PathBuf,
     symbol: crate::types::BinanceSymbol,
 ) {
+    use crate::binance_feed::source::ReplayReader;
     loop {
+        // Read line by line, from the start on every loop.
+        let mut reader = match ReplayReader::unchecked(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(cause = %e, "replay file cannot be read");
+                return;
+            }
+        };
         let mut decoder = crate::binance_feed::codec::Decoder::new([symbol.clone()]);
         let mut prev: Option<i64> = None;
-        for (recv_ms, text) in frames.iter() {
+        let mut played = 0u64;
+        loop {
+            let (recv_ms, text) = match reader.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "replay line skipped");
+                    continue;
+                }
+            };
             if let Some(p) = prev {
                 let gap = u64::try_from(recv_ms - p).unwrap_or(0);
                 actix_rt::time::sleep(Duration::from_millis(gap)).await;
             }
-            prev = Some(*recv_ms);
+            prev = Some(recv_ms);
+            played += 1;
             if let Ok(crate::binance_feed::codec::Frame::Tick(t)) =
-                decoder.decode(text, now_ms(), std::time::Instant::now())
+                decoder.decode(&text, now_ms(), std::time::Instant::now())
                 && let Ok(mut st) = state.lock()
             {
                 st.move_reference(&market, t.bid, t.ask);
             }
         }
-        if frames.is_empty() {
+        if played == 0 {
             return;
         }
     }
