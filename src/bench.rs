@@ -3,7 +3,11 @@
 //! answers at zero latency and the rate budget is lifted so that only the pipeline's own work
 //! is measured. A warm-up brings the market to ACTIVE (fresh feed, reconciled orders) first.
 //!
-//! Reported: ticks/s through feed → quote engine, tick → approved-intent latency quantiles
+//! With `--replay FILE` the file plays at max speed from the pipeline's start instead. The clock
+//! stops once every tick has been priced and the pipeline has drained (every outbox row
+//! terminal, nothing in flight or waiting, no counter moving): ticks/s is over that time.
+//!
+//! Reported: ticks/s through the drained pipeline (and until priced, as before), tick → approved-intent latency quantiles
 //! (OrderManager's histogram), the process's peak RSS (VmHWM), the mock's place rejects by
 //! code and the post-only crosses QuoteEngine and the send path avoided.
 
@@ -34,11 +38,25 @@ pub struct LatencyUs {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BenchReport {
     pub ticks: u64,
+    /// Until QuoteEngine had priced the last tick.
     pub elapsed_s: f64,
+    /// Ticks over `drained_s`: the headline figure.
     pub ticks_per_sec: f64,
+    /// Ticks over `elapsed_s` (what `bench` reported before it waited for the drain).
+    pub priced_ticks_per_sec: f64,
+    /// Until the pipeline had drained: every outbox row terminal, nothing in flight.
+    pub drained_s: f64,
     pub latency_us: LatencyUs,
     pub intents: u64,
     pub targets: u64,
+    /// Quote targets QuoteEngine decided (and persisted).
+    pub quote_decisions: u64,
+    /// Orders created over the whole run (warm-up included), from SQLite.
+    pub orders: u64,
+    /// Order actions written to the venue.
+    pub actions_sent: u64,
+    /// Fills over the whole run, from SQLite.
+    pub fills: u64,
     pub peak_rss_mb: f64,
     /// Places the mock rejected, by venue code, over the whole run (4104: a post-only order
     /// that would have crossed; each one a wasted action).
@@ -64,11 +82,80 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Runs the benchmark with `base` (usually the staging config) adjusted for speed.
+/// What the benchmark pushes through the pipeline.
+#[derive(Debug, Clone)]
+pub enum BenchSource {
+    /// The seeded synthetic walk, this many ticks after a warm-up to ACTIVE.
+    Walk(u64),
+    /// A replay file at max speed, from the pipeline's start (no warm-up: the file decides).
+    Replay(std::path::PathBuf),
+}
+
+/// Counters read in one poll: what tells a drained pipeline from a busy one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Progress {
+    ticks: u64,
+    targets: u64,
+    intents: u64,
+    sent: u64,
+    open: usize,
+    in_flight: usize,
+    waiting: usize,
+}
+
+async fn progress(p: &Pipeline) -> anyhow::Result<Progress> {
+    let q = p.quotes.send(GetQuoteStats).await?;
+    let o = p.orders.send(GetOrderStats).await?;
+    let x = p.outbox.send(GetOutboxStats).await?;
+    Ok(Progress {
+        ticks: q.iter().map(|m| m.ticks).sum(),
+        targets: q.iter().map(|m| m.targets).sum(),
+        intents: o.intents,
+        sent: x.sent_total,
+        open: x.open,
+        in_flight: x.in_flight,
+        waiting: x.waiting_permit,
+    })
+}
+
+/// Waits until the pipeline is drained: every outbox row terminal, nothing in flight or
+/// waiting for a permit, and no counter moving between two polls (a store barrier between
+/// them, so that no commit is pending). Returns the instant it was first seen drained.
+async fn drained(p: &Pipeline) -> anyhow::Result<(Instant, Progress)> {
+    let t0 = Instant::now();
+    let mut last: Option<(Instant, Progress)> = None;
+    loop {
+        let seen_at = Instant::now();
+        let now = progress(p).await?;
+        let idle = now.open == 0 && now.in_flight == 0 && now.waiting == 0;
+        match &last {
+            Some((at, prev)) if idle && *prev == now => return Ok((*at, now)),
+            _ => last = idle.then(|| (seen_at, now)),
+        }
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the pipeline did not drain within 120 s"
+        );
+        // Writes queued before this read are committed when it answers.
+        p.store.read(|_| Ok(())).await?;
+        actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Runs the benchmark of `source` with `cfg` adjusted for speed (budget lifted, mock at
+/// zero latency, reference guard and divergence pause relaxed).
 ///
 /// # Errors
 /// Store or pipeline failures.
-pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
+pub fn run(cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
+    run_source(cfg, BenchSource::Walk(ticks))
+}
+
+/// As [`run`], for any source.
+///
+/// # Errors
+/// Store or pipeline failures, or a pipeline that does not drain.
+pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchReport> {
     let dir = std::env::temp_dir().join(format!("deltadefi-mm-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("bench.db");
@@ -90,60 +177,88 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
     // this fast, pause quoting as a diverged reference. Quotes are still kept behind that book
     // (its crosses avoided are reported).
     cfg.risk.max_reference_divergence_bps = rust_decimal::Decimal::ZERO;
+    if let BenchSource::Replay(path) = &source {
+        // Checked before the clock starts, as `run` does at start-up.
+        mm_actors::binance_feed::source::ReplayReader::open(path)?;
+    }
     let report = actix::System::new().block_on(async move {
         let store = Store::open(&cfg.run.db_path)?;
-        let spec = FeedSpec::Synthetic {
-            cfg: cfg.feed.synthetic.clone(),
-            max_ticks: Some(WARMUP_TICKS),
+        let spec = match &source {
+            BenchSource::Walk(_) => FeedSpec::Synthetic {
+                cfg: cfg.feed.synthetic.clone(),
+                max_ticks: Some(WARMUP_TICKS),
+            },
+            BenchSource::Replay(path) => FeedSpec::Replay {
+                path: path.clone(),
+                speed: mm_actors::config::ReplaySpeed::Max,
+                looped: false,
+            },
         };
+        let started = Instant::now();
         let p = Pipeline::start(&cfg, store, spec, VenueAccess::InProcess)?;
-        // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
-        let t0 = Instant::now();
-        loop {
-            let risk = p.risk.send(GetRiskStats).await?;
-            let orders = p.orders.send(GetOrderStats).await?;
-            if orders.reconciled && risk.markets.iter().all(|m| m.state == TradingState::Active) {
-                break;
+        let (start, before, priced_at) = match &source {
+            BenchSource::Walk(ticks) => {
+                // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
+                let t0 = Instant::now();
+                loop {
+                    let risk = p.risk.send(GetRiskStats).await?;
+                    let orders = p.orders.send(GetOrderStats).await?;
+                    if orders.reconciled
+                        && risk.markets.iter().all(|m| m.state == TradingState::Active)
+                    {
+                        break;
+                    }
+                    anyhow::ensure!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "pipeline did not become ACTIVE within 10 s"
+                    );
+                    actix_rt::time::sleep(Duration::from_millis(5)).await;
+                }
+                let before = progress(&p).await?;
+                p.orders
+                    .send(mm_actors::order_manager::ResetLatency)
+                    .await?;
+                let start = Instant::now();
+                p.feed.do_send(PlayMore(*ticks));
+                let target = before.ticks + ticks;
+                loop {
+                    if progress(&p).await?.ticks >= target {
+                        break;
+                    }
+                    actix_rt::time::sleep(Duration::from_millis(1)).await;
+                }
+                (start, before, Instant::now())
             }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(10),
-                "pipeline did not become ACTIVE within 10 s"
-            );
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
-        let before_ticks: u64 = p
-            .quotes
-            .send(GetQuoteStats)
-            .await?
-            .iter()
-            .map(|m| m.ticks)
-            .sum();
-        let before = p.orders.send(GetOrderStats).await?;
-        p.orders
-            .send(mm_actors::order_manager::ResetLatency)
-            .await?;
-        let start = Instant::now();
-        p.feed.do_send(PlayMore(ticks));
-        let target = before_ticks + ticks;
-        let (done_ticks, targets) = loop {
-            let q = p.quotes.send(GetQuoteStats).await?;
-            let n: u64 = q.iter().map(|m| m.ticks).sum();
-            if n >= target {
-                break (n - before_ticks, q.iter().map(|m| m.targets).sum::<u64>());
+            BenchSource::Replay(_) => {
+                // Every frame played and every accepted (not held) tick priced.
+                loop {
+                    let f = p.feed.send(mm_actors::binance_feed::GetFeedStats).await?;
+                    let priced = progress(&p).await?.ticks;
+                    if f.finished && priced >= f.accepted.saturating_sub(f.held) {
+                        break;
+                    }
+                    anyhow::ensure!(
+                        started.elapsed() < Duration::from_secs(600),
+                        "the replay was not priced within 600 s"
+                    );
+                    actix_rt::time::sleep(Duration::from_millis(1)).await;
+                }
+                let before = Progress {
+                    ticks: 0,
+                    targets: 0,
+                    intents: 0,
+                    sent: 0,
+                    open: 0,
+                    in_flight: 0,
+                    waiting: 0,
+                };
+                (started, before, Instant::now())
             }
-            actix_rt::time::sleep(Duration::from_millis(1)).await;
         };
-        let elapsed = start.elapsed().as_secs_f64();
-        let after = p.orders.send(GetOrderStats).await?;
-        // Let the last intents reach the venue before its reject counts are read.
-        let settle = Instant::now();
-        while settle.elapsed() < Duration::from_secs(2) {
-            let o = p.outbox.send(GetOutboxStats).await?;
-            if o.in_flight == 0 && o.waiting_permit == 0 {
-                break;
-            }
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (drained_at, after) = drained(&p).await?;
+        let priced_s = priced_at.duration_since(start).as_secs_f64();
+        let drained_s = drained_at.saturating_duration_since(start).as_secs_f64();
+        let stats = p.orders.send(GetOrderStats).await?;
         let venue_rejects = match &p.mock {
             Some(m) => m.send(GetVenueRejects).await?,
             None => Default::default(),
@@ -154,18 +269,36 @@ pub fn run(mut cfg: Config, ticks: u64) -> anyhow::Result<BenchReport> {
             .iter()
             .map(|m| p.reg.books.view(&m.market, now))
             .collect();
+        let since = before.clone();
+        let (orders, fills) = p
+            .store
+            .read(|c| {
+                let n = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+                Ok((
+                    n("SELECT COUNT(*) FROM orders")?,
+                    n("SELECT COUNT(*) FROM fills")?,
+                ))
+            })
+            .await?;
         actix::System::current().stop();
+        let ticks = after.ticks - since.ticks;
         anyhow::Ok(BenchReport {
-            ticks: done_ticks,
-            elapsed_s: elapsed,
-            ticks_per_sec: done_ticks as f64 / elapsed,
+            ticks,
+            elapsed_s: priced_s,
+            ticks_per_sec: ticks as f64 / drained_s.max(1e-9),
+            priced_ticks_per_sec: ticks as f64 / priced_s.max(1e-9),
+            drained_s,
             latency_us: LatencyUs {
-                p50: after.latency.p50_us,
-                p99: after.latency.p99_us,
-                p999: after.latency.p999_us,
+                p50: stats.latency.p50_us,
+                p99: stats.latency.p99_us,
+                p999: stats.latency.p999_us,
             },
-            intents: after.intents - before.intents,
-            targets,
+            intents: after.intents - since.intents,
+            targets: after.targets - since.targets,
+            quote_decisions: after.targets - since.targets,
+            orders: u64::try_from(orders).unwrap_or(0),
+            actions_sent: after.sent - since.sent,
+            fills: u64::try_from(fills).unwrap_or(0),
             peak_rss_mb: peak_rss_mb(),
             venue_rejects,
             crosses_clamped: views.iter().map(|v| v.clamped).sum(),

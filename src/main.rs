@@ -97,11 +97,15 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
     },
-    /// Run the full pipeline in process at full speed and print throughput, latency and RSS.
+    /// Run the full pipeline in process at full speed and print throughput (until drained),
+    /// latency and RSS: the built-in walk, or a replay file.
     Bench {
-        /// Reference ticks to push through.
+        /// Reference ticks to push through (the built-in walk).
         #[arg(long, default_value_t = 1_000_000)]
         ticks: u64,
+        /// Play this replay file at max speed instead of the walk.
+        #[arg(long)]
+        replay: Option<PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -272,6 +276,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }),
         Command::Bench {
             ticks,
+            replay,
             json,
             config,
         } => {
@@ -279,7 +284,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             // The OTEL_EXPORTER_OTLP_* variables apply, so a run with a slow or absent
             // collector can be compared with one without telemetry.
             let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, env)?;
-            let r = bench::run(cfg, ticks)?;
+            let source = match replay {
+                Some(path) => bench::BenchSource::Replay(path),
+                None => bench::BenchSource::Walk(ticks),
+            };
+            let r = bench::run_source(cfg, source)?;
             telemetry.shutdown();
             if json {
                 println!(
@@ -287,6 +296,12 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     serde_json::to_string(&serde_json::json!({
                         "ticks": r.ticks,
                         "ticks_per_sec": r.ticks_per_sec,
+                        "priced_ticks_per_sec": r.priced_ticks_per_sec,
+                        "drained_s": r.drained_s,
+                        "quote_decisions": r.quote_decisions,
+                        "orders": r.orders,
+                        "actions_sent": r.actions_sent,
+                        "fills": r.fills,
                         "latency_us": r.latency_us,
                         "peak_rss_mb": r.peak_rss_mb,
                         "intents": r.intents,
@@ -299,14 +314,20 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 println!(
-                    "ticks {} in {:.3} s = {:.0} ticks/s; targets {}; intents {}\n\
+                    "ticks {} drained in {:.3} s = {:.0} ticks/s (priced in {:.3} s = {:.0} ticks/s)\n\
+                     quote decisions {}; intents {}; orders {}; actions sent {}; fills {}\n\
                      tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\npeak RSS {:.1} MB\n\
                      venue rejects {:?}; post-only crosses avoided: {} clamped, {} skipped",
                     r.ticks,
-                    r.elapsed_s,
+                    r.drained_s,
                     r.ticks_per_sec,
-                    r.targets,
+                    r.elapsed_s,
+                    r.priced_ticks_per_sec,
+                    r.quote_decisions,
                     r.intents,
+                    r.orders,
+                    r.actions_sent,
+                    r.fills,
                     r.latency_us.p50,
                     r.latency_us.p99,
                     r.latency_us.p999,
