@@ -130,7 +130,7 @@ async fn drained(p: &Pipeline) -> anyhow::Result<(Instant, Progress)> {
         let idle = now.open == 0 && now.in_flight == 0 && now.waiting == 0;
         match &last {
             Some((at, prev)) if idle && *prev == now => return Ok((*at, now)),
-            _ => last = idle.then(|| (seen_at, now)),
+            _ => last = idle.then_some((seen_at, now)),
         }
         anyhow::ensure!(
             t0.elapsed() < Duration::from_secs(120),
