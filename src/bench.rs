@@ -3,8 +3,9 @@
 //! answers at zero latency and the rate budget is lifted so that only the pipeline's own work
 //! is measured. A warm-up brings the market to ACTIVE (fresh feed, reconciled orders) first.
 //!
-//! With `--replay FILE` the file plays at max speed from the pipeline's start instead. The clock
-//! stops once every tick has been priced and the pipeline has drained (every outbox row
+//! With `--replay FILE` the file plays at max speed from the pipeline's start instead (its
+//! start-up, reconciliation included, is inside the clock, and ticks that arrive before the
+//! market is ACTIVE are priced but not quoted). The clock stops once every tick has been priced and the pipeline has drained (every outbox row
 //! terminal, nothing in flight or waiting, no counter moving): ticks/s is over that time.
 //!
 //! Reported: ticks/s through the drained pipeline (and until priced, as before), tick → approved-intent latency quantiles

@@ -404,3 +404,55 @@ fn record_reconnects_when_the_stream_closes() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("reconnects"), "{stdout}");
 }
+
+/// `bench` times until the pipeline has drained, on the walk or on any replay file, and shows
+/// the work done beside the speed.
+#[test]
+fn bench_times_until_drained_on_the_walk_and_on_a_replay() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = bin()
+            .arg("bench")
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("bench");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    // A walk long enough to outlast the start-up (the market quotes only once reconciled).
+    let dir = TempDir::new("cli-bench");
+    let replay = dir.path().join("walk.jsonl");
+    let mut text = String::new();
+    let mut mid = 4_500i64;
+    for u in 0..40_000u64 {
+        mid += [0, 0, 0, 1, -1][(u * 7 % 5) as usize] * if u % 2_000 < 1_000 { 1 } else { -1 };
+        text.push_str(&format!(
+            "{{\"recv_ms\":{},\"msg\":{{\"u\":{},\"s\":\"ADAUSDT\",\"b\":\"0.{mid:04}\",\"B\":\"10.0\",\"a\":\"0.{:04}\",\"A\":\"10.0\"}}}}\n",
+            1_764_460_800_000 + u * 25,
+            1_000 + u,
+            mid + 1
+        ));
+    }
+    std::fs::write(&replay, text).expect("write walk");
+    let peer = repo_path("config/bench-peer.yaml");
+    let r = json(&[
+        "--replay",
+        replay.to_str().expect("utf-8"),
+        "--config",
+        peer.to_str().expect("utf-8"),
+    ]);
+    let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    // Every tick is priced.
+    assert_eq!(n(&r, "ticks"), 40_000.0, "{r}");
+    assert!(n(&r, "drained_s") >= n(&r, "elapsed_s"), "{r}");
+    for k in ["quote_decisions", "orders", "actions_sent"] {
+        assert!(n(&r, k) > 0.0, "{k}: {r}");
+    }
+    let w = json(&["--ticks", "20000"]);
+    assert_eq!(n(&w, "ticks"), 20000.0);
+    assert!(n(&w, "drained_s") >= n(&w, "elapsed_s"), "{w}");
+    assert!(
+        n(&w, "ticks_per_sec") <= n(&w, "priced_ticks_per_sec"),
+        "{w}"
+    );
+}
