@@ -945,6 +945,7 @@ impl Sim {
                 source: "outbox",
                 venue_order: None,
                 post_only: None,
+                tick_recv_at: None,
             }))?;
             let lat = match row.intent {
                 Intent::Place { .. } => self
@@ -993,6 +994,7 @@ impl Sim {
                         tag: SendTag {
                             outbox_id: Some(row.id),
                             attempt: row.attempts,
+                            tick_recv_at: None,
                         },
                     },
                     now,

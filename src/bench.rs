@@ -48,6 +48,11 @@ pub struct BenchReport {
     /// Until the pipeline had drained: every outbox row terminal, nothing in flight.
     pub drained_s: f64,
     pub latency_us: LatencyUs,
+    /// Tick → the order action written to the venue (the send gate passed), for every action
+    /// a tick caused.
+    pub tick_to_write_us: LatencyUs,
+    /// The pace asked for (ticks per second); `None` under flood.
+    pub rate: Option<u64>,
     pub intents: u64,
     pub targets: u64,
     /// Quote targets QuoteEngine decided (and persisted).
@@ -88,6 +93,8 @@ pub fn peak_rss_mb() -> f64 {
 pub enum BenchSource {
     /// The seeded synthetic walk, this many ticks after a warm-up to ACTIVE.
     Walk(u64),
+    /// The walk paced at `rate` ticks per second (released every millisecond), `ticks` of it.
+    Paced { ticks: u64, rate: u64 },
     /// A replay file at max speed, from the pipeline's start (no warm-up: the file decides).
     Replay(std::path::PathBuf),
 }
@@ -185,7 +192,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
     let report = actix::System::new().block_on(async move {
         let store = Store::open(&cfg.run.db_path)?;
         let spec = match &source {
-            BenchSource::Walk(_) => FeedSpec::Synthetic {
+            BenchSource::Walk(_) | BenchSource::Paced { .. } => FeedSpec::Synthetic {
                 cfg: cfg.feed.synthetic.clone(),
                 max_ticks: Some(WARMUP_TICKS),
             },
@@ -198,7 +205,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
         let started = Instant::now();
         let p = Pipeline::start(&cfg, store, spec, VenueAccess::InProcess)?;
         let (start, before, priced_at) = match &source {
-            BenchSource::Walk(ticks) => {
+            BenchSource::Walk(ticks) | BenchSource::Paced { ticks, .. } => {
                 // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
                 let t0 = Instant::now();
                 loop {
@@ -220,7 +227,23 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                     .send(mm_actors::order_manager::ResetLatency)
                     .await?;
                 let start = Instant::now();
-                p.feed.do_send(PlayMore(*ticks));
+                match source {
+                    BenchSource::Paced { rate, .. } => {
+                        // Released every millisecond: as many as the pace allows by now.
+                        let mut released = 0u64;
+                        let mut every = actix_rt::time::interval(Duration::from_millis(1));
+                        while released < *ticks {
+                            every.tick().await;
+                            let due =
+                                ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(*ticks);
+                            if due > released {
+                                p.feed.do_send(PlayMore(due - released));
+                                released = due;
+                            }
+                        }
+                    }
+                    _ => p.feed.do_send(PlayMore(*ticks)),
+                }
                 let target = before.ticks + ticks;
                 loop {
                     if progress(&p).await?.ticks >= target {
@@ -260,6 +283,10 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
         let priced_s = priced_at.duration_since(start).as_secs_f64();
         let drained_s = drained_at.saturating_duration_since(start).as_secs_f64();
         let stats = p.orders.send(GetOrderStats).await?;
+        let write = mm_actors::latency::tick_to_write()
+            .lock()
+            .map(|h| h.summary())
+            .unwrap_or_default();
         let venue_rejects = match &p.mock {
             Some(m) => m.send(GetVenueRejects).await?,
             None => Default::default(),
@@ -293,6 +320,15 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 p50: stats.latency.p50_us,
                 p99: stats.latency.p99_us,
                 p999: stats.latency.p999_us,
+            },
+            tick_to_write_us: LatencyUs {
+                p50: write.p50_us,
+                p99: write.p99_us,
+                p999: write.p999_us,
+            },
+            rate: match source {
+                BenchSource::Paced { rate, .. } => Some(rate),
+                _ => None,
             },
             intents: after.intents - since.intents,
             targets: after.targets - since.targets,

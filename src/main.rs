@@ -104,8 +104,12 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         ticks: u64,
         /// Play this replay file at max speed instead of the walk.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rate")]
         replay: Option<PathBuf>,
+        /// Pace the walk at this many ticks per second (released every millisecond) instead of
+        /// flooding; latency at a real rate.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        rate: Option<u64>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -277,6 +281,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Bench {
             ticks,
             replay,
+            rate,
             json,
             config,
         } => {
@@ -284,9 +289,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             // The OTEL_EXPORTER_OTLP_* variables apply, so a run with a slow or absent
             // collector can be compared with one without telemetry.
             let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, env)?;
-            let source = match replay {
-                Some(path) => bench::BenchSource::Replay(path),
-                None => bench::BenchSource::Walk(ticks),
+            let source = match (replay, rate) {
+                (Some(path), _) => bench::BenchSource::Replay(path),
+                (None, Some(rate)) => bench::BenchSource::Paced { ticks, rate },
+                (None, None) => bench::BenchSource::Walk(ticks),
             };
             let r = bench::run_source(cfg, source)?;
             telemetry.shutdown();
@@ -303,6 +309,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "actions_sent": r.actions_sent,
                         "fills": r.fills,
                         "latency_us": r.latency_us,
+                        "tick_to_write_us": r.tick_to_write_us,
+                        "rate": r.rate,
                         "peak_rss_mb": r.peak_rss_mb,
                         "intents": r.intents,
                         "targets": r.targets,
@@ -316,7 +324,8 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!(
                     "ticks {} drained in {:.3} s = {:.0} ticks/s (priced in {:.3} s = {:.0} ticks/s)\n\
                      quote decisions {}; intents {}; orders {}; actions sent {}; fills {}\n\
-                     tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\npeak RSS {:.1} MB\n\
+                     tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\n\
+                     tick -> written to the venue: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us ({})\npeak RSS {:.1} MB\n\
                      venue rejects {:?}; post-only crosses avoided: {} clamped, {} skipped",
                     r.ticks,
                     r.drained_s,
@@ -331,6 +340,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     r.latency_us.p50,
                     r.latency_us.p99,
                     r.latency_us.p999,
+                    r.tick_to_write_us.p50,
+                    r.tick_to_write_us.p99,
+                    r.tick_to_write_us.p999,
+                    r.rate
+                        .map_or("flood".to_string(), |n| format!("paced at {n} ticks/s")),
                     r.peak_rss_mb,
                     r.venue_rejects,
                     r.crosses_clamped,

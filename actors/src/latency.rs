@@ -34,6 +34,13 @@ pub struct LatencySummary {
     pub max_us: f64,
 }
 
+/// Tick → order action written to the venue, for every action whose tick is known: the
+/// process-wide histogram the send gate feeds (`bench` reads and resets it).
+pub fn tick_to_write() -> &'static std::sync::Mutex<LatencyHistogram> {
+    static H: std::sync::OnceLock<std::sync::Mutex<LatencyHistogram>> = std::sync::OnceLock::new();
+    H.get_or_init(Default::default)
+}
+
 impl LatencyHistogram {
     /// Records one duration.
     pub fn record(&mut self, ns: u64) {

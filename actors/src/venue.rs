@@ -129,6 +129,8 @@ pub enum VenueFailure {
 pub struct SendTag {
     pub outbox_id: Option<i64>,
     pub attempt: u32,
+    /// Receive instant of the tick behind it, for tick → write latency.
+    pub tick_recv_at: Option<std::time::Instant>,
 }
 
 /// A new post-only limit order.
@@ -226,6 +228,7 @@ impl VenueRequest {
             source,
             venue_order: None,
             post_only,
+            tick_recv_at: tag.tick_recv_at,
         })
     }
 }

@@ -328,6 +328,7 @@ async fn place(
         source: "outbox",
         venue_order: Some((venue_id.clone(), o.client_order_id.clone())),
         post_only: Some((o.side, o.price)),
+        tick_recv_at: o.tag.tick_recv_at,
     };
     gate.acquire(record).await?;
     let submit = SubmitOrderRequest {

@@ -99,6 +99,7 @@ fn request_of(row: &OutboxRow, traceparent: Option<String>) -> VenueRequest {
     let tag = SendTag {
         outbox_id: Some(row.id),
         attempt: row.attempts,
+        tick_recv_at: row.tick_recv_at,
     };
     match &row.intent {
         Intent::Place {

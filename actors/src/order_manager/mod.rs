@@ -463,7 +463,7 @@ impl OrderManager {
                         act.latency.record(ns);
                     }
                 }
-                act.commit(approved, ctx);
+                act.commit(approved, tick_at, ctx);
             }
             Err(e) => {
                 warn!(market = %market, cause = %e, "risk guard unreachable, intents dropped");
@@ -487,7 +487,12 @@ impl OrderManager {
     }
 
     /// Records approved intents: order transitions and outbox rows in one transaction.
-    fn commit(&mut self, intents: Vec<(Intent, Option<String>)>, ctx: &mut Context<Self>) {
+    fn commit(
+        &mut self,
+        intents: Vec<(Intent, Option<String>)>,
+        tick_at: Option<Instant>,
+        ctx: &mut Context<Self>,
+    ) {
         if intents.is_empty() {
             return;
         }
@@ -504,8 +509,9 @@ impl OrderManager {
                     ts_ms: now,
                 });
             }
-            let row =
+            let mut row =
                 OutboxRow::new(self.next_outbox_id, intent, now).with_traceparent(traceparent);
+            row.tick_recv_at = tick_at;
             self.next_outbox_id += 1;
             self.intents += 1;
             writes.push(Write::Outbox(row.clone()));
@@ -615,6 +621,9 @@ impl Handler<ResetLatency> for OrderManager {
     type Result = ();
     fn handle(&mut self, _: ResetLatency, _: &mut Context<Self>) {
         self.latency = LatencyHistogram::default();
+        if let Ok(mut h) = crate::latency::tick_to_write().lock() {
+            *h = LatencyHistogram::default();
+        }
     }
 }
 

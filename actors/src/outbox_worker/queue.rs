@@ -99,6 +99,9 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     /// W3C traceparent of the intent: dispatch and outcome join its trace.
     pub traceparent: Option<String>,
+    /// Receive instant of the tick that caused the intent, for tick → write latency (not
+    /// persisted: gone after a restart).
+    pub tick_recv_at: Option<std::time::Instant>,
 }
 
 impl OutboxRow {
@@ -115,6 +118,7 @@ impl OutboxRow {
             completed_at_ms: None,
             last_error: None,
             traceparent: None,
+            tick_recv_at: None,
         }
     }
 

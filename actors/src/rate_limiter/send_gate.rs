@@ -107,6 +107,7 @@ impl SendGate {
             return Err(h);
         }
         let Some(limiter) = &self.limiter else {
+            Self::note_written(&record);
             return Ok(SendPermit {
                 sent_at_ms: crate::types::now_ms(),
                 recorded: false,
@@ -145,6 +146,15 @@ impl SendGate {
         if let Some(h) = self.stopped(&record) {
             return Err(h);
         }
+        Self::note_written(&record);
         Ok(permit)
+    }
+
+    /// The action is written now: its tick's latency goes to the histogram.
+    fn note_written(record: &SendRecord) {
+        if let (Some(t), Ok(mut h)) = (record.tick_recv_at, crate::latency::tick_to_write().lock())
+        {
+            h.record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
     }
 }

@@ -504,6 +504,7 @@ mod tests {
             source: "test",
             venue_order: None,
             post_only: None,
+            tick_recv_at: None,
         })
     }
 

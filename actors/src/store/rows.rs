@@ -107,6 +107,8 @@ pub struct SendRecord {
     /// For a post-only place: its side and price, to check against the venue's book right
     /// before it is granted and written (not stored).
     pub post_only: Option<(Side, Decimal)>,
+    /// Receive instant of the tick behind it, for tick → write latency (not stored).
+    pub tick_recv_at: Option<std::time::Instant>,
 }
 
 fn opt_dec(d: Option<Decimal>) -> Option<String> {
@@ -536,6 +538,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
             completed_at_ms: done,
             last_error: err,
             traceparent: tp,
+            tick_recv_at: None,
         });
     }
     Ok(out)
