@@ -345,3 +345,76 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
 }
+
+/// The path of a tick that changes no order, on one thread: decode + validate (the feed's
+/// decoder and reference guard) and price (QuoteEngine's pricer and its tolerance gate).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PricingReport {
+    pub frames: u64,
+    pub ticks: u64,
+    pub elapsed_s: f64,
+    pub ticks_per_sec: f64,
+    /// Ticks that moved the book beyond the requote tolerance (each would go on to OrderManager).
+    pub targets: u64,
+}
+
+/// Runs [`PricingReport`] over `path`'s frames (read into memory first: the file's I/O is not
+/// timed) with `cfg`'s markets and reference guard.
+///
+/// # Errors
+/// The replay file cannot be read.
+pub fn pricing_only(cfg: &Config, path: &std::path::Path) -> anyhow::Result<PricingReport> {
+    use mm_actors::binance_feed::codec::{Decoder, Frame};
+    use mm_actors::binance_feed::guard::{ReferenceGuard, Verdict};
+    use mm_actors::order_manager::QuoteReason;
+    use mm_actors::quote_engine::pricing::{MarketPricer, SidesAllowed};
+    let mut reader = mm_actors::binance_feed::source::ReplayReader::open(path)?;
+    let mut frames = Vec::new();
+    while let Some(f) = reader.next_frame()? {
+        frames.push(f);
+    }
+    let mut decoder = Decoder::new(cfg.markets.iter().map(|m| m.reference.clone()));
+    let mut guard = ReferenceGuard::new(cfg.feed.reference_guard.clone());
+    let mut pricers: Vec<MarketPricer> = cfg
+        .markets
+        .iter()
+        .map(|m| {
+            let mut p = MarketPricer::new(m.clone());
+            p.sides = SidesAllowed::BOTH;
+            p
+        })
+        .collect();
+    let max_position = cfg.risk.max_position;
+    let now = Instant::now();
+    let (mut ticks, mut targets) = (0u64, 0u64);
+    let t0 = Instant::now();
+    for (recv_ms, text) in &frames {
+        let Ok(Frame::Tick(t)) = decoder.decode(text, *recv_ms, now) else {
+            continue;
+        };
+        ticks += 1;
+        let mid = (t.bid + t.ask) / rust_decimal::Decimal::TWO;
+        if guard.check(&t.symbol, mid, *recv_ms) != Verdict::Pass {
+            continue;
+        }
+        for p in pricers.iter_mut().filter(|p| p.cfg.reference == t.symbol) {
+            p.reference = Some((t.bid, t.ask));
+            let reason = QuoteReason::PriceMoved {
+                bps: rust_decimal::Decimal::ZERO,
+            };
+            if p.reprice(max_position, (None, None), reason, false)
+                .is_some()
+            {
+                targets += 1;
+            }
+        }
+    }
+    let elapsed_s = t0.elapsed().as_secs_f64();
+    Ok(PricingReport {
+        frames: frames.len() as u64,
+        ticks,
+        elapsed_s,
+        ticks_per_sec: ticks as f64 / elapsed_s.max(1e-9),
+        targets,
+    })
+}

@@ -110,6 +110,10 @@ enum Command {
         /// flooding; latency at a real rate.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         rate: Option<u64>,
+        /// With --replay: time only the path of a tick that changes no order (decode, validate,
+        /// price), on one thread, the file read into memory first.
+        #[arg(long, requires = "replay")]
+        pricing_only: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -282,10 +286,23 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             ticks,
             replay,
             rate,
+            pricing_only,
             json,
             config,
         } => {
             let cfg = config::load(&config, env)?;
+            if let (true, Some(path)) = (pricing_only, &replay) {
+                let r = bench::pricing_only(&cfg, path)?;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "pricing only: {} ticks of {} frames in {:.3} s = {:.0} ticks/s; {} moved the book",
+                        r.ticks, r.frames, r.elapsed_s, r.ticks_per_sec, r.targets
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             // The OTEL_EXPORTER_OTLP_* variables apply, so a run with a slow or absent
             // collector can be compared with one without telemetry.
             let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, env)?;

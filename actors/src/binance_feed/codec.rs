@@ -79,6 +79,9 @@ pub enum Frame {
 
 #[derive(Deserialize)]
 struct RawTicker {
+    /// An event type: such a frame is not a plain bookTicker (the fast path leaves it).
+    #[serde(default)]
+    e: Option<serde::de::IgnoredAny>,
     u: u64,
     s: String,
     b: Decimal,
@@ -87,6 +90,16 @@ struct RawTicker {
     a: Decimal,
     #[serde(rename = "A")]
     aq: Decimal,
+}
+
+/// The fast path's shapes: a raw bookTicker, or one inside a combined-stream envelope. Either
+/// parses straight into [`RawTicker`], without the untagged [`Envelope`]'s buffering; a frame
+/// carrying an event type (`e`) or anything else takes the general path.
+#[derive(Deserialize)]
+struct FastCombined<'a> {
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    data: RawTicker,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +199,19 @@ impl Decoder {
         recv_ms: i64,
         recv_at: Instant,
     ) -> Result<Frame, DropReason> {
+        // Nearly every frame is a plain bookTicker: parse it directly when it is one.
+        if text.contains("\"stream\"") {
+            if let Ok(c) = serde_json::from_str::<FastCombined<'_>>(text)
+                && c.data.e.is_none()
+                && !c.stream.ends_with("serverShutdown")
+            {
+                return self.validate(c.data, recv_ms, recv_at).map(Frame::Tick);
+            }
+        } else if let Ok(r) = serde_json::from_str::<RawTicker>(text)
+            && r.e.is_none()
+        {
+            return self.validate(r, recv_ms, recv_at).map(Frame::Tick);
+        }
         let env: Envelope = serde_json::from_str(text).map_err(|_| DropReason::Malformed)?;
         let raw = match env {
             Envelope::Raw(raw) => raw,
@@ -291,6 +317,45 @@ mod tests {
         );
         assert!(matches!(d.decode(&combined, 6, now), Ok(Frame::Tick(_))));
         assert_eq!(d.accepted(), 2);
+    }
+
+    #[test]
+    fn the_fast_path_leaves_every_other_shape_to_the_general_one() {
+        let mut d = dec();
+        let now = Instant::now();
+        let t = |r: Result<Frame, DropReason>| match r {
+            Ok(Frame::Tick(t)) => format!("tick {}", t.update_id),
+            Ok(Frame::ServerShutdown) => "shutdown".into(),
+            Ok(Frame::Control) => "control".into(),
+            Err(e) => e.as_str().into(),
+        };
+        let cases = [
+            (msg(1, "0.45", "0.46"), "tick 1"),
+            (
+                format!(
+                    r#"{{"stream":"adausdt@bookTicker","data":{}}}"#,
+                    msg(2, "0.45", "0.46")
+                ),
+                "tick 2",
+            ),
+            // An event-typed frame was never a plain bookTicker: dropped as before.
+            (
+                r#"{"e":"bookTicker","u":3,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1"}"#
+                    .into(),
+                "malformed",
+            ),
+            (r#"{"e":"serverShutdown"}"#.into(), "shutdown"),
+            (
+                r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown"}}"#.into(),
+                "shutdown",
+            ),
+            (r#"{"result":null,"id":1}"#.into(), "control"),
+            (r#"{"u":4,"s":"ADAUSDT","b":"0.45"}"#.into(), "malformed"),
+            (msg(5, "0.46", "0.45"), "crossed"),
+        ];
+        for (frame, want) in cases {
+            assert_eq!(t(d.decode(&frame, 1, now)), want, "{frame}");
+        }
     }
 
     #[test]
