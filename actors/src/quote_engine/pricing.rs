@@ -254,6 +254,19 @@ pub struct MarketPricer {
     pub last: Option<QuoteBook>,
     pub ticks: u64,
     pub targets: u64,
+    /// What the last evaluation priced from: the same inputs price the same book, so a tick
+    /// that changes none of them (a size-only update) costs one comparison.
+    evaluated: Option<Inputs>,
+}
+
+/// Everything a book is priced from, besides the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Inputs {
+    reference: (Decimal, Decimal),
+    touches: (Option<Decimal>, Option<Decimal>),
+    inventory: Decimal,
+    sides: SidesAllowed,
+    max_position: Decimal,
 }
 
 /// A new target of one market.
@@ -276,6 +289,7 @@ impl MarketPricer {
             last: None,
             ticks: 0,
             targets: 0,
+            evaluated: None,
         }
     }
 
@@ -291,6 +305,20 @@ impl MarketPricer {
         force: bool,
     ) -> Option<Priced> {
         let (bid, ask) = self.reference?;
+        let inputs = Inputs {
+            reference: (bid, ask),
+            touches: (bid_touch, ask_touch),
+            inventory: self.inventory,
+            sides: self.sides,
+            max_position,
+        };
+        // The last evaluation priced these very inputs, and what it decided still holds (it
+        // sent that book, or found it within tolerance of the one sent).
+        let same = self.evaluated.replace(inputs) == Some(inputs);
+        if same && !force && matches!(reason, QuoteReason::PriceMoved { .. }) && self.last.is_some()
+        {
+            return None;
+        }
         let mut book = price_book(
             &self.cfg,
             max_position,
@@ -358,6 +386,59 @@ fn levels_json(book: &QuoteBook) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::types::{BinanceSymbol, MarketId};
+
+    #[test]
+    fn a_tick_that_changes_no_input_is_skipped_exactly() {
+        // The same decisions with the skip as with every tick priced afresh.
+        let mut fast = MarketPricer::new(market());
+        let mut slow = MarketPricer::new(market());
+        for p in [&mut fast, &mut slow] {
+            p.sides = SidesAllowed::BOTH;
+        }
+        let mut x: u64 = 42;
+        let mut mid = 4_500i64;
+        for i in 0..5_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x.is_multiple_of(5) {
+                mid += if x.is_multiple_of(2) { 1 } else { -1 };
+            }
+            let reference = Some((
+                Decimal::new(mid, 4),
+                Decimal::new(mid + 1 + x.is_multiple_of(7) as i64, 4),
+            ));
+            let inventory = Decimal::from(((i / 700) % 3) as i64 * 100);
+            let touches = if x.is_multiple_of(11) {
+                (None, Some(Decimal::new(mid + 2, 4)))
+            } else {
+                (None, None)
+            };
+            let reason = if x.is_multiple_of(97) {
+                QuoteReason::Inventory
+            } else {
+                QuoteReason::PriceMoved { bps: Decimal::ZERO }
+            };
+            for p in [&mut fast, &mut slow] {
+                p.reference = reference;
+                p.inventory = inventory;
+            }
+            slow.evaluated = None;
+            let a = fast.reprice(Decimal::from(2_000), touches, reason.clone(), false);
+            let b = slow.reprice(Decimal::from(2_000), touches, reason, false);
+            assert_eq!(
+                a.map(|p| (p.book, p.reason, p.moved)),
+                b.map(|p| (p.book, p.reason, p.moved)),
+                "tick {i}"
+            );
+        }
+        assert_eq!(fast.targets, slow.targets);
+        assert!(
+            fast.targets > 100,
+            "the walk moved the book {} times",
+            fast.targets
+        );
+    }
 
     pub(crate) fn market() -> MarketConfig {
         MarketConfig {
