@@ -448,6 +448,19 @@ fn bench_times_until_drained_on_the_walk_and_on_a_replay() {
     for k in ["quote_decisions", "orders", "actions_sent"] {
         assert!(n(&r, k) > 0.0, "{k}: {r}");
     }
+    // The path of ticks that change no order, alone: every tick decoded, each price move seen.
+    let only = json(&[
+        "--replay",
+        replay.to_str().expect("utf-8"),
+        "--config",
+        peer.to_str().expect("utf-8"),
+        "--pricing-only",
+    ]);
+    assert_eq!(n(&only, "ticks"), 40_000.0, "{only}");
+    assert!(
+        n(&only, "targets") > 0.0 && n(&only, "targets") < 40_000.0,
+        "{only}"
+    );
     let w = json(&["--ticks", "20000"]);
     assert_eq!(n(&w, "ticks"), 20000.0);
     assert!(n(&w, "drained_s") >= n(&w, "elapsed_s"), "{w}");
