@@ -1166,24 +1166,9 @@ pub fn write_outputs(cfg: &Config, out: &Path, summary: Summary) -> Result<Outco
     use crate::{report, report_html};
     let db = out.join("backtest.db");
     let mut inputs = report::read_db(&db)?;
-    for i in &mut inputs {
-        i.budget_per_second = cfg.rate_limit.actions_per_second;
-        if let Some(m) = cfg.markets.iter().find(|m| m.market.as_str() == i.market) {
-            i.tolerance_bps = m.requote_tolerance_bps;
-        }
-    }
-    let reports: Vec<_> = inputs
-        .iter()
-        .map(|i| {
-            let (f, t) = report::window(i, None, None);
-            report::compute(i, f, t)
-        })
-        .collect();
-    let pages: Vec<_> = inputs
-        .iter()
-        .zip(&reports)
-        .map(|(i, r)| (r.clone(), report_html::series(i, r.from_ms, r.to_ms)))
-        .collect();
+    report::apply_config(&mut inputs, cfg);
+    let reports = report::compute_all(&inputs, None, None);
+    let pages = report_html::pages(&inputs, &reports);
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let orders = csv(

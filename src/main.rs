@@ -225,33 +225,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             use deltadefi_mm::{report, report_html};
             let mut inputs = report::read_db(&db)?;
             match config::load(&config, env) {
-                Ok(cfg) => {
-                    for i in &mut inputs {
-                        i.budget_per_second = cfg.rate_limit.actions_per_second;
-                        if let Some(m) = cfg.markets.iter().find(|m| m.market.as_str() == i.market)
-                        {
-                            i.tolerance_bps = m.requote_tolerance_bps;
-                        }
-                    }
-                }
+                Ok(cfg) => report::apply_config(&mut inputs, &cfg),
                 Err(e) => eprintln!(
                     "{}: {e}; quote freshness compares exact prices",
                     config.display()
                 ),
             }
-            let reports: Vec<_> = inputs
-                .iter()
-                .map(|i| {
-                    let (f, t) = report::window(i, from, to);
-                    report::compute(i, f, t)
-                })
-                .collect();
+            let reports = report::compute_all(&inputs, from, to);
             if let Some(path) = html {
-                let pages: Vec<_> = inputs
-                    .iter()
-                    .zip(&reports)
-                    .map(|(i, r)| (r.clone(), report_html::series(i, r.from_ms, r.to_ms)))
-                    .collect();
+                let pages = report_html::pages(&inputs, &reports);
                 std::fs::write(&path, report_html::render(&pages))
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("report page written to {}", path.display());

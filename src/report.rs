@@ -609,6 +609,32 @@ fn reject_code(e: &str) -> String {
     }
 }
 
+/// Gives each market's input what only the config knows: the action budget and the market's
+/// requote tolerance (for quote freshness).
+pub fn apply_config(inputs: &mut [MarketInput], cfg: &mm_actors::config::Config) {
+    for i in inputs {
+        i.budget_per_second = cfg.rate_limit.actions_per_second;
+        if let Some(m) = cfg.markets.iter().find(|m| m.market.as_str() == i.market) {
+            i.tolerance_bps = m.requote_tolerance_bps;
+        }
+    }
+}
+
+/// Each market's report over its [`window`] of `from`..`to`.
+pub fn compute_all(
+    inputs: &[MarketInput],
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Vec<MarketReport> {
+    inputs
+        .iter()
+        .map(|i| {
+            let (f, t) = window(i, from, to);
+            compute(i, f, t)
+        })
+        .collect()
+}
+
 /// The window of a report: given bounds, else the first to the last record of the market.
 pub fn window(input: &MarketInput, from: Option<i64>, to: Option<i64>) -> (i64, i64) {
     let first = [

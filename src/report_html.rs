@@ -389,6 +389,15 @@ fn section(r: &MarketReport, s: &Series) -> String {
     out
 }
 
+/// Each report with its charts' series, over the report's own window.
+pub fn pages(inputs: &[MarketInput], reports: &[MarketReport]) -> Vec<(MarketReport, Series)> {
+    inputs
+        .iter()
+        .zip(reports)
+        .map(|(i, r)| (r.clone(), series(i, r.from_ms, r.to_ms)))
+        .collect()
+}
+
 /// The whole page for `reports` (with their series), JSON embedded.
 pub fn render(reports: &[(MarketReport, Series)]) -> String {
     let json = serde_json::to_string(&reports.iter().map(|(r, _)| r).collect::<Vec<_>>())
