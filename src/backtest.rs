@@ -27,7 +27,7 @@ use mm_actors::binance_feed::codec::{Decoder, Frame};
 use mm_actors::binance_feed::guard::{ReferenceGuard, Verdict};
 use mm_actors::binance_feed::source::parse_line;
 use mm_actors::config::Config;
-use mm_actors::gateway::errors::to_result;
+use mm_actors::gateway::{request_of, result_of};
 use mm_actors::intent::Intent;
 use mm_actors::mock_exchange::matching::{MatchingCore, MatchingParams};
 use mm_actors::order_manager::QuoteReason;
@@ -45,7 +45,7 @@ use mm_actors::rng::SplitMix64;
 use mm_actors::store::rows::{self, SendRecord};
 use mm_actors::store::{StoreError, Write};
 use mm_actors::types::{BinanceSymbol, ClientOrderId, MarketId, Side, bps};
-use mm_actors::venue::{Balance, NewOrder, SendTag, VenueEvent, VenueFill, VenueOrder};
+use mm_actors::venue::{Balance, VenueEvent, VenueFailure, VenueFill, VenueOrder};
 use mm_actors::venue_book::VenueBooks;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -969,77 +969,21 @@ impl Sim {
         }
     }
 
-    /// MockExchange: the action takes effect and is answered.
+    /// MockExchange: the action takes effect and is answered, as the gateway classifies it.
     fn at_venue(&mut self, row: OutboxRow) -> Result<(), BacktestError> {
         let now = self.now;
-        let kind = row.intent.kind();
-        let answer = match &row.intent {
-            Intent::Place {
-                client_order_id,
-                market,
-                side,
-                price,
-                size,
-                ..
-            } => self
-                .venue
-                .place(
-                    &NewOrder {
-                        client_order_id: client_order_id.clone(),
-                        market: market.clone(),
-                        side: *side,
-                        price: *price,
-                        size: *size,
-                        traceparent: None,
-                        tag: SendTag {
-                            outbox_id: Some(row.id),
-                            attempt: row.attempts,
-                            tick_recv_at: None,
-                        },
-                    },
-                    now,
-                )
-                .map(|(vo, events)| (Some(vo.venue_order_id), events)),
-            Intent::Cancel {
-                client_order_id,
-                venue_order_id,
-                ..
-            } => {
-                let venue_id = venue_order_id.clone().or_else(|| {
-                    self.tracker
-                        .get(client_order_id)
-                        .and_then(|o| o.venue_order_id.clone())
-                });
-                self.venue
-                    .cancel(venue_id.as_ref(), client_order_id, now)
-                    .map(|(_, events)| (None, events))
-            }
-            Intent::CancelAll { market } => self
-                .venue
-                .cancel_all(market, now)
-                .map(|(_, events)| (None, events)),
-        };
-        let result = match answer {
-            Ok((venue_order_id, events)) => {
+        let answer = match self.venue.handle(request_of(&row, None), now) {
+            Ok((reply, events)) => {
                 self.stream(events);
-                DispatchResult::Done { venue_order_id }
+                Ok(reply)
             }
             Err(e) => {
                 *self.summary.venue_rejects.entry(e.code).or_default() += 1;
-                to_result(&e, kind, now)
+                Err(VenueFailure::Rejected(e))
             }
         };
+        let result = result_of(answer, row.intent.kind(), now);
         self.maybe_send_depth(row.intent.market());
-        if let DispatchResult::Rejected { code, message }
-        | DispatchResult::Retry { code, message, .. } = &result
-        {
-            let mut r = row.clone();
-            r.last_error = Some(match code {
-                Some(c) => format!("{c}: {message}"),
-                None => message.clone(),
-            });
-            self.writer.push(Write::Outbox(r))?;
-        }
         let effects = self.queue.on_result(row.id, result, now);
         self.effects(effects)?;
         self.pump()

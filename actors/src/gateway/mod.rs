@@ -95,7 +95,45 @@ fn unanswered(
     }
 }
 
-fn request_of(row: &OutboxRow, traceparent: Option<String>) -> VenueRequest {
+/// The outbox's view of the venue's answer to an action of `kind`. Shared by the gateway and
+/// the backtest.
+pub fn result_of(
+    answer: Result<VenueReply, VenueFailure>,
+    kind: IntentKind,
+    now_ms: i64,
+) -> DispatchResult {
+    match answer {
+        Ok(VenueReply::Placed(o)) => DispatchResult::Done {
+            venue_order_id: Some(o.venue_order_id),
+        },
+        Ok(VenueReply::Cancelled(_) | VenueReply::CancelledAll(_)) => DispatchResult::Done {
+            venue_order_id: None,
+        },
+        Ok(other) => DispatchResult::Rejected {
+            code: None,
+            message: format!("unexpected reply {other:?}"),
+        },
+        Err(VenueFailure::Rejected(e)) => errors::to_result(&e, kind, now_ms),
+        Err(VenueFailure::OutcomeUnknown {
+            venue_order_id,
+            reason,
+        }) => unanswered(kind, reason, venue_order_id),
+        Err(VenueFailure::NotSent(why)) => match kind {
+            IntentKind::Place => DispatchResult::NotSent {
+                reason: why.to_string(),
+            },
+            // A cancel is never held back by a halt; try it again.
+            IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
+                code: None,
+                message: format!("not sent: {why}"),
+                not_before_ms: None,
+            },
+        },
+    }
+}
+
+/// The venue request that carries out an outbox row.
+pub fn request_of(row: &OutboxRow, traceparent: Option<String>) -> VenueRequest {
     let tag = SendTag {
         outbox_id: Some(row.id),
         attempt: row.attempts,
@@ -182,36 +220,7 @@ impl Handler<Dispatch> for DeltaDeFiGateway {
             act.in_flight.remove(&id);
             let now = now_ms();
             let result = match answer {
-                Ok(Ok(Ok(reply))) => match reply {
-                    VenueReply::Placed(o) => DispatchResult::Done {
-                        venue_order_id: Some(o.venue_order_id),
-                    },
-                    VenueReply::Cancelled(_) | VenueReply::CancelledAll(_) => {
-                        DispatchResult::Done {
-                            venue_order_id: None,
-                        }
-                    }
-                    other => DispatchResult::Rejected {
-                        code: None,
-                        message: format!("unexpected reply {other:?}"),
-                    },
-                },
-                Ok(Ok(Err(VenueFailure::Rejected(e)))) => errors::to_result(&e, kind, now),
-                Ok(Ok(Err(VenueFailure::OutcomeUnknown {
-                    venue_order_id,
-                    reason,
-                }))) => unanswered(kind, reason, venue_order_id),
-                Ok(Ok(Err(VenueFailure::NotSent(why)))) => match kind {
-                    IntentKind::Place => DispatchResult::NotSent {
-                        reason: why.to_string(),
-                    },
-                    // A cancel is never held back by a halt; try it again.
-                    IntentKind::Cancel | IntentKind::CancelAll => DispatchResult::Retry {
-                        code: None,
-                        message: format!("not sent: {why}"),
-                        not_before_ms: None,
-                    },
-                },
+                Ok(Ok(answer)) => result_of(answer, kind, now),
                 Ok(Err(mailbox)) => {
                     warn!(outbox_id = id, cause = %mailbox, "venue unreachable");
                     unanswered(kind, format!("venue mailbox: {mailbox}"), None)

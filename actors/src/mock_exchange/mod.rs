@@ -120,43 +120,7 @@ impl MockExchange {
             }
             _ => None,
         };
-        let (reply, events) = match req {
-            VenueRequest::Place(o) => {
-                let (order, ev) = self.core.place(&o, now)?;
-                (VenueReply::Placed(order), ev)
-            }
-            VenueRequest::Cancel {
-                venue_order_id,
-                client_order_id,
-                ..
-            } => {
-                let (order, ev) =
-                    self.core
-                        .cancel(venue_order_id.as_ref(), &client_order_id, now)?;
-                (VenueReply::Cancelled(order.venue_order_id), ev)
-            }
-            VenueRequest::CancelAll { market, .. } => {
-                let (ids, ev) = self.core.cancel_all(&market, now)?;
-                (VenueReply::CancelledAll(ids), ev)
-            }
-            VenueRequest::Query {
-                venue_order_id,
-                client_order_id,
-            } => (
-                VenueReply::Order {
-                    order: self.core.query(venue_order_id.as_ref(), &client_order_id),
-                    fills: Vec::new(),
-                },
-                Vec::new(),
-            ),
-            VenueRequest::OpenOrders { market } => (
-                VenueReply::OpenOrders(self.core.open_orders(&market)),
-                Vec::new(),
-            ),
-            VenueRequest::Balances => (VenueReply::Balances(self.core.balances()), Vec::new()),
-            // In process every fill reaches AccountFeed as an event; there is nothing to catch up.
-            VenueRequest::RecentTrades { .. } => (VenueReply::Trades(Vec::new()), Vec::new()),
-        };
+        let (reply, events) = self.core.handle(req, now)?;
         self.emit(events, ctx);
         if let Some(m) = market {
             self.publish_depth(&m, ctx);

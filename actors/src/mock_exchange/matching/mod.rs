@@ -31,7 +31,7 @@ use crate::rng::SplitMix64;
 use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId, bps};
 use crate::venue::{
     Balance, Depth, Level, Liquidity, NewOrder, VenueError, VenueEvent, VenueFill, VenueOrder,
-    VenueOrderStatus,
+    VenueOrderStatus, VenueReply, VenueRequest,
 };
 use book::{OthersBook, Want};
 use history::{History, PublicTrade};
@@ -694,6 +694,53 @@ impl MatchingCore {
         a.locked -= amount;
         a.free += amount;
         rec.locked = Decimal::ZERO;
+    }
+
+    /// Answers one request as the venue does, with the events it causes. Shared by the
+    /// in-process mock and the backtest.
+    ///
+    /// # Errors
+    /// A [`VenueError`] with DeltaDeFi's code; nothing happened then.
+    pub fn handle(
+        &mut self,
+        req: VenueRequest,
+        now_ms: i64,
+    ) -> Result<(VenueReply, Vec<VenueEvent>), VenueError> {
+        Ok(match req {
+            VenueRequest::Place(o) => {
+                let (order, ev) = self.place(&o, now_ms)?;
+                (VenueReply::Placed(order), ev)
+            }
+            VenueRequest::Cancel {
+                venue_order_id,
+                client_order_id,
+                ..
+            } => {
+                let (order, ev) = self.cancel(venue_order_id.as_ref(), &client_order_id, now_ms)?;
+                (VenueReply::Cancelled(order.venue_order_id), ev)
+            }
+            VenueRequest::CancelAll { market, .. } => {
+                let (ids, ev) = self.cancel_all(&market, now_ms)?;
+                (VenueReply::CancelledAll(ids), ev)
+            }
+            VenueRequest::Query {
+                venue_order_id,
+                client_order_id,
+            } => (
+                VenueReply::Order {
+                    order: self.query(venue_order_id.as_ref(), &client_order_id),
+                    fills: Vec::new(),
+                },
+                Vec::new(),
+            ),
+            VenueRequest::OpenOrders { market } => (
+                VenueReply::OpenOrders(self.open_orders(&market)),
+                Vec::new(),
+            ),
+            VenueRequest::Balances => (VenueReply::Balances(self.balances()), Vec::new()),
+            // In process every fill reaches AccountFeed as an event; there is nothing to catch up.
+            VenueRequest::RecentTrades { .. } => (VenueReply::Trades(Vec::new()), Vec::new()),
+        })
     }
 
     /// Cancels one order.
