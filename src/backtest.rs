@@ -1089,8 +1089,13 @@ pub fn run_to_files(cfg: &Config, replay: &Path, out: &Path) -> Result<Outcome, 
         source,
     })?;
     let _lock = crate::instance::InstanceLock::acquire(&out.join("backtest.db"), "")?;
+    let started = std::time::Instant::now();
     let summary = run(cfg.clone(), replay, out)?;
-    write_outputs(cfg, out, summary)
+    let (simulation_s, rss) = (started.elapsed().as_secs_f64(), crate::bench::peak_rss_mb());
+    let mut outcome = write_outputs(cfg, out, summary)?;
+    outcome.simulation_s = simulation_s;
+    outcome.simulation_peak_rss_mb = rss;
+    Ok(outcome)
 }
 
 /// A finished backtest: what it did and what it earned.
@@ -1098,6 +1103,12 @@ pub fn run_to_files(cfg: &Config, replay: &Path, out: &Path) -> Result<Outcome, 
 pub struct Outcome {
     pub summary: Summary,
     pub reports: Vec<crate::report::MarketReport>,
+    /// Wall time and the process's peak RSS when the simulation ended (0 unless run by
+    /// [`run_to_files`]); not part of the deterministic output.
+    #[serde(skip)]
+    pub simulation_s: f64,
+    #[serde(skip)]
+    pub simulation_peak_rss_mb: f64,
 }
 
 /// Writes a finished run's files into `out`, next to `backtest.db`: `report.json`,
@@ -1138,7 +1149,12 @@ pub fn write_outputs(cfg: &Config, out: &Path, summary: Summary) -> Result<Outco
         let path = out.join(name);
         std::fs::write(&path, text).map_err(|source| BacktestError::Out { path, source })?;
     }
-    Ok(Outcome { summary, reports })
+    Ok(Outcome {
+        summary,
+        reports,
+        simulation_s: 0.0,
+        simulation_peak_rss_mb: 0.0,
+    })
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {

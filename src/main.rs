@@ -73,30 +73,7 @@ enum Command {
     /// Backtest a replay file in virtual time (deterministic: the same file, config and seed
     /// give the same files, byte for byte) and report what it earned. Writes backtest.db,
     /// report.json, report.html, summary.json, orders.csv and fills.csv into --out.
-    Backtest {
-        /// Replay file (JSONL {"recv_ms","msg"}, as `record` writes it).
-        #[arg(long)]
-        replay: PathBuf,
-        #[arg(long, default_value = "config/staging.yaml")]
-        config: PathBuf,
-        #[arg(long, default_value = "data/backtest")]
-        out: PathBuf,
-        /// Seed of the latency jitter (overrides backtest.seed).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        /// key=v1,v2,...: backtest every combination (repeatable), one row each, best first.
-        #[arg(long)]
-        sweep: Vec<String>,
-        /// What a sweep ranks by.
-        #[arg(long, value_enum, default_value = "pnl")]
-        objective: deltadefi_mm::sweep::Objective,
-        /// Sweep runs at once (default: one per core).
-        #[arg(long)]
-        jobs: Option<usize>,
-    },
+    Backtest(BacktestArgs),
     /// Run the full pipeline in process at full speed and print throughput (until drained),
     /// latency and RSS: the built-in walk, or a replay file.
     Bench {
@@ -245,25 +222,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backtest {
-            replay,
-            config,
-            out,
-            seed,
-            json,
-            sweep,
-            objective,
-            jobs,
-        } => backtest_command(BacktestArgs {
-            replay,
-            config,
-            out,
-            seed,
-            json,
-            sweep,
-            objective,
-            jobs,
-        }),
+        Command::Backtest(args) => backtest_command(args),
         Command::Bench {
             ticks,
             replay,
@@ -786,14 +745,29 @@ async fn wait_for_stop(duration: Option<Duration>) -> &'static str {
     }
 }
 
+#[derive(clap::Args, Debug)]
 struct BacktestArgs {
+    /// Replay file (JSONL {"recv_ms","msg"}, as `record` writes it).
+    #[arg(long)]
     replay: PathBuf,
+    #[arg(long, default_value = "config/staging.yaml")]
     config: PathBuf,
+    #[arg(long, default_value = "data/backtest")]
     out: PathBuf,
+    /// Seed of the latency jitter (overrides backtest.seed).
+    #[arg(long)]
     seed: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
     json: bool,
+    /// key=v1,v2,...: backtest every combination (repeatable), one row each, best first.
+    #[arg(long)]
     sweep: Vec<String>,
+    /// What a sweep ranks by.
+    #[arg(long, value_enum, default_value = "pnl")]
     objective: deltadefi_mm::sweep::Objective,
+    /// Sweep runs at once (default: one per core).
+    #[arg(long)]
     jobs: Option<usize>,
 }
 
@@ -805,13 +779,9 @@ fn backtest_command(a: BacktestArgs) -> anyhow::Result<ExitCode> {
         if let Some(seed) = a.seed {
             cfg.backtest.seed = seed;
         }
-        std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-        let _lock = deltadefi_mm::instance::InstanceLock::acquire(&a.out.join("backtest.db"), "")?;
-        let summary = backtest::run(cfg.clone(), &a.replay, &a.out)?;
-        let simulated = started.elapsed().as_secs_f64();
-        let sim_rss = deltadefi_mm::bench::peak_rss_mb();
-        let outcome = backtest::write_outputs(&cfg, &a.out, summary)?;
+        let outcome = backtest::run_to_files(&cfg, &a.replay, &a.out)?;
         let elapsed = started.elapsed().as_secs_f64();
+        let (simulated, sim_rss) = (outcome.simulation_s, outcome.simulation_peak_rss_mb);
         if a.json {
             println!("{}", serde_json::to_string_pretty(&outcome)?);
         } else {
