@@ -65,6 +65,23 @@ fn backtest(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `backtest` on `replay` with the staging config into `out`, expects it to fail, and
+/// returns what it said.
+fn refused(replay: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = common::proc::bin()
+        .args(["backtest", "--replay"])
+        .arg(replay)
+        .arg("--config")
+        .arg(repo_path("config/staging.yaml"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "backtest {extra:?} did not fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
 }
@@ -204,18 +221,7 @@ fn a_sweep_ranks_every_combination_and_names_a_bad_value() {
     }
     assert_eq!(seen.len(), 4, "a combination ran twice or not at all");
 
-    let bad = common::proc::bin()
-        .args(["backtest", "--replay"])
-        .arg(&walk)
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.path().join("bad"))
-        .args(["--sweep", "levels=1,0"])
-        .output()
-        .expect("run");
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
+    let err = refused(&walk, &dir.path().join("bad"), &["--sweep", "levels=1,0"]);
     assert!(err.contains("markets[0].levels"), "{err}");
 }
 
@@ -225,17 +231,7 @@ fn a_bad_replay_line_or_an_empty_file_stops_it_naming_what() {
     let run = |text: &str| {
         let path = dir.path().join("bad.jsonl");
         std::fs::write(&path, text).expect("write");
-        let o = common::proc::bin()
-            .args(["backtest", "--replay"])
-            .arg(&path)
-            .arg("--config")
-            .arg(repo_path("config/staging.yaml"))
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .output()
-            .expect("run");
-        assert!(!o.status.success());
-        String::from_utf8_lossy(&o.stderr).into_owned()
+        refused(&path, &dir.path().join("out"), &[])
     };
     let good = r#"{"recv_ms":1,"msg":{"u":1,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1"}}"#;
     let err = run(&format!("# header\n{good}\n{{\"recv_ms\": \n"));
@@ -253,17 +249,7 @@ fn a_second_run_into_the_same_directory_is_refused() {
     // Another process (or a service on that database) holds it.
     let _held =
         deltadefi_mm::instance::InstanceLock::acquire(&out.join("backtest.db"), "").expect("lock");
-    let o = common::proc::bin()
-        .args(["backtest", "--replay"])
-        .arg(&walk)
-        .arg("--config")
-        .arg(repo_path("config/staging.yaml"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("run");
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&walk, &out, &[]);
     assert!(err.contains("in use"), "{err}");
     assert!(!out.join("report.json").exists());
 }
