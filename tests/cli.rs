@@ -19,6 +19,22 @@ fn staging_with(replace: &str, by: &str) -> String {
     text.replacen(replace, by, 1)
 }
 
+/// Runs `record` for 2 s with the config `yaml` into `dir`; returns the file and the output.
+fn record_2s(dir: &TempDir, yaml: &str) -> (std::path::PathBuf, Output) {
+    let config = dir.path().join("record.yaml");
+    std::fs::write(&config, yaml).expect("write config");
+    let out = dir.path().join("recorded.jsonl");
+    let o = bin()
+        .args(["record", "--duration", "2s", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("record");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (out, o)
+}
+
 fn run_with_config(dir: &TempDir, yaml: &str) -> Output {
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, yaml).expect("write config");
@@ -235,21 +251,7 @@ fn record_writes_a_replay_file_of_the_live_stream() {
         "url: wss://stream.binance.com:9443",
         &format!("url: ws://{addr}"),
     );
-    let config = dir.path().join("record.yaml");
-    std::fs::write(&config, yaml).expect("write config");
-    let out = dir.path().join("recorded.jsonl");
-    let status = bin()
-        .args(["record", "--duration", "2s", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("record");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let (out, _) = record_2s(&dir, &yaml);
     let replay = ReplayFile::load(&out).expect("a replay file");
     assert!(
         replay.frames.len() > 20,
@@ -369,17 +371,7 @@ fn record_reconnects_when_the_stream_closes() {
     )
     .replace("reconnect_initial_ms: 500", "reconnect_initial_ms: 50")
     .replace("reconnect_max_ms: 30000", "reconnect_max_ms: 100");
-    let config = dir.path().join("record.yaml");
-    std::fs::write(&config, yaml).expect("write config");
-    let out = dir.path().join("recorded.jsonl");
-    let o = bin()
-        .args(["record", "--duration", "2s", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("record");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, o) = record_2s(&dir, &yaml);
     let n = connections.load(std::sync::atomic::Ordering::SeqCst);
     assert!(n >= 3, "only {n} connections in 2 s");
     let replay = mm_actors::binance_feed::source::ReplayFile::load(&out).expect("replay");
