@@ -97,6 +97,24 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// First and longest delay between commit retries while the store is failing.
 const RETRY_INITIAL: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Most write batches in one transaction.
+const GROUP_MAX: usize = 512;
+/// How long a group of writes nobody waits on (quote decisions, order events, fills) may wait
+/// for more to share its transaction. Each transaction writes every page it touched to the WAL
+/// again, so thousands of one-row transactions a second cost far more than the rows; a batch
+/// with an `on_commit` (an outbox row before its send, a send record) is never held: it
+/// commits at once, taking the group with it. A crash may lose what waits here, as it may lose
+/// what is still queued; a read or a flush commits it first.
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// When the group must commit if nothing more arrives: `None` to commit now (empty, or someone
+/// waits on one of its batches).
+fn linger_deadline(batch: &[Batch], until: &mut Option<Instant>) -> Option<Instant> {
+    if batch.is_empty() || batch.iter().any(|(_, cb)| cb.is_some()) {
+        return None;
+    }
+    Some(*until.get_or_insert_with(|| Instant::now() + LINGER))
+}
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,9 +305,27 @@ impl Writer {
             }
             let mut pending = first;
             let mut batch: Vec<Batch> = Vec::new();
+            // Set while the group holds only writes nobody waits on: until then more may join.
+            let mut linger_until: Option<Instant> = None;
             // Drain everything queued: consecutive writes share one transaction; a read first
             // commits what came before it.
-            while let Some(cmd) = pending.take().or_else(|| rx.try_recv().ok()) {
+            loop {
+                let cmd = match pending.take() {
+                    Some(cmd) => cmd,
+                    None => match rx.try_recv() {
+                        Ok(cmd) => cmd,
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            let Some(until) = linger_deadline(&batch, &mut linger_until) else {
+                                break;
+                            };
+                            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                                Ok(cmd) => cmd,
+                                Err(_) => break,
+                            }
+                        }
+                    },
+                };
                 match cmd {
                     Command::Write { writes, on_commit } => batch.push((writes, on_commit)),
                     Command::Read(f) => {
@@ -312,8 +348,11 @@ impl Writer {
                         let _ = done.send(r);
                     }
                 }
-                if batch.len() >= 512 {
+                if batch.len() >= GROUP_MAX {
                     self.commit(&mut batch);
+                }
+                if batch.is_empty() {
+                    linger_until = None;
                 }
             }
             self.commit(&mut batch);
@@ -544,6 +583,46 @@ mod tests {
         assert!(!store.is_failing(), "a bad row is not a failing disk");
         let n = sends_stored(&store).await;
         assert_eq!(n, 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Rows committed as seen by another connection (as `status` or `report` would see them).
+    fn sends_visible(path: &Path) -> i64 {
+        let c = Connection::open(path).expect("second connection");
+        c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[actix_rt::test]
+    async fn writes_nobody_waits_on_commit_with_the_next_awaited_one_or_on_their_own() {
+        let (path, dir) = temp_db("linger");
+        let store = Store::open(&path).expect("store");
+        // Writes without a callback, then one whose writer waits: by the time its callback
+        // runs, everything queued before it is committed too, in the same transaction.
+        for _ in 0..20 {
+            store.write(vec![send(None)], None);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store.write(
+            vec![send(None)],
+            Some(Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            })),
+        );
+        assert!(rx.await.expect("callback"));
+        assert_eq!(sends_visible(&path), 21);
+        // A lone write nobody waits on still commits by itself, within the linger (nothing
+        // announces that commit: poll it from outside).
+        store.write(vec![send(None)], None);
+        let mut seen = 0;
+        for _ in 0..1_000 {
+            seen = sends_visible(&path);
+            if seen == 22 {
+                break;
+            }
+            std::thread::sleep(LINGER);
+        }
+        assert_eq!(seen, 22, "a write nobody waits on is not held forever");
         let _ = std::fs::remove_dir_all(dir);
     }
 
