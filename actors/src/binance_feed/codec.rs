@@ -119,6 +119,59 @@ enum Envelope {
     Raw(RawTicker),
 }
 
+/// A bookTicker exactly as Binance writes it, raw or in a combined-stream envelope:
+/// `{"u":N,"s":"..","b":"..","B":"..","a":"..","A":".."}`, these keys in this order, no spaces,
+/// no escapes. `None` for anything else (the serde path then decides), never a different
+/// reading than serde's of the same text: `u` is plain digits without a leading zero, and the
+/// decimals are read by the same `Decimal::from_str` serde's visitor tries first.
+fn scan_book_ticker(text: &str) -> Option<RawTicker> {
+    let body = match text.strip_prefix("{\"stream\":\"") {
+        Some(rest) => {
+            let (stream, rest) = quoted(rest)?;
+            if stream.ends_with("serverShutdown") {
+                return None;
+            }
+            rest.strip_prefix(",\"data\":")?.strip_suffix('}')?
+        }
+        None => text,
+    };
+    let rest = body.strip_prefix("{\"u\":")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let (u, rest) = rest.split_at(digits);
+    if u.is_empty() || (u.len() > 1 && u.starts_with('0')) {
+        return None;
+    }
+    let u: u64 = u.parse().ok()?;
+    let (s, rest) = quoted(rest.strip_prefix(",\"s\":\"")?)?;
+    let (b, rest) = quoted(rest.strip_prefix(",\"b\":\"")?)?;
+    let (bq, rest) = quoted(rest.strip_prefix(",\"B\":\"")?)?;
+    let (a, rest) = quoted(rest.strip_prefix(",\"a\":\"")?)?;
+    let (aq, rest) = quoted(rest.strip_prefix(",\"A\":\"")?)?;
+    if rest != "}" {
+        return None;
+    }
+    let dec = |t: &str| t.parse::<Decimal>().ok();
+    Some(RawTicker {
+        e: None,
+        u,
+        s: s.to_owned(),
+        b: dec(b)?,
+        bq: dec(bq)?,
+        a: dec(a)?,
+        aq: dec(aq)?,
+    })
+}
+
+/// The text up to the next `"`, and what follows that quote; `None` if it holds an escape or a
+/// control character (serde would unescape or refuse it).
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    let end = text.find(|c: char| c == '"' || c == '\\' || c.is_control())?;
+    if text.as_bytes()[end] != b'"' {
+        return None;
+    }
+    Some((&text[..end], &text[end + 1..]))
+}
+
 /// Per-symbol update-id order.
 #[derive(Debug, Default, Clone, Copy)]
 struct Sequence {
@@ -199,7 +252,11 @@ impl Decoder {
         recv_ms: i64,
         recv_at: Instant,
     ) -> Result<Frame, DropReason> {
-        // Nearly every frame is a plain bookTicker: parse it directly when it is one.
+        // Nearly every frame is a plain bookTicker in Binance's own compact layout: read it by
+        // hand when it is exactly that, else let serde parse it.
+        if let Some(r) = scan_book_ticker(text) {
+            return self.validate(r, recv_ms, recv_at).map(Frame::Tick);
+        }
         if text.contains("\"stream\"") {
             if let Ok(c) = serde_json::from_str::<FastCombined<'_>>(text)
                 && c.data.e.is_none()
@@ -355,6 +412,55 @@ mod tests {
         ];
         for (frame, want) in cases {
             assert_eq!(t(d.decode(&frame, 1, now)), want, "{frame}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The hand-read path never reads a frame differently from serde: whatever it accepts,
+        /// serde parses to the same fields; whatever it declines goes to serde unchanged.
+        #[test]
+        fn the_hand_read_book_ticker_agrees_with_serde(
+            u in proptest::sample::select(vec!["7", "0", "07", "+7", "18446744073709551615", "18446744073709551616", "", "1.5", "-1"]),
+            s in proptest::sample::select(vec!["ADAUSDT", "", "ADA\\u0055SDT", "ADA USDT"]),
+            b in proptest::sample::select(vec!["0.4500", "1e5", "-0", "", " 0.45", "0.45\\u0030", "abc", "79228162514264337593543950336", "0.000000000000000000000000000001"]),
+            q in proptest::sample::select(vec!["100", "1e30", "0", "5.", ".5"]),
+            combined in proptest::bool::ANY,
+            space in proptest::bool::ANY,
+        ) {
+            let sep = if space { ", " } else { "," };
+            let inner = format!(r#"{{"u":{u}{sep}"s":"{s}","b":"{b}","B":"{q}","a":"{b}","A":"{q}"}}"#);
+            let text = if combined {
+                format!(r#"{{"stream":"adausdt@bookTicker","data":{inner}}}"#)
+            } else {
+                inner.clone()
+            };
+            if let Some(fast) = scan_book_ticker(&text) {
+                proptest::prop_assert!(!space);
+                let slow: RawTicker = serde_json::from_str(&inner).expect("serde reads what the scan read");
+                proptest::prop_assert_eq!(
+                    (fast.u, &fast.s, fast.b, fast.bq, fast.a, fast.aq),
+                    (slow.u, &slow.s, slow.b, slow.bq, slow.a, slow.aq)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_hand_read_path_takes_binance_layout_and_declines_the_rest() {
+        assert!(scan_book_ticker(&msg(1, "0.45", "0.46")).is_some());
+        let combined = format!(
+            r#"{{"stream":"adausdt@bookTicker","data":{}}}"#,
+            msg(2, "0.45", "0.46")
+        );
+        assert!(scan_book_ticker(&combined).is_some());
+        for other in [
+            r#"{"e":"bookTicker","u":3,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1"}"#,
+            r#"{"s":"ADAUSDT","u":3,"b":"0.45","B":"1","a":"0.46","A":"1"}"#,
+            r#"{"stream":"!serverShutdown","data":{"u":3,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1"}}"#,
+            r#"{"u":3,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1"} "#,
+            r#"{"u":3,"s":"ADAUSDT","b":"0.45","B":"1","a":"0.46","A":"1","x":1}"#,
+        ] {
+            assert!(scan_book_ticker(other).is_none(), "{other}");
         }
     }
 
