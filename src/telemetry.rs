@@ -121,6 +121,7 @@ pub fn init(
             let local = SdkTracerProvider::builder()
                 .with_sampler(Sampler::AlwaysOn)
                 .build();
+            mm_actors::trace::install(local.tracer("deltadefi-mm"));
             tracing_opentelemetry::layer()
                 .with_tracer(local.tracer("deltadefi-mm"))
                 .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"))
@@ -206,6 +207,8 @@ pub fn init(
             .build()
     };
     opentelemetry::global::set_meter_provider(meters.clone());
+    // The tick and pricing spans are made after the fact, with their own start times.
+    mm_actors::trace::install(provider.tracer("deltadefi-mm"));
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("deltadefi-mm"))
         .with_filter(EnvFilter::new("deltadefi_mm=info,mm_actors=info"));

@@ -183,6 +183,7 @@ async fn place_fill_lookup_cancel_over_rest() {
         client_order_id: ClientOrderId("c2".into()),
         market: MarketId("ADAUSDM".into()),
         tag: SendTag::default(),
+        traceparent: None,
     };
     assert_eq!(
         ask(&r, cancel.clone()).await.ok(),
@@ -207,6 +208,7 @@ async fn place_fill_lookup_cancel_over_rest() {
             VenueRequest::CancelAll {
                 market: MarketId("ADAUSDM".into()),
                 tag: SendTag::default(),
+                traceparent: None,
             },
         )
         .await,

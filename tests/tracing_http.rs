@@ -99,7 +99,7 @@ fn spans_reach_an_http_protobuf_receiver() {
     telemetry.shutdown();
     let names = names.lock().expect("names").clone();
     for want in [
-        "quote.decide",
+        "quote_engine.price",
         "order_manager.diff",
         "risk_guard.check",
         "order_manager.intent",

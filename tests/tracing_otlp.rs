@@ -1,18 +1,19 @@
 //! Traces over OTLP to a real receiver on 127.0.0.1 (opentelemetry-proto's gRPC server): the
-//! staging pipeline runs until it has approved intents, and one trace holds the quote decision,
-//! the diff, the risk check and the intents, linked parent to child, with the service's
-//! resource. (Its own process: the tracing subscriber is global.)
+//! staging pipeline runs until it has approved intents and a fill, and one trace starts at the
+//! Binance tick, goes through its pricing, the diff, the risk check and the intents, and ends
+//! at a fill, every span's parent inside the trace, with the service's resource. (Its own
+//! process: the tracing subscriber is global.)
 
 mod common;
 
 use std::time::Duration;
 
 use common::otlp::Got;
-use common::{TempDir, busy_config, start_synthetic, wait_for_intents_and_fill};
+use common::{TempDir, busy_config, start_synthetic};
 use mm_actors::config::LogFormat;
 
 #[test]
-fn one_trace_from_quote_decision_to_approved_intents() {
+fn one_trace_from_the_tick_to_the_fill() {
     let (_rt, received, addr) = common::otlp::start_receiver();
     let dir = TempDir::new("otlp");
     let mut cfg = busy_config(dir.path());
@@ -23,7 +24,18 @@ fn one_trace_from_quote_decision_to_approved_intents() {
     assert!(telemetry.exporting());
     actix::System::new().block_on(async {
         let p = start_synthetic(&cfg, None);
-        wait_for_intents_and_fill(&p, 4).await;
+        // The first orders are priced when trading turns ACTIVE (no tick behind them): wait
+        // for enough fills that some land on orders a tick caused.
+        common::wait_until("fills", Duration::from_secs(60), || {
+            let o = p.orders.clone();
+            async move {
+                o.send(mm_actors::order_manager::GetOrderStats)
+                    .await
+                    .map(|s| s.intents >= 4 && s.markets[0].fills >= 6)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
         assert!(p.shutdown(Duration::from_secs(15)).await);
     });
     telemetry.shutdown();
@@ -38,19 +50,65 @@ fn one_trace_from_quote_decision_to_approved_intents() {
         .cloned()
         .unwrap_or_else(|| panic!("no intent span under a diff span in {} spans", spans.len()));
     let diff = by_id(&intent.parent).expect("diff");
-    let decide = by_id(&diff.parent).expect("the diff's parent was exported");
-    assert_eq!(decide.name, "quote.decide");
-    assert!(decide.parent.is_empty(), "the quote decision is the root");
+    let price = by_id(&diff.parent).expect("the diff's parent was exported");
+    assert_eq!(price.name, "quote_engine.price");
     assert!(
         spans.iter().any(|s| s.name == "risk_guard.check"
             && s.parent == diff.span
-            && s.trace == decide.trace),
+            && s.trace == diff.trace),
         "the risk check is a child of the diff in the same trace"
     );
     assert!(
-        [&intent, &diff, &decide]
+        [&intent, &diff, &price]
             .iter()
-            .all(|s| s.trace == decide.trace && s.service == "deltadefi-mm")
+            .all(|s| s.trace == price.trace && s.service == "deltadefi-mm")
+    );
+    // A trace that starts at a tick and holds a fill: the tick is its root, its pricing the
+    // tick's child, and every span's parent is in the trace.
+    let root_of = |s: &Got| {
+        let mut at = s.clone();
+        while let Some(p) = by_id(&at.parent) {
+            at = p;
+        }
+        at
+    };
+    let fill = spans
+        .iter()
+        .filter(|s| s.name == "order_manager.fill")
+        .find(|f| root_of(f).name == "binance_feed.tick")
+        .cloned()
+        .unwrap_or_else(|| panic!("no fill in a trace rooted at a tick: {:?}", names(&spans)));
+    let trace: Vec<&Got> = spans.iter().filter(|s| s.trace == fill.trace).collect();
+    let roots: Vec<&&Got> = trace.iter().filter(|s| s.parent.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "one root: {:?}", names(&spans));
+    assert_eq!(roots[0].name, "binance_feed.tick");
+    for s in &trace {
+        assert!(
+            s.parent.is_empty() || trace.iter().any(|p| p.span == s.parent),
+            "{} has its parent outside the trace",
+            s.name
+        );
+    }
+    for want in [
+        "quote_engine.price",
+        "order_manager.diff",
+        "risk_guard.check",
+        "order_manager.intent",
+        "outbox.dispatch",
+        "gateway.request",
+        "order_manager.fill",
+    ] {
+        assert!(
+            trace.iter().any(|s| s.name == want),
+            "{want} missing from the fill's trace"
+        );
+    }
+    let tick = roots[0];
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.name == "quote_engine.price" && s.parent == tick.span),
+        "the pricing is the tick's child"
     );
     // The intent's story continues in its trace: the permit wait, the dispatch, the gateway
     // request (a child of the dispatch) and the acknowledgement.
@@ -77,10 +135,10 @@ fn one_trace_from_quote_decision_to_approved_intents() {
         child_of(&dispatch, "gateway.request").is_some(),
         "the gateway request is a child of the dispatch"
     );
-    // Decisions that change no order export nothing: every exported decision has a diff
-    // that went to a risk check.
-    for decide in spans.iter().filter(|s| s.name == "quote.decide") {
-        let diff = child_of(decide, "order_manager.diff").expect("every decision has its diff");
+    // Decisions that change no order export nothing: every exported pricing has a diff that
+    // went to a risk check.
+    for price in spans.iter().filter(|s| s.name == "quote_engine.price") {
+        let diff = child_of(price, "order_manager.diff").expect("every pricing has its diff");
         assert!(
             child_of(&diff, "risk_guard.check").is_some(),
             "a decision without order changes was exported"
@@ -95,7 +153,8 @@ fn one_trace_from_quote_decision_to_approved_intents() {
     );
     // Only our own spans: nothing from HTTP, gRPC or actix internals.
     let ours = [
-        "quote.decide",
+        "binance_feed.tick",
+        "quote_engine.price",
         "order_manager.diff",
         "order_manager.intent",
         "risk_guard.check",
@@ -104,6 +163,7 @@ fn one_trace_from_quote_decision_to_approved_intents() {
         "gateway.request",
         "order_manager.ack",
         "order_manager.fill",
+        "order_manager.flatten",
     ];
     let foreign: Vec<&str> = spans
         .iter()
@@ -111,4 +171,8 @@ fn one_trace_from_quote_decision_to_approved_intents() {
         .filter(|n| !ours.contains(n))
         .collect();
     assert!(foreign.is_empty(), "unexpected spans exported: {foreign:?}");
+}
+
+fn names(spans: &[Got]) -> Vec<&str> {
+    spans.iter().map(|s| s.name.as_str()).collect()
 }

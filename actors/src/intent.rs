@@ -84,6 +84,14 @@ impl Intent {
         }
     }
 
+    /// The side of a place.
+    pub fn side(&self) -> Option<crate::types::Side> {
+        match self {
+            Intent::Place { side, .. } => Some(*side),
+            Intent::Cancel { .. } | Intent::CancelAll { .. } => None,
+        }
+    }
+
     /// Returns the order the intent is about, if one.
     pub fn client_order_id(&self) -> Option<&ClientOrderId> {
         match self {

@@ -157,10 +157,13 @@ pub enum VenueRequest {
         client_order_id: ClientOrderId,
         market: MarketId,
         tag: SendTag,
+        /// The trace it continues (the intent's), for the transport's per-step spans.
+        traceparent: Option<String>,
     },
     CancelAll {
         market: MarketId,
         tag: SendTag,
+        traceparent: Option<String>,
     },
     /// Look one order up (outcome resolution).
     Query {
@@ -213,7 +216,9 @@ impl VenueRequest {
                 (IntentKind::Place, &o.market, o.tag, Some((o.side, o.price)))
             }
             VenueRequest::Cancel { market, tag, .. } => (IntentKind::Cancel, market, *tag, None),
-            VenueRequest::CancelAll { market, tag } => (IntentKind::CancelAll, market, *tag, None),
+            VenueRequest::CancelAll { market, tag, .. } => {
+                (IntentKind::CancelAll, market, *tag, None)
+            }
             VenueRequest::Query { .. }
             | VenueRequest::OpenOrders { .. }
             | VenueRequest::Balances

@@ -24,6 +24,11 @@ pub struct Got {
     pub trace: Vec<u8>,
     pub span: Vec<u8>,
     pub parent: Vec<u8>,
+    /// Start and end, ns since the epoch.
+    pub start: u64,
+    pub end: u64,
+    /// Attributes, values as text.
+    pub attrs: Vec<(String, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -56,6 +61,22 @@ impl TraceService for Receiver {
                         trace: s.trace_id,
                         span: s.span_id,
                         parent: s.parent_span_id,
+                        start: s.start_time_unix_nano,
+                        end: s.end_time_unix_nano,
+                        attrs: s
+                            .attributes
+                            .iter()
+                            .map(|kv| {
+                                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                                    Some(any_value::Value::IntValue(i)) => i.to_string(),
+                                    Some(any_value::Value::BoolValue(b)) => b.to_string(),
+                                    Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+                                    _ => String::new(),
+                                };
+                                (kv.key.clone(), v)
+                            })
+                            .collect(),
                     });
                 }
             }
@@ -129,4 +150,54 @@ pub fn start_collector() -> (
 pub fn start_receiver() -> (tokio::runtime::Runtime, Receiver, std::net::SocketAddr) {
     let (rt, spans, _, addr) = start_collector();
     (rt, spans, addr)
+}
+
+/// The spans of `root`'s trace below it as an indented tree, each with its start after the
+/// root's, its duration, and the attributes an operator filters on (for the README).
+pub fn tree(spans: &[Got], root: &Got) -> String {
+    const SHOWN: [&str; 15] = [
+        "symbol",
+        "update_id",
+        "decode_us",
+        "reason",
+        "fair",
+        "market",
+        "trading_state",
+        "side",
+        "kind",
+        "client_order_id",
+        "trade_id",
+        "outbox.id",
+        "outcome",
+        "venue.code",
+        "venue_order_id",
+    ];
+    fn walk(spans: &[Got], at: &Got, t0: u64, depth: usize, out: &mut String) {
+        let attrs: Vec<String> = at
+            .attrs
+            .iter()
+            .filter(|(k, v)| SHOWN.contains(&k.as_str()) && !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        out.push_str(&format!(
+            "{:indent$}{} +{:.3} ms ({:.3} ms) {}\n",
+            "",
+            at.name,
+            at.start.saturating_sub(t0) as f64 / 1e6,
+            at.end.saturating_sub(at.start) as f64 / 1e6,
+            attrs.join(" "),
+            indent = depth * 2
+        ));
+        let mut children: Vec<&Got> = spans
+            .iter()
+            .filter(|s| s.parent == at.span && s.trace == at.trace)
+            .collect();
+        children.sort_by_key(|s| s.start);
+        for c in children {
+            walk(spans, c, t0, depth + 1, out);
+        }
+    }
+    let mut out = String::new();
+    walk(spans, root, root.start, 0, &mut out);
+    out
 }

@@ -337,6 +337,7 @@ impl Decoder {
             ask_qty: raw.aq,
             recv_ms,
             recv_at,
+            decoded_at: recv_at,
         })
     }
 }

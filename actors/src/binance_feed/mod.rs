@@ -172,7 +172,7 @@ impl BinanceFeed {
     fn ingest(&mut self, text: &str, recv_ms: i64) -> Option<Frame> {
         self.frames += 1;
         match self.decoder.decode(text, recv_ms, Instant::now()) {
-            Ok(Frame::Tick(t)) => {
+            Ok(Frame::Tick(mut t)) => {
                 let mid = t.mid();
                 let verdict = self.guard.check(&t.symbol, mid, t.recv_ms);
                 // A held tick still proves the feed alive; its price reaches nobody.
@@ -189,6 +189,7 @@ impl BinanceFeed {
                     }
                     return None;
                 }
+                t.decoded_at = Instant::now();
                 if let Some(v) = self.reg.ticks_to_venue.get() {
                     v.do_send(TickReceived(t.clone()));
                 }

@@ -286,24 +286,9 @@ async fn place(
         post_only: true,
     };
     let parent = crate::trace::context_from(o.traceparent.as_deref());
-    let step = |name: &'static str| {
-        let span = tracing::info_span!(
-            "deltadefi.request",
-            otel.name = name,
-            http.response.status_code = tracing::field::Empty,
-            venue.code = tracing::field::Empty,
-        );
-        let _ = span.set_parent(parent.clone());
-        span
-    };
-    let build_span = step("deltadefi.build");
-    let built: Result<BuildOrderResponse, CallError> = http
-        .call(true, "/order/build", Some(&req))
-        .instrument(build_span.clone())
-        .await;
-    if let Err(CallError::Venue(e)) = &built {
-        build_span.record("venue.code", e.code);
-    }
+    let step = |name: &'static str| step_span(name, &parent);
+    let built: Result<BuildOrderResponse, CallError> =
+        traced_call(&http, step("deltadefi.build"), "/order/build", Some(&req)).await;
     // A build places nothing: whatever went wrong, the place can be tried again.
     let built = built.map_err(|e| match e {
         CallError::Venue(v) => VenueFailure::Rejected(v),
@@ -335,14 +320,13 @@ async fn place(
         order_id: built.order_id,
         signed_tx,
     };
-    let submit_span = step("deltadefi.submit");
-    let submitted = http
-        .call::<_, SubmitOrderResponse>(true, "/order/submit", Some(&submit))
-        .instrument(submit_span.clone())
-        .await;
-    if let Err(CallError::Venue(e)) = &submitted {
-        submit_span.record("venue.code", e.code);
-    }
+    let submitted: Result<SubmitOrderResponse, CallError> = traced_call(
+        &http,
+        step("deltadefi.submit"),
+        "/order/submit",
+        Some(&submit),
+    )
+    .await;
     match submitted {
         Ok(r) => {
             let order = r.into_order();
@@ -376,6 +360,36 @@ async fn place(
         }
         Err(CallError::Venue(e)) => Err(VenueFailure::Rejected(e)),
     }
+}
+
+/// One REST step of an order action (build, sign, submit, cancel, cancel-all), a child of the
+/// intent's span in its trace; its venue code is recorded when the venue refuses.
+fn step_span(name: &'static str, parent: &opentelemetry::Context) -> tracing::Span {
+    let span = tracing::info_span!(
+        "deltadefi.request",
+        otel.name = name,
+        http.response.status_code = tracing::field::Empty,
+        venue.code = tracing::field::Empty,
+    );
+    let _ = span.set_parent(parent.clone());
+    span
+}
+
+/// A REST call of an order action inside its step span, the venue's refusal code recorded.
+async fn traced_call<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+    http: &Http,
+    span: tracing::Span,
+    path: &str,
+    body: Option<&B>,
+) -> Result<R, CallError> {
+    let r = http
+        .call::<B, R>(true, path, body)
+        .instrument(span.clone())
+        .await;
+    if let Err(CallError::Venue(e)) = &r {
+        span.record("venue.code", e.code);
+    }
+    r
 }
 
 async fn open_orders(http: Http, market: MarketId) -> Result<VenueReply, VenueFailure> {
@@ -424,24 +438,34 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                 ))),
                 VenueRequest::Cancel {
                     venue_order_id: Some(ref id),
+                    ref traceparent,
                     ..
                 } => {
+                    let parent = crate::trace::context_from(traceparent.as_deref());
                     if let Some(record) = req.send_record("outbox") {
                         gate.acquire(record).await?;
                     }
                     let path = format!("/order/{id}/cancel");
-                    let r: CancelOrderResponse = http.call::<(), _>(true, &path, None).await?;
+                    let span = step_span("deltadefi.cancel", &parent);
+                    let r: CancelOrderResponse =
+                        traced_call::<(), _>(&http, span, &path, None).await?;
                     Ok(VenueReply::Cancelled(VenueOrderId(r.order_id)))
                 }
-                VenueRequest::CancelAll { ref market, .. } => {
+                VenueRequest::CancelAll {
+                    ref market,
+                    ref traceparent,
+                    ..
+                } => {
+                    let parent = crate::trace::context_from(traceparent.as_deref());
                     if let Some(record) = req.send_record("outbox") {
                         gate.acquire(record).await?;
                     }
                     let body = CancelAllRequest {
                         symbol: market.to_string(),
                     };
+                    let span = step_span("deltadefi.cancel_all", &parent);
                     let r: CancelAllResponse =
-                        http.call(true, "/order/cancel-all", Some(&body)).await?;
+                        traced_call(&http, span, "/order/cancel-all", Some(&body)).await?;
                     Ok(VenueReply::CancelledAll(
                         r.order_ids.into_iter().map(VenueOrderId).collect(),
                     ))

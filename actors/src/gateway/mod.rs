@@ -165,10 +165,12 @@ pub fn request_of(row: &OutboxRow, traceparent: Option<String>) -> VenueRequest 
             client_order_id: client_order_id.clone(),
             market: market.clone(),
             tag,
+            traceparent,
         },
         Intent::CancelAll { market } => VenueRequest::CancelAll {
             market: market.clone(),
             tag,
+            traceparent,
         },
     }
 }

@@ -4,6 +4,7 @@
 
 use actix::prelude::*;
 use tracing::{error, info, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::flatten::FlattenStep;
 use super::state::OrderEvent;
@@ -23,6 +24,8 @@ impl OrderManager {
     /// Starts (or joins) the flatten of `market`: cancel-all, then list and cancel what is left.
     pub(super) fn flatten(&mut self, market: &MarketId, reason: &str, ctx: &mut Context<Self>) {
         let steps = self.flattener.start(market, now_ms());
+        self.flatten_reason
+            .insert(market.clone(), reason.to_string());
         if !steps.is_empty() {
             let live = self
                 .tracker
@@ -34,18 +37,31 @@ impl OrderManager {
         self.run_flatten(steps, ctx);
     }
 
+    /// The root of a flatten's cancels' trace: the halt, shutdown or reconciliation that made
+    /// them.
+    fn flatten_span(&self, market: &MarketId, step: &'static str) -> opentelemetry::Context {
+        let reason = self
+            .flatten_reason
+            .get(market)
+            .map_or("reconciliation", String::as_str);
+        tracing::info_span!("order_manager.flatten", market = %market, step, reason).context()
+    }
+
     /// Carries out what the flatten core asked for.
     pub(super) fn run_flatten(&mut self, steps: Vec<FlattenStep>, ctx: &mut Context<Self>) {
         for step in steps {
             match step {
-                FlattenStep::CancelAll(market) => self.submit(
-                    market.clone(),
-                    vec![Intent::CancelAll { market }],
-                    None,
-                    None,
-                    opentelemetry::Context::new(),
-                    ctx,
-                ),
+                FlattenStep::CancelAll(market) => {
+                    let cx = self.flatten_span(&market, "cancel_all");
+                    self.submit(
+                        market.clone(),
+                        vec![Intent::CancelAll { market }],
+                        None,
+                        None,
+                        cx,
+                        ctx,
+                    )
+                }
                 FlattenStep::List { market, at_ms } => {
                     let wait = u64::try_from(at_ms - now_ms()).unwrap_or(0);
                     let reg = self.reg.clone();
@@ -66,14 +82,8 @@ impl OrderManager {
                             market: market.clone(),
                         })
                         .collect();
-                    self.submit(
-                        market,
-                        cancels,
-                        None,
-                        None,
-                        opentelemetry::Context::new(),
-                        ctx,
-                    );
+                    let cx = self.flatten_span(&market, "cancel");
+                    self.submit(market, cancels, None, None, cx, ctx);
                 }
                 FlattenStep::Confirmed(market) => {
                     info!(market = %market, "flatten confirmed: the venue lists no open order of ours");

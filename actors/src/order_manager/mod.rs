@@ -43,6 +43,7 @@ use crate::registry::Reg;
 use crate::risk_guard::CheckIntents;
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
+use crate::trace::TickCause;
 use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
 use crate::venue::{VenueFill, VenueOrder};
 use book::{OrderTracker, Transition};
@@ -111,8 +112,11 @@ pub struct QuoteTarget {
     pub book: QuoteBook,
     pub tolerance_bps: Decimal,
     pub reason: QuoteReason,
-    /// Receive instant of the tick that caused it, for tick-to-intent latency.
-    pub tick_recv_at: Option<Instant>,
+    /// The tick that caused it, if one did: its receive instant is where tick-to-intent
+    /// latency starts, and the span of a decision that changes orders starts the trace there.
+    pub tick: Option<Box<TickCause>>,
+    /// When QuoteEngine sent it.
+    pub priced_at: Instant,
 }
 
 /// An order whose place was superseded in the outbox before reaching the venue.
@@ -248,6 +252,8 @@ pub struct OrderManager {
     cancel_failed: HashSet<ClientOrderId>,
     /// The flatten of every halted market.
     flattener: Flattener,
+    /// Why each market was last flattened (the root of its cancels' traces).
+    flatten_reason: HashMap<MarketId, String>,
     /// Memory went ahead of SQLite (a commit failed): reload once the store recovers.
     reload_when_stored: bool,
     /// Our own address, for steps decided outside a handler's context.
@@ -279,6 +285,7 @@ impl OrderManager {
             finished_order: std::collections::VecDeque::new(),
             cancel_failed: HashSet::new(),
             flattener: Flattener::new(RELIST_AFTER_MS),
+            flatten_reason: HashMap::new(),
             reload_when_stored: false,
             me: None,
             pending_work: HashSet::new(),
@@ -386,7 +393,7 @@ impl OrderManager {
         };
         let (tolerance, tick_at, mid) = (
             target.tolerance_bps,
-            target.tick_recv_at,
+            target.tick.as_ref().map(|t| t.recv_at),
             Some((target.book.ref_bid + target.book.ref_ask) / Decimal::TWO),
         );
         let desired = target.book.orders.clone();
@@ -394,18 +401,24 @@ impl OrderManager {
         if intents.is_empty() {
             return; // a decision that changes no order leaves no trace
         }
-        // The root of the trace: the quote decision that changes orders, and its diff.
-        let decide = tracing::info_span!(
-            "quote.decide",
+        // The trace starts at the tick (and its pricing), made now that a decision changes
+        // orders; the diff is the pricing's child.
+        let priced = crate::trace::Priced {
+            market,
+            fair: target.book.fair,
+            levels: target.book.orders.len(),
+            reason: &target.reason,
+            at: target.priced_at,
+        };
+        let root = crate::trace::decision_root(target.tick.as_deref(), &priced);
+        let span = tracing::info_span!(
+            "order_manager.diff",
             market = %market,
             reason = %target.reason,
-            fair = %target.book.fair,
-            levels = target.book.orders.len(),
+            intents = intents.len(),
             tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
         );
-        let span = decide.in_scope(
-            || tracing::info_span!("order_manager.diff", market = %market, intents = intents.len()),
-        );
+        let _ = span.set_parent(root);
         self.submit(market.clone(), intents, mid, tick_at, span.context(), ctx);
     }
 
@@ -444,6 +457,7 @@ impl OrderManager {
                         let span = tracing::info_span!(
                             "order_manager.intent",
                             market = %i.market(),
+                            side = i.side().map_or("", |s| s.as_str()),
                             kind = i.kind().as_str(),
                             client_order_id = i.client_order_id().map(|c| c.as_str()).unwrap_or(""),
                         );

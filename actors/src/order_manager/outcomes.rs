@@ -28,6 +28,10 @@ impl Handler<IntentOutcome> for OrderManager {
         };
         let ack = tracing::info_span!(
             "order_manager.ack",
+            market = %row.intent.market(),
+            client_order_id = row.intent.client_order_id().map_or("", |c| c.as_str()),
+            venue_order_id = tracing::field::Empty,
+            venue.code = tracing::field::Empty,
             outbox.id = row.id,
             kind = row.intent.kind().as_str(),
             outcome = match &result {
@@ -40,8 +44,17 @@ impl Handler<IntentOutcome> for OrderManager {
         );
         let _ = ack.set_parent(crate::trace::context_from(row.traceparent.as_deref()));
         let _ack = ack.enter();
+        if let DispatchResult::Rejected {
+            code: Some(code), ..
+        } = &result
+        {
+            ack.record("venue.code", code);
+        }
         let market = row.intent.market().clone();
         let plan = plan_outcome(&row.intent, &result);
+        if let Some((_, v)) = &plan.venue_id {
+            ack.record("venue_order_id", v.as_str());
+        }
         if let Some((id, v)) = plan.venue_id {
             self.assign_venue_id(&id, v);
         }

@@ -169,6 +169,8 @@ impl Handler<FillApplied> for OrderManager {
         let span = tracing::info_span!(
             "order_manager.fill",
             market = %f.market,
+            client_order_id = f.client_order_id.as_ref().map_or("", |c| c.as_str()),
+            venue_order_id = f.venue_order_id.as_str(),
             trade_id = %f.trade_id,
             side = f.side.as_str(),
             price = %f.price,

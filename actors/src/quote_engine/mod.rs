@@ -16,6 +16,7 @@ use crate::registry::Reg;
 use crate::risk_guard::TradingStateChanged;
 use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
+use crate::trace::TickCause;
 use crate::types::{MarketId, Side, Tick, now_ms};
 use pricing::MarketPricer;
 
@@ -90,7 +91,8 @@ impl QuoteEngine {
         }
     }
 
-    fn reprice(&mut self, idx: usize, reason: QuoteReason, tick_at: Option<Instant>, force: bool) {
+    /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did.
+    fn reprice(&mut self, idx: usize, reason: QuoteReason, tick: Option<&Tick>, force: bool) {
         let max_position = self.max_position;
         let Some(m) = self.markets.get_mut(idx) else {
             return;
@@ -130,7 +132,17 @@ impl QuoteEngine {
             book: priced.book,
             tolerance_bps: m.cfg.requote_tolerance_bps,
             reason: priced.reason,
-            tick_recv_at: tick_at,
+            tick: tick.map(|t| {
+                Box::new(TickCause {
+                    symbol: t.symbol.clone(),
+                    update_id: t.update_id,
+                    bid: t.bid,
+                    ask: t.ask,
+                    recv_at: t.recv_at,
+                    decoded_at: t.decoded_at,
+                })
+            }),
+            priced_at: Instant::now(),
         });
     }
 
@@ -162,7 +174,7 @@ impl Handler<TickReceived> for QuoteEngine {
             self.reprice(
                 idx,
                 QuoteReason::PriceMoved { bps: Decimal::ZERO },
-                Some(t.recv_at),
+                Some(t),
                 false,
             );
         }

@@ -502,6 +502,7 @@ impl Handler<CheckIntents> for RiskGuard {
             market = %msg.market,
             intents = msg.intents.len(),
             denied = tracing::field::Empty,
+            trading_state = tracing::field::Empty,
         );
         let _ = span.set_parent(msg.cx.clone());
         let _entered = span.enter();
@@ -527,6 +528,9 @@ impl Handler<CheckIntents> for RiskGuard {
         );
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
         span.record("denied", denied);
+        if let Some(state) = self.states.get(&msg.market) {
+            span.record("trading_state", state.as_str());
+        }
         // Counted once per reason of this check: the running totals, the metric, and one
         // `denials` row each for the report.
         let by_reason = rules::denials_by_reason(&verdicts);
