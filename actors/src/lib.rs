@@ -14,6 +14,8 @@
 //! - [`gateway`]: DeltaDeFiGateway actor; [`gateway::errors`] what each venue code means.
 //! - [`account_feed`]: AccountFeed actor: order updates, fills (stored once), balances, resync.
 //! - [`mock_exchange`]: MockExchange actor; [`mock_exchange::matching`] the simulated venue.
+//! - [`messages`]: every message between actors, who sends it, who receives it, and what the
+//!   receiver promises; [`orders`]: the order record OrderManager keeps and the store writes.
 //! - [`store`]: SQLite on its own thread, group commit, migrations, typed rows.
 //! - [`venue`]: transport-independent venue requests, replies, errors and events.
 //! - [`venue_book`]: the venue's own order book per market (depth stream), from any thread.
@@ -43,9 +45,11 @@ pub mod gateway;
 pub mod halt_gate;
 pub mod intent;
 pub mod latency;
+pub mod messages;
 pub mod metrics;
 pub mod mock_exchange;
 pub mod order_manager;
+pub mod orders;
 pub mod outbox_worker;
 pub mod pricing_rules;
 pub mod quote_engine;

@@ -6,6 +6,20 @@ use rust_decimal::Decimal;
 use crate::config::MarketConfig;
 use crate::types::MarketId;
 
+/// True when `working` is further than `tolerance_bps` from `desired`.
+pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) -> bool {
+    (working - desired).abs() > desired.abs() * crate::types::bps(tolerance_bps)
+}
+
+/// Distance between two prices in bps of `base` (0 when `base` is 0).
+pub fn distance_bps(a: Decimal, base: Decimal) -> Decimal {
+    if base.is_zero() {
+        Decimal::ZERO
+    } else {
+        ((a - base) / base * Decimal::from(10_000)).abs()
+    }
+}
+
 /// Precision and minimum-size rules of a market.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketRules {

@@ -6,19 +6,14 @@ use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 
-use crate::account_feed::{ListOpenOrders, ResolveOrders, Resync};
-use crate::gateway::Dispatch;
 use crate::halt_gate::HaltGate;
-use crate::order_manager::{
-    CancelEverything, FillApplied, IntentOutcome, OrderResolved, OrderUpdate, QuoteTarget,
-    StorageRecovered, VenueSnapshot,
+use crate::messages::{
+    AcquirePermit, AcquireSend, BalancesUpdated, CancelEverything, CheckIntents, Dispatch,
+    DispatchOutcome, FeedHealth, FillApplied, IntentOutcome, IntentsDurable, InventoryChanged,
+    ListOpenOrders, OrderResolved, OrderUpdate, QuoteTarget, RequestRequote, ResolveIntent,
+    ResolveOrders, Resync, StorageRecovered, TickReceived, TradingStateChanged, VenueEvent,
+    VenueRequest, VenueSnapshot,
 };
-use crate::outbox_worker::{DispatchOutcome, IntentsDurable, ResolveIntent};
-use crate::quote_engine::TickReceived;
-use crate::quote_engine::{InventoryChanged, RequestRequote};
-use crate::rate_limiter::{AcquirePermit, AcquireSend};
-use crate::risk_guard::{BalancesUpdated, CheckIntents, FeedHealth, TradingStateChanged};
-use crate::venue::{VenueEvent, VenueRequest};
 use crate::venue_book::VenueBooks;
 
 /// A peer bound once.

@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::rate_limiter::NotSent;
+use crate::intent::IntentKind;
 use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId};
 
 /// Status of an order as the venue reports it.
@@ -209,7 +209,7 @@ pub enum VenueEvent {
 
 impl VenueRequest {
     /// The send record of a request the venue counts against the budget (`None` for reads).
-    pub fn send_record(&self, source: &'static str) -> Option<crate::store::rows::SendRecord> {
+    pub fn send_record(&self, source: &'static str) -> Option<SendRecord> {
         use crate::intent::IntentKind;
         let (kind, market, tag, post_only) = match self {
             VenueRequest::Place(o) => {
@@ -224,7 +224,7 @@ impl VenueRequest {
             | VenueRequest::Balances
             | VenueRequest::RecentTrades { .. } => return None,
         };
-        Some(crate::store::rows::SendRecord {
+        Some(SendRecord {
             sent_at_ms: 0,
             kind,
             market: market.clone(),
@@ -247,4 +247,39 @@ pub type Level = (Decimal, Decimal);
 pub struct Depth {
     pub bids: Vec<Level>,
     pub asks: Vec<Level>,
+}
+
+/// One order action let through to the venue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRecord {
+    pub sent_at_ms: i64,
+    pub kind: IntentKind,
+    pub market: MarketId,
+    /// The outbox row, for actions that come from the outbox.
+    pub outbox_id: Option<i64>,
+    pub attempt: u32,
+    /// Who sent it outside the outbox (`startup`, `watchdog`), else `outbox`.
+    pub source: &'static str,
+    /// For a place: the venue's id of the order and ours.
+    pub venue_order: Option<(VenueOrderId, ClientOrderId)>,
+    /// For a post-only place: its side and price, to check against the venue's book right
+    /// before it is granted and written (not stored).
+    pub post_only: Option<(Side, Decimal)>,
+    /// Receive instant of the tick behind it, for tick → write latency (not stored).
+    pub tick_recv_at: Option<std::time::Instant>,
+}
+
+/// Why an order action was not written to the venue. Nothing reached the venue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSent {
+    #[error("trading is halted in {0}")]
+    Halted(String),
+    #[error("the send could not be recorded: {0}")]
+    NotRecorded(String),
+    #[error("the rate limiter did not answer: {0}")]
+    LimiterUnavailable(String),
+    #[error("no budget within {0} ms")]
+    BudgetWait(u64),
+    #[error("a post-only place in {market} would cross the venue's book at {touch}")]
+    WouldCross { market: String, touch: Decimal },
 }

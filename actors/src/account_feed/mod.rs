@@ -17,32 +17,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 
-use crate::order_manager::{FillApplied, OrderResolved, OrderUpdate, VenueSnapshot};
+use crate::messages::{BalancesUpdated, FillApplied, OrderResolved, OrderUpdate, VenueSnapshot};
+pub use crate::messages::{ListOpenOrders, ResolveOrders, Resync};
 use crate::registry::Reg;
-use crate::risk_guard::BalancesUpdated;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::{ClientOrderId, MarketId, TradeId, VenueOrderId, now_ms};
 use crate::venue::{Balance, VenueEvent, VenueFill, VenueReply, VenueRequest};
-
-/// Asks the venue about these orders; answers come as [`OrderResolved`].
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ResolveOrders {
-    pub orders: Vec<(ClientOrderId, Option<VenueOrderId>)>,
-}
-
-/// Re-reads open orders and balances from the venue.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct Resync;
-
-/// Lists one market's open orders at the venue; the answer comes as a [`VenueSnapshot`].
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ListOpenOrders {
-    pub market: MarketId,
-}
 
 /// Asks for account-feed figures.
 #[derive(Message, Debug, Clone, Copy)]

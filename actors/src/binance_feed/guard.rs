@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use rust_decimal::Decimal;
 
 use crate::config::ReferenceGuardConfig;
-use crate::quote_engine::pricing::distance_bps;
+use crate::pricing_rules::distance_bps;
 use crate::types::BinanceSymbol;
 
 /// What to do with one tick.

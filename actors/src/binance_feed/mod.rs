@@ -23,9 +23,8 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tracing::{error, info, warn};
 
 use crate::config::{LiveConfig, ReferenceGuardConfig, ReplaySpeed, StreamKind, SyntheticConfig};
-use crate::quote_engine::TickReceived;
+use crate::messages::{FeedHealth, SymbolHealth, TickReceived};
 use crate::registry::Reg;
-use crate::risk_guard::{FeedHealth, SymbolHealth};
 use crate::rng::Backoff;
 use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, now_ms};

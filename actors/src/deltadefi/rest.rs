@@ -38,9 +38,9 @@ use crate::intent::IntentKind;
 use crate::pricing_rules::MarketRules;
 use crate::rate_limiter::SendGate;
 use crate::signer::Signer;
-use crate::store::rows::SendRecord;
 use crate::supervision::ActorHealth;
 use crate::types::{MarketId, VenueOrderId, now_ms};
+use crate::venue::SendRecord;
 use crate::venue::{Balance, NewOrder, VenueError, VenueFailure, VenueReply, VenueRequest};
 
 /// Where and how to reach DeltaDeFi. Secrets are here only in memory, never in `Debug`.

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::rest::LOVELACE;
 use super::wire::{AccountMessage, DepthMessage};
-use crate::account_feed::Resync;
+use crate::messages::Resync;
 use crate::registry::Reg;
 use crate::rng::Backoff;
 use crate::supervision::ActorHealth;

@@ -1,7 +1,7 @@
 //! What each DeltaDeFi error code means for the order it answered (spec §1.3), as one table.
 
 use crate::intent::IntentKind;
-use crate::outbox_worker::queue::DispatchResult;
+use crate::messages::DispatchResult;
 use crate::venue::VenueError;
 
 /// How long the venue's "trading locked" (5002) pauses us; DeltaDeFi's own connector waits 60 s.

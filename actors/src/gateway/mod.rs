@@ -17,21 +17,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::GatewayConfig;
 use crate::intent::{Intent, IntentKind};
-use crate::outbox_worker::DispatchOutcome;
-use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
+pub use crate::messages::Dispatch;
+use crate::messages::{DispatchOutcome, DispatchResult, OutboxRow};
 use crate::registry::Reg;
 use crate::supervision::ActorHealth;
 use crate::types::{VenueOrderId, now_ms};
 use crate::venue::{NewOrder, SendTag, VenueFailure, VenueReply, VenueRequest};
-
-/// Sends one outbox row to the venue; the answer comes back as a [`DispatchOutcome`].
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Dispatch {
-    pub row: OutboxRow,
-    /// Trace context of the outbox dispatch.
-    pub cx: opentelemetry::Context,
-}
 
 /// The order gateway.
 pub struct DeltaDeFiGateway {

@@ -21,8 +21,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::config::{MarketConfig, MockExchangeConfig};
+use crate::messages::TickReceived;
 use crate::pricing_rules::MarketRules;
-use crate::quote_engine::TickReceived;
 use crate::rate_limiter::SendGate;
 use crate::registry::Reg;
 use crate::rng::SplitMix64;

@@ -14,44 +14,12 @@ use rust_decimal::Decimal;
 
 use super::state::{Order, OrderError, OrderEvent, OrderState};
 use crate::intent::Intent;
-use crate::quote_engine::pricing::{DesiredOrder, moved_beyond};
+use crate::messages::DesiredOrder;
+pub use crate::messages::{AssetUse, FundsInUse, OpenExposure};
+pub use crate::orders::Transition;
+use crate::pricing_rules::moved_beyond;
 use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
 use crate::venue_book::OwnOrder;
-
-/// One state change of one order, to be persisted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    /// The order after the change.
-    pub order: Order,
-    /// `None` when the order was just created.
-    pub from: Option<OrderState>,
-    pub event: &'static str,
-    pub detail: Option<String>,
-}
-
-/// Open-order figures of one market, for RiskGuard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpenExposure {
-    /// Non-terminal orders.
-    pub open_orders: u32,
-    /// Remaining base size of non-terminal buys / sells.
-    pub open_buy: Decimal,
-    pub open_sell: Decimal,
-}
-
-/// What our live orders lock of one asset: buys their notional (the fee comes on top),
-/// sells their base size; all of them, and those the venue has not acknowledged yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AssetUse {
-    pub buy_notional: Decimal,
-    pub sell_base: Decimal,
-    pub unacked_buy_notional: Decimal,
-    pub unacked_sell_base: Decimal,
-}
-
-/// What our live orders lock, by asset (balances' lower-case names), across every market.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FundsInUse(pub std::collections::BTreeMap<String, AssetUse>);
 
 impl FundsInUse {
     /// Adds a live order of `market` (acknowledged by the venue or not).

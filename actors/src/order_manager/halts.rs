@@ -11,13 +11,10 @@ use super::state::OrderEvent;
 use super::{
     CancelEverything, OrderManager, PersistFailed, QuoteReason, RunFlatten, StorageRecovered,
 };
-use crate::account_feed::ListOpenOrders;
 use crate::intent::Intent;
-use crate::outbox_worker::IntentsDurable;
-use crate::outbox_worker::queue::OutboxRow;
-use crate::quote_engine::RequestRequote;
-use crate::risk_guard::TradingStateChanged;
-use crate::risk_guard::rules::TradingState;
+use crate::messages::{
+    IntentsDurable, ListOpenOrders, OutboxRow, RequestRequote, TradingState, TradingStateChanged,
+};
 use crate::types::{ClientOrderId, MarketId, now_ms};
 
 impl OrderManager {

@@ -32,20 +32,19 @@ use rust_decimal::Decimal;
 use tracing::{error, info, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::account_feed::{ResolveOrders, Resync};
 use crate::config::MarketConfig;
 use crate::intent::Intent;
 use crate::latency::{LatencyHistogram, LatencySummary};
-use crate::outbox_worker::IntentsDurable;
-use crate::outbox_worker::queue::{DispatchResult, OutboxRow};
-use crate::quote_engine::pricing::QuoteBook;
+pub use crate::messages::{
+    CancelEverything, FillApplied, IntentOutcome, OrderNeverSent, OrderResolved, OrderUpdate,
+    QuoteReason, QuoteTarget, StorageRecovered, VenueSnapshot,
+};
+use crate::messages::{CheckIntents, IntentsDurable, OutboxRow, ResolveOrders, Resync};
 use crate::registry::Reg;
-use crate::risk_guard::CheckIntents;
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::trace::TickCause;
 use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
-use crate::venue::{VenueFill, VenueOrder};
+use crate::venue::VenueOrder;
 use book::{OrderTracker, Transition};
 use flatten::{FlattenStep, Flattener};
 use state::{OrderEvent, OrderState};
@@ -59,23 +58,6 @@ const FINISHED_TRACES_KEPT: usize = 10_000;
 const UNMATCHED_KEPT_MS: i64 = 600_000;
 /// A flatten's listing that still shows orders it cannot cancel yet is repeated after this.
 const RELIST_AFTER_MS: i64 = 500;
-
-/// Why a target was sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QuoteReason {
-    /// First target of a market (or after QuoteEngine restarted).
-    Start,
-    /// The reference moved the book beyond the requote tolerance.
-    PriceMoved { bps: Decimal },
-    /// Our inventory changed (a fill).
-    Inventory,
-    /// RiskGuard changed the market's trading state.
-    Risk,
-    /// OrderManager asked, after a restart or a reconciliation.
-    Reconciliation,
-    /// A place was not sent (halted, too old, or crossing the venue's book): quote it afresh.
-    NotSent,
-}
 
 impl QuoteReason {
     /// The reason without its figures, for metric attributes.
@@ -102,73 +84,6 @@ impl fmt::Display for QuoteReason {
             QuoteReason::NotSent => f.write_str("not_sent"),
         }
     }
-}
-
-/// The desired book of one market.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct QuoteTarget {
-    pub market: MarketId,
-    pub book: QuoteBook,
-    pub tolerance_bps: Decimal,
-    pub reason: QuoteReason,
-    /// The tick that caused it, if one did: its receive instant is where tick-to-intent
-    /// latency starts, and the span of a decision that changes orders starts the trace there.
-    pub tick: Option<Box<TickCause>>,
-    /// When QuoteEngine sent it.
-    pub priced_at: Instant,
-}
-
-/// An order whose place was superseded in the outbox before reaching the venue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderNeverSent(pub ClientOrderId);
-
-/// What OutboxWorker learned about an intent.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub enum IntentOutcome {
-    Result {
-        row: Box<OutboxRow>,
-        result: DispatchResult,
-    },
-    NeverSent(OrderNeverSent),
-}
-
-/// An order as the venue's account stream reports it.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct OrderUpdate(pub VenueOrder);
-
-/// A new fill, stored once (unique trade id) before it is sent.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct FillApplied {
-    pub fill: VenueFill,
-    /// Row id in `fills`; lets a restarted consumer skip fills it already loaded.
-    pub fill_row_id: i64,
-}
-
-/// The venue's open orders of a market, after a (re)connect or on request.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct VenueSnapshot {
-    pub market: MarketId,
-    pub open_orders: Vec<VenueOrder>,
-}
-
-/// The venue's answer about one order we asked after.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct OrderResolved {
-    pub client_order_id: ClientOrderId,
-    pub venue_order: Option<VenueOrder>,
-}
-
-/// Cancel every order in every market (shutdown, kill switch).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct CancelEverything {
-    pub reason: String,
 }
 
 /// Asks for order figures.
@@ -199,11 +114,6 @@ pub struct MarketOrderStats {
     /// A flatten is under way.
     pub flattening: bool,
 }
-
-/// The store commits again after failing: reload what is durable (sent by RiskGuard).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct StorageRecovered;
 
 /// Clears the tick → intent latency histogram (the benchmark does after its warm-up).
 #[derive(Message, Debug, Clone, Copy)]

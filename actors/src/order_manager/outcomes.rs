@@ -8,8 +8,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::state::{AfterOutcome, OrderEvent, plan_outcome};
 use super::{IntentOutcome, OrderManager, OrderNeverSent, QuoteReason};
-use crate::outbox_worker::queue::DispatchResult;
-use crate::quote_engine::RequestRequote;
+use crate::messages::{DispatchResult, RequestRequote};
 use crate::types::now_ms;
 
 impl Handler<IntentOutcome> for OrderManager {

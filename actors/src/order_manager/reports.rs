@@ -16,8 +16,7 @@ use super::{
     QuoteReason, UNMATCHED_KEPT_MS, VenueSnapshot,
 };
 use crate::intent::Intent;
-use crate::outbox_worker::ResolveIntent;
-use crate::quote_engine::RequestRequote;
+use crate::messages::{RequestRequote, ResolveIntent};
 use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
 use crate::venue::VenueOrder;
 

@@ -9,22 +9,11 @@
 use rust_decimal::Decimal;
 
 use crate::intent::Intent;
-use crate::outbox_worker::queue::DispatchResult;
-use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
+use crate::messages::DispatchResult;
+pub use crate::orders::Order;
+pub use crate::orders::OrderState;
+use crate::types::{ClientOrderId, VenueOrderId};
 use crate::venue::VenueOrderStatus;
-
-/// Where one of our orders stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OrderState {
-    PendingNew,
-    Unknown,
-    Working,
-    PartiallyFilled,
-    PendingCancel,
-    Filled,
-    Cancelled,
-    Rejected,
-}
 
 impl OrderState {
     /// Every state, for exhaustive tests and parsing.
@@ -174,23 +163,6 @@ impl OrderEvent {
 pub enum OrderError {
     #[error("invalid transition from {from:?} on {event:?}")]
     InvalidTransition { from: OrderState, event: OrderEvent },
-}
-
-/// One of our orders as OrderManager tracks it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Order {
-    pub client_order_id: ClientOrderId,
-    pub market: MarketId,
-    pub slot: Slot,
-    pub side: Side,
-    pub price: Decimal,
-    pub size: Decimal,
-    pub filled: Decimal,
-    pub state: OrderState,
-    pub venue_order_id: Option<VenueOrderId>,
-    pub created_at_ms: i64,
-    /// W3C traceparent of the intent that created the order: later events join its trace.
-    pub traceparent: Option<String>,
 }
 
 impl Order {

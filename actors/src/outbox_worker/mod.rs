@@ -13,36 +13,13 @@ use tracing::{debug, error, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::OutboxConfig;
-use crate::gateway::Dispatch;
-use crate::order_manager::{IntentOutcome, OrderNeverSent, StorageRecovered};
-use crate::rate_limiter::AcquirePermit;
+use crate::messages::{AcquirePermit, Dispatch, IntentOutcome, OrderNeverSent, StorageRecovered};
+pub use crate::messages::{DispatchOutcome, IntentsDurable, ResolveIntent};
 use crate::registry::Reg;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{ClientOrderId, VenueOrderId, now_ms};
-use queue::{DispatchResult, Effect, OutboxQueue, OutboxRow, RetryPolicy};
-
-/// Outbox rows whose transaction has committed: they may now be sent.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct IntentsDurable(pub Vec<OutboxRow>);
-
-/// The gateway's classified answer for one row.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct DispatchOutcome {
-    pub id: i64,
-    pub result: DispatchResult,
-}
-
-/// The venue has been asked about an order; settles its place if its outcome was unknown.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ResolveIntent {
-    pub client_order_id: ClientOrderId,
-    /// The venue's order, when it exists there.
-    pub venue_order_id: Option<VenueOrderId>,
-}
+use crate::types::now_ms;
+use queue::{DispatchResult, Effect, OutboxQueue, RetryPolicy};
 
 /// Asks for outbox figures.
 #[derive(Message, Debug, Clone, Copy)]

@@ -15,19 +15,8 @@
 use std::collections::BTreeMap;
 
 use crate::intent::{Intent, IntentKind};
+pub use crate::messages::{DispatchResult, OutboxRow, OutboxStatus};
 use crate::types::{ClientOrderId, VenueOrderId};
-
-/// Where an outbox row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutboxStatus {
-    Pending,
-    InFlight,
-    Unknown,
-    Done,
-    Rejected,
-    Superseded,
-    Dead,
-}
 
 impl OutboxStatus {
     pub const ALL: [OutboxStatus; 7] = [
@@ -85,25 +74,6 @@ pub fn unsendable(r: &OutboxRow, allowed: bool, now_ms: i64, max_age_ms: i64) ->
     }
 }
 
-/// One outbox row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub intent: Intent,
-    pub status: OutboxStatus,
-    pub attempts: u32,
-    pub created_at_ms: i64,
-    pub sent_at_ms: Option<i64>,
-    pub next_attempt_at_ms: i64,
-    pub completed_at_ms: Option<i64>,
-    pub last_error: Option<String>,
-    /// W3C traceparent of the intent: dispatch and outcome join its trace.
-    pub traceparent: Option<String>,
-    /// Receive instant of the tick that caused the intent, for tick → write latency (not
-    /// persisted: gone after a restart).
-    pub tick_recv_at: Option<std::time::Instant>,
-}
-
 impl OutboxRow {
     /// A new pending row.
     pub fn new(id: i64, intent: Intent, now_ms: i64) -> Self {
@@ -127,32 +97,6 @@ impl OutboxRow {
         self.traceparent = traceparent;
         self
     }
-}
-
-/// The classified answer to one dispatched row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DispatchResult {
-    /// Done: a place acknowledged (with the venue id), a cancel or cancel-all confirmed.
-    Done {
-        venue_order_id: Option<VenueOrderId>,
-    },
-    /// The venue definitely refused; nothing happened there.
-    Rejected { code: Option<u32>, message: String },
-    /// Nothing happened at the venue; try again, not before `not_before_ms` if given.
-    Retry {
-        code: Option<u32>,
-        message: String,
-        not_before_ms: Option<i64>,
-    },
-    /// The request may or may not have taken effect; the venue id, when known, is how the
-    /// order is looked up.
-    Unknown {
-        message: String,
-        venue_order_id: Option<VenueOrderId>,
-    },
-    /// A place was never written to the venue (trading halted, or its send could not be
-    /// recorded): the row is superseded and its order cancelled, never retried.
-    NotSent { reason: String },
 }
 
 /// What the shell must do after a queue operation.

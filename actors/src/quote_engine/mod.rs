@@ -11,36 +11,14 @@ use actix::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::config::MarketConfig;
-use crate::order_manager::{QuoteReason, QuoteTarget};
+pub use crate::messages::{InventoryChanged, RequestRequote, TickReceived};
+use crate::messages::{QuoteReason, QuoteTarget, TradingStateChanged};
 use crate::registry::Reg;
-use crate::risk_guard::TradingStateChanged;
 use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
 use crate::trace::TickCause;
 use crate::types::{MarketId, Side, Tick, now_ms};
 use pricing::MarketPricer;
-
-/// A validated reference tick.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct TickReceived(pub Tick);
-
-/// Our position in a market changed (from RiskGuard, after a fill).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct InventoryChanged {
-    pub market: MarketId,
-    pub position: Decimal,
-}
-
-/// Asks for a fresh target even if nothing moved (OrderManager after a restart or resync).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct RequestRequote {
-    /// `None` for every market.
-    pub market: Option<MarketId>,
-    pub reason: QuoteReason,
-}
 
 /// Asks for per-market quote figures.
 #[derive(Message, Debug, Clone, Copy)]

@@ -12,29 +12,10 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::config::{Anchor, MarketConfig};
-use crate::order_manager::QuoteReason;
+use crate::messages::QuoteReason;
+pub use crate::messages::{DesiredOrder, QuoteBook, SidesAllowed};
 use crate::store::rows::QuoteRecord;
 use crate::types::{Side, Slot, bps};
-
-/// One order the market should have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredOrder {
-    pub slot: Slot,
-    pub side: Side,
-    pub price: Decimal,
-    pub size: Decimal,
-}
-
-/// The desired book of one market and the numbers it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuoteBook {
-    /// Reference bid and ask after the `anchor_bps` basis shift.
-    pub ref_bid: Decimal,
-    pub ref_ask: Decimal,
-    /// Anchor price after inventory skew (mid anchor: the fair mid).
-    pub fair: Decimal,
-    pub orders: Vec<DesiredOrder>,
-}
 
 impl QuoteBook {
     /// Returns the best (level-0) order of `side`, if quoted.
@@ -44,13 +25,6 @@ impl QuoteBook {
             .filter(|o| o.side == side)
             .min_by_key(|o| o.slot.level)
     }
-}
-
-/// Which sides may be quoted (RiskGuard's trading state decides).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SidesAllowed {
-    pub buy: bool,
-    pub sell: bool,
 }
 
 impl SidesAllowed {
@@ -101,19 +75,7 @@ pub fn grid_above(x: Decimal, decimals: u32) -> Decimal {
     round_bid(x, decimals) + step(decimals)
 }
 
-/// True when `working` is further than `tolerance_bps` from `desired`.
-pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) -> bool {
-    (working - desired).abs() > desired.abs() * bps(tolerance_bps)
-}
-
-/// Distance between two prices in bps of `base` (0 when `base` is 0).
-pub fn distance_bps(a: Decimal, base: Decimal) -> Decimal {
-    if base.is_zero() {
-        Decimal::ZERO
-    } else {
-        ((a - base) / base * Decimal::from(10_000)).abs()
-    }
-}
+pub use crate::pricing_rules::{distance_bps, moved_beyond};
 
 /// Prices the desired book of one market.
 ///

@@ -36,40 +36,15 @@ use tracing::{error, warn};
 use crate::config::RateLimitConfig;
 use crate::halt_gate::HaltGate;
 use crate::intent::IntentKind;
-use crate::store::rows::{self, SendRecord};
+pub use crate::messages::{AcquirePermit, AcquireSend, Permit, PermitError, SendPermit};
+use crate::store::rows;
 use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
+use crate::venue::SendRecord;
 use crate::venue_book::VenueBooks;
 use budget::SendBudget;
 pub use send_gate::{NotSent, SendGate};
-
-/// Asks for leave to dispatch one outbox row.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Result<Permit, PermitError>")]
-pub struct AcquirePermit {
-    pub kind: IntentKind,
-}
-
-/// Leave to dispatch one row now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Permit {
-    /// Wall-clock time of the grant.
-    pub granted_at_ms: i64,
-}
-
-/// Why no permit was granted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PermitError {
-    #[error("the rate limiter restarted while the request waited")]
-    Dropped,
-    #[error("the send was not recorded: {0}")]
-    NotRecorded(String),
-    #[error("trading is halted in {0}")]
-    Halted(String),
-    #[error("a post-only place in {market} would cross the venue's book at {touch}")]
-    WouldCross { market: String, touch: Decimal },
-}
 
 /// The venue's opposite touch when `record` is a post-only place that would cross it now;
 /// counted as skipped (it is not written: the venue could only answer 4104).
@@ -88,21 +63,6 @@ fn crossing_touch(books: &VenueBooks, record: &SendRecord) -> Option<Decimal> {
         ],
     );
     Some(touch)
-}
-
-/// Asks to write one order action to the venue now. Granted within the venue's budget, after
-/// `record` (whose `sent_at_ms` is set at the grant) is committed.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<SendPermit, PermitError>")]
-pub struct AcquireSend(pub SendRecord);
-
-/// Leave to write one order action now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SendPermit {
-    pub sent_at_ms: i64,
-    /// False when the record could not be committed (storage failing); only cancels are
-    /// granted so, since they need no new persistence.
-    pub recorded: bool,
 }
 
 /// Asks for budget figures.

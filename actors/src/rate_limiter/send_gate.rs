@@ -11,28 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use rust_decimal::Decimal;
 
 use super::{AcquireSend, PermitError, SendPermit};
 use crate::halt_gate::HaltGate;
 use crate::intent::IntentKind;
-use crate::store::rows::SendRecord;
+pub use crate::venue::NotSent;
+use crate::venue::SendRecord;
 use crate::venue_book::VenueBooks;
-
-/// Why an order action was not written to the venue. Nothing reached the venue.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotSent {
-    #[error("trading is halted in {0}")]
-    Halted(String),
-    #[error("the send could not be recorded: {0}")]
-    NotRecorded(String),
-    #[error("the rate limiter did not answer: {0}")]
-    LimiterUnavailable(String),
-    #[error("no budget within {0} ms")]
-    BudgetWait(u64),
-    #[error("a post-only place in {market} would cross the venue's book at {touch}")]
-    WouldCross { market: String, touch: Decimal },
-}
 
 /// How a transport asks to write an order action: the halt gate and the rate limiter.
 #[derive(Clone)]

@@ -33,67 +33,16 @@ use tracing::{error, info, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::{MarketConfig, RiskConfig};
-use crate::intent::Intent;
-use crate::order_manager::FillApplied;
-use crate::order_manager::book::{FundsInUse, OpenExposure};
-use crate::quote_engine::InventoryChanged;
-use crate::quote_engine::pricing::SidesAllowed;
+pub use crate::messages::{
+    BalancesUpdated, CheckIntents, FeedHealth, SymbolHealth, TradingStateChanged,
+};
+use crate::messages::{FillApplied, InventoryChanged};
 use crate::registry::Reg;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, MarketId, now_ms};
 use crate::venue::Balance;
-use rules::{Denial, HaltReason, Position, TradingState};
-
-/// Asks for a verdict on each intent of one market.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<Result<(), Denial>>")]
-pub struct CheckIntents {
-    pub market: MarketId,
-    pub intents: Vec<Intent>,
-    pub exposure: OpenExposure,
-    /// What our live orders lock, by asset, across every market (the capital check).
-    pub funds: FundsInUse,
-    /// Reference mid in venue terms, from the target that caused the intents.
-    pub reference_mid: Option<Decimal>,
-    /// Trace context of the work that produced the intents.
-    pub cx: opentelemetry::Context,
-}
-
-/// Freshness and confirmation of each reference symbol.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct FeedHealth {
-    pub ts_ms: i64,
-    pub symbols: Vec<SymbolHealth>,
-}
-
-/// One symbol's freshness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SymbolHealth {
-    pub symbol: BinanceSymbol,
-    /// Local receive time of the last valid tick.
-    pub last_recv_ms: Option<i64>,
-    pub mid: Option<Decimal>,
-    /// The reference jumped and the new level is not confirmed yet: quoting must pause.
-    pub held: bool,
-}
-
-/// A market's trading state changed.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-#[rtype(result = "()")]
-pub struct TradingStateChanged {
-    pub market: MarketId,
-    pub state: TradingState,
-    pub sides: SidesAllowed,
-    pub reasons: Vec<HaltReason>,
-    pub position: Decimal,
-}
-
-/// The venue's balances changed.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct BalancesUpdated(pub Vec<Balance>);
+use rules::{HaltReason, Position, TradingState};
 
 /// Operator: engage (`true`) or release (`false`) the kill switch.
 #[derive(Message, Debug, Clone)]
@@ -320,7 +269,7 @@ impl RiskGuard {
             self.persist_global("HALTED", "ACTIVE", reason.as_str());
             if reason == HaltReason::Storage {
                 for p in &self.reg.storage_recovered {
-                    p.do_send(crate::order_manager::StorageRecovered);
+                    p.do_send(crate::messages::StorageRecovered);
                 }
             }
         }

@@ -16,18 +16,11 @@ use rust_decimal::Decimal;
 
 use crate::config::RiskConfig;
 use crate::intent::Intent;
-use crate::order_manager::book::{FundsInUse, OpenExposure};
-use crate::quote_engine::pricing::{SidesAllowed, distance_bps};
+pub use crate::messages::{Denial, HaltReason, TradingState};
+use crate::messages::{FundsInUse, OpenExposure, SidesAllowed};
+use crate::pricing_rules::distance_bps;
 use crate::types::Side;
 use crate::venue::Balance;
-
-/// A market's trading state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TradingState {
-    Active,
-    Reducing,
-    Halted,
-}
 
 impl TradingState {
     /// Returns the operator spelling (`ACTIVE`, `REDUCING`, `HALTED`).
@@ -38,29 +31,6 @@ impl TradingState {
             TradingState::Halted => "HALTED",
         }
     }
-}
-
-/// Why trading is halted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HaltReason {
-    /// The operator's kill switch (latched across restarts until `resume`).
-    KillSwitch,
-    /// The daily loss limit (latched until `resume`).
-    DailyLoss,
-    /// No valid reference tick for `feed.stale_after_ms`.
-    StaleFeed,
-    /// The reference jumped and is held back until the new level is confirmed.
-    ReferenceUnconfirmed,
-    /// The reference is too far from where the rest of the venue's book trades.
-    ReferenceDiverged,
-    /// SQLite cannot commit.
-    Storage,
-    /// Position or PnL arithmetic overflowed: the figures cannot be trusted.
-    Accounting,
-    /// An actor could not be kept alive: the service is stopping.
-    Fatal,
-    /// The service is stopping.
-    Shutdown,
 }
 
 impl HaltReason {
@@ -78,43 +48,6 @@ impl HaltReason {
             HaltReason::Shutdown => "shutdown",
         }
     }
-}
-
-/// Why an intent was denied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Denial {
-    #[error("trading is halted ({0:?})")]
-    Halted(HaltReason),
-    #[error("market is reducing: a {0} would grow the position")]
-    Reducing(Side),
-    #[error("size {size} above max_order_size {max}")]
-    OrderTooLarge { size: Decimal, max: Decimal },
-    #[error("{open} open orders, max_open_orders is {max}")]
-    TooManyOpenOrders { open: u32, max: u32 },
-    #[error("price {price} is {distance_bps} bps from reference mid {mid}, band is {band_bps} bps")]
-    OutsideBand {
-        price: Decimal,
-        mid: Decimal,
-        distance_bps: Decimal,
-        band_bps: Decimal,
-    },
-    #[error("position {position} with open {open} and this {size} would pass max_position {max}")]
-    PositionLimit {
-        position: Decimal,
-        open: Decimal,
-        size: Decimal,
-        max: Decimal,
-    },
-    #[error("no reference price yet")]
-    NoReference,
-    #[error("no {asset} balance known: nothing can be placed against it yet")]
-    NoBalance { asset: String },
-    #[error("needs {need} {asset}, {available} available after what our live orders lock")]
-    InsufficientFunds {
-        asset: String,
-        need: Decimal,
-        available: Decimal,
-    },
 }
 
 impl Denial {

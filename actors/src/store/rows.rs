@@ -10,10 +10,10 @@ use rust_decimal::Decimal;
 
 use super::StoreError;
 use crate::intent::{Intent, IntentKind};
-use crate::order_manager::book::Transition;
-use crate::order_manager::state::{Order, OrderState};
-use crate::outbox_worker::queue::{OutboxRow, OutboxStatus};
+use crate::messages::{OutboxRow, OutboxStatus};
+use crate::orders::{Order, OrderState, Transition};
 use crate::types::{ClientOrderId, MarketId, Side, Slot, TradeId, VenueOrderId};
+pub use crate::venue::SendRecord;
 use crate::venue::{Balance, Liquidity, VenueFill};
 
 /// One quote decision, as persisted.
@@ -89,26 +89,6 @@ pub enum Write {
         ts_ms: i64,
         trading_state: String,
     },
-}
-
-/// One order action let through to the venue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendRecord {
-    pub sent_at_ms: i64,
-    pub kind: IntentKind,
-    pub market: MarketId,
-    /// The outbox row, for actions that come from the outbox.
-    pub outbox_id: Option<i64>,
-    pub attempt: u32,
-    /// Who sent it outside the outbox (`startup`, `watchdog`), else `outbox`.
-    pub source: &'static str,
-    /// For a place: the venue's id of the order and ours.
-    pub venue_order: Option<(VenueOrderId, ClientOrderId)>,
-    /// For a post-only place: its side and price, to check against the venue's book right
-    /// before it is granted and written (not stored).
-    pub post_only: Option<(Side, Decimal)>,
-    /// Receive instant of the tick behind it, for tick → write latency (not stored).
-    pub tick_recv_at: Option<std::time::Instant>,
 }
 
 fn opt_dec(d: Option<Decimal>) -> Option<String> {

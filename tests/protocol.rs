@@ -1,0 +1,194 @@
+//! The actors' protocol stays legible: no module of `actors/src` imports, directly or through
+//! others, a module that imports it (no cycle), the registry speaks only in messages, and the
+//! README's protocol table is exactly what `actors/src/messages.rs` says of each message.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level modules of `actors/src` each one refers to (`crate::name`), outside its
+/// tests and comments.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let root = common::repo_path("actors/src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let top = |p: &Path| -> String {
+        let rel = p.strip_prefix(&root).expect("under src");
+        let first = rel.components().next().expect("a component");
+        first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string()
+    };
+    let modules: BTreeSet<String> = files.iter().map(|p| top(p)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let from = top(f);
+        let text = std::fs::read_to_string(f).expect("read source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for line in code.lines() {
+            let line = line.split("//").next().unwrap_or("");
+            for (i, _) in line.match_indices("crate::") {
+                let name: String = line[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name != from && modules.contains(&name) {
+                    graph.entry(from.clone()).or_default().insert(name);
+                }
+            }
+        }
+        graph.entry(from).or_default();
+    }
+    graph
+}
+
+/// A cycle through `graph`, if there is one, as the modules along it.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        at: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == at) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(at.to_string());
+            return Some(cycle);
+        }
+        if done.contains(at) {
+            return None;
+        }
+        path.push(at.to_string());
+        for next in graph.get(at).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(at.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|m| visit(m, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_of_the_actors_crate_imports_itself_through_others() {
+    let graph = module_graph();
+    assert!(graph.len() > 20, "the modules were found: {graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" -> "));
+    }
+    // The registry refers to messages, not to the actors that handle them.
+    let registry = &graph["registry"];
+    let allowed: BTreeSet<String> = ["messages", "halt_gate", "venue_book"]
+        .map(String::from)
+        .into();
+    assert!(
+        registry.is_subset(&allowed),
+        "the registry imports {registry:?}"
+    );
+    // And the messages import no actor.
+    let actors = [
+        "account_feed",
+        "binance_feed",
+        "gateway",
+        "mock_exchange",
+        "order_manager",
+        "outbox_worker",
+        "quote_engine",
+        "rate_limiter",
+        "risk_guard",
+        "deltadefi",
+        "store",
+    ];
+    let messages = &graph["messages"];
+    assert!(
+        actors.iter().all(|a| !messages.contains(*a)),
+        "messages imports {messages:?}"
+    );
+}
+
+#[test]
+fn the_checker_finds_a_cycle() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [
+        ("a".to_string(), ["b".to_string()].into()),
+        ("b".to_string(), ["c".to_string()].into()),
+        ("c".to_string(), ["a".to_string()].into()),
+    ]
+    .into();
+    assert_eq!(
+        find_cycle(&graph),
+        Some(
+            vec!["a", "b", "c", "a"]
+                .into_iter()
+                .map(String::from)
+                .collect()
+        )
+    );
+}
+
+/// The protocol table from `messages.rs`: one row per message with its
+/// `/// **Sender → receiver.** The receiver ...` line.
+fn protocol_table() -> String {
+    let text = std::fs::read_to_string(common::repo_path("actors/src/messages.rs"))
+        .expect("read messages.rs");
+    let mut rows = vec![
+        "| message | from → to | the receiver |".to_string(),
+        "|---|---|---|".to_string(),
+    ];
+    let mut pending: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("/// **")
+            && let Some((who, promise)) = rest.split_once(".** The receiver ")
+        {
+            pending = Some((who.to_string(), promise.trim_end_matches('.').to_string()));
+        } else if let Some((who, promise)) = pending.as_ref()
+            && let Some(name) = line
+                .strip_prefix("pub struct ")
+                .or_else(|| line.strip_prefix("pub enum "))
+                .or_else(|| line.strip_prefix("pub use crate::venue::"))
+        {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            rows.push(format!("| `{name}` | {who} | {promise} |"));
+            pending = None;
+        }
+    }
+    rows.join("\n")
+}
+
+#[test]
+fn the_readme_protocol_table_is_the_messages_module() {
+    let table = protocol_table();
+    assert!(table.lines().count() > 25, "messages found:\n{table}");
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).expect("README");
+    let between = readme
+        .split_once("<!-- protocol:begin -->\n")
+        .and_then(|(_, rest)| rest.split_once("\n<!-- protocol:end -->"))
+        .map(|(t, _)| t)
+        .expect("the README has the protocol markers");
+    assert_eq!(
+        between, table,
+        "the README's protocol table differs from actors/src/messages.rs; it should read:\n{table}"
+    );
+}
