@@ -7,11 +7,13 @@ use crate::config::MarketConfig;
 use crate::types::MarketId;
 
 /// True when `working` is further than `tolerance_bps` from `desired`.
+#[inline]
 pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) -> bool {
     (working - desired).abs() > desired.abs() * crate::types::bps(tolerance_bps)
 }
 
 /// Distance between two prices in bps of `base` (0 when `base` is 0).
+#[inline]
 pub fn distance_bps(a: Decimal, base: Decimal) -> Decimal {
     if base.is_zero() {
         Decimal::ZERO
