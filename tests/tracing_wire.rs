@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use common::otlp::{Got, tree};
 use common::{TempDir, staging_config, wait_until};
-use deltadefi_mm::app::{Pipeline, VenueAccess, feed_spec, wire_mock_config};
-use mm_actors::binance_feed::source::Synthetic;
+use deltadefi_mm::app::{Pipeline, VenueAccess, feed_spec};
 use mm_actors::config::LogFormat;
-use mm_actors::mock_exchange::wire::{serve, walk_reference};
 use mm_actors::store::Store;
 use rust_decimal::Decimal;
 use zeroize::Zeroizing;
@@ -32,23 +30,13 @@ fn over_rest_a_trace_runs_from_the_tick_to_the_fill_and_cancels_have_their_rest_
     let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, |_| None)
         .expect("telemetry");
     assert!(telemetry.exporting());
+    let mock = common::wire::WireMock::start(&cfg, true);
+    let state = mock.state.clone();
     actix::System::new().block_on(async {
-        let wire = wire_mock_config(&cfg, "wire-key".into(), "wire-passcode".into());
-        let (addr, state, server) =
-            serve(wire, "127.0.0.1:0".parse().expect("addr")).expect("bind");
-        actix_rt::spawn(server);
-        let m = cfg.markets[0].clone();
-        let walk = Synthetic::new(&cfg.feed.synthetic, m.reference.clone(), 0);
-        actix_rt::spawn(walk_reference(
-            state.clone(),
-            m.market.clone(),
-            walk,
-            m.reference.clone(),
-        ));
-        let cfg = common::wire::over_the_wire(cfg.clone(), addr);
+        let cfg = common::wire::over_the_wire(cfg.clone(), mock.addr);
         let access = VenueAccess::DeltaDeFi {
-            api_key: Zeroizing::new("wire-key".into()),
-            passcode: Zeroizing::new("wire-passcode".into()),
+            api_key: Zeroizing::new(common::wire::KEY.into()),
+            passcode: Zeroizing::new(common::wire::PASSCODE.into()),
         };
         let p = Pipeline::start(
             &cfg,
