@@ -192,3 +192,31 @@ fn the_readme_protocol_table_is_the_messages_module() {
         "the README's protocol table differs from actors/src/messages.rs; it should read:\n{table}"
     );
 }
+
+#[test]
+fn the_readme_actors_table_names_only_messages_that_exist() {
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).expect("README");
+    let table = protocol_table();
+    let start = readme
+        .find("| actor | owns | receives | sends |")
+        .expect("the actors table");
+    let actors_table: String = readme[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Every message the actors table names in backticks is one of the protocol's.
+    let mut named = 0;
+    for part in actors_table.split('`').skip(1).step_by(2) {
+        let is_message = part.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && part.chars().all(|c| c.is_ascii_alphanumeric());
+        if is_message && part != "SendGate" {
+            named += 1;
+            assert!(
+                table.contains(&format!("| `{part}` |")),
+                "the README's actors table names `{part}`, which actors/src/messages.rs does not define"
+            );
+        }
+    }
+    assert!(named >= 5, "the actors table names {named} messages");
+}
