@@ -31,7 +31,7 @@ impl Actor for Probe {
 impl Handler<TickReceived> for Probe {
     type Result = ();
     fn handle(&mut self, msg: TickReceived, _: &mut Context<Self>) {
-        let t = msg.0;
+        let t = msg.tick;
         let _ = self
             .ticks
             .send((t.symbol.to_string(), t.update_id, t.bid.to_string()));

@@ -22,7 +22,13 @@ use crate::venue::{Balance, VenueFill, VenueOrder};
 /// A validated reference tick.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct TickReceived(pub Tick);
+pub struct TickReceived {
+    pub tick: Tick,
+    /// When the feed passed it on, decoded and checked: the end of the tick's span. (Kept out
+    /// of [`Tick`], which the decoder returns by value: 16 more bytes there cost the
+    /// no-order path 7 %.)
+    pub decoded_at: Instant,
+}
 
 /// **BinanceFeed → RiskGuard, every `feed.health_interval_ms`.** The receiver judges staleness and held references from it, halting or resuming the markets of each symbol.
 ///

@@ -151,8 +151,6 @@ pub struct Tick {
     pub recv_ms: i64,
     /// Local monotonic receive instant, for tick-to-intent latency.
     pub recv_at: Instant,
-    /// When the feed passed it on, decoded and checked (the end of its trace span).
-    pub decoded_at: Instant,
 }
 
 impl Tick {

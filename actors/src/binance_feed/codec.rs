@@ -337,7 +337,6 @@ impl Decoder {
             ask_qty: raw.aq,
             recv_ms,
             recv_at,
-            decoded_at: recv_at,
         })
     }
 }

@@ -171,7 +171,7 @@ impl BinanceFeed {
     fn ingest(&mut self, text: &str, recv_ms: i64) -> Option<Frame> {
         self.frames += 1;
         match self.decoder.decode(text, recv_ms, Instant::now()) {
-            Ok(Frame::Tick(mut t)) => {
+            Ok(Frame::Tick(t)) => {
                 let mid = t.mid();
                 let verdict = self.guard.check(&t.symbol, mid, t.recv_ms);
                 // A held tick still proves the feed alive; its price reaches nobody.
@@ -188,11 +188,17 @@ impl BinanceFeed {
                     }
                     return None;
                 }
-                t.decoded_at = Instant::now();
+                let decoded_at = Instant::now();
                 if let Some(v) = self.reg.ticks_to_venue.get() {
-                    v.do_send(TickReceived(t.clone()));
+                    v.do_send(TickReceived {
+                        tick: t.clone(),
+                        decoded_at,
+                    });
                 }
-                self.reg.ticks_to_quotes.do_send(TickReceived(t));
+                self.reg.ticks_to_quotes.do_send(TickReceived {
+                    tick: t,
+                    decoded_at,
+                });
                 None
             }
             Ok(other) => Some(other),

@@ -183,7 +183,7 @@ impl Handler<GetVenueRejects> for MockExchange {
 impl Handler<TickReceived> for MockExchange {
     type Result = ();
     fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
-        let t = msg.0;
+        let t = msg.tick;
         let markets: Vec<MarketId> = self
             .references
             .iter()

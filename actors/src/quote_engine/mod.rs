@@ -69,8 +69,15 @@ impl QuoteEngine {
         }
     }
 
-    /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did.
-    fn reprice(&mut self, idx: usize, reason: QuoteReason, tick: Option<&Tick>, force: bool) {
+    /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did, with when
+    /// the feed passed it on.
+    fn reprice(
+        &mut self,
+        idx: usize,
+        reason: QuoteReason,
+        tick: Option<(&Tick, Instant)>,
+        force: bool,
+    ) {
         let max_position = self.max_position;
         let Some(m) = self.markets.get_mut(idx) else {
             return;
@@ -110,14 +117,14 @@ impl QuoteEngine {
             book: priced.book,
             tolerance_bps: m.cfg.requote_tolerance_bps,
             reason: priced.reason,
-            tick: tick.map(|t| {
+            tick: tick.map(|(t, decoded_at)| {
                 Box::new(TickCause {
                     symbol: t.symbol.clone(),
                     update_id: t.update_id,
                     bid: t.bid,
                     ask: t.ask,
                     recv_at: t.recv_at,
-                    decoded_at: t.decoded_at,
+                    decoded_at,
                 })
             }),
             priced_at: Instant::now(),
@@ -141,7 +148,7 @@ crate::supervised_actor!(QuoteEngine, "quote_engine");
 impl Handler<TickReceived> for QuoteEngine {
     type Result = ();
     fn handle(&mut self, msg: TickReceived, _: &mut Context<Self>) {
-        let t = &msg.0;
+        let t = &msg.tick;
         for idx in 0..self.markets.len() {
             let m = &mut self.markets[idx];
             if m.cfg.reference != t.symbol {
@@ -152,7 +159,7 @@ impl Handler<TickReceived> for QuoteEngine {
             self.reprice(
                 idx,
                 QuoteReason::PriceMoved { bps: Decimal::ZERO },
-                Some(t),
+                Some((t, msg.decoded_at)),
                 false,
             );
         }
