@@ -17,6 +17,7 @@ fn one_trace_from_the_tick_to_the_fill() {
     let (_rt, received, addr) = common::otlp::start_receiver();
     let dir = TempDir::new("otlp");
     let mut cfg = busy_config(dir.path());
+    cfg.gateway.reconcile_interval_ms = 300;
     cfg.telemetry.otlp_endpoint = format!("http://{addr}");
     let env = |_: &str| None;
     let telemetry =
@@ -33,6 +34,31 @@ fn one_trace_from_the_tick_to_the_fill() {
                     .await
                     .map(|s| s.intents >= 4 && s.markets[0].fills >= 6)
                     .unwrap_or(false)
+            }
+        })
+        .await;
+        // An order at the venue that is not ours: a reconciliation adopts and cancels it, in a
+        // trace of its own. (While places of ours are in flight unnamed, an unknown order may
+        // still be one of them: it is adopted only after its 30 s grace.)
+        let foreign = mm_actors::venue::VenueRequest::Place(mm_actors::venue::NewOrder {
+            client_order_id: mm_actors::types::ClientOrderId("foreign-1".into()),
+            market: cfg.markets[0].market.clone(),
+            side: mm_actors::types::Side::Buy,
+            price: rust_decimal::Decimal::new(4000, 4),
+            size: rust_decimal::Decimal::from(50),
+            traceparent: None,
+            tag: mm_actors::venue::SendTag::default(),
+        });
+        let venue = p.reg.venue.get().cloned().expect("the venue is bound");
+        assert!(matches!(venue.send(foreign).await, Ok(Ok(_))));
+        let db = cfg.run.db_path.clone();
+        common::wait_until("the orphan cancelled", Duration::from_secs(60), || {
+            let db = db.clone();
+            async move {
+                common::count(
+                    &common::db(&db),
+                    "SELECT COUNT(*) FROM orders WHERE client_order_id LIKE 'orphan-%' AND state = 'cancelled'",
+                ) == 1
             }
         })
         .await;
@@ -151,6 +177,21 @@ fn one_trace_from_the_tick_to_the_fill() {
                 .is_some_and(|p| p.name == "order_manager.intent" && p.trace == f.trace)),
         "no fill span under an intent span"
     );
+    // The orphan's cancel: under the reconciliation that found it.
+    let reconcile = spans
+        .iter()
+        .find(|s| s.name == "order_manager.reconcile")
+        .cloned()
+        .expect("a reconciliation span");
+    assert!(
+        reconcile.parent.is_empty(),
+        "the reconciliation is its trace's root"
+    );
+    let cancel = child_of(&reconcile, "order_manager.intent").expect("its cancel intent");
+    assert!(
+        child_of(&cancel, "outbox.dispatch").is_some(),
+        "the orphan's cancel was dispatched in that trace"
+    );
     // Only our own spans: nothing from HTTP, gRPC or actix internals.
     let ours = [
         "binance_feed.tick",
@@ -164,6 +205,7 @@ fn one_trace_from_the_tick_to_the_fill() {
         "order_manager.ack",
         "order_manager.fill",
         "order_manager.flatten",
+        "order_manager.reconcile",
     ];
     let foreign: Vec<&str> = spans
         .iter()

@@ -267,14 +267,10 @@ impl Handler<VenueSnapshot> for OrderManager {
         let first = self.reconciled.insert(market.clone());
         info!(market = %market, venue_open = listed.len(), orphans = orphans.len(), "reconciled with the venue");
         if !orphans.is_empty() {
-            self.submit(
-                market.clone(),
-                orphans,
-                None,
-                None,
-                opentelemetry::Context::new(),
-                ctx,
-            );
+            // The root of the orphans' cancels: the reconciliation that found them.
+            let cx = tracing::info_span!("order_manager.reconcile", market = %market, orphans = orphans.len())
+                .context();
+            self.submit(market.clone(), orphans, None, None, cx, ctx);
         }
         if first {
             self.reg.requote.do_send(RequestRequote {
