@@ -83,17 +83,26 @@ impl ReplayReader {
     /// The file cannot be read, a line is not a `{"recv_ms","msg"}` object, or it holds no
     /// frame.
     pub fn open(path: &Path) -> Result<Self, ReplayError> {
-        let mut check = Self::unchecked(path)?;
+        Self::unchecked(path)?.for_each_frame(|_| {})?;
+        Self::unchecked(path)
+    }
+
+    /// Reads every frame left, handing each to `each`.
+    ///
+    /// # Errors
+    /// As [`Self::next_frame`], or the file held no frame.
+    fn for_each_frame(mut self, mut each: impl FnMut((i64, String))) -> Result<(), ReplayError> {
         let mut frames = 0u64;
-        while check.next_frame()?.is_some() {
+        while let Some(frame) = self.next_frame()? {
             frames += 1;
+            each(frame);
         }
         if frames == 0 {
             return Err(ReplayError::Empty {
-                path: path.display().to_string(),
+                path: self.path.display().to_string(),
             });
         }
-        Self::unchecked(path)
+        Ok(())
     }
 
     /// Opens `path` at its first line without checking the rest (a file checked before).
@@ -165,37 +174,8 @@ impl ReplayFile {
     /// # Errors
     /// Names the file and line that could not be read.
     pub fn load(path: &Path) -> Result<Self, ReplayError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        Self::parse(&text, &p)
-    }
-
-    /// Parses replay text.
-    ///
-    /// # Errors
-    /// Names the line that is not a `{"recv_ms","msg"}` object.
-    pub fn parse(text: &str, path: &str) -> Result<Self, ReplayError> {
         let mut frames = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let frame = parse_line(line).map_err(|source| ReplayError::Line {
-                path: path.to_string(),
-                line: i + 1,
-                source,
-            })?;
-            frames.extend(frame);
-        }
-        if frames.is_empty() {
-            return Err(ReplayError::Empty {
-                path: path.to_string(),
-            });
-        }
+        ReplayReader::unchecked(path)?.for_each_frame(|f| frames.push(f))?;
         Ok(Self { frames })
     }
 }
@@ -322,15 +302,24 @@ mod tests {
     }
 
     #[test]
-    fn replay_parse_reports_the_bad_line() {
-        let text = "# header\n{\"recv_ms\":1,\"msg\":{\"u\":1}}\nnot json\n";
-        let err = ReplayFile::parse(text, "x.jsonl")
+    fn replay_load_reports_the_bad_line() {
+        let dir = std::env::temp_dir().join(format!("mm-replay-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (bad, good) = (dir.join("bad.jsonl"), dir.join("good.jsonl"));
+        std::fs::write(
+            &bad,
+            "# header\n{\"recv_ms\":1,\"msg\":{\"u\":1}}\nnot json\n",
+        )
+        .expect("write");
+        std::fs::write(&good, "{\"recv_ms\":1,\"msg\":{\"u\":1}}\n").expect("write");
+        let err = ReplayFile::load(&bad)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("line 3"), "{err}");
-        let ok = ReplayFile::parse("{\"recv_ms\":1,\"msg\":{\"u\":1}}\n", "x").expect("parses");
+        let ok = ReplayFile::load(&good).expect("parses");
         assert_eq!(ok.frames, vec![(1, "{\"u\":1}".to_string())]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
