@@ -10,7 +10,6 @@ use actix::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::intent::{Intent, IntentKind};
-use crate::trace::TickCause;
 use crate::types::{BinanceSymbol, ClientOrderId, MarketId, Side, Slot, Tick, VenueOrderId};
 pub use crate::venue::SendRecord;
 use crate::venue::{Balance, VenueFill, VenueOrder};
@@ -65,7 +64,7 @@ pub struct QuoteTarget {
     pub reason: QuoteReason,
     /// The tick that caused it, if one did: its receive instant is where tick-to-intent
     /// latency starts, and the span of a decision that changes orders starts the trace there.
-    pub tick: Option<Box<TickCause>>,
+    pub tick: Option<Box<TickReceived>>,
     /// When QuoteEngine sent it.
     pub priced_at: Instant,
 }

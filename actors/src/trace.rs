@@ -12,7 +12,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 use rust_decimal::Decimal;
 
-use crate::types::{BinanceSymbol, MarketId};
+use crate::types::{MarketId, Tick};
 
 /// The tracer the service exports with, for the spans made after the fact (the tick and its
 /// pricing). Unset (text logs without a collector, tests) they cost nothing.
@@ -21,20 +21,6 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// Installs the exporting tracer; a second call is ignored.
 pub fn install(tracer: SdkTracer) {
     let _ = TRACER.set(tracer);
-}
-
-/// The Binance tick behind a quote decision, carried with the target so that the trace can
-/// start at the tick once a decision results (a tick that changes no order makes no span).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickCause {
-    pub symbol: BinanceSymbol,
-    pub update_id: u64,
-    pub bid: Decimal,
-    pub ask: Decimal,
-    /// Local receive instant, before decoding.
-    pub recv_at: Instant,
-    /// When the decoder and the reference guard had passed it on.
-    pub decoded_at: Instant,
 }
 
 /// What QuoteEngine decided, for its span.
@@ -52,53 +38,72 @@ fn wall(at: Instant, now: (Instant, SystemTime)) -> SystemTime {
     now.1 - now.0.saturating_duration_since(at)
 }
 
+/// A span that already ended, from `start` to `end` (instants read against the clocks at
+/// `now`), under `parent`; its context.
+fn backdated(
+    tracer: &SdkTracer,
+    name: &'static str,
+    (start, end, now): (Instant, Instant, (Instant, SystemTime)),
+    attributes: Vec<KeyValue>,
+    parent: &Context,
+) -> Context {
+    let mut span = tracer
+        .span_builder(name)
+        .with_start_time(wall(start, now))
+        .with_attributes(attributes)
+        .start_with_context(tracer, parent);
+    span.end_with_timestamp(wall(end, now));
+    Context::new().with_remote_span_context(span.span_context().clone())
+}
+
+fn int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// The root of a quote decision's trace, made when the decision changes orders: a
 /// `binance_feed.tick` span (receive to hand-off, with its decode time) and its
 /// `quote_engine.price` child (hand-off to target), both backdated to when they happened;
-/// returns the pricing span's context, the parent of the diff. Without a tick (a fill, a
-/// risk change, a reconciliation) the pricing span is the root. An empty context when nothing
-/// exports.
-pub fn decision_root(tick: Option<&TickCause>, priced: &Priced<'_>) -> Context {
+/// returns the pricing span's context, the parent of the diff. `tick` is the tick behind the
+/// decision with when the feed passed it on; without one (a fill, a risk change, a
+/// reconciliation) the pricing span is the root. An empty context when nothing exports.
+pub fn decision_root(tick: Option<(&Tick, Instant)>, priced: &Priced<'_>) -> Context {
     let Some(tracer) = TRACER.get() else {
         return Context::new();
     };
     let now = (Instant::now(), SystemTime::now());
     let parent = match tick {
-        Some(t) => {
-            let decode_us = t
-                .decoded_at
-                .saturating_duration_since(t.recv_at)
-                .as_micros();
-            let mut span = tracer
-                .span_builder("binance_feed.tick")
-                .with_start_time(wall(t.recv_at, now))
-                .with_attributes([
-                    KeyValue::new("symbol", t.symbol.to_string()),
-                    KeyValue::new("market", priced.market.to_string()),
-                    KeyValue::new("update_id", i64::try_from(t.update_id).unwrap_or(i64::MAX)),
-                    KeyValue::new("bid", t.bid.to_string()),
-                    KeyValue::new("ask", t.ask.to_string()),
-                    KeyValue::new("decode_us", i64::try_from(decode_us).unwrap_or(i64::MAX)),
-                ])
-                .start_with_context(tracer, &Context::new());
-            span.end_with_timestamp(wall(t.decoded_at, now));
-            Context::new().with_remote_span_context(span.span_context().clone())
-        }
+        Some((t, decoded_at)) => backdated(
+            tracer,
+            "binance_feed.tick",
+            (t.recv_at, decoded_at, now),
+            vec![
+                KeyValue::new("symbol", t.symbol.to_string()),
+                KeyValue::new("market", priced.market.to_string()),
+                KeyValue::new("update_id", int(t.update_id)),
+                KeyValue::new("bid", t.bid.to_string()),
+                KeyValue::new("ask", t.ask.to_string()),
+                KeyValue::new(
+                    "decode_us",
+                    int(decoded_at.saturating_duration_since(t.recv_at).as_micros()),
+                ),
+            ],
+            &Context::new(),
+        ),
         None => Context::new(),
     };
-    let start = tick.map_or(priced.at, |t| t.decoded_at);
-    let mut span = tracer
-        .span_builder("quote_engine.price")
-        .with_start_time(wall(start, now))
-        .with_attributes([
+    let start = tick.map_or(priced.at, |(_, decoded_at)| decoded_at);
+    backdated(
+        tracer,
+        "quote_engine.price",
+        (start, priced.at, now),
+        vec![
             KeyValue::new("market", priced.market.to_string()),
             KeyValue::new("fair", priced.fair.to_string()),
-            KeyValue::new("levels", i64::try_from(priced.levels).unwrap_or(i64::MAX)),
+            KeyValue::new("levels", int(priced.levels)),
             KeyValue::new("reason", priced.reason.to_string()),
-        ])
-        .start_with_context(tracer, &parent);
-    span.end_with_timestamp(wall(priced.at, now));
-    Context::new().with_remote_span_context(span.span_context().clone())
+        ],
+        &parent,
+    )
 }
 
 /// The `traceparent` of `cx`, when it holds a valid span.

@@ -303,7 +303,7 @@ impl OrderManager {
         };
         let (tolerance, tick_at, mid) = (
             target.tolerance_bps,
-            target.tick.as_ref().map(|t| t.recv_at),
+            target.tick.as_ref().map(|t| t.tick.recv_at),
             Some((target.book.ref_bid + target.book.ref_ask) / Decimal::TWO),
         );
         let desired = target.book.orders.clone();
@@ -320,7 +320,8 @@ impl OrderManager {
             reason: &target.reason,
             at: target.priced_at,
         };
-        let root = crate::trace::decision_root(target.tick.as_deref(), &priced);
+        let tick = target.tick.as_deref().map(|t| (&t.tick, t.decoded_at));
+        let root = crate::trace::decision_root(tick, &priced);
         let span = tracing::info_span!(
             "order_manager.diff",
             market = %market,

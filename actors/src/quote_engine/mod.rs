@@ -16,8 +16,7 @@ use crate::messages::{QuoteReason, QuoteTarget, TradingStateChanged};
 use crate::registry::Reg;
 use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
-use crate::trace::TickCause;
-use crate::types::{MarketId, Side, Tick, now_ms};
+use crate::types::{MarketId, Side, now_ms};
 use pricing::MarketPricer;
 
 /// Asks for per-market quote figures.
@@ -69,13 +68,12 @@ impl QuoteEngine {
         }
     }
 
-    /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did, with when
-    /// the feed passed it on.
+    /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did.
     fn reprice(
         &mut self,
         idx: usize,
         reason: QuoteReason,
-        tick: Option<(&Tick, Instant)>,
+        tick: Option<&TickReceived>,
         force: bool,
     ) {
         let max_position = self.max_position;
@@ -117,16 +115,7 @@ impl QuoteEngine {
             book: priced.book,
             tolerance_bps: m.cfg.requote_tolerance_bps,
             reason: priced.reason,
-            tick: tick.map(|(t, decoded_at)| {
-                Box::new(TickCause {
-                    symbol: t.symbol.clone(),
-                    update_id: t.update_id,
-                    bid: t.bid,
-                    ask: t.ask,
-                    recv_at: t.recv_at,
-                    decoded_at,
-                })
-            }),
+            tick: tick.map(|t| Box::new(t.clone())),
             priced_at: Instant::now(),
         });
     }
@@ -159,7 +148,7 @@ impl Handler<TickReceived> for QuoteEngine {
             self.reprice(
                 idx,
                 QuoteReason::PriceMoved { bps: Decimal::ZERO },
-                Some((t, msg.decoded_at)),
+                Some(&msg),
                 false,
             );
         }
