@@ -101,19 +101,7 @@ pub fn init(
 ) -> anyhow::Result<Telemetry> {
     let fmt_filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,actix=warn,mio=warn"));
-    let fmt_layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(false)
-            .with_writer(std::io::stderr)
-            .compact()
-            .with_filter(fmt_filter)
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .event_format(JsonWithTrace)
-            .with_filter(fmt_filter)
-            .boxed(),
-    };
+    let fmt_layer = log_layer(format, fmt_filter, std::io::stderr);
     let Some((url, protocol)) = endpoint(cfg, &env) else {
         // No collector. JSON logs still get trace and span ids (a local tracer gives spans
         // ids, nothing is exported); text logs skip the tracer, which costs the hot path.
@@ -237,7 +225,7 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut w: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
@@ -248,10 +236,13 @@ where
         obj.insert("timestamp".into(), humantime_now().into());
         obj.insert("level".into(), meta.level().as_str().into());
         obj.insert("target".into(), meta.target().into());
-        if let Some(span) = ctx.lookup_current() {
-            obj.insert("span".into(), span.name().into());
+        // The current span from the dispatcher, not from this layer's context: this layer
+        // sees no spans (events_only).
+        let current = tracing::Span::current();
+        if let Some(meta) = current.metadata() {
+            obj.insert("span".into(), meta.name().into());
         }
-        let cx = tracing::Span::current().context();
+        let cx = current.context();
         let sc = cx.span().span_context().clone();
         if sc.is_valid() {
             obj.insert("trace_id".into(), sc.trace_id().to_string().into());
@@ -283,5 +274,131 @@ impl tracing::field::Visit for FieldMap {
     }
     fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
         self.0.insert(f.name().into(), format!("{v:?}").into());
+    }
+}
+
+/// The log lines: text or [`JsonWithTrace`], through `filter`, to `writer`; events only.
+fn log_layer<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
+            .compact()
+            .with_filter(filter)
+            .with_filter(events_only())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .event_format(JsonWithTrace)
+            .with_filter(filter)
+            .with_filter(events_only())
+            .boxed(),
+    }
+}
+
+/// The log layer sees events only. Spans belong to the trace: the fmt layer would otherwise
+/// format every span's fields into a string when the span opens (on the hot path, one per
+/// decision, intent and check), to prefix log lines that already carry their own fields; a
+/// JSON line names its trace and span ids instead.
+fn events_only() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|meta| meta.is_event())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the log layer writes.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'w self) -> Lines {
+            self.clone()
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().map(|b| b.clone()).unwrap_or_default())
+                .unwrap_or_default()
+        }
+    }
+
+    /// The log layer sees no spans (they cost the hot path), yet a JSON line still names the
+    /// span it was logged in and that span's trace. The service installs its subscriber
+    /// globally, and so does this test (the only one in this binary that does): a scoped one
+    /// hides the current span from a layer's own formatting.
+    #[test]
+    fn a_json_line_names_its_span_and_trace_though_the_log_layer_sees_no_spans() {
+        let lines = Lines::default();
+        let tracer = SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOn)
+            .build()
+            .tracer("test");
+        tracing_subscriber::registry()
+            .with(log_layer(
+                LogFormat::Json,
+                EnvFilter::new("info"),
+                lines.clone(),
+            ))
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .try_init()
+            .expect("no other test installs a global subscriber");
+        let span = tracing::info_span!("order_manager.diff", market = "ADAUSDM");
+        span.in_scope(|| tracing::warn!(cause = "x", "order event ignored"));
+        let out = lines.text();
+        let line: serde_json::Value = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|l: &serde_json::Value| l["message"] == "order event ignored")
+            .expect("the line");
+        assert_eq!(line["span"], "order_manager.diff", "{out}");
+        assert_eq!(line["cause"], "x");
+        assert_eq!(line["trace_id"].as_str().map(str::len), Some(32), "{out}");
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{out}");
+    }
+
+    /// A text line carries its own fields, not the span's.
+    #[test]
+    fn a_text_line_carries_its_own_fields_only() {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry().with(log_layer(
+            LogFormat::Text,
+            EnvFilter::new("info"),
+            lines.clone(),
+        ));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("order_manager.diff", market = "ADAUSDM");
+            span.in_scope(|| tracing::warn!(cause = "x", "order event ignored"));
+        });
+        let out = lines.text();
+        assert!(
+            out.contains("order event ignored") && out.contains("cause") && out.contains("\"x\""),
+            "{out}"
+        );
+        assert!(!out.contains("order_manager.diff"), "{out}");
     }
 }
