@@ -12,7 +12,7 @@ use mm_actors::binance_feed::codec::DropReason;
 use mm_actors::binance_feed::{BinanceFeed, FeedSpec, GetFeedStats};
 use mm_actors::config::{LiveConfig, ReferenceGuardConfig, StreamKind};
 use mm_actors::halt_gate::HaltGate;
-use mm_actors::quote_engine::TickReceived;
+use mm_actors::quote_engine::{ReferenceTicks, TickReceived};
 use mm_actors::registry::Registry;
 use mm_actors::risk_guard::FeedHealth;
 use mm_actors::types::BinanceSymbol;
@@ -28,13 +28,14 @@ struct Probe {
 impl Actor for Probe {
     type Context = Context<Self>;
 }
-impl Handler<TickReceived> for Probe {
+impl Handler<ReferenceTicks> for Probe {
     type Result = ();
-    fn handle(&mut self, msg: TickReceived, _: &mut Context<Self>) {
-        let t = msg.tick;
-        let _ = self
-            .ticks
-            .send((t.symbol.to_string(), t.update_id, t.bid.to_string()));
+    fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
+        for TickReceived { tick: t, .. } in msg.0 {
+            let _ = self
+                .ticks
+                .send((t.symbol.to_string(), t.update_id, t.bid.to_string()));
+        }
     }
 }
 impl Handler<FeedHealth> for Probe {

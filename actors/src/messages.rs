@@ -16,9 +16,7 @@ use crate::venue::{Balance, VenueFill, VenueOrder};
 
 // ---- The reference: BinanceFeed to the quoting side ----
 
-/// **BinanceFeed → QuoteEngine, and MockExchange in staging.** The receiver prices it (QuoteEngine) or moves its reference (MockExchange); the tick was decoded, validated and passed the reference guard.
-///
-/// A validated reference tick.
+/// A validated reference tick (decoded, validated, passed the reference guard), one of a [`ReferenceTicks`].
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct TickReceived {
@@ -28,6 +26,13 @@ pub struct TickReceived {
     /// no-order path 7 %.)
     pub decoded_at: Instant,
 }
+
+/// **BinanceFeed → QuoteEngine, and MockExchange in staging.** The receiver prices each tick in order (QuoteEngine) or moves its reference through them (MockExchange), as if each had come alone; one message per turn of the feed's loop (one frame live, up to 8 at max speed).
+///
+/// Validated reference ticks, oldest first.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReferenceTicks(pub Vec<TickReceived>);
 
 /// **BinanceFeed → RiskGuard, every `feed.health_interval_ms`.** The receiver judges staleness and held references from it, halting or resuming the markets of each symbol.
 ///

@@ -10,8 +10,8 @@ use crate::halt_gate::HaltGate;
 use crate::messages::{
     AcquirePermit, AcquireSend, BalancesUpdated, CancelEverything, CheckIntents, Dispatch,
     DispatchOutcome, FeedHealth, FillApplied, IntentOutcome, IntentsDurable, InventoryChanged,
-    ListOpenOrders, OrderResolved, OrderUpdate, QuoteTarget, RequestRequote, ResolveIntent,
-    ResolveOrders, Resync, StorageRecovered, TickReceived, TradingStateChanged, VenueEvent,
+    ListOpenOrders, OrderResolved, OrderUpdate, QuoteTarget, ReferenceTicks, RequestRequote,
+    ResolveIntent, ResolveOrders, Resync, StorageRecovered, TradingStateChanged, VenueEvent,
     VenueRequest, VenueSnapshot,
 };
 use crate::venue_book::VenueBooks;
@@ -64,9 +64,9 @@ pub struct Registry {
     pub gate: Arc<HaltGate>,
     /// The venue's own book per market (its depth stream writes, everyone reads).
     pub books: Arc<VenueBooks>,
-    pub ticks_to_quotes: Peer<TickReceived>,
+    pub ticks_to_quotes: Peer<ReferenceTicks>,
     /// Staging only: the mock exchange follows the reference too.
-    pub ticks_to_venue: Peer<TickReceived>,
+    pub ticks_to_venue: Peer<ReferenceTicks>,
     pub feed_health: Peer<FeedHealth>,
     pub quote_targets: Peer<QuoteTarget>,
     pub requote: Peer<RequestRequote>,

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tracing::{error, info, warn};
 
 use crate::config::{LiveConfig, ReferenceGuardConfig, ReplaySpeed, StreamKind, SyntheticConfig};
-use crate::messages::{FeedHealth, SymbolHealth, TickReceived};
+use crate::messages::{FeedHealth, ReferenceTicks, SymbolHealth, TickReceived};
 use crate::registry::Reg;
 use crate::rng::Backoff;
 use crate::supervision::ActorHealth;
@@ -88,6 +88,8 @@ pub struct BinanceFeed {
     frames: u64,
     last: HashMap<BinanceSymbol, (i64, Decimal)>,
     health_every: Duration,
+    /// Ticks accepted this turn, sent at the turn's end.
+    accepted: Vec<TickReceived>,
     // replay
     replay: Option<source::ReplayReader>,
     /// The next frame, read but not yet due (recorded speed).
@@ -143,6 +145,7 @@ impl BinanceFeed {
             spec,
             frames: 0,
             last: HashMap::new(),
+            accepted: Vec::new(),
             health_every: Duration::from_millis(health_interval_ms),
             replay: None,
             replay_next: None,
@@ -188,16 +191,9 @@ impl BinanceFeed {
                     }
                     return None;
                 }
-                let decoded_at = Instant::now();
-                if let Some(v) = self.reg.ticks_to_venue.get() {
-                    v.do_send(TickReceived {
-                        tick: t.clone(),
-                        decoded_at,
-                    });
-                }
-                self.reg.ticks_to_quotes.do_send(TickReceived {
+                self.accepted.push(TickReceived {
                     tick: t,
-                    decoded_at,
+                    decoded_at: Instant::now(),
                 });
                 None
             }
@@ -214,6 +210,19 @@ impl BinanceFeed {
                 None
             }
         }
+    }
+
+    /// Passes on the ticks accepted since the last call: one message per turn of the feed's
+    /// loop (one frame live, a batch at max speed). Every path that ingests ends its turn here.
+    fn pass_on(&mut self) {
+        if self.accepted.is_empty() {
+            return;
+        }
+        let ticks = std::mem::take(&mut self.accepted);
+        if let Some(v) = self.reg.ticks_to_venue.get() {
+            v.do_send(ReferenceTicks(ticks.clone()));
+        }
+        self.reg.ticks_to_quotes.do_send(ReferenceTicks(ticks));
     }
 
     fn report_health(&mut self) {
@@ -279,16 +288,25 @@ impl BinanceFeed {
 
     /// Max-speed synthetic: one batch per turn, then yield so consumers drain their mailboxes.
     fn synthetic_burst(&mut self, ctx: &mut Context<Self>) {
+        let more = self.synthetic_turn();
+        self.pass_on();
+        if more {
+            yield_then(ctx, |act, ctx| act.synthetic_burst(ctx));
+        }
+    }
+
+    /// One batch of the max-speed walk; false once the limit is reached.
+    fn synthetic_turn(&mut self) -> bool {
         for _ in 0..REPLAY_BATCH {
             if self.synthetic_limit_reached() {
-                return;
+                return false;
             }
             for i in 0..self.walkers.len() {
                 let (text, _) = self.walkers[i].step();
                 self.ingest(&text, now_ms());
             }
         }
-        yield_then(ctx, |act, ctx| act.synthetic_burst(ctx));
+        true
     }
 
     fn synthetic_step(&mut self, i: usize, ctx: &mut Context<Self>) {
@@ -300,6 +318,7 @@ impl BinanceFeed {
         };
         let (text, delay) = w.step();
         self.ingest(&text, now_ms());
+        self.pass_on();
         ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
             act.synthetic_step(i, ctx)
         });
@@ -342,6 +361,13 @@ impl BinanceFeed {
     }
 
     fn replay_step(&mut self, ctx: &mut Context<Self>) {
+        self.replay_turn(ctx);
+        self.pass_on();
+    }
+
+    /// Plays the frames that are due (at most one batch at max speed) and schedules the next
+    /// turn.
+    fn replay_turn(&mut self, ctx: &mut Context<Self>) {
         let FeedSpec::Replay {
             path,
             speed,
@@ -529,7 +555,9 @@ impl StreamHandler<LiveItem> for BinanceFeed {
             // Frames of a connection already replaced are ignored.
             LiveItem::Frame(g, _) if g != self.live_gen => {}
             LiveItem::Frame(_, Ok(WsMessage::Text(text))) => {
-                if let Some(Frame::ServerShutdown) = self.ingest(text.as_str(), now_ms()) {
+                let frame = self.ingest(text.as_str(), now_ms());
+                self.pass_on();
+                if let Some(Frame::ServerShutdown) = frame {
                     info!("binance announced serverShutdown, opening a new connection");
                     self.connect(cfg, ctx);
                 }

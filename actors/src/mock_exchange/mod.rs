@@ -21,7 +21,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::config::{MarketConfig, MockExchangeConfig};
-use crate::messages::TickReceived;
+use crate::messages::{ReferenceTicks, TickReceived};
 use crate::pricing_rules::MarketRules;
 use crate::rate_limiter::SendGate;
 use crate::registry::Reg;
@@ -180,20 +180,17 @@ impl Handler<GetVenueRejects> for MockExchange {
     }
 }
 
-impl Handler<TickReceived> for MockExchange {
+impl Handler<ReferenceTicks> for MockExchange {
     type Result = ();
-    fn handle(&mut self, msg: TickReceived, ctx: &mut Context<Self>) {
-        let t = msg.tick;
-        let markets: Vec<MarketId> = self
-            .references
-            .iter()
-            .filter(|(s, _)| *s == t.symbol)
-            .map(|(_, m)| m.clone())
-            .collect();
-        for m in markets {
-            let events = self.core.on_reference(&m, t.bid, t.ask, now_ms());
-            self.emit(events, ctx);
-            self.publish_depth(&m, ctx);
+    fn handle(&mut self, msg: ReferenceTicks, ctx: &mut Context<Self>) {
+        for TickReceived { tick: t, .. } in msg.0 {
+            for (s, m) in &self.references {
+                if *s == t.symbol {
+                    let events = self.core.on_reference(m, t.bid, t.ask, now_ms());
+                    self.emit(events, ctx);
+                    self.publish_depth(m, ctx);
+                }
+            }
         }
     }
 }

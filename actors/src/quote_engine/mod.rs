@@ -11,7 +11,7 @@ use actix::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::config::MarketConfig;
-pub use crate::messages::{InventoryChanged, RequestRequote, TickReceived};
+pub use crate::messages::{InventoryChanged, ReferenceTicks, RequestRequote, TickReceived};
 use crate::messages::{QuoteReason, QuoteTarget, TradingStateChanged};
 use crate::registry::Reg;
 use crate::store::{Store, Write};
@@ -41,6 +41,8 @@ pub struct QuoteEngine {
     store: Store,
     max_position: Decimal,
     markets: Vec<MarketPricer>,
+    /// Decisions priced in this handler, persisted in one write when it ends.
+    decisions: Vec<Write>,
     health: ActorHealth,
 }
 
@@ -56,6 +58,7 @@ impl QuoteEngine {
             store,
             max_position,
             markets,
+            decisions: Vec::new(),
             health: ActorHealth::default(),
         }
     }
@@ -102,7 +105,7 @@ impl QuoteEngine {
             );
         }
         let record = m.record(&priced, now_ms(), touches);
-        self.store.write(vec![Write::Quote(record)], None);
+        self.decisions.push(Write::Quote(record));
         crate::metrics::metrics().quotes.add(
             1,
             &[
@@ -120,6 +123,14 @@ impl QuoteEngine {
         });
     }
 
+    /// Persists the decisions of this handler in one write, before OrderManager (on this
+    /// arbiter, after this handler) can write anything they caused.
+    fn persist_decisions(&mut self) {
+        if !self.decisions.is_empty() {
+            self.store.write(std::mem::take(&mut self.decisions), None);
+        }
+    }
+
     fn index_of(&self, market: &MarketId) -> Option<usize> {
         self.markets.iter().position(|m| &m.cfg.market == market)
     }
@@ -134,24 +145,27 @@ impl Actor for QuoteEngine {
 
 crate::supervised_actor!(QuoteEngine, "quote_engine");
 
-impl Handler<TickReceived> for QuoteEngine {
+impl Handler<ReferenceTicks> for QuoteEngine {
     type Result = ();
-    fn handle(&mut self, msg: TickReceived, _: &mut Context<Self>) {
-        let t = &msg.tick;
-        for idx in 0..self.markets.len() {
-            let m = &mut self.markets[idx];
-            if m.cfg.reference != t.symbol {
-                continue;
+    fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
+        for received in &msg.0 {
+            let t = &received.tick;
+            for idx in 0..self.markets.len() {
+                let m = &mut self.markets[idx];
+                if m.cfg.reference != t.symbol {
+                    continue;
+                }
+                m.reference = Some((t.bid, t.ask));
+                m.ticks += 1;
+                self.reprice(
+                    idx,
+                    QuoteReason::PriceMoved { bps: Decimal::ZERO },
+                    Some(received),
+                    false,
+                );
             }
-            m.reference = Some((t.bid, t.ask));
-            m.ticks += 1;
-            self.reprice(
-                idx,
-                QuoteReason::PriceMoved { bps: Decimal::ZERO },
-                Some(&msg),
-                false,
-            );
         }
+        self.persist_decisions();
     }
 }
 
@@ -161,6 +175,7 @@ impl Handler<InventoryChanged> for QuoteEngine {
         if let Some(idx) = self.index_of(&msg.market) {
             self.markets[idx].inventory = msg.position;
             self.reprice(idx, QuoteReason::Inventory, None, false);
+            self.persist_decisions();
         }
     }
 }
@@ -173,6 +188,7 @@ impl Handler<TradingStateChanged> for QuoteEngine {
             m.sides = msg.sides;
             m.inventory = msg.position;
             self.reprice(idx, QuoteReason::Risk, None, true);
+            self.persist_decisions();
         }
     }
 }
@@ -189,6 +205,7 @@ impl Handler<RequestRequote> for QuoteEngine {
                 self.reprice(idx, msg.reason.clone(), None, true);
             }
         }
+        self.persist_decisions();
     }
 }
 
