@@ -1,6 +1,7 @@
 //! The actors' protocol stays legible: no module of `actors/src` imports, directly or through
 //! others, a module that imports it (no cycle), the registry speaks only in messages, and the
-//! README's protocol table is exactly what `actors/src/messages.rs` says of each message.
+//! README's protocol table and diagram are exactly what `actors/src/messages.rs` says of each
+//! message.
 
 mod common;
 
@@ -219,4 +220,119 @@ fn the_readme_actors_table_names_only_messages_that_exist() {
         }
     }
     assert!(named >= 5, "the actors table names {named} messages");
+}
+
+/// What sends and receives messages: the actors, the two DeltaDeFi transports and the store.
+const NODES: &[&str] = &[
+    "BinanceFeed",
+    "QuoteEngine",
+    "OrderManager",
+    "RiskGuard",
+    "RateLimiter",
+    "OutboxWorker",
+    "DeltaDeFiGateway",
+    "AccountFeed",
+    "MockExchange",
+    "DeltaDeFiRest",
+    "DeltaDeFiAccountStream",
+    "Store",
+];
+
+/// The nodes `text` names as whole words, in the order it names them.
+fn nodes_named(text: &str) -> Vec<&'static str> {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let mut found: Vec<(usize, &'static str)> = NODES
+        .iter()
+        .filter_map(|n| {
+            text.match_indices(n)
+                .find(|(i, _)| {
+                    !word(text[..*i].chars().next_back())
+                        && !word(text[i + n.len()..].chars().next())
+                })
+                .map(|(i, _)| (i, *n))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Every (sender, receiver, message) the `**Sender → Receiver.**` lines of `messages.rs` name.
+fn edges() -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    for row in protocol_table().lines().skip(2) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let (name, who) = (
+            cells[0].trim_start_matches("| ").trim_matches('`'),
+            cells[1],
+        );
+        let (from, to) = who
+            .split_once('→')
+            .unwrap_or_else(|| panic!("`{name}`: no arrow in \"{who}\""));
+        let (senders, receivers) = (nodes_named(from), nodes_named(to));
+        assert!(
+            !senders.is_empty() && !receivers.is_empty(),
+            "`{name}`: \"{who}\" must name its sender and receiver among {NODES:?}"
+        );
+        for s in &senders {
+            for r in &receivers {
+                out.push((*s, *r, name.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The README's diagram: a Mermaid flowchart with one arrow per sender and receiver, labelled
+/// with the messages between them in `messages.rs` order.
+fn protocol_diagram() -> String {
+    let mut arrows: Vec<((&str, &str), Vec<String>)> = Vec::new();
+    for (from, to, message) in edges() {
+        match arrows.iter_mut().find(|(k, _)| *k == (from, to)) {
+            Some((_, names)) => names.push(message),
+            None => arrows.push(((from, to), vec![message])),
+        }
+    }
+    let mut lines = vec!["```mermaid".to_string(), "flowchart LR".to_string()];
+    for ((from, to), names) in arrows {
+        lines.push(format!("    {from} -->|{}| {to}", names.join(", ")));
+    }
+    lines.push("```".to_string());
+    lines.join("\n")
+}
+
+#[test]
+fn the_readme_diagram_is_the_messages_module() {
+    let diagram = protocol_diagram();
+    assert!(diagram.lines().count() > 15, "arrows found:\n{diagram}");
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).expect("README");
+    let between = readme
+        .split_once("<!-- diagram:begin -->\n")
+        .and_then(|(_, rest)| rest.split_once("\n<!-- diagram:end -->"))
+        .map(|(t, _)| t)
+        .expect("the README has the diagram markers");
+    assert_eq!(
+        between, diagram,
+        "the README's diagram differs from actors/src/messages.rs; it should read:\n{diagram}"
+    );
+}
+
+#[test]
+fn the_diagram_reads_senders_and_receivers_as_whole_words() {
+    assert_eq!(
+        nodes_named("AccountFeed → OrderManager and RiskGuard, after the fill is stored"),
+        ["AccountFeed", "OrderManager", "RiskGuard"]
+    );
+    assert_eq!(
+        nodes_named("DeltaDeFiRestless, MockExchange"),
+        ["MockExchange"],
+        "a longer word is not a node"
+    );
+    let arrows = edges();
+    assert!(arrows.contains(&("BinanceFeed", "MockExchange", "ReferenceTicks".to_string())));
+    assert!(arrows.contains(&(
+        "RiskGuard",
+        "OrderManager",
+        "TradingStateChanged".to_string()
+    )));
+    assert!(arrows.contains(&("DeltaDeFiRest", "RateLimiter", "AcquireSend".to_string())));
 }

@@ -394,7 +394,7 @@ pub enum IntentOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderNeverSent(pub ClientOrderId);
 
-/// **the store's recovery → OrderManager, OutboxWorker and RiskGuard.** The receiver reload what SQLite holds: memory may have gone ahead of a failed commit.
+/// **Store, once SQLite commits again → OrderManager, OutboxWorker and RiskGuard.** The receiver reloads what SQLite holds: memory may have gone ahead of a failed commit.
 ///
 /// The store commits again after failing: reload what is durable (sent by RiskGuard).
 #[derive(Message, Debug, Clone, Copy)]
@@ -432,7 +432,7 @@ pub enum PermitError {
     WouldCross { market: String, touch: Decimal },
 }
 
-/// **every venue transport (through its `SendGate`) → RateLimiter, just before a request is written.** The receiver grants the send only within the venue's budget, after the halt gate and the post-only check, with the send recorded in SQLite first.
+/// **MockExchange and DeltaDeFiRest, through their `SendGate`, just before a request is written → RateLimiter.** The receiver grants the send only within the venue's budget, after the halt gate and the post-only check, with the send recorded in SQLite first.
 ///
 /// Asks to write one order action to the venue now. Granted within the venue's budget, after
 /// `record` (whose `sent_at_ms` is set at the grant) is committed.
@@ -507,7 +507,7 @@ pub struct ResolveOrders {
     pub orders: Vec<(ClientOrderId, Option<VenueOrderId>)>,
 }
 
-/// **OrderManager or a transport → AccountFeed.** The receiver lists open orders, recent trades and balances again, and reports them.
+/// **OrderManager, or DeltaDeFiAccountStream after a reconnect → AccountFeed.** The receiver lists open orders, recent trades and balances again, and reports them.
 ///
 /// Re-reads open orders and balances from the venue.
 #[derive(Message, Debug, Clone, Copy)]
