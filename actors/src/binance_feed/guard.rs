@@ -92,9 +92,15 @@ impl ReferenceGuard {
 
     /// Judges one tick's mid, received at `now_ms`.
     pub fn check(&mut self, symbol: &BinanceSymbol, mid: Decimal, now_ms: i64) -> Verdict {
-        let cfg = self.cfg.clone();
+        let cfg = &self.cfg;
         let limit = cfg.jump_limit_bps;
-        let g = self.symbols.entry(symbol.clone()).or_default();
+        // Looked up before it is inserted: a symbol's name is cloned once, not per tick.
+        if !self.symbols.contains_key(symbol) {
+            self.symbols.insert(symbol.clone(), Default::default());
+        }
+        let Some(g) = self.symbols.get_mut(symbol) else {
+            return Verdict::Hold;
+        };
         while g.confirmed.len() > 1
             && g.confirmed
                 .front()

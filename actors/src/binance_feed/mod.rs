@@ -182,7 +182,12 @@ impl BinanceFeed {
                     (Verdict::Hold, Some(prev)) => prev.1,
                     _ => mid,
                 };
-                self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
+                match self.last.get_mut(&t.symbol) {
+                    Some(last) => *last = (t.recv_ms, last_mid),
+                    None => {
+                        self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
+                    }
+                }
                 if verdict == Verdict::Hold {
                     let n = self.guard.held_total();
                     // The first ticks of a symbol only agree on its first level: no jump.
