@@ -91,6 +91,33 @@ pub enum QuoteReason {
     NotSent,
 }
 
+impl QuoteReason {
+    /// The reason without its figures, for metric attributes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QuoteReason::Start => "start",
+            QuoteReason::PriceMoved { .. } => "price_moved",
+            QuoteReason::Inventory => "fill",
+            QuoteReason::Risk => "risk",
+            QuoteReason::Reconciliation => "reconciliation",
+            QuoteReason::NotSent => "not_sent",
+        }
+    }
+}
+
+impl std::fmt::Display for QuoteReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuoteReason::Start => f.write_str("start"),
+            QuoteReason::PriceMoved { bps } => write!(f, "price_moved_{bps}bps"),
+            QuoteReason::Inventory => f.write_str("fill"),
+            QuoteReason::Risk => f.write_str("risk"),
+            QuoteReason::Reconciliation => f.write_str("reconciliation"),
+            QuoteReason::NotSent => f.write_str("not_sent"),
+        }
+    }
+}
+
 /// The desired book of one market and the numbers it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuoteBook {

@@ -112,6 +112,21 @@ impl OrderTracker {
         self.orders.values()
     }
 
+    /// How many of the market's orders are not finished.
+    pub fn live(&self, market: &MarketId) -> usize {
+        self.orders().filter(|o| &o.market == market).count()
+    }
+
+    /// How many of the market's orders rest at the venue (working or partially filled).
+    pub fn working(&self, market: &MarketId) -> usize {
+        self.orders()
+            .filter(|o| {
+                &o.market == market
+                    && matches!(o.state, OrderState::Working | OrderState::PartiallyFilled)
+            })
+            .count()
+    }
+
     /// Open-order figures of a market.
     pub fn exposure(&self, market: &MarketId) -> OpenExposure {
         let mut e = OpenExposure::default();

@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::intent::Intent;
 use crate::types::{ClientOrderId, MarketId};
 
 /// Where the flatten of one market stands.
@@ -135,6 +136,26 @@ impl Flattener {
             Some(FlattenPhase::CancelAll { .. }) => self.list(market, now_ms),
             _ => Vec::new(),
         }
+    }
+
+    /// Intents that were never sent (RiskGuard could not be asked): a flatten waiting for
+    /// their cancels goes on with a listing instead.
+    pub fn intents_dropped(&mut self, intents: &[Intent], now_ms: i64) -> Vec<FlattenStep> {
+        let mut steps = Vec::new();
+        for i in intents {
+            match i {
+                Intent::CancelAll { market } => {
+                    steps.extend(self.cancel_all_failed(market, now_ms))
+                }
+                Intent::Cancel {
+                    market,
+                    client_order_id,
+                    ..
+                } => steps.extend(self.cancel_done(market, client_order_id, now_ms)),
+                Intent::Place { .. } => {}
+            }
+        }
+        steps
     }
 
     /// The cancel-all of `market` could not be sent at all (never reached risk or the outbox):

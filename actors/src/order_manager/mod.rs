@@ -20,11 +20,11 @@ pub mod book;
 pub mod flatten;
 mod halts;
 mod outcomes;
+pub mod reconcile;
 mod reports;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -43,11 +43,10 @@ use crate::messages::{CheckIntents, IntentsDurable, OutboxRow, ResolveOrders, Re
 use crate::registry::Reg;
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
-use crate::venue::VenueOrder;
+use crate::types::{ClientOrderId, MarketId, now_ms};
 use book::{OrderTracker, Transition};
 use flatten::{FlattenStep, Flattener};
-use state::{OrderEvent, OrderState};
+use state::OrderEvent;
 
 /// A venue order we cannot match is treated as an orphan only after this long, while a place
 /// of ours is still waiting for its venue id.
@@ -58,33 +57,6 @@ const FINISHED_TRACES_KEPT: usize = 10_000;
 const UNMATCHED_KEPT_MS: i64 = 600_000;
 /// A flatten's listing that still shows orders it cannot cancel yet is repeated after this.
 const RELIST_AFTER_MS: i64 = 500;
-
-impl QuoteReason {
-    /// The reason without its figures, for metric attributes.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            QuoteReason::Start => "start",
-            QuoteReason::PriceMoved { .. } => "price_moved",
-            QuoteReason::Inventory => "fill",
-            QuoteReason::Risk => "risk",
-            QuoteReason::Reconciliation => "reconciliation",
-            QuoteReason::NotSent => "not_sent",
-        }
-    }
-}
-
-impl fmt::Display for QuoteReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QuoteReason::Start => f.write_str("start"),
-            QuoteReason::PriceMoved { bps } => write!(f, "price_moved_{bps}bps"),
-            QuoteReason::Inventory => f.write_str("fill"),
-            QuoteReason::Risk => f.write_str("risk"),
-            QuoteReason::Reconciliation => f.write_str("reconciliation"),
-            QuoteReason::NotSent => f.write_str("not_sent"),
-        }
-    }
-}
 
 /// Asks for order figures.
 #[derive(Message, Debug, Clone, Copy)]
@@ -156,8 +128,8 @@ pub struct OrderManager {
     /// Traces of recently finished orders, by venue id, for late fills.
     finished_traces: HashMap<String, String>,
     finished_order: std::collections::VecDeque<String>,
-    /// Venue orders reported before we knew their id: (latest report, first seen ms).
-    unmatched: HashMap<VenueOrderId, (VenueOrder, i64)>,
+    /// Venue orders reported before we knew their id.
+    unmatched: reconcile::Unmatched,
     /// Orders whose cancel failed for good; cancelled again if the venue still lists them open.
     cancel_failed: HashSet<ClientOrderId>,
     /// The flatten of every halted market.
@@ -190,7 +162,7 @@ impl OrderManager {
             reconciled: HashSet::new(),
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             fill_sums: HashMap::new(),
-            unmatched: HashMap::new(),
+            unmatched: reconcile::Unmatched::default(),
             finished_traces: HashMap::new(),
             finished_order: std::collections::VecDeque::new(),
             cancel_failed: HashSet::new(),
@@ -392,20 +364,7 @@ impl OrderManager {
             }
             Err(e) => {
                 warn!(market = %market, cause = %e, "risk guard unreachable, intents dropped");
-                // A flatten waiting for these cancels goes on with a listing instead.
-                let now = now_ms();
-                let mut steps = Vec::new();
-                for i in &intents {
-                    match i {
-                        Intent::CancelAll { market } => {
-                            steps.extend(act.flattener.cancel_all_failed(market, now))
-                        }
-                        Intent::Cancel { market, client_order_id, .. } => {
-                            steps.extend(act.flattener.cancel_done(market, client_order_id, now))
-                        }
-                        Intent::Place { .. } => {}
-                    }
-                }
+                let steps = act.flattener.intents_dropped(&intents, now_ms());
                 act.run_flatten(steps, ctx);
             }
         }));
@@ -561,22 +520,8 @@ impl Handler<GetOrderStats> for OrderManager {
                 .iter()
                 .map(|m| MarketOrderStats {
                     market: m.market.clone(),
-                    live: self
-                        .tracker
-                        .orders()
-                        .filter(|o| o.market == m.market)
-                        .count(),
-                    working: self
-                        .tracker
-                        .orders()
-                        .filter(|o| {
-                            o.market == m.market
-                                && matches!(
-                                    o.state,
-                                    OrderState::Working | OrderState::PartiallyFilled
-                                )
-                        })
-                        .count(),
+                    live: self.tracker.live(&m.market),
+                    working: self.tracker.working(&m.market),
                     fills: self.fills.get(&m.market).copied().unwrap_or(0),
                     flat: self.flattener.is_flat(&m.market),
                     flattening: self.flattener.in_progress(&m.market),

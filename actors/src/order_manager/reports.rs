@@ -2,22 +2,21 @@
 //! fills (stored once before they arrive here), listings of open orders (reconciliation, and
 //! the listings a flatten waits for), and the answers to order lookups.
 
-use std::collections::HashSet;
-
 use actix::prelude::*;
 use tracing::{debug, info, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::book::Transition;
 use super::flatten::Listing;
-use super::state::{Order, OrderEvent, OrderState};
+use super::reconcile::{self, ListingUse};
+use super::state::OrderEvent;
 use super::{
     FINISHED_TRACES_KEPT, FillApplied, ORPHAN_GRACE_MS, OrderManager, OrderResolved, OrderUpdate,
     QuoteReason, UNMATCHED_KEPT_MS, VenueSnapshot,
 };
 use crate::intent::Intent;
 use crate::messages::{RequestRequote, ResolveIntent};
-use crate::types::{ClientOrderId, MarketId, Slot, VenueOrderId, now_ms};
+use crate::types::{ClientOrderId, MarketId, VenueOrderId, now_ms};
 use crate::venue::VenueOrder;
 
 impl OrderManager {
@@ -57,45 +56,17 @@ impl OrderManager {
     /// delivered for it before we knew the id.
     pub(super) fn assign_venue_id(&mut self, id: &ClientOrderId, v: VenueOrderId) {
         self.tracker.set_venue_id(id, v.clone());
-        if let Some((vo, _)) = self.unmatched.remove(&v) {
+        if let Some(vo) = self.unmatched.take(&v) {
             self.apply_venue_order(id, &vo);
         }
     }
 
-    /// True when a venue order we do not know may still be one of ours whose place has not
-    /// been answered yet (DeltaDeFi names orders at build time, before we learn the name).
-    pub(super) fn may_be_ours(&mut self, vo: &VenueOrder, now: i64) -> bool {
-        let unnamed_in_flight = self
-            .tracker
-            .orders()
-            .any(|o| o.market == vo.market && o.venue_order_id.is_none() && !o.state.is_terminal());
-        let first_seen = self
-            .unmatched
-            .entry(vo.venue_order_id.clone())
-            .or_insert((vo.clone(), now))
-            .1;
-        unnamed_in_flight && now - first_seen < ORPHAN_GRACE_MS
-    }
-
-    pub(super) fn adopt_orphan(&mut self, vo: &VenueOrder) -> Intent {
-        let id = ClientOrderId(format!("orphan-{}", vo.venue_order_id));
+    /// Adopts an order the venue holds and we did not know (stored as ours), and returns the
+    /// cancel that removes it.
+    fn adopt_orphan(&mut self, vo: &VenueOrder) -> Intent {
         warn!(venue_order_id = %vo.venue_order_id, market = %vo.market, "unknown order at the venue, cancelling it");
-        let order = Order {
-            client_order_id: id.clone(),
-            market: vo.market.clone(),
-            slot: Slot {
-                side: vo.side,
-                level: u8::MAX,
-            },
-            side: vo.side,
-            price: vo.price,
-            size: vo.size,
-            filled: vo.filled,
-            state: OrderState::Working,
-            venue_order_id: Some(vo.venue_order_id.clone()),
-            created_at_ms: vo.ts_ms,
-            traceparent: None,
-        };
+        let order = reconcile::adopted(vo);
+        let id = order.client_order_id.clone();
         self.tracker.load_one(order.clone());
         self.persist(vec![Transition {
             order,
@@ -109,21 +80,13 @@ impl OrderManager {
             venue_order_id: Some(vo.venue_order_id.clone()),
         }
     }
-
-    pub(super) fn find(&self, vo: &VenueOrder) -> Option<ClientOrderId> {
-        vo.client_order_id
-            .as_ref()
-            .filter(|c| self.tracker.get(c).is_some())
-            .cloned()
-            .or_else(|| self.tracker.by_venue(&vo.venue_order_id).cloned())
-    }
 }
 
 impl Handler<OrderUpdate> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: OrderUpdate, ctx: &mut Context<Self>) {
         let vo = msg.0;
-        match self.find(&vo) {
+        match reconcile::find(&self.tracker, &vo) {
             Some(id) => {
                 if let Some(market) = self.apply_venue_order(&id, &vo) {
                     self.work_market(&market, ctx);
@@ -133,15 +96,7 @@ impl Handler<OrderUpdate> for OrderManager {
                 // DeltaDeFi carries no client id, and its stream can report a new order before
                 // the submit's answer names it: park the update until the id is assigned. Only
                 // reconciliation, after a grace period, treats such an order as an orphan.
-                let now = now_ms();
-                self.unmatched
-                    .retain(|_, (_, seen)| now - *seen < UNMATCHED_KEPT_MS);
-                match self.unmatched.get_mut(&vo.venue_order_id) {
-                    Some(entry) => entry.0 = vo,
-                    None => {
-                        self.unmatched.insert(vo.venue_order_id.clone(), (vo, now));
-                    }
-                }
+                self.unmatched.park(vo, now_ms(), UNMATCHED_KEPT_MS);
             }
         }
     }
@@ -206,56 +161,46 @@ impl Handler<VenueSnapshot> for OrderManager {
         let for_flatten = self.flattener.wants_listing(&market, now);
         // During a flatten's cancel-all, a listing only updates what we know.
         let passive = !for_flatten && self.flattener.in_progress(&market);
-        let open: Vec<&VenueOrder> = msg
-            .open_orders
-            .iter()
-            .filter(|o| o.market == market && !o.status.is_terminal())
-            .collect();
-        let listed: HashSet<_> = open.iter().map(|o| o.venue_order_id.clone()).collect();
-        let mut orphans = Vec::new();
-        let mut listing = Listing::default();
-        for vo in open {
-            match self.find(vo) {
-                Some(id) => {
-                    self.apply_venue_order(&id, vo);
-                    if for_flatten
-                        && self
-                            .tracker
-                            .get(&id)
-                            .is_some_and(|o| !o.state.is_terminal())
-                    {
-                        listing.to_cancel.push(id);
-                    }
-                }
-                None if self.may_be_ours(vo, now) => {
-                    listing.waiting += 1;
-                    debug!(venue_order_id = %vo.venue_order_id, "unmatched venue order, waiting for a place's answer");
-                }
-                None if passive => {}
-                None => {
-                    self.unmatched.remove(&vo.venue_order_id);
-                    let cancel = self.adopt_orphan(vo);
-                    match (for_flatten, cancel.client_order_id()) {
-                        (true, Some(id)) => listing.to_cancel.push(id.clone()),
-                        _ => orphans.push(cancel),
-                    }
-                }
+        let using = match (for_flatten, passive) {
+            (true, _) => ListingUse::Flatten,
+            (false, true) => ListingUse::Passive,
+            (false, false) => ListingUse::Reconcile,
+        };
+        let read = reconcile::read_listing(
+            &self.tracker,
+            &mut self.unmatched,
+            &market,
+            &msg.open_orders,
+            using,
+            now,
+            ORPHAN_GRACE_MS,
+        );
+        let mut listing = Listing {
+            waiting: read.waiting,
+            ..Listing::default()
+        };
+        for (id, vo) in &read.ours {
+            self.apply_venue_order(id, vo);
+            let open = self.tracker.get(id).is_some_and(|o| !o.state.is_terminal());
+            if for_flatten && open {
+                listing.to_cancel.push(id.clone());
             }
         }
-        let missing: Vec<ClientOrderId> = self
-            .tracker
-            .orders()
-            .filter(|o| o.market == market)
-            .filter(|o| match (&o.venue_order_id, o.state) {
-                (_, OrderState::Unknown) => true,
-                (Some(v), _) => !listed.contains(v),
-                (None, _) => false,
-            })
-            .map(|o| o.client_order_id.clone())
-            .collect();
-        self.resolve(missing);
+        if read.waiting > 0 {
+            debug!(market = %market, waiting = read.waiting, "unmatched venue orders, waiting for a place's answer");
+        }
+        let mut orphans = Vec::new();
+        for vo in &read.orphans {
+            let cancel = self.adopt_orphan(vo);
+            match (for_flatten, cancel.client_order_id()) {
+                (true, Some(id)) => listing.to_cancel.push(id.clone()),
+                _ => orphans.push(cancel),
+            }
+        }
+        self.resolve(read.missing);
+        let listed = read.listed;
         if for_flatten {
-            info!(market = %market, venue_open = listed.len(), to_cancel = listing.to_cancel.len(),
+            info!(market = %market, venue_open = listed, to_cancel = listing.to_cancel.len(),
                   waiting = listing.waiting, "flatten: venue listed");
             let steps = self.flattener.listed(&market, listing, now);
             self.run_flatten(steps, ctx);
@@ -265,7 +210,7 @@ impl Handler<VenueSnapshot> for OrderManager {
             return;
         }
         let first = self.reconciled.insert(market.clone());
-        info!(market = %market, venue_open = listed.len(), orphans = orphans.len(), "reconciled with the venue");
+        info!(market = %market, venue_open = listed, orphans = orphans.len(), "reconciled with the venue");
         if !orphans.is_empty() {
             // The root of the orphans' cancels: the reconciliation that found them.
             let cx = tracing::info_span!("order_manager.reconcile", market = %market, orphans = orphans.len())
