@@ -93,7 +93,8 @@ pub fn peak_rss_mb() -> f64 {
 pub enum BenchSource {
     /// The seeded synthetic walk, this many ticks after a warm-up to ACTIVE.
     Walk(u64),
-    /// The walk paced at `rate` ticks per second (released every millisecond), `ticks` of it.
+    /// The walk paced at `rate` ticks per second (each tick released at its own time from a
+    /// thread of its own), `ticks` of it.
     Paced { ticks: u64, rate: u64 },
     /// A replay file at max speed, from the pipeline's start (no warm-up: the file decides).
     Replay(std::path::PathBuf),
@@ -147,6 +148,22 @@ async fn drained(p: &Pipeline) -> anyhow::Result<(Instant, Progress)> {
         // Writes queued before this read are committed when it answers.
         p.store.read(|_| Ok(())).await?;
         actix_rt::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Releases `ticks` ticks to `feed` at `rate` per second from `start`: each once it is due,
+/// sleeping until the next one (the kernel's timer slack, about 50 µs, sets the jitter; ticks
+/// that came due meanwhile go together).
+fn pace(feed: &actix::Recipient<PlayMore>, ticks: u64, rate: u64, start: Instant) {
+    let mut released = 0u64;
+    while released < ticks {
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(ticks);
+        if due > released {
+            feed.do_send(PlayMore(due - released));
+            released = due;
+        }
+        let next = start + Duration::from_secs_f64((released + 1) as f64 / rate as f64);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -229,18 +246,17 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 let start = Instant::now();
                 match source {
                     BenchSource::Paced { rate, .. } => {
-                        // Released every millisecond: as many as the pace allows by now.
-                        let mut released = 0u64;
-                        let mut every = actix_rt::time::interval(Duration::from_millis(1));
-                        while released < *ticks {
-                            every.tick().await;
-                            let due =
-                                ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(*ticks);
-                            if due > released {
-                                p.feed.do_send(PlayMore(due - released));
-                                released = due;
-                            }
-                        }
+                        // Each tick is released at its own time from a thread of its own, as
+                        // frames arrive on a socket: the arbiter is woken for it (a timer on
+                        // the arbiter itself ticks by the millisecond, and released 10 at a
+                        // time at 10k/s, which measured the bench's own bursts).
+                        let (feed, ticks, rate) = (p.feed.clone().recipient(), *ticks, rate);
+                        let pacer = std::thread::Builder::new()
+                            .name("bench-pacer".into())
+                            .spawn(move || pace(&feed, ticks, rate, start))?;
+                        actix_rt::task::spawn_blocking(move || pacer.join())
+                            .await?
+                            .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
                     }
                     _ => p.feed.do_send(PlayMore(*ticks)),
                 }
@@ -417,4 +433,56 @@ pub fn pricing_only(cfg: &Config, path: &std::path::Path) -> anyhow::Result<Pric
         ticks_per_sec: ticks as f64 / elapsed_s.max(1e-9),
         targets,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix::prelude::*;
+
+    /// Counts the ticks released to it, and when each release came.
+    struct Releases(std::sync::mpsc::Sender<(u64, Instant)>);
+    impl Actor for Releases {
+        type Context = Context<Self>;
+    }
+    impl Handler<PlayMore> for Releases {
+        type Result = ();
+        fn handle(&mut self, msg: PlayMore, _: &mut Context<Self>) {
+            let _ = self.0.send((msg.0, Instant::now()));
+        }
+    }
+
+    /// The pacer releases every tick once, none before it is due, a few at a time (a 1 ms
+    /// timer would release 20 at a time at this rate).
+    #[test]
+    fn the_pacer_releases_each_tick_when_due() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let start = actix::System::new().block_on(async move {
+            let to = Releases(tx).start().recipient();
+            let start = Instant::now();
+            let pacer = std::thread::spawn(move || pace(&to, 400, 20_000, start));
+            actix_rt::task::spawn_blocking(move || pacer.join())
+                .await
+                .expect("join")
+                .expect("pacer");
+            start
+        });
+        let releases: Vec<(u64, Instant)> = rx.try_iter().collect();
+        assert_eq!(releases.iter().map(|r| r.0).sum::<u64>(), 400);
+        let mut released = 0;
+        for (n, at) in &releases {
+            released += n;
+            // Tick k is due at k / 20,000 s: never released before that.
+            let due = Duration::from_secs_f64(released as f64 / 20_000.0);
+            assert!(
+                at.duration_since(start) + Duration::from_micros(50) >= due,
+                "{released} early"
+            );
+        }
+        assert!(
+            releases.len() > 40,
+            "{} releases for 400 ticks: released in bursts",
+            releases.len()
+        );
+    }
 }
