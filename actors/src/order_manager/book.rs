@@ -32,9 +32,32 @@ impl FundsInUse {
         acked: bool,
     ) {
         let (base, quote) = market.assets();
+        self.add_to(&base, &quote, side, price, remaining, acked);
+    }
+
+    /// As [`Self::add`], for a market whose asset names are known: no allocation once both
+    /// assets are in the map.
+    fn add_to(
+        &mut self,
+        base: &str,
+        quote: &str,
+        side: Side,
+        price: Decimal,
+        remaining: Decimal,
+        acked: bool,
+    ) {
+        let asset = match side {
+            Side::Buy => quote,
+            Side::Sell => base,
+        };
+        if !self.0.contains_key(asset) {
+            self.0.insert(asset.to_string(), AssetUse::default());
+        }
+        let Some(u) = self.0.get_mut(asset) else {
+            return;
+        };
         match side {
             Side::Buy => {
-                let u = self.0.entry(quote).or_default();
                 let notional = price.saturating_mul(remaining);
                 u.buy_notional = u.buy_notional.saturating_add(notional);
                 if !acked {
@@ -42,7 +65,6 @@ impl FundsInUse {
                 }
             }
             Side::Sell => {
-                let u = self.0.entry(base).or_default();
                 u.sell_base = u.sell_base.saturating_add(remaining);
                 if !acked {
                     u.unacked_sell_base = u.unacked_sell_base.saturating_add(remaining);
@@ -158,9 +180,16 @@ impl OrderTracker {
     /// What every live order locks, by asset.
     pub fn funds_in_use(&self) -> FundsInUse {
         let mut f = FundsInUse::default();
+        // A market's asset names are worked out when the market changes, not per order.
+        let mut names: Option<(&MarketId, (String, String))> = None;
         for o in self.orders.values().filter(|o| !o.state.is_terminal()) {
             let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
-            f.add(&o.market, o.side, o.price, o.remaining(), acked);
+            if names.as_ref().is_none_or(|(m, _)| *m != &o.market) {
+                names = Some((&o.market, o.market.assets()));
+            }
+            if let Some((_, (base, quote))) = &names {
+                f.add_to(base, quote, o.side, o.price, o.remaining(), acked);
+            }
         }
         f
     }
@@ -432,6 +461,55 @@ mod tests {
             intents[0].client_order_id().map(|c| c.as_str()),
             Some("mm-r1-1")
         );
+    }
+
+    /// Funds are summed per asset across markets, all orders and the unacknowledged apart,
+    /// as adding each order alone does.
+    #[test]
+    fn funds_in_use_sum_each_asset_across_markets() {
+        let mut t = OrderTracker::new("mm", "r1");
+        place_all(
+            &mut t,
+            &[
+                want(Side::Buy, 0, "0.45", "100"),
+                want(Side::Buy, 1, "0.44", "200"),
+                want(Side::Sell, 0, "0.46", "50"),
+            ],
+        );
+        let mut iag = Order {
+            client_order_id: ClientOrderId("iag-1".into()),
+            market: MarketId("IAGUSDM".into()),
+            slot: Slot {
+                side: Side::Buy,
+                level: 0,
+            },
+            side: Side::Buy,
+            price: d("0.30"),
+            size: d("10"),
+            filled: d("4"),
+            state: OrderState::Working,
+            venue_order_id: None,
+            created_at_ms: 1,
+            traceparent: None,
+        };
+        t.load_one(iag.clone());
+        iag.client_order_id = ClientOrderId("iag-2".into());
+        iag.side = Side::Sell;
+        t.load_one(iag);
+        let f = t.funds_in_use();
+        let mut expected = FundsInUse::default();
+        for o in t.orders() {
+            let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
+            expected.add(&o.market, o.side, o.price, o.remaining(), acked);
+        }
+        assert_eq!(f, expected);
+        let usdm = f.0["usdm"];
+        // 0.45 x 100 + 0.44 x 200 unacknowledged, and 0.30 x 6 acknowledged.
+        assert_eq!(usdm.buy_notional, d("134.8"));
+        assert_eq!(usdm.unacked_buy_notional, d("133"));
+        assert_eq!(f.0["ada"].unacked_sell_base, d("50"));
+        assert_eq!(f.0["iag"].sell_base, d("6"));
+        assert_eq!(f.0["iag"].unacked_sell_base, Decimal::ZERO);
     }
 
     #[test]
