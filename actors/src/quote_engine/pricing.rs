@@ -335,19 +335,65 @@ impl MarketPricer {
     }
 }
 
+/// The levels as a JSON array of `{"price","size","slot"}` objects (keys in serde_json's
+/// order), written directly: a `serde_json::Value` per level cost a dozen allocations on every
+/// decision. Decimals and slots (`buy0`) need no escaping.
 fn levels_json(book: &QuoteBook) -> String {
-    let levels: Vec<serde_json::Value> = book
-        .orders
-        .iter()
-        .map(|o| serde_json::json!({"slot": o.slot.to_string(), "price": o.price.to_string(), "size": o.size.to_string()}))
-        .collect();
-    serde_json::Value::Array(levels).to_string()
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(2 + book.orders.len() * 48);
+    out.push('[');
+    for (i, o) in book.orders.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"price":"{}","size":"{}","slot":"{}"}}"#,
+            o.price, o.size, o.slot
+        );
+    }
+    out.push(']');
+    out
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::types::{BinanceSymbol, MarketId};
+
+    /// The levels' JSON is what serde_json writes of the same objects.
+    #[test]
+    fn levels_json_is_serde_jsons() {
+        let mut m = MarketPricer::new(market());
+        m.reference = Some(("0.4500".parse().expect("d"), "0.4501".parse().expect("d")));
+        m.sides = crate::messages::SidesAllowed::BOTH;
+        let priced = m
+            .reprice(
+                Decimal::from(1_000_000),
+                (None, None),
+                QuoteReason::Start,
+                true,
+            )
+            .expect("a book");
+        assert!(priced.book.orders.len() >= 2, "{:?}", priced.book);
+        let by_serde: Vec<serde_json::Value> = priced
+            .book
+            .orders
+            .iter()
+            .map(|o| serde_json::json!({"slot": o.slot.to_string(), "price": o.price.to_string(), "size": o.size.to_string()}))
+            .collect();
+        assert_eq!(
+            levels_json(&priced.book),
+            serde_json::Value::Array(by_serde).to_string()
+        );
+        assert_eq!(
+            levels_json(&QuoteBook {
+                orders: vec![],
+                ..priced.book
+            }),
+            "[]"
+        );
+    }
 
     #[test]
     fn a_tick_that_changes_no_input_is_skipped_exactly() {
