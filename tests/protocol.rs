@@ -178,16 +178,21 @@ fn protocol_table() -> String {
     rows.join("\n")
 }
 
+/// The README's text between `<!-- name:begin -->` and `<!-- name:end -->`.
+fn readme_between(name: &str) -> String {
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).expect("README");
+    readme
+        .split_once(&format!("<!-- {name}:begin -->\n"))
+        .and_then(|(_, rest)| rest.split_once(&format!("\n<!-- {name}:end -->")))
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_else(|| panic!("the README has the {name} markers"))
+}
+
 #[test]
 fn the_readme_protocol_table_is_the_messages_module() {
     let table = protocol_table();
     assert!(table.lines().count() > 25, "messages found:\n{table}");
-    let readme = std::fs::read_to_string(common::repo_path("README.md")).expect("README");
-    let between = readme
-        .split_once("<!-- protocol:begin -->\n")
-        .and_then(|(_, rest)| rest.split_once("\n<!-- protocol:end -->"))
-        .map(|(t, _)| t)
-        .expect("the README has the protocol markers");
+    let between = readme_between("protocol");
     assert_eq!(
         between, table,
         "the README's protocol table differs from actors/src/messages.rs; it should read:\n{table}"
@@ -304,12 +309,7 @@ fn protocol_diagram() -> String {
 fn the_readme_diagram_is_the_messages_module() {
     let diagram = protocol_diagram();
     assert!(diagram.lines().count() > 15, "arrows found:\n{diagram}");
-    let readme = std::fs::read_to_string(common::repo_path("README.md")).expect("README");
-    let between = readme
-        .split_once("<!-- diagram:begin -->\n")
-        .and_then(|(_, rest)| rest.split_once("\n<!-- diagram:end -->"))
-        .map(|(t, _)| t)
-        .expect("the README has the diagram markers");
+    let between = readme_between("diagram");
     assert_eq!(
         between, diagram,
         "the README's diagram differs from actors/src/messages.rs; it should read:\n{diagram}"

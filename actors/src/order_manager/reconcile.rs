@@ -195,6 +195,16 @@ mod tests {
         }
     }
 
+    fn read_at(
+        t: &OrderTracker,
+        unmatched: &mut Unmatched,
+        listing: &[VenueOrder],
+        using: ListingUse,
+        now_ms: i64,
+    ) -> ListingRead {
+        read_listing(t, unmatched, &m(), listing, using, now_ms, GRACE)
+    }
+
     fn tracker(orders: Vec<Order>) -> OrderTracker {
         let mut t = OrderTracker::new("mm", "t");
         t.load(orders);
@@ -212,14 +222,12 @@ mod tests {
             ours("b", Some("v-b"), OrderState::Working),
         ]);
         let listing = [venue("v-a", None), venue("v-b", Some("b"))];
-        let read = read_listing(
+        let read = read_at(
             &t,
             &mut Unmatched::default(),
-            &m(),
             &listing,
             ListingUse::Reconcile,
             0,
-            GRACE,
         );
         let found: Vec<&str> = read.ours.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(found, ["a", "b"]);
@@ -232,37 +240,20 @@ mod tests {
         let t = tracker(vec![ours("p", None, OrderState::PendingNew)]);
         let mut unmatched = Unmatched::default();
         let listing = [venue("v-x", None)];
-        let read = read_listing(
-            &t,
-            &mut unmatched,
-            &m(),
-            &listing,
-            ListingUse::Reconcile,
-            1_000,
-            GRACE,
-        );
-        assert_eq!((read.waiting, read.orphans.len()), (1, 0));
-        // Still within the grace from when it was first seen.
-        let read = read_listing(
-            &t,
-            &mut unmatched,
-            &m(),
-            &listing,
-            ListingUse::Reconcile,
-            1_000 + GRACE - 1,
-            GRACE,
-        );
-        assert_eq!((read.waiting, read.orphans.len()), (1, 0));
-        let read = read_listing(
-            &t,
-            &mut unmatched,
-            &m(),
-            &listing,
-            ListingUse::Reconcile,
-            1_000 + GRACE,
-            GRACE,
-        );
-        assert_eq!((read.waiting, read.orphans.len()), (0, 1));
+        // First seen at 1,000: waiting until the grace from then is over, not a moment more.
+        let mut read = ListingRead::default();
+        for (now, waiting, orphans) in [
+            (1_000, 1, 0),
+            (1_000 + GRACE - 1, 1, 0),
+            (1_000 + GRACE, 0, 1),
+        ] {
+            read = read_at(&t, &mut unmatched, &listing, ListingUse::Reconcile, now);
+            assert_eq!(
+                (read.waiting, read.orphans.len()),
+                (waiting, orphans),
+                "at {now}"
+            );
+        }
         assert_eq!(read.orphans[0].venue_order_id.as_str(), "v-x");
         assert!(
             unmatched.take(&VenueOrderId("v-x".into())).is_none(),
@@ -274,14 +265,12 @@ mod tests {
     fn with_no_place_of_ours_in_flight_an_unknown_order_is_an_orphan_at_once() {
         let t = tracker(vec![ours("a", Some("v-a"), OrderState::Working)]);
         let listing = [venue("v-a", None), venue("v-x", None)];
-        let read = read_listing(
+        let read = read_at(
             &t,
             &mut Unmatched::default(),
-            &m(),
             &listing,
             ListingUse::Flatten,
             0,
-            GRACE,
         );
         assert_eq!(read.orphans.len(), 1);
         assert_eq!(read.ours.len(), 1);
@@ -312,14 +301,12 @@ mod tests {
     fn an_order_listed_twice_is_one_orphan() {
         let t = tracker(vec![]);
         let listing = [venue("v-x", None), venue("v-x", None)];
-        let read = read_listing(
+        let read = read_at(
             &t,
             &mut Unmatched::default(),
-            &m(),
             &listing,
             ListingUse::Reconcile,
             0,
-            GRACE,
         );
         assert_eq!((read.orphans.len(), read.listed), (1, 1));
     }
@@ -334,14 +321,12 @@ mod tests {
             ours("here", Some("v-here"), OrderState::Working),
         ]);
         let listing = [venue("v-here", None), venue("v-u", None)];
-        let read = read_listing(
+        let read = read_at(
             &t,
             &mut Unmatched::default(),
-            &m(),
             &listing,
             ListingUse::Reconcile,
             0,
-            GRACE,
         );
         let mut missing = ids(&read.missing);
         missing.sort();
