@@ -219,27 +219,24 @@ impl RiskGuard {
                     self.divergence.remove(&market);
                 }
             }
-            if limit.is_zero() {
-                self.diverged.remove(&market);
-                continue;
-            }
-            match div {
-                Some(d) if d > limit => {
-                    if self.diverged.insert(market.clone()) {
-                        warn!(market = %market, divergence_bps = %d, limit_bps = %limit, "reference diverged from the venue's book, pausing quotes");
-                    }
+            let was = self.diverged.contains(&market);
+            match (was, rules::stays_diverged(div, limit, was)) {
+                (false, true) => {
+                    warn!(market = %market, divergence_bps = %div.unwrap_or_default(), limit_bps = %limit, "reference diverged from the venue's book, pausing quotes");
+                    self.diverged.insert(market.clone());
                 }
-                Some(d) if d * Decimal::from(5) < limit * Decimal::from(4) => {
-                    if self.diverged.remove(&market) {
-                        info!(market = %market, divergence_bps = %d, "reference back within the venue's book");
+                (true, false) => {
+                    match div {
+                        Some(d) => {
+                            info!(market = %market, divergence_bps = %d, "reference back within the venue's book")
+                        }
+                        None => {
+                            info!(market = %market, "venue book unknown, divergence check suspended")
+                        }
                     }
+                    self.diverged.remove(&market);
                 }
-                Some(_) => {}
-                None => {
-                    if self.diverged.remove(&market) {
-                        info!(market = %market, "venue book unknown, divergence check suspended");
-                    }
-                }
+                _ => {}
             }
         }
     }

@@ -142,6 +142,22 @@ pub fn divergence_bps(
         .map(|d| d.round_dp(2))
 }
 
+/// Whether quoting stays paused on a diverged reference, given the divergence just measured
+/// (`None`: the venue's book is unknown or stale, so the check cannot be made), the limit
+/// (0: the check is off) and whether it was paused: pause beyond the limit, resume below 80 %
+/// of it (no flapping at the edge), resume when the check cannot be made.
+pub fn stays_diverged(divergence: Option<Decimal>, limit: Decimal, was: bool) -> bool {
+    if limit.is_zero() {
+        return false;
+    }
+    match divergence {
+        Some(d) if d > limit => true,
+        Some(d) if d * Decimal::from(5) < limit * Decimal::from(4) => false,
+        Some(_) => was,
+        None => false,
+    }
+}
+
 /// Position and PnL of one market.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Position {
@@ -481,6 +497,32 @@ mod tests {
             price: d(price),
             size: d(size),
         }
+    }
+
+    #[test]
+    fn divergence_pauses_beyond_the_limit_and_resumes_below_80_percent_of_it() {
+        let limit = d("50");
+        assert!(stays_diverged(Some(d("50.01")), limit, false));
+        assert!(
+            !stays_diverged(Some(d("50")), limit, false),
+            "at the limit: not yet"
+        );
+        // Between 80 % and 100 %: as it was.
+        assert!(stays_diverged(Some(d("45")), limit, true));
+        assert!(!stays_diverged(Some(d("45")), limit, false));
+        assert!(
+            stays_diverged(Some(d("40")), limit, true),
+            "exactly 80 %: still paused"
+        );
+        assert!(!stays_diverged(Some(d("39.99")), limit, true));
+        assert!(
+            !stays_diverged(None, limit, true),
+            "an unknown book pauses nothing"
+        );
+        assert!(
+            !stays_diverged(Some(d("1000")), Decimal::ZERO, true),
+            "0 turns it off"
+        );
     }
 
     #[test]
