@@ -168,6 +168,8 @@ impl BinanceFeed {
         self.live_handle = None;
         self.connecting = false;
         self.replay_started = None;
+        // Ticks of the turn that failed are not passed on after the restart.
+        self.accepted.clear();
     }
 
     /// Decodes one frame and forwards a valid tick.
@@ -604,5 +606,40 @@ impl Handler<GetFeedStats> for BinanceFeed {
             connects: self.connects,
             held: self.guard.held_total(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::halt_gate::HaltGate;
+    use crate::registry::Registry;
+    use crate::venue_book::VenueBooks;
+
+    /// Ticks accepted in a turn that failed (a panic restarts the actor before the turn passed
+    /// them on) are not passed on after the restart: they would be priced late.
+    #[test]
+    fn a_restart_forgets_the_ticks_of_the_failed_turn() {
+        let reg = std::sync::Arc::new(Registry::new(
+            HaltGate::open_for_tests([]),
+            std::sync::Arc::new(VenueBooks::new([], 10_000)),
+        ));
+        let guard = ReferenceGuardConfig {
+            jump_limit_bps: Decimal::from(10_000),
+            confirm_ticks: 1,
+            confirm_ms: 0,
+        };
+        let symbol = BinanceSymbol("ADAUSDT".into());
+        let spec = FeedSpec::Synthetic {
+            cfg: SyntheticConfig::default(),
+            max_ticks: Some(0),
+        };
+        let mut feed = BinanceFeed::new(reg, spec, vec![symbol], 1_000, guard);
+        let frame = r#"{"u":1,"s":"ADAUSDT","b":"0.4500","B":"10","a":"0.4501","A":"20"}"#;
+        feed.ingest(frame, now_ms());
+        assert_eq!(feed.accepted.len(), 1, "the frame is accepted");
+        let mut ctx = Context::<BinanceFeed>::new();
+        actix::Supervised::restarting(&mut feed, &mut ctx);
+        assert!(feed.accepted.is_empty());
     }
 }
