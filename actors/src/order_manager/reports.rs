@@ -157,15 +157,16 @@ impl Handler<VenueSnapshot> for OrderManager {
         }
         let market = msg.market.clone();
         let now = now_ms();
-        // The listing a flatten waits for (asked after its cancel-all was answered)?
-        let for_flatten = self.flattener.wants_listing(&market, now);
-        // During a flatten's cancel-all, a listing only updates what we know.
-        let passive = !for_flatten && self.flattener.in_progress(&market);
-        let using = match (for_flatten, passive) {
-            (true, _) => ListingUse::Flatten,
-            (false, true) => ListingUse::Passive,
-            (false, false) => ListingUse::Reconcile,
+        let using = if self.flattener.wants_listing(&market, now) {
+            // The listing a flatten waits for (asked after its cancel-all was answered).
+            ListingUse::Flatten
+        } else if self.flattener.in_progress(&market) {
+            // During a flatten's cancel-all, a listing only updates what we know.
+            ListingUse::Passive
+        } else {
+            ListingUse::Reconcile
         };
+        let for_flatten = using == ListingUse::Flatten;
         let read = reconcile::read_listing(
             &self.tracker,
             &mut self.unmatched,
@@ -206,7 +207,7 @@ impl Handler<VenueSnapshot> for OrderManager {
             self.run_flatten(steps, ctx);
             return;
         }
-        if passive {
+        if using == ListingUse::Passive {
             return;
         }
         let first = self.reconciled.insert(market.clone());
