@@ -16,12 +16,12 @@ use crate::venue::{Balance, VenueFill, VenueOrder};
 
 // ---- The reference: BinanceFeed to the quoting side ----
 
-/// A validated reference tick (decoded, validated, passed the reference guard), one of a [`ReferenceTicks`].
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+/// A validated reference tick (decoded, validated, passed the reference guard), one of a
+/// [`ReferenceTicks`]: not a message of its own.
+#[derive(Debug, Clone)]
 pub struct TickReceived {
     pub tick: Tick,
-    /// When the feed passed it on, decoded and checked: the end of the tick's span. (Kept out
+    /// When the feed accepted it, decoded and checked: the end of the tick's span. (Kept out
     /// of [`Tick`], which the decoder returns by value: 16 more bytes there cost the
     /// no-order path 7 %.)
     pub decoded_at: Instant,
