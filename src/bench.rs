@@ -94,7 +94,7 @@ pub enum BenchSource {
     /// The seeded synthetic walk, this many ticks after a warm-up to ACTIVE.
     Walk(u64),
     /// The walk paced at `rate` ticks per second (each tick released at its own time from a
-    /// thread of its own), `ticks` of it.
+    /// blocking thread), `ticks` of it.
     Paced { ticks: u64, rate: u64 },
     /// A replay file at max speed, from the pipeline's start (no warm-up: the file decides).
     Replay(std::path::PathBuf),
@@ -246,17 +246,13 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 let start = Instant::now();
                 match source {
                     BenchSource::Paced { rate, .. } => {
-                        // Each tick is released at its own time from a thread of its own, as
+                        // Each tick is released at its own time from a blocking thread, as
                         // frames arrive on a socket: the arbiter is woken for it (a timer on
                         // the arbiter itself ticks by the millisecond, and released 10 at a
                         // time at 10k/s, which measured the bench's own bursts).
                         let (feed, ticks, rate) = (p.feed.clone().recipient(), *ticks, rate);
-                        let pacer = std::thread::Builder::new()
-                            .name("bench-pacer".into())
-                            .spawn(move || pace(&feed, ticks, rate, start))?;
-                        actix_rt::task::spawn_blocking(move || pacer.join())
-                            .await?
-                            .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+                        actix_rt::task::spawn_blocking(move || pace(&feed, ticks, rate, start))
+                            .await?;
                     }
                     _ => p.feed.do_send(PlayMore(*ticks)),
                 }
@@ -460,11 +456,9 @@ mod tests {
         let start = actix::System::new().block_on(async move {
             let to = Releases(tx).start().recipient();
             let start = Instant::now();
-            let pacer = std::thread::spawn(move || pace(&to, 400, 20_000, start));
-            actix_rt::task::spawn_blocking(move || pacer.join())
+            actix_rt::task::spawn_blocking(move || pace(&to, 400, 20_000, start))
                 .await
-                .expect("join")
-                .expect("pacer");
+                .expect("the pacer");
             start
         });
         let releases: Vec<(u64, Instant)> = rx.try_iter().collect();
