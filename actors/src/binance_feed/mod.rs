@@ -92,8 +92,10 @@ pub struct BinanceFeed {
     accepted: Vec<TickReceived>,
     // replay
     replay: Option<source::ReplayReader>,
-    /// The next frame, read but not yet due (recorded speed).
-    replay_next: Option<(i64, String)>,
+    /// The `recv_ms` of the frame in `replay_text`, read but not yet due (recorded speed).
+    replay_next: Option<i64>,
+    /// The replay frame being handled: its allocation is reused from frame to frame.
+    replay_text: String,
     replay_started: Option<(Instant, i64)>,
     finished: bool,
     // synthetic
@@ -149,6 +151,7 @@ impl BinanceFeed {
             health_every: Duration::from_millis(health_interval_ms),
             replay: None,
             replay_next: None,
+            replay_text: String::new(),
             replay_started: None,
             finished: false,
             walkers,
@@ -331,11 +334,17 @@ impl BinanceFeed {
         });
     }
 
-    /// The next replay frame: the one read and waiting, else the next line (rewinding a looped
-    /// replay at the end). A line that no longer parses is logged and skipped.
-    fn replay_frame(&mut self, path: &std::path::Path, looped: bool) -> Option<(i64, String)> {
-        if let Some(f) = self.replay_next.take() {
-            return Some(f);
+    /// The next replay frame's `recv_ms`, its text in `text`: the one read and waiting, else
+    /// the next line (rewinding a looped replay at the end). A line that no longer parses is
+    /// logged and skipped.
+    fn replay_frame(
+        &mut self,
+        path: &std::path::Path,
+        looped: bool,
+        text: &mut String,
+    ) -> Option<i64> {
+        if let Some(recv_ms) = self.replay_next.take() {
+            return Some(recv_ms);
         }
         if self.replay.is_none() {
             // Checked when the service started; read from the first line now.
@@ -350,8 +359,8 @@ impl BinanceFeed {
         let mut rewound = false;
         loop {
             let r = self.replay.as_mut()?;
-            match r.next_frame() {
-                Ok(Some(f)) => return Some(f),
+            match r.next_frame_into(text) {
+                Ok(Some(recv_ms)) => return Some(recv_ms),
                 Ok(None) if looped && !rewound => {
                     rewound = true;
                     self.replay_started = None;
@@ -375,6 +384,12 @@ impl BinanceFeed {
     /// Plays the frames that are due (at most one batch at max speed) and schedules the next
     /// turn.
     fn replay_turn(&mut self, ctx: &mut Context<Self>) {
+        let mut text = std::mem::take(&mut self.replay_text);
+        self.replay_frames(&mut text, ctx);
+        self.replay_text = text;
+    }
+
+    fn replay_frames(&mut self, text: &mut String, ctx: &mut Context<Self>) {
         let FeedSpec::Replay {
             path,
             speed,
@@ -386,7 +401,7 @@ impl BinanceFeed {
         let (path, speed, looped) = (path.clone(), *speed, *looped);
         let mut handled = 0;
         loop {
-            let Some((rec_ms, text)) = self.replay_frame(&path, looped) else {
+            let Some(rec_ms) = self.replay_frame(&path, looped, text) else {
                 if !self.finished {
                     info!(
                         frames = self.frames,
@@ -402,12 +417,12 @@ impl BinanceFeed {
                 let due = Duration::from_millis(u64::try_from(rec_ms - first_ms).unwrap_or(0));
                 let elapsed = t0.elapsed();
                 if due > elapsed {
-                    self.replay_next = Some((rec_ms, text));
+                    self.replay_next = Some(rec_ms);
                     ctx.run_later(due - elapsed, |act, ctx| act.replay_step(ctx));
                     return;
                 }
             }
-            self.ingest(&text, now_ms());
+            self.ingest(text, now_ms());
             handled += 1;
             if speed == ReplaySpeed::Max && handled >= REPLAY_BATCH {
                 // Yield so the consumers drain their mailboxes before the next batch.

@@ -49,6 +49,24 @@ pub fn parse_line(line: &str) -> Result<Option<(i64, String)>, serde_json::Error
     Ok(Some((r.recv_ms, msg)))
 }
 
+/// A line in exactly the shape `record` writes, `{"recv_ms":N,"msg":{...}}` (already trimmed),
+/// split without a JSON parser: `(recv_ms, the msg object's text)`. The frame text then meets
+/// the decoder, which checks it as it checks a live frame. `None` for any other shape
+/// (whitespace, another key order, a string `msg`), which [`parse_line`] reads instead.
+fn split_recorded(line: &str) -> Option<(i64, &str)> {
+    let rest = line.strip_prefix(r#"{"recv_ms":"#)?;
+    let comma = rest.find(',')?;
+    let digits = &rest[..comma];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let recv_ms = digits.parse::<i64>().ok()?;
+    let msg = rest[comma..]
+        .strip_prefix(r#","msg":"#)?
+        .strip_suffix('}')?;
+    (msg.starts_with('{') && msg.ends_with('}')).then_some((recv_ms, msg))
+}
+
 /// Failures reading a replay file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -71,7 +89,9 @@ pub enum ReplayError {
 #[derive(Debug)]
 pub struct ReplayReader {
     path: std::path::PathBuf,
-    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    reader: std::io::BufReader<std::fs::File>,
+    /// The line being read, its buffer reused from line to line.
+    buf: Vec<u8>,
     line: usize,
 }
 
@@ -110,14 +130,14 @@ impl ReplayReader {
     /// # Errors
     /// The file cannot be opened.
     pub fn unchecked(path: &Path) -> Result<Self, ReplayError> {
-        use std::io::BufRead as _;
         let file = std::fs::File::open(path).map_err(|source| ReplayError::Read {
             path: path.display().to_string(),
             source,
         })?;
         Ok(Self {
             path: path.to_path_buf(),
-            lines: std::io::BufReader::with_capacity(1 << 16, file).lines(),
+            reader: std::io::BufReader::with_capacity(1 << 16, file),
+            buf: Vec::with_capacity(256),
             line: 0,
         })
     }
@@ -131,28 +151,68 @@ impl ReplayReader {
         Ok(())
     }
 
-    /// The next frame, `None` at the end of the file.
+    /// The next frame, `None` at the end of the file. Every line is read with a JSON parser:
+    /// this is the start-up check's read.
     ///
     /// # Errors
     /// A line that cannot be read or is not a `{"recv_ms","msg"}` object, naming it; the
     /// reader moves past it.
     pub fn next_frame(&mut self) -> Result<Option<(i64, String)>, ReplayError> {
+        self.next_with(parse_line)
+    }
+
+    /// The next frame's text into `text` (its allocation reused), returning its `recv_ms`;
+    /// `None` at the end of the file. For a file [`Self::open`] checked: a line in the shape
+    /// `record` writes is split without a JSON parser (its frame is still checked by the
+    /// decoder, as a live frame is); any other line is read as [`Self::next_frame`] reads it.
+    ///
+    /// # Errors
+    /// As [`Self::next_frame`].
+    pub fn next_frame_into(&mut self, text: &mut String) -> Result<Option<i64>, ReplayError> {
+        self.next_with(|line| {
+            if let Some((recv_ms, msg)) = split_recorded(line.trim()) {
+                text.clear();
+                text.push_str(msg);
+                return Ok(Some(recv_ms));
+            }
+            Ok(parse_line(line)?.map(|(recv_ms, msg)| {
+                *text = msg;
+                recv_ms
+            }))
+        })
+    }
+
+    /// Reads lines until `read` makes a frame of one (`None` skips the line), naming the line
+    /// it refused.
+    fn next_with<T>(
+        &mut self,
+        mut read: impl FnMut(&str) -> Result<Option<T>, serde_json::Error>,
+    ) -> Result<Option<T>, ReplayError> {
+        use std::io::BufRead as _;
         loop {
-            let Some(line) = self.lines.next() else {
-                return Ok(None);
-            };
-            self.line += 1;
-            let path = || self.path.display().to_string();
-            let line = line.map_err(|source| ReplayError::Read {
-                path: path(),
+            self.buf.clear();
+            let path = &self.path;
+            let read_error = |source| ReplayError::Read {
+                path: path.display().to_string(),
                 source,
-            })?;
-            match parse_line(&line) {
+            };
+            if self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(read_error)?
+                == 0
+            {
+                return Ok(None);
+            }
+            self.line += 1;
+            let line = std::str::from_utf8(&self.buf)
+                .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+            match read(line) {
                 Ok(Some(frame)) => return Ok(Some(frame)),
                 Ok(None) => continue,
                 Err(source) => {
                     return Err(ReplayError::Line {
-                        path: path(),
+                        path: path.display().to_string(),
                         line: self.line,
                         source,
                     });
@@ -319,6 +379,43 @@ mod tests {
         assert!(err.contains("line 3"), "{err}");
         let ok = ReplayFile::load(&good).expect("parses");
         assert_eq!(ok.frames, vec![(1, "{\"u\":1}".to_string())]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn streaming_reads_give_the_frames_the_checked_read_gives() {
+        let dir = std::env::temp_dir().join(format!("mm-replay-into-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("mixed.jsonl");
+        // The shape `record` writes, and every other shape a JSON parser accepts.
+        let lines = [
+            r#"{"recv_ms":1767225600010,"msg":{"u":5,"s":"ADAUSDT","b":"0.4500","a":"0.4501"}}"#,
+            r#"{"recv_ms":2,"msg":{"stream":"adausdt@bookTicker","data":{"u":1}}}"#,
+            "# a comment",
+            "",
+            r#"{"recv_ms":3,"msg":"{\"u\":7}"}"#,
+            r#"  { "recv_ms" : 4 , "msg" : { "u" : 8 } }  "#,
+            r#"{"msg":{"u":9},"recv_ms":5}"#,
+            "{\"recv_ms\":6,\"msg\":{\"u\":10}}\r",
+            r#"{"recv_ms":-7,"msg":{"u":11}}"#,
+        ];
+        std::fs::write(&path, lines.join("\n")).expect("write");
+        let mut checked = ReplayReader::open(&path).expect("opens");
+        let mut streamed = ReplayReader::unchecked(&path).expect("opens");
+        let mut text = String::from("left over from a longer frame before");
+        let mut n = 0;
+        while let Some(want) = checked.next_frame().expect("checked read") {
+            let recv_ms = streamed.next_frame_into(&mut text).expect("streamed read");
+            assert_eq!(recv_ms.map(|ms| (ms, text.clone())), Some(want));
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        assert_eq!(streamed.next_frame_into(&mut text).expect("end"), None);
+        // A line the split does not recognise still meets the parser, and is named.
+        std::fs::write(&path, "{\"recv_ms\":1,\"msg\":{\"u\":1}\n").expect("write");
+        let mut r = ReplayReader::unchecked(&path).expect("opens");
+        let e = r.next_frame_into(&mut text).expect_err("unbalanced line");
+        assert!(e.to_string().contains("line 1"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
