@@ -1,7 +1,7 @@
 //! The actors' protocol stays legible: no module of `actors/src` imports, directly or through
 //! others, a module that imports it (no cycle), the registry speaks only in messages, and the
 //! README's protocol table and diagram are exactly what `actors/src/messages.rs` says of each
-//! message.
+//! message, and the pure cores import no actix.
 
 mod common;
 
@@ -125,6 +125,39 @@ fn no_module_of_the_actors_crate_imports_itself_through_others() {
         actors.iter().all(|a| !messages.contains(*a)),
         "messages imports {messages:?}"
     );
+}
+
+/// The actors' pure cores: decisions live here, the actor shells around them only handle
+/// messages, log, record and send.
+const PURE_CORES: &[&str] = &[
+    "binance_feed/codec.rs",
+    "binance_feed/guard.rs",
+    "binance_feed/source.rs",
+    "order_manager/book.rs",
+    "order_manager/flatten.rs",
+    "order_manager/reconcile.rs",
+    "order_manager/state.rs",
+    "outbox_worker/queue.rs",
+    "quote_engine/pricing.rs",
+    "rate_limiter/budget.rs",
+    "risk_guard/book.rs",
+    "risk_guard/rules.rs",
+];
+
+#[test]
+fn no_pure_core_imports_actix() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/src");
+    for core in PURE_CORES {
+        let text = std::fs::read_to_string(root.join(core)).expect("a core's source");
+        let code: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        assert!(code.len() > 20, "{core} was read");
+        let uses: Vec<&&str> = code.iter().filter(|l| l.contains("actix")).collect();
+        assert!(uses.is_empty(), "{core} uses actix: {uses:?}");
+    }
 }
 
 #[test]

@@ -2,29 +2,27 @@
 //! market's unsent places in one transaction), operator commands (kill switch and resume, from
 //! the control table or a signal), the heartbeat, and the shutdown halt.
 
-use std::collections::BTreeSet;
-
 use actix::prelude::*;
-use rust_decimal::Decimal;
 use tracing::{info, warn};
 
+use super::book::StateOf;
 use super::rules::{self, HaltReason, TradingState};
 use super::{HaltForShutdown, KillSwitch, RiskGuard, TradingStateChanged};
 use crate::store::{Write, rows};
-use crate::types::{MarketId, now_ms};
+use crate::types::now_ms;
 
 impl RiskGuard {
     /// Records and announces a market's new state. A halt's record and the supersession of the
     /// market's unsent places share one transaction.
-    pub(super) fn announce(
-        &mut self,
-        market: &MarketId,
-        prev: Option<TradingState>,
-        state: TradingState,
-        halts: BTreeSet<HaltReason>,
-        position: Decimal,
-        now: i64,
-    ) {
+    pub(super) fn announce(&mut self, next: StateOf, now: i64) {
+        let StateOf {
+            market,
+            prev,
+            state,
+            halts,
+            position,
+        } = next;
+        let market = &market;
         let reasons: Vec<HaltReason> = halts.into_iter().collect();
         let reason = reasons
             .iter()
@@ -98,6 +96,7 @@ impl RiskGuard {
 
     pub(super) fn heartbeat(&self) {
         let mut states: Vec<String> = self
+            .book
             .states
             .iter()
             .map(|(m, s)| format!("{m}={}", s.as_str()))
@@ -119,15 +118,15 @@ impl RiskGuard {
 
     pub(super) fn set_kill_flag(&mut self, engage: bool, source: &str) {
         if engage {
-            if self.global_halts.insert(HaltReason::KillSwitch) {
+            if self.book.global_halts.insert(HaltReason::KillSwitch) {
                 warn!(
                     source,
                     "kill switch engaged: cancelling everything and halting"
                 );
                 self.persist_global("ACTIVE", "HALTED", HaltReason::KillSwitch.as_str());
             }
-        } else if self.global_halts.remove(&HaltReason::KillSwitch)
-            | self.global_halts.remove(&HaltReason::DailyLoss)
+        } else if self.book.global_halts.remove(&HaltReason::KillSwitch)
+            | self.book.global_halts.remove(&HaltReason::DailyLoss)
         {
             info!(source, "trading resumed by operator");
             self.persist_global("HALTED", "ACTIVE", "resume");
@@ -145,7 +144,7 @@ impl Handler<KillSwitch> for RiskGuard {
 impl Handler<HaltForShutdown> for RiskGuard {
     type Result = ();
     fn handle(&mut self, _: HaltForShutdown, _: &mut Context<Self>) {
-        self.global_halts.insert(HaltReason::Shutdown);
+        self.book.global_halts.insert(HaltReason::Shutdown);
         self.evaluate();
     }
 }

@@ -21,10 +21,10 @@
 //! at every evaluation: the store's health (storage) and a fatal supervision report.
 //! Position and PnL arithmetic is checked; an overflow halts everything (accounting).
 
+mod book;
 mod halts;
 pub mod rules;
 
-use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -40,9 +40,10 @@ use crate::messages::{FillApplied, InventoryChanged};
 use crate::registry::Reg;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{BinanceSymbol, MarketId, now_ms};
-use crate::venue::Balance;
-use rules::{HaltReason, Position, TradingState};
+use crate::types::now_ms;
+use book::RiskBook;
+pub use book::{MarketRisk, RiskStats};
+use rules::{HaltReason, TradingState};
 
 /// Operator: engage (`true`) or release (`false`) the kill switch.
 #[derive(Message, Debug, Clone)]
@@ -62,57 +63,13 @@ pub struct HaltForShutdown;
 #[rtype(result = "RiskStats")]
 pub struct GetRiskStats;
 
-/// Risk figures.
-#[derive(Debug, Clone, Default, PartialEq, MessageResponse)]
-pub struct RiskStats {
-    pub markets: Vec<MarketRisk>,
-    pub global_halts: Vec<HaltReason>,
-    pub denials: u64,
-    /// Denials by reason (`insufficient_funds`, `outside_band`, ...).
-    pub denials_by_reason: std::collections::BTreeMap<&'static str, u64>,
-    pub fills: u64,
-    pub balances: Vec<Balance>,
-}
-
-/// One market's risk figures.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MarketRisk {
-    pub market: MarketId,
-    pub state: TradingState,
-    pub position: Decimal,
-    pub pnl: Decimal,
-    pub daily_pnl: Decimal,
-    pub mark: Option<Decimal>,
-    /// How far the reference lies outside the venue's book without our orders, in bps.
-    pub divergence_bps: Option<Decimal>,
-    /// This market's denials by reason.
-    pub denials_by_reason: std::collections::BTreeMap<&'static str, u64>,
-}
-
 /// The risk holder.
 pub struct RiskGuard {
     reg: Reg,
     store: Store,
     cfg: RiskConfig,
     stale_after_ms: i64,
-    markets: Vec<(MarketId, BinanceSymbol, Decimal)>,
-    positions: HashMap<MarketId, Position>,
-    marks: HashMap<MarketId, Decimal>,
-    feed_last: HashMap<BinanceSymbol, i64>,
-    /// Reference symbols whose last move is held back until confirmed.
-    held: BTreeSet<BinanceSymbol>,
-    global_halts: BTreeSet<HaltReason>,
-    stale: BTreeSet<MarketId>,
-    /// Markets whose reference is too far from the venue's book (hysteresis: in above the
-    /// limit, out below 80 % of it).
-    diverged: BTreeSet<MarketId>,
-    divergence: HashMap<MarketId, Decimal>,
-    denials_by_reason: std::collections::BTreeMap<(MarketId, &'static str), u64>,
-    states: HashMap<MarketId, TradingState>,
-    last_fill_row: i64,
-    fills: u64,
-    denials: u64,
-    balances: Vec<Balance>,
+    book: RiskBook,
     ticks: u64,
     loaded: bool,
     health: ActorHealth,
@@ -132,24 +89,7 @@ impl RiskGuard {
             store,
             cfg,
             stale_after_ms: i64::try_from(stale_after_ms).unwrap_or(i64::MAX),
-            markets: markets
-                .iter()
-                .map(|m| (m.market.clone(), m.reference.clone(), m.anchor_bps))
-                .collect(),
-            positions: HashMap::new(),
-            marks: HashMap::new(),
-            feed_last: HashMap::new(),
-            held: BTreeSet::new(),
-            global_halts: BTreeSet::new(),
-            stale: BTreeSet::new(),
-            diverged: BTreeSet::new(),
-            divergence: HashMap::new(),
-            denials_by_reason: std::collections::BTreeMap::new(),
-            states: HashMap::new(),
-            last_fill_row: 0,
-            fills: 0,
-            denials: 0,
-            balances: Vec::new(),
+            book: RiskBook::new(markets),
             ticks: 0,
             loaded: false,
             health: ActorHealth::default(),
@@ -158,29 +98,11 @@ impl RiskGuard {
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
         // Until the reload is done, nothing may be placed.
-        for (m, _, _) in &self.markets {
+        for (m, _, _) in self.book.markets() {
             self.reg.gate.set_market(m, false);
         }
-        self.positions.clear();
-        self.states.clear();
-        self.global_halts.retain(|h| *h == HaltReason::Shutdown);
-        self.last_fill_row = 0;
-        self.fills = 0;
+        self.book.forget_for_reload();
         self.loaded = false;
-    }
-
-    fn halts_of(&self, market: &MarketId, symbol: &BinanceSymbol) -> BTreeSet<HaltReason> {
-        let mut h = self.global_halts.clone();
-        if self.stale.contains(market) {
-            h.insert(HaltReason::StaleFeed);
-        }
-        if self.held.contains(symbol) {
-            h.insert(HaltReason::ReferenceUnconfirmed);
-        }
-        if self.diverged.contains(market) {
-            h.insert(HaltReason::ReferenceDiverged);
-        }
-        h
     }
 
     /// Compares each market's reference with the venue's own book (without our orders):
@@ -188,8 +110,8 @@ impl RiskGuard {
     /// unknown or stale venue book pauses nothing (the check cannot be made).
     fn check_divergence(&mut self, now: i64) {
         let limit = self.cfg.max_reference_divergence_bps;
-        for (market, _, _) in self.markets.clone() {
-            let fair = self.marks.get(&market).copied();
+        for (market, _, _) in self.book.markets().to_vec() {
+            let fair = self.book.marks.get(&market).copied();
             let div = fair.and_then(|f| {
                 let (bid, ask) = self.reg.books.others_touch(&market, now)?;
                 rules::divergence_bps(f, bid, ask)
@@ -209,21 +131,21 @@ impl RiskGuard {
             }
             match div {
                 Some(d) => {
-                    self.divergence.insert(market.clone(), d);
+                    self.book.divergence.insert(market.clone(), d);
                     crate::metrics::metrics().divergence.record(
                         rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0),
                         &[opentelemetry::KeyValue::new("market", market.to_string())],
                     );
                 }
                 None => {
-                    self.divergence.remove(&market);
+                    self.book.divergence.remove(&market);
                 }
             }
-            let was = self.diverged.contains(&market);
+            let was = self.book.diverged.contains(&market);
             match (was, rules::stays_diverged(div, limit, was)) {
                 (false, true) => {
                     warn!(market = %market, divergence_bps = %div.unwrap_or_default(), limit_bps = %limit, "reference diverged from the venue's book, pausing quotes");
-                    self.diverged.insert(market.clone());
+                    self.book.diverged.insert(market.clone());
                 }
                 (true, false) => {
                     match div {
@@ -234,23 +156,16 @@ impl RiskGuard {
                             info!(market = %market, "venue book unknown, divergence check suspended")
                         }
                     }
-                    self.diverged.remove(&market);
+                    self.book.diverged.remove(&market);
                 }
                 _ => {}
             }
         }
     }
 
-    fn symbol_of(&self, market: &MarketId) -> Option<&BinanceSymbol> {
-        self.markets
-            .iter()
-            .find(|(m, _, _)| m == market)
-            .map(|(_, s, _)| s)
-    }
-
     /// Halts everything because position or PnL arithmetic overflowed.
     fn accounting_failed(&mut self, e: &rules::Overflow) {
-        if self.global_halts.insert(HaltReason::Accounting) {
+        if self.book.global_halts.insert(HaltReason::Accounting) {
             error!(cause = %e, "position arithmetic overflowed: halting every market");
             self.persist_global("ACTIVE", "HALTED", HaltReason::Accounting.as_str());
         }
@@ -258,10 +173,10 @@ impl RiskGuard {
 
     /// Adds or removes a halt that RiskGuard reads from shared state, logging the change.
     fn follow(&mut self, reason: HaltReason, holds: bool) {
-        if holds && self.global_halts.insert(reason) {
+        if holds && self.book.global_halts.insert(reason) {
             error!(reason = reason.as_str(), "halting every market");
             self.persist_global("ACTIVE", "HALTED", reason.as_str());
-        } else if !holds && self.global_halts.remove(&reason) {
+        } else if !holds && self.book.global_halts.remove(&reason) {
             info!(reason = reason.as_str(), "halt cleared");
             self.persist_global("HALTED", "ACTIVE", reason.as_str());
             if reason == HaltReason::Storage {
@@ -270,13 +185,6 @@ impl RiskGuard {
                 }
             }
         }
-    }
-
-    fn position(&self, market: &MarketId) -> Decimal {
-        self.positions
-            .get(market)
-            .map(|p| p.qty)
-            .unwrap_or_default()
     }
 
     fn persist_global(&self, from: &str, to: &str, reason: &str) {
@@ -302,45 +210,25 @@ impl RiskGuard {
         if self.reg.gate.is_fatal() {
             self.follow(HaltReason::Fatal, true);
         }
-        for (market, symbol, _) in self.markets.clone() {
-            let fresh = self
-                .feed_last
-                .get(&symbol)
-                .is_some_and(|t| now - t <= self.stale_after_ms);
-            if fresh {
-                self.stale.remove(&market);
-            } else {
-                self.stale.insert(market.clone());
-            }
-            self.positions.entry(market).or_default();
-        }
-        let marks = &self.marks;
-        let (daily, overflow) = rules::daily_total(
-            self.positions
-                .iter_mut()
-                .map(|(m, p)| (p, marks.get(m).copied())),
-            now,
-        );
+        let (daily, overflow) = self.book.refresh(now, self.stale_after_ms);
         if let Some(e) = overflow {
             self.accounting_failed(&e);
         }
-        if daily <= -self.cfg.daily_loss_limit && self.global_halts.insert(HaltReason::DailyLoss) {
+        if daily <= -self.cfg.daily_loss_limit
+            && self.book.global_halts.insert(HaltReason::DailyLoss)
+        {
             error!(daily_pnl = %daily, limit = %self.cfg.daily_loss_limit, "daily loss limit reached, halting");
             self.persist_global("ACTIVE", "HALTED", HaltReason::DailyLoss.as_str());
         }
         self.check_divergence(now);
         self.record_metrics(now);
-        for (market, symbol, _) in self.markets.clone() {
-            let halts = self.halts_of(&market, &symbol);
-            let position = self.position(&market);
-            let state = rules::trading_state(&halts, position, &self.cfg);
+        for next in self.book.next_states(&self.cfg) {
             // The gate first: from here on no place of a halted market leaves the process.
             self.reg
                 .gate
-                .set_market(&market, state != TradingState::Halted);
-            let prev = self.states.insert(market.clone(), state);
-            if prev != Some(state) {
-                self.announce(&market, prev, state, halts, position, now);
+                .set_market(&next.market, next.state != TradingState::Halted);
+            if next.changed() {
+                self.announce(next, now);
             }
         }
     }
@@ -348,16 +236,15 @@ impl RiskGuard {
     fn record_metrics(&self, now: i64) {
         let m = crate::metrics::metrics();
         let f = |d: Decimal| rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0);
-        for (market, symbol, _) in &self.markets {
+        for (market, symbol, _) in self.book.markets() {
             let attrs = [opentelemetry::KeyValue::new("market", market.to_string())];
-            let p = self.positions.get(market).cloned().unwrap_or_default();
-            let mark = self.marks.get(market).copied();
+            let (p, mark) = self.book.figures(market);
             m.inventory.record(f(p.qty), &attrs);
             m.pnl.record(f(p.pnl(mark).unwrap_or_default()), &attrs);
-            if let Some(t) = self.feed_last.get(symbol) {
+            if let Some(t) = self.book.feed_last.get(symbol) {
                 m.feed_age.record((now - t) as f64, &attrs);
             }
-            let code = match self.states.get(market) {
+            let code = match self.book.states.get(market) {
                 Some(TradingState::Active) => 0,
                 Some(TradingState::Reducing) => 1,
                 Some(TradingState::Halted) | None => 2,
@@ -388,33 +275,26 @@ impl Actor for RiskGuard {
                     },
                 )) => {
                     for (id, f) in fills {
-                        let applied = act
-                            .positions
-                            .entry(f.market.clone())
-                            .or_default()
-                            .apply_fill(f.side, f.price, f.size, f.fee);
-                        if let Err(e) = applied {
+                        if let Some((_, Err(e))) = act.book.apply_fill(id, &f) {
                             act.accounting_failed(&e);
                         }
-                        act.last_fill_row = id;
-                        act.fills += 1;
                     }
                     match halt.as_deref() {
                         Some("kill_switch") => {
-                            act.global_halts.insert(HaltReason::KillSwitch);
+                            act.book.global_halts.insert(HaltReason::KillSwitch);
                         }
                         Some("daily_loss") => {
-                            act.global_halts.insert(HaltReason::DailyLoss);
+                            act.book.global_halts.insert(HaltReason::DailyLoss);
                         }
                         _ => {}
                     }
                     // A kill switch recorded while the service was down holds before anything
                     // is sent: the gate opens only in the evaluation below.
                     act.apply_control(control);
-                    for (m, p) in &act.positions {
+                    for (m, position) in act.book.positions() {
                         act.reg.inventory.do_send(InventoryChanged {
                             market: m.clone(),
-                            position: p.qty,
+                            position,
                         });
                     }
                     act.loaded = true;
@@ -453,13 +333,10 @@ impl Handler<CheckIntents> for RiskGuard {
         let _ = span.set_parent(msg.cx.clone());
         let _entered = span.enter();
         if let Some(mid) = msg.reference_mid {
-            self.marks.insert(msg.market.clone(), mid);
+            self.book.marks.insert(msg.market.clone(), mid);
         }
-        let halts = match (self.loaded, self.symbol_of(&msg.market)) {
-            (true, Some(symbol)) => self.halts_of(&msg.market, symbol),
-            _ => [HaltReason::StaleFeed].into(),
-        };
-        let position = self.position(&msg.market);
+        let halts = self.book.halts_for_check(&msg.market, self.loaded);
+        let position = self.book.position(&msg.market);
         let verdicts = rules::check_batch(
             &msg.intents,
             rules::Batch {
@@ -469,25 +346,25 @@ impl Handler<CheckIntents> for RiskGuard {
                 exposure: msg.exposure,
                 funds: msg.funds,
                 reference_mid: msg.reference_mid,
-                balances: self.cfg.check_capital.then_some(self.balances.as_slice()),
+                balances: self
+                    .cfg
+                    .check_capital
+                    .then_some(self.book.balances.as_slice()),
             },
         );
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
         span.record("denied", denied);
-        if let Some(state) = self.states.get(&msg.market) {
+        if let Some(state) = self.book.states.get(&msg.market) {
             span.record("trading_state", state.as_str());
         }
         // Counted once per reason of this check: the running totals, the metric, and one
         // `denials` row each for the report.
         let by_reason = rules::denials_by_reason(&verdicts);
         if denied > 0 {
+            self.book.count_denials(&msg.market, &by_reason);
             let now = crate::types::now_ms();
             let mut writes = Vec::with_capacity(by_reason.len());
             for (reason, count) in by_reason {
-                *self
-                    .denials_by_reason
-                    .entry((msg.market.clone(), reason))
-                    .or_default() += count;
                 crate::metrics::metrics().denials.add(
                     count,
                     &[
@@ -503,11 +380,10 @@ impl Handler<CheckIntents> for RiskGuard {
                 });
             }
             self.store.write(writes, None);
-            self.denials += denied;
-            if self.denials.is_power_of_two()
+            if self.book.denials.is_power_of_two()
                 && let Some(Err(d)) = verdicts.iter().find(|v| v.is_err())
             {
-                warn!(market = %msg.market, cause = %d, denials = self.denials, "intent denied");
+                warn!(market = %msg.market, cause = %d, denials = self.book.denials, "intent denied");
             }
         }
         MessageResult(verdicts)
@@ -517,27 +393,7 @@ impl Handler<CheckIntents> for RiskGuard {
 impl Handler<FeedHealth> for RiskGuard {
     type Result = ();
     fn handle(&mut self, msg: FeedHealth, _: &mut Context<Self>) {
-        for s in msg.symbols {
-            if let Some(t) = s.last_recv_ms {
-                self.feed_last.insert(s.symbol.clone(), t);
-            }
-            if s.held {
-                self.held.insert(s.symbol.clone());
-            } else {
-                self.held.remove(&s.symbol);
-            }
-            // A held reference does not move the marks.
-            if let (Some(mid), false) = (s.mid, s.held) {
-                for (m, sym, anchor_bps) in &self.markets {
-                    if *sym == s.symbol
-                        && let Some(mark) =
-                            mid.checked_mul(Decimal::ONE + crate::types::bps(*anchor_bps))
-                    {
-                        self.marks.insert(m.clone(), mark);
-                    }
-                }
-            }
-        }
+        self.book.apply_feed_health(msg.symbols);
         self.evaluate();
     }
 }
@@ -545,21 +401,15 @@ impl Handler<FeedHealth> for RiskGuard {
 impl Handler<FillApplied> for RiskGuard {
     type Result = ();
     fn handle(&mut self, msg: FillApplied, _: &mut Context<Self>) {
-        if msg.fill_row_id <= self.last_fill_row {
+        let Some((position, applied)) = self.book.apply_fill(msg.fill_row_id, &msg.fill) else {
             return; // already counted when positions were loaded
-        }
-        self.last_fill_row = msg.fill_row_id;
-        self.fills += 1;
-        let f = &msg.fill;
-        let p = self.positions.entry(f.market.clone()).or_default();
-        let applied = p.apply_fill(f.side, f.price, f.size, f.fee);
-        let qty = p.qty;
+        };
         if let Err(e) = applied {
             self.accounting_failed(&e);
         }
         self.reg.inventory.do_send(InventoryChanged {
-            market: f.market.clone(),
-            position: qty,
+            market: msg.fill.market.clone(),
+            position,
         });
         self.evaluate();
     }
@@ -568,48 +418,13 @@ impl Handler<FillApplied> for RiskGuard {
 impl Handler<BalancesUpdated> for RiskGuard {
     type Result = ();
     fn handle(&mut self, msg: BalancesUpdated, _: &mut Context<Self>) {
-        self.balances = msg.0;
+        self.book.balances = msg.0;
     }
 }
 
 impl Handler<GetRiskStats> for RiskGuard {
-    type Result = RiskStats;
-    fn handle(&mut self, _: GetRiskStats, _: &mut Context<Self>) -> RiskStats {
-        RiskStats {
-            markets: self
-                .markets
-                .iter()
-                .map(|(m, _, _)| {
-                    let p = self.positions.get(m).cloned().unwrap_or_default();
-                    let mark = self.marks.get(m).copied();
-                    MarketRisk {
-                        market: m.clone(),
-                        state: self.states.get(m).copied().unwrap_or(TradingState::Halted),
-                        position: p.qty,
-                        pnl: p.pnl(mark).unwrap_or_default(),
-                        daily_pnl: p.daily_pnl(mark).unwrap_or_default(),
-                        mark,
-                        divergence_bps: self.divergence.get(m).copied(),
-                        denials_by_reason: self
-                            .denials_by_reason
-                            .iter()
-                            .filter(|((dm, _), _)| dm == m)
-                            .map(|((_, why), n)| (*why, *n))
-                            .collect(),
-                    }
-                })
-                .collect(),
-            global_halts: self.global_halts.iter().copied().collect(),
-            denials: self.denials,
-            denials_by_reason: self.denials_by_reason.iter().fold(
-                std::collections::BTreeMap::new(),
-                |mut all, ((_, why), n)| {
-                    *all.entry(*why).or_default() += n;
-                    all
-                },
-            ),
-            fills: self.fills,
-            balances: self.balances.clone(),
-        }
+    type Result = MessageResult<GetRiskStats>;
+    fn handle(&mut self, _: GetRiskStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.book.stats())
     }
 }
