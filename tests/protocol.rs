@@ -132,6 +132,7 @@ fn no_module_of_the_actors_crate_imports_itself_through_others() {
 const PURE_CORES: &[&str] = &[
     "binance_feed/codec.rs",
     "binance_feed/guard.rs",
+    "binance_feed/ingest.rs",
     "binance_feed/source.rs",
     "order_manager/book.rs",
     "order_manager/flatten.rs",

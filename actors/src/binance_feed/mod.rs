@@ -11,25 +11,24 @@
 
 pub mod codec;
 pub mod guard;
+pub mod ingest;
 pub mod source;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
-use rust_decimal::Decimal;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tracing::{error, info, warn};
 
 use crate::config::{LiveConfig, ReferenceGuardConfig, ReplaySpeed, StreamKind, SyntheticConfig};
-use crate::messages::{FeedHealth, ReferenceTicks, SymbolHealth, TickReceived};
+use crate::messages::{FeedHealth, ReferenceTicks};
 use crate::registry::Reg;
 use crate::rng::Backoff;
 use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, now_ms};
-use codec::{Decoder, DropReason, Frame};
-use guard::{ReferenceGuard, Verdict};
+use codec::{DropReason, Frame};
+use ingest::{Ingest, Ingested};
 use source::Synthetic;
 
 /// Where ticks come from.
@@ -83,13 +82,8 @@ pub struct BinanceFeed {
     reg: Reg,
     spec: FeedSpec,
     symbols: Vec<BinanceSymbol>,
-    decoder: Decoder,
-    guard: ReferenceGuard,
-    frames: u64,
-    last: HashMap<BinanceSymbol, (i64, Decimal)>,
+    ingest: Ingest,
     health_every: Duration,
-    /// Ticks accepted this turn, sent at the turn's end.
-    accepted: Vec<TickReceived>,
     // replay
     replay: Option<source::ReplayReader>,
     /// The `recv_ms` of the frame in `replay_text`, read but not yet due (recorded speed).
@@ -108,8 +102,6 @@ pub struct BinanceFeed {
     live_handle: Option<SpawnHandle>,
     connecting: bool,
     backoff: Backoff,
-    /// Accepted and dropped counts at the last metrics report.
-    reported: (u64, HashMap<DropReason, u64>),
     health: ActorHealth,
 }
 
@@ -141,13 +133,9 @@ impl BinanceFeed {
         };
         Self {
             reg,
-            decoder: Decoder::new(symbols.iter().cloned()),
-            guard: ReferenceGuard::new(guard),
+            ingest: Ingest::new(symbols.clone(), guard),
             symbols,
             spec,
-            frames: 0,
-            last: HashMap::new(),
-            accepted: Vec::new(),
             health_every: Duration::from_millis(health_interval_ms),
             replay: None,
             replay_next: None,
@@ -161,7 +149,6 @@ impl BinanceFeed {
             live_handle: None,
             connecting: false,
             backoff,
-            reported: (0, HashMap::new()),
             health: ActorHealth::default(),
         }
     }
@@ -172,48 +159,31 @@ impl BinanceFeed {
         self.connecting = false;
         self.replay_started = None;
         // Ticks of the turn that failed are not passed on after the restart.
-        self.accepted.clear();
+        self.ingest.forget_turn();
     }
 
-    /// Decodes one frame and forwards a valid tick.
+    /// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs
+    /// the first and then every power of two of held ticks and of each drop reason.
     fn ingest(&mut self, text: &str, recv_ms: i64) -> Option<Frame> {
-        self.frames += 1;
-        match self.decoder.decode(text, recv_ms, Instant::now()) {
-            Ok(Frame::Tick(t)) => {
-                let mid = t.mid();
-                let verdict = self.guard.check(&t.symbol, mid, t.recv_ms);
-                // A held tick still proves the feed alive; its price reaches nobody.
-                let last_mid = match (verdict, self.last.get(&t.symbol)) {
-                    (Verdict::Hold, Some(prev)) => prev.1,
-                    _ => mid,
-                };
-                match self.last.get_mut(&t.symbol) {
-                    Some(last) => *last = (t.recv_ms, last_mid),
-                    None => {
-                        self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
-                    }
+        match self.ingest.frame(text, recv_ms) {
+            Ingested::Accepted => None,
+            Ingested::Held {
+                symbol,
+                mid,
+                held,
+                known_level,
+            } => {
+                if held.is_power_of_two() && known_level {
+                    warn!(symbol = %symbol, mid = %mid, held, "reference jump held back until confirmed");
                 }
-                if verdict == Verdict::Hold {
-                    let n = self.guard.held_total();
-                    // The first ticks of a symbol only agree on its first level: no jump.
-                    if n.is_power_of_two() && self.guard.has_level(&t.symbol) {
-                        warn!(symbol = %t.symbol, mid = %mid, held = n, "reference jump held back until confirmed");
-                    }
-                    return None;
-                }
-                self.accepted.push(TickReceived {
-                    tick: t,
-                    decoded_at: Instant::now(),
-                });
                 None
             }
-            Ok(other) => Some(other),
-            Err(reason) => {
-                let n = self.decoder.dropped(reason);
-                if n.is_power_of_two() {
+            Ingested::Other(frame) => Some(frame),
+            Ingested::Dropped { reason, count } => {
+                if count.is_power_of_two() {
                     warn!(
                         reason = reason.as_str(),
-                        dropped = n,
+                        dropped = count,
                         "market message dropped"
                     );
                 }
@@ -225,10 +195,9 @@ impl BinanceFeed {
     /// Passes on the ticks accepted since the last call: one message per turn of the feed's
     /// loop (one frame live, a batch at max speed). Every path that ingests ends its turn here.
     fn pass_on(&mut self) {
-        if self.accepted.is_empty() {
+        let Some(ticks) = self.ingest.take_accepted() else {
             return;
-        }
-        let ticks = std::mem::take(&mut self.accepted);
+        };
         if let Some(v) = self.reg.ticks_to_venue.get() {
             v.do_send(ReferenceTicks(ticks.clone()));
         }
@@ -237,34 +206,17 @@ impl BinanceFeed {
 
     fn report_health(&mut self) {
         let m = crate::metrics::metrics();
-        let accepted = self.decoder.accepted();
-        m.ticks.add(accepted - self.reported.0, &[]);
-        self.reported.0 = accepted;
-        for (reason, n) in self.decoder.drop_counts() {
-            let prev = self.reported.1.insert(reason, n).unwrap_or(0);
-            if n > prev {
-                m.dropped.add(
-                    n - prev,
-                    &[opentelemetry::KeyValue::new("reason", reason.as_str())],
-                );
-            }
+        let (ticks, drops) = self.ingest.unreported();
+        m.ticks.add(ticks, &[]);
+        for (reason, n) in drops {
+            m.dropped.add(
+                n,
+                &[opentelemetry::KeyValue::new("reason", reason.as_str())],
+            );
         }
-        let symbols = self
-            .symbols
-            .iter()
-            .map(|s| {
-                let last = self.last.get(s);
-                SymbolHealth {
-                    symbol: s.clone(),
-                    last_recv_ms: last.map(|l| l.0),
-                    mid: last.map(|l| l.1),
-                    held: self.guard.is_held(s),
-                }
-            })
-            .collect();
         self.reg.feed_health.do_send(FeedHealth {
             ts_ms: now_ms(),
-            symbols,
+            symbols: self.ingest.health(),
         });
     }
 
@@ -289,7 +241,7 @@ impl BinanceFeed {
         else {
             return false;
         };
-        if self.frames >= *max {
+        if self.ingest.frames() >= *max {
             self.finished = true;
             return true;
         }
@@ -364,7 +316,7 @@ impl BinanceFeed {
                 Ok(None) if looped && !rewound => {
                     rewound = true;
                     self.replay_started = None;
-                    self.decoder.reset_sequence();
+                    self.ingest.reset_sequence();
                     if let Err(e) = r.rewind() {
                         error!(cause = %e, "replay file cannot be read again");
                         return None;
@@ -404,8 +356,8 @@ impl BinanceFeed {
             let Some(rec_ms) = self.replay_frame(&path, looped, text) else {
                 if !self.finished {
                     info!(
-                        frames = self.frames,
-                        accepted = self.decoder.accepted(),
+                        frames = self.ingest.frames(),
+                        accepted = self.ingest.accepted(),
                         "replay finished"
                     );
                 }
@@ -458,7 +410,7 @@ impl BinanceFeed {
                     );
                     let handle = ctx.add_stream(tagged);
                     // A new connection has its own update-id order.
-                    act.decoder.reset_sequence();
+                    act.ingest.reset_sequence();
                     if let Some(old) = act.live_handle.replace(handle) {
                         // Make-before-break: the old connection goes only now.
                         ctx.cancel_future(old);
@@ -613,13 +565,13 @@ impl Handler<GetFeedStats> for BinanceFeed {
     type Result = FeedStats;
     fn handle(&mut self, _: GetFeedStats, _: &mut Context<Self>) -> FeedStats {
         FeedStats {
-            frames: self.frames,
-            accepted: self.decoder.accepted(),
-            dropped: self.decoder.drop_counts(),
+            frames: self.ingest.frames(),
+            accepted: self.ingest.accepted(),
+            dropped: self.ingest.drop_counts(),
             finished: self.finished,
             connected: self.connected,
             connects: self.connects,
-            held: self.guard.held_total(),
+            held: self.ingest.held_total(),
         }
     }
 }
@@ -640,7 +592,7 @@ mod tests {
             std::sync::Arc::new(VenueBooks::new([], 10_000)),
         ));
         let guard = ReferenceGuardConfig {
-            jump_limit_bps: Decimal::from(10_000),
+            jump_limit_bps: rust_decimal::Decimal::from(10_000),
             confirm_ticks: 1,
             confirm_ms: 0,
         };
@@ -652,9 +604,8 @@ mod tests {
         let mut feed = BinanceFeed::new(reg, spec, vec![symbol], 1_000, guard);
         let frame = r#"{"u":1,"s":"ADAUSDT","b":"0.4500","B":"10","a":"0.4501","A":"20"}"#;
         feed.ingest(frame, now_ms());
-        assert_eq!(feed.accepted.len(), 1, "the frame is accepted");
         let mut ctx = Context::<BinanceFeed>::new();
         actix::Supervised::restarting(&mut feed, &mut ctx);
-        assert!(feed.accepted.is_empty());
+        assert!(feed.ingest.take_accepted().is_none());
     }
 }

@@ -1,0 +1,286 @@
+//! What the feed does with each frame, as a pure core (no actix, no logging): decode and
+//! validate it ([`Decoder`]), hold a jump back until confirmed ([`ReferenceGuard`]), remember
+//! each symbol's last receive time and mid, and gather the accepted ticks of a turn until the
+//! feed passes them on. It also says what to report: each symbol's health, and the counts not
+//! yet reported as metrics. BinanceFeed around it owns the sources, logs and sends.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+
+use super::codec::{Decoder, DropReason, Frame};
+use super::guard::{ReferenceGuard, Verdict};
+use crate::config::ReferenceGuardConfig;
+use crate::messages::{SymbolHealth, TickReceived};
+use crate::types::BinanceSymbol;
+
+/// What became of one frame.
+#[derive(Debug, Clone)]
+pub enum Ingested {
+    /// A valid tick, gathered for this turn.
+    Accepted,
+    /// A valid tick whose jump is held back; `held` of them so far, `known_level` once the
+    /// symbol had a level to jump from (its first ticks only agree on one).
+    Held {
+        symbol: BinanceSymbol,
+        mid: Decimal,
+        held: u64,
+        known_level: bool,
+    },
+    /// Not a tick: a control answer or the server's shutdown notice.
+    Other(Frame),
+    /// Refused: `count` frames so far for this reason.
+    Dropped { reason: DropReason, count: u64 },
+}
+
+/// The feed's frame handling.
+#[derive(Debug)]
+pub struct Ingest {
+    symbols: Vec<BinanceSymbol>,
+    decoder: Decoder,
+    guard: ReferenceGuard,
+    frames: u64,
+    /// Each symbol's last valid receive time and the mid passed on (a held tick keeps the one
+    /// before).
+    last: HashMap<BinanceSymbol, (i64, Decimal)>,
+    /// Ticks accepted this turn, passed on at the turn's end.
+    accepted: Vec<TickReceived>,
+    /// Accepted and dropped counts at the last metrics report.
+    reported: (u64, HashMap<DropReason, u64>),
+}
+
+impl Ingest {
+    /// Frames of `symbols`, guarded by `guard`.
+    pub fn new(symbols: Vec<BinanceSymbol>, guard: ReferenceGuardConfig) -> Self {
+        Self {
+            decoder: Decoder::new(symbols.iter().cloned()),
+            guard: ReferenceGuard::new(guard),
+            symbols,
+            frames: 0,
+            last: HashMap::new(),
+            accepted: Vec::new(),
+            reported: (0, HashMap::new()),
+        }
+    }
+
+    /// Decodes, validates and guards one frame received at `recv_ms`.
+    pub fn frame(&mut self, text: &str, recv_ms: i64) -> Ingested {
+        self.frames += 1;
+        match self.decoder.decode(text, recv_ms, Instant::now()) {
+            Ok(Frame::Tick(t)) => {
+                let mid = t.mid();
+                let verdict = self.guard.check(&t.symbol, mid, t.recv_ms);
+                // A held tick still proves the feed alive; its price reaches nobody.
+                let last_mid = match (verdict, self.last.get(&t.symbol)) {
+                    (Verdict::Hold, Some(prev)) => prev.1,
+                    _ => mid,
+                };
+                match self.last.get_mut(&t.symbol) {
+                    Some(last) => *last = (t.recv_ms, last_mid),
+                    None => {
+                        self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
+                    }
+                }
+                if verdict == Verdict::Hold {
+                    return Ingested::Held {
+                        known_level: self.guard.has_level(&t.symbol),
+                        held: self.guard.held_total(),
+                        symbol: t.symbol,
+                        mid,
+                    };
+                }
+                self.accepted.push(TickReceived {
+                    tick: t,
+                    decoded_at: Instant::now(),
+                });
+                Ingested::Accepted
+            }
+            Ok(other) => Ingested::Other(other),
+            Err(reason) => Ingested::Dropped {
+                reason,
+                count: self.decoder.dropped(reason),
+            },
+        }
+    }
+
+    /// The ticks accepted since the last call, `None` if there were none.
+    pub fn take_accepted(&mut self) -> Option<Vec<TickReceived>> {
+        (!self.accepted.is_empty()).then(|| std::mem::take(&mut self.accepted))
+    }
+
+    /// Forgets the ticks of a turn that failed: after a restart they would be priced late.
+    pub fn forget_turn(&mut self) {
+        self.accepted.clear();
+    }
+
+    /// A new connection or a rewound replay has its own update-id order.
+    pub fn reset_sequence(&mut self) {
+        self.decoder.reset_sequence();
+    }
+
+    /// Frames handled, valid or not.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Valid ticks so far.
+    pub fn accepted(&self) -> u64 {
+        self.decoder.accepted()
+    }
+
+    /// Frames dropped so far, by reason.
+    pub fn drop_counts(&self) -> Vec<(DropReason, u64)> {
+        self.decoder.drop_counts()
+    }
+
+    /// Valid ticks held back so far.
+    pub fn held_total(&self) -> u64 {
+        self.guard.held_total()
+    }
+
+    /// Each symbol's last valid receive time, its mid, and whether its reference is held.
+    pub fn health(&self) -> Vec<SymbolHealth> {
+        self.symbols
+            .iter()
+            .map(|s| {
+                let last = self.last.get(s);
+                SymbolHealth {
+                    symbol: s.clone(),
+                    last_recv_ms: last.map(|l| l.0),
+                    mid: last.map(|l| l.1),
+                    held: self.guard.is_held(s),
+                }
+            })
+            .collect()
+    }
+
+    /// The valid ticks and the drops (by reason) since the last call, for the counters.
+    pub fn unreported(&mut self) -> (u64, Vec<(DropReason, u64)>) {
+        let accepted = self.decoder.accepted();
+        let ticks = accepted - self.reported.0;
+        self.reported.0 = accepted;
+        let mut drops = Vec::new();
+        for (reason, n) in self.decoder.drop_counts() {
+            let prev = self.reported.1.insert(reason, n).unwrap_or(0);
+            if n > prev {
+                drops.push((reason, n - prev));
+            }
+        }
+        (ticks, drops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest() -> Ingest {
+        let guard = ReferenceGuardConfig {
+            jump_limit_bps: Decimal::from(100),
+            confirm_ticks: 2,
+            confirm_ms: 0,
+        };
+        Ingest::new(vec![BinanceSymbol("ADAUSDT".into())], guard)
+    }
+
+    fn frame(u: u64, bid: &str, ask: &str) -> String {
+        format!(r#"{{"u":{u},"s":"ADAUSDT","b":"{bid}","B":"10","a":"{ask}","A":"20"}}"#)
+    }
+
+    #[test]
+    fn a_turn_gathers_its_ticks_and_a_jump_is_held_with_the_mid_before() {
+        let mut f = ingest();
+        // The first level is adopted once two ticks agree on it.
+        let first = f.frame(&frame(1, "0.5000", "0.5002"), 10);
+        assert!(
+            matches!(
+                first,
+                Ingested::Held {
+                    held: 1,
+                    known_level: false,
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
+        let second = f.frame(&frame(2, "0.5001", "0.5003"), 11);
+        assert!(matches!(second, Ingested::Accepted), "{second:?}");
+        let turn = f.take_accepted().expect("one tick");
+        let ids: Vec<u64> = turn.iter().map(|t| t.tick.update_id).collect();
+        assert_eq!(ids, [2]);
+        assert!(f.take_accepted().is_none());
+        // 10 % up: held, and the health still shows the mid before it, at the new time.
+        let held = f.frame(&frame(3, "0.5500", "0.5502"), 12);
+        assert!(
+            matches!(
+                held,
+                Ingested::Held {
+                    held: 2,
+                    known_level: true,
+                    ..
+                }
+            ),
+            "{held:?}"
+        );
+        assert!(f.take_accepted().is_none());
+        let h = f.health();
+        assert_eq!(h[0].last_recv_ms, Some(12));
+        assert_eq!(h[0].mid, Some("0.5002".parse().expect("mid")));
+        assert!(h[0].held);
+        assert_eq!(f.frames(), 3);
+    }
+
+    #[test]
+    fn drops_are_counted_and_reported_once() {
+        let mut f = ingest();
+        let bad = f.frame("not json", 1);
+        assert!(
+            matches!(
+                bad,
+                Ingested::Dropped {
+                    reason: DropReason::Malformed,
+                    count: 1
+                }
+            ),
+            "{bad:?}"
+        );
+        let crossed = f.frame(&frame(1, "0.5002", "0.5000"), 2);
+        assert!(
+            matches!(
+                crossed,
+                Ingested::Dropped {
+                    reason: DropReason::Crossed,
+                    count: 1
+                }
+            ),
+            "{crossed:?}"
+        );
+        f.frame(&frame(2, "0.5000", "0.5002"), 3);
+        let ok = f.frame(&frame(3, "0.5000", "0.5002"), 4);
+        assert!(matches!(ok, Ingested::Accepted), "{ok:?}");
+        // A failed turn's ticks are forgotten.
+        f.forget_turn();
+        assert!(f.take_accepted().is_none());
+        let (ticks, mut drops) = f.unreported();
+        drops.sort_by_key(|(r, _)| r.as_str());
+        assert_eq!(ticks, 2);
+        assert_eq!(
+            drops,
+            [(DropReason::Crossed, 1), (DropReason::Malformed, 1)]
+        );
+        assert_eq!(f.unreported(), (0, Vec::new()));
+        let again = f.frame("not json", 5);
+        assert!(
+            matches!(
+                again,
+                Ingested::Dropped {
+                    reason: DropReason::Malformed,
+                    count: 2
+                }
+            ),
+            "{again:?}"
+        );
+        assert_eq!(f.unreported(), (0, vec![(DropReason::Malformed, 1)]));
+    }
+}
