@@ -72,8 +72,8 @@ pub struct RiskBook {
     stale: BTreeSet<MarketId>,
     /// Markets whose reference is too far from the venue's book (hysteresis: in above the
     /// limit, out below 80 % of it).
-    pub diverged: BTreeSet<MarketId>,
-    pub divergence: HashMap<MarketId, Decimal>,
+    diverged: BTreeSet<MarketId>,
+    divergence: HashMap<MarketId, Decimal>,
     denials_by_reason: BTreeMap<(MarketId, &'static str), u64>,
     pub states: HashMap<MarketId, TradingState>,
     last_fill_row: i64,
@@ -219,6 +219,33 @@ impl RiskBook {
                 .map(|(m, p)| (p, marks.get(m).copied())),
             now,
         )
+    }
+
+    /// Records how far `market`'s reference lies outside the venue's book (`None`: that book
+    /// is unknown) and decides its pause (in beyond `limit`, out below 80 % of it, off at 0,
+    /// suspended while the book is unknown): `Some(true)` when it starts, `Some(false)` when
+    /// it ends, `None` when nothing changes.
+    pub fn set_divergence(
+        &mut self,
+        market: &MarketId,
+        divergence: Option<Decimal>,
+        limit: Decimal,
+    ) -> Option<bool> {
+        match divergence {
+            Some(d) => self.divergence.insert(market.clone(), d),
+            None => self.divergence.remove(market),
+        };
+        let was = self.diverged.contains(market);
+        let paused = rules::stays_diverged(divergence, limit, was);
+        if paused == was {
+            return None;
+        }
+        if paused {
+            self.diverged.insert(market.clone());
+        } else {
+            self.diverged.remove(market);
+        }
+        Some(paused)
     }
 
     /// Works out every market's state from its halts and position, and records it.
@@ -414,6 +441,23 @@ mod tests {
             b.apply_fill(1, &fill(&m, Side::Sell, "0.5", "40"))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_divergence_pause_starts_and_ends_once_and_shows_in_the_halts_and_figures() {
+        let (mut b, m, s) = book();
+        let limit = Decimal::from(50);
+        assert_eq!(b.set_divergence(&m, Some(d("10")), limit), None);
+        assert_eq!(b.stats().markets[0].divergence_bps, Some(d("10")));
+        assert_eq!(b.set_divergence(&m, Some(d("51")), limit), Some(true));
+        assert!(b.halts_of(&m, &s).contains(&HaltReason::ReferenceDiverged));
+        assert_eq!(b.set_divergence(&m, Some(d("45")), limit), None);
+        assert_eq!(b.set_divergence(&m, Some(d("39")), limit), Some(false));
+        assert!(b.halts_of(&m, &s).is_empty());
+        assert_eq!(b.set_divergence(&m, Some(d("60")), limit), Some(true));
+        // The venue's book unknown: the check is suspended, and the figure goes.
+        assert_eq!(b.set_divergence(&m, None, limit), Some(false));
+        assert_eq!(b.stats().markets[0].divergence_bps, None);
     }
 
     #[test]

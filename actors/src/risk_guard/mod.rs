@@ -129,36 +129,23 @@ impl RiskGuard {
                     );
                 }
             }
-            match div {
-                Some(d) => {
-                    self.book.divergence.insert(market.clone(), d);
-                    crate::metrics::metrics().divergence.record(
-                        rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0),
-                        &[opentelemetry::KeyValue::new("market", market.to_string())],
-                    );
-                }
-                None => {
-                    self.book.divergence.remove(&market);
-                }
+            if let Some(d) = div {
+                crate::metrics::metrics().divergence.record(
+                    rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(0.0),
+                    &[opentelemetry::KeyValue::new("market", market.to_string())],
+                );
             }
-            let was = self.book.diverged.contains(&market);
-            match (was, rules::stays_diverged(div, limit, was)) {
-                (false, true) => {
+            match (self.book.set_divergence(&market, div, limit), div) {
+                (Some(true), _) => {
                     warn!(market = %market, divergence_bps = %div.unwrap_or_default(), limit_bps = %limit, "reference diverged from the venue's book, pausing quotes");
-                    self.book.diverged.insert(market.clone());
                 }
-                (true, false) => {
-                    match div {
-                        Some(d) => {
-                            info!(market = %market, divergence_bps = %d, "reference back within the venue's book")
-                        }
-                        None => {
-                            info!(market = %market, "venue book unknown, divergence check suspended")
-                        }
-                    }
-                    self.book.diverged.remove(&market);
+                (Some(false), Some(d)) => {
+                    info!(market = %market, divergence_bps = %d, "reference back within the venue's book");
                 }
-                _ => {}
+                (Some(false), None) => {
+                    info!(market = %market, "venue book unknown, divergence check suspended");
+                }
+                (None, _) => {}
             }
         }
     }
