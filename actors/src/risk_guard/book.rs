@@ -278,7 +278,7 @@ impl RiskBook {
         }
     }
 
-    /// Each market's position, PnL, mark and PnL at its mark.
+    /// A market's position (none yet: an empty one) and its mark, if any.
     pub fn figures(&self, market: &MarketId) -> (Position, Option<Decimal>) {
         (
             self.positions.get(market).cloned().unwrap_or_default(),
