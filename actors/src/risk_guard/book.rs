@@ -76,7 +76,10 @@ pub struct RiskBook {
     divergence: HashMap<MarketId, Decimal>,
     denials_by_reason: BTreeMap<(MarketId, &'static str), u64>,
     pub states: HashMap<MarketId, TradingState>,
-    last_fill_row: i64,
+    /// Every fill row up to this one is counted (loaded at start, or reported live).
+    counted_upto: i64,
+    /// Rows above `counted_upto` counted live: reports arrive out of row order.
+    counted_above: BTreeSet<i64>,
     fills: u64,
     pub denials: u64,
     pub balances: Vec<Balance>,
@@ -100,7 +103,8 @@ impl RiskBook {
         self.positions.clear();
         self.states.clear();
         self.global_halts.retain(|h| *h == HaltReason::Shutdown);
-        self.last_fill_row = 0;
+        self.counted_upto = 0;
+        self.counted_above.clear();
         self.fills = 0;
     }
 
@@ -179,22 +183,44 @@ impl RiskBook {
         }
     }
 
-    /// Applies the fill recorded in row `row_id` to its market's position: `None` when that
-    /// row was already counted (loaded at start), else the new position and whether its
-    /// arithmetic overflowed (the position is then left as it was).
+    /// Counts fill row `row_id` once, whatever order rows are reported in: a row loaded at
+    /// start or reported before is not counted again. The position after it, and whether its
+    /// arithmetic fit (an overflow leaves the position as it was); `None` for a row counted
+    /// before.
     pub fn apply_fill(
         &mut self,
         row_id: i64,
         f: &VenueFill,
     ) -> Option<(Decimal, Result<(), Overflow>)> {
-        if row_id <= self.last_fill_row {
+        if row_id <= self.counted_upto || !self.counted_above.insert(row_id) {
             return None;
         }
-        self.last_fill_row = row_id;
+        while self.counted_above.remove(&(self.counted_upto + 1)) {
+            self.counted_upto += 1;
+        }
         self.fills += 1;
         let p = self.positions.entry(f.market.clone()).or_default();
         let applied = p.apply_fill(f.side, f.price, f.size, f.fee);
         Some((p.qty, applied))
+    }
+
+    /// Counts the fill rows stored before a (re)start, in row order; every row up to the last
+    /// is then counted (SQLite gives a new row an id above every stored one). The overflows
+    /// met, each leaving the position as it was.
+    pub fn load_fills(&mut self, rows: &[(i64, VenueFill)]) -> Vec<Overflow> {
+        let overflows = rows
+            .iter()
+            .filter_map(|(id, f)| match self.apply_fill(*id, f) {
+                Some((_, Err(e))) => Some(e),
+                _ => None,
+            })
+            .collect();
+        if let Some(last) = rows.iter().map(|(id, _)| *id).max() {
+            self.counted_upto = self.counted_upto.max(last);
+            let upto = self.counted_upto;
+            self.counted_above.retain(|id| *id > upto);
+        }
+        overflows
     }
 
     /// Marks each market stale or fresh by its reference's last receive time, and the whole
@@ -441,6 +467,35 @@ mod tests {
             b.apply_fill(1, &fill(&m, Side::Sell, "0.5", "40"))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn fills_reported_out_of_row_order_all_count_and_loaded_rows_do_not_count_again() {
+        // AccountFeed stores fills in row order, but the answers of its store reads can
+        // complete in another order (actix polls spawned futures out of order once one has
+        // finished), so row 3 can be reported before row 2.
+        let (mut b, m, _) = book();
+        let loaded = vec![(1, fill(&m, Side::Buy, "0.5", "75"))];
+        assert!(b.load_fills(&loaded).is_empty());
+        assert_eq!(b.position(&m), d("75"));
+        // Row 1 again, live: counted by the load already.
+        assert!(b.apply_fill(1, &fill(&m, Side::Buy, "0.5", "75")).is_none());
+        let (pos, _) = b
+            .apply_fill(3, &fill(&m, Side::Buy, "0.5", "75"))
+            .expect("row 3 is new");
+        assert_eq!(pos, d("150"));
+        let (pos, _) = b
+            .apply_fill(2, &fill(&m, Side::Sell, "0.5", "25"))
+            .expect("row 2, reported after row 3, is new too");
+        assert_eq!(pos, d("125"));
+        // Each reported once more, in either order: none counts twice.
+        assert!(
+            b.apply_fill(2, &fill(&m, Side::Sell, "0.5", "25"))
+                .is_none()
+        );
+        assert!(b.apply_fill(3, &fill(&m, Side::Buy, "0.5", "75")).is_none());
+        assert_eq!(b.position(&m), d("125"));
+        assert_eq!(b.stats().fills, 3);
     }
 
     #[test]

@@ -261,10 +261,8 @@ impl Actor for RiskGuard {
                         control,
                     },
                 )) => {
-                    for (id, f) in fills {
-                        if let Some((_, Err(e))) = act.book.apply_fill(id, &f) {
-                            act.accounting_failed(&e);
-                        }
+                    for e in act.book.load_fills(&fills) {
+                        act.accounting_failed(&e);
                     }
                     match halt.as_deref() {
                         Some("kill_switch") => {
