@@ -12,6 +12,8 @@ use mm_actors::binance_feed::{GetFeedStats, PlayMore};
 use mm_actors::config::LogFormat;
 use mm_actors::order_manager::GetOrderStats;
 use mm_actors::quote_engine::GetQuoteStats;
+use mm_actors::risk_guard::GetRiskStats;
+use mm_actors::risk_guard::rules::TradingState;
 
 #[test]
 fn quoting_goes_on_when_the_collector_is_down() {
@@ -46,13 +48,22 @@ fn quoting_goes_on_when_the_collector_is_down() {
     let t0 = Instant::now();
     actix::System::new().block_on(async {
         let p = start_synthetic(&cfg, Some(2_000));
+        // Quoting, and the market active: RiskGuard starts it halted (stale) and lifts that at
+        // its first evaluation after the feed's health report. Played before then, the whole
+        // run can pass (0.25 s) with the market halted, and nothing is approved.
         wait_until("the pipeline to quote", Duration::from_secs(20), || {
-            let o = p.orders.clone();
+            let (o, r) = (p.orders.clone(), p.risk.clone());
             async move {
-                o.send(GetOrderStats)
-                    .await
-                    .map(|s| s.intents > 0)
-                    .unwrap_or(false)
+                let active = r.send(GetRiskStats).await.is_ok_and(|s| {
+                    s.markets
+                        .first()
+                        .is_some_and(|m| m.state == TradingState::Active)
+                });
+                active
+                    && o.send(GetOrderStats)
+                        .await
+                        .map(|s| s.intents > 0)
+                        .unwrap_or(false)
             }
         })
         .await;
