@@ -187,9 +187,8 @@ impl Writer {
 
     fn flush(&mut self) -> Result<(), BacktestError> {
         let tx = self.conn.transaction()?;
-        for w in self.writes.drain(..) {
-            w.apply(&tx)?;
-        }
+        rows::apply_all(&tx, &self.writes)?;
+        self.writes.clear();
         for f in self.fills.drain(..) {
             rows::insert_fill(&tx, &f)?;
         }

@@ -508,11 +508,7 @@ impl Writer {
 
 fn apply(conn: &mut Connection, batch: &[&Vec<Write>]) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
-    for writes in batch {
-        for w in writes.iter() {
-            w.apply(&tx)?;
-        }
-    }
+    rows::apply_all(&tx, batch.iter().flat_map(|w| w.iter()))?;
     tx.commit()
 }
 
@@ -583,6 +579,51 @@ mod tests {
         assert!(!store.is_failing(), "a bad row is not a failing disk");
         let n = sends_stored(&store).await;
         assert_eq!(n, 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[actix_rt::test]
+    async fn denials_of_one_millisecond_market_and_reason_are_summed_into_one_row() {
+        let (path, dir) = temp_db("denials");
+        let store = Store::open(&path).expect("store");
+        let m = MarketId("ADAUSDM".into());
+        let denial = |ts_ms, reason, count| Write::Denials {
+            ts_ms,
+            market: m.clone(),
+            reason,
+            count,
+        };
+        // One batch (one transaction): the sums cannot depend on how writes were grouped.
+        store.write(
+            vec![
+                denial(5, "outside_band", 2),
+                denial(5, "position_limit", 1),
+                denial(5, "outside_band", 3),
+                denial(6, "outside_band", u64::MAX),
+                denial(6, "outside_band", 1),
+            ],
+            None,
+        );
+        store.flush().await.expect("flush");
+        let rows: Vec<(i64, String, i64)> = store
+            .read(|c| {
+                let mut s =
+                    c.prepare("SELECT ts_ms, reason, count FROM denials ORDER BY ts_ms, reason")?;
+                let rows = s
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                (5, "outside_band".to_string(), 5),
+                (5, "position_limit".to_string(), 1),
+                (6, "outside_band".to_string(), i64::MAX),
+            ]
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
