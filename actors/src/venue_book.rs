@@ -119,6 +119,15 @@ impl VenueBooks {
         });
     }
 
+    /// The venue's stream showed `market`'s book again at `now_ms`, unchanged.
+    pub fn refresh(&self, market: &MarketId, now_ms: i64) {
+        self.with(market, |b| {
+            if b.depth.is_some() {
+                b.recv_ms = now_ms;
+            }
+        });
+    }
+
     /// The market's stream is down: what it showed is no longer known.
     pub fn clear(&self, market: &MarketId) {
         self.with(market, |b| b.depth = None);

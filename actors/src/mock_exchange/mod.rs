@@ -90,6 +90,19 @@ impl MockExchange {
         }
     }
 
+    /// Shows `market`'s book again, unchanged since it was last published, after one latency
+    /// (the snapshot is not rebuilt).
+    fn republish_depth(&self, market: &MarketId, ctx: &mut Context<Self>) {
+        if self.latency.is_zero() {
+            self.reg.books.refresh(market, now_ms());
+        } else {
+            let market = market.clone();
+            ctx.run_later(self.latency, move |act, _| {
+                act.reg.books.refresh(&market, now_ms());
+            });
+        }
+    }
+
     fn emit(&self, events: Vec<VenueEvent>, ctx: &mut Context<Self>) {
         if events.is_empty() {
             return;
@@ -186,9 +199,13 @@ impl Handler<ReferenceTicks> for MockExchange {
         for TickReceived { tick: t, .. } in msg.0 {
             for (s, m) in &self.references {
                 if *s == t.symbol {
-                    let events = self.core.on_reference(m, t.bid, t.ask, now_ms());
-                    self.emit(events, ctx);
-                    self.publish_depth(m, ctx);
+                    let moved = self.core.move_reference(m, t.bid, t.ask, now_ms());
+                    self.emit(moved.events, ctx);
+                    if moved.depth_changed {
+                        self.publish_depth(m, ctx);
+                    } else {
+                        self.republish_depth(m, ctx);
+                    }
                 }
             }
         }

@@ -56,6 +56,12 @@ impl OthersBook {
         })
     }
 
+    /// What the levels shown depend on, besides the fixed level count and size: the touch,
+    /// and whether any of it was consumed since the last move. Equal shapes show equal levels.
+    pub fn shape(&self) -> (Decimal, Decimal, bool) {
+        (self.bid, self.ask, self.consumed.is_empty())
+    }
+
     /// The levels of resting liquidity on `side` (bids best first, descending; asks ascending)
     /// with what is left at each, empty ones omitted.
     pub fn levels(&self, side: Side) -> Vec<(Decimal, Decimal)> {

@@ -915,6 +915,36 @@ impl MatchingCore {
         ref_ask: Decimal,
         now_ms: i64,
     ) -> Vec<VenueEvent> {
+        self.move_reference(market, ref_bid, ref_ask, now_ms).events
+    }
+
+    /// [`Self::on_reference`], saying also whether the market's [`Self::depth`] may differ
+    /// from before: the others' book changed shape, or something traded. Most reference
+    /// ticks move the book by less than a price step, and its snapshot need not be rebuilt.
+    pub fn move_reference(
+        &mut self,
+        market: &MarketId,
+        ref_bid: Decimal,
+        ref_ask: Decimal,
+        now_ms: i64,
+    ) -> ReferenceMoved {
+        let shape_before = self.others.get(market).map(OthersBook::shape);
+        let events = self.move_reference_inner(market, ref_bid, ref_ask, now_ms);
+        let depth_changed =
+            !events.is_empty() || self.others.get(market).map(OthersBook::shape) != shape_before;
+        ReferenceMoved {
+            events,
+            depth_changed,
+        }
+    }
+
+    fn move_reference_inner(
+        &mut self,
+        market: &MarketId,
+        ref_bid: Decimal,
+        ref_ask: Decimal,
+        now_ms: i64,
+    ) -> Vec<VenueEvent> {
         let Some(rules) = self.markets.get(market).cloned() else {
             return Vec::new();
         };
@@ -1038,6 +1068,15 @@ fn base_of(quote: Decimal, price: Decimal, size_decimals: u32) -> Decimal {
     (quote / price).round_dp_with_strategy(size_decimals, rust_decimal::RoundingStrategy::ToZero)
 }
 
+/// What a reference move did at the venue.
+#[derive(Debug)]
+pub struct ReferenceMoved {
+    /// Fills (and the balances after them) it caused.
+    pub events: Vec<VenueEvent>,
+    /// The market's depth may differ from the one before it.
+    pub depth_changed: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1109,6 +1148,51 @@ mod tests {
         assert!(
             depth.bids.iter().all(|(p, _)| *p < d("0.4505")),
             "crossed: {depth:?}"
+        );
+    }
+
+    #[test]
+    fn a_reference_move_said_not_to_change_the_depth_leaves_it_as_it_was() {
+        // A walk of sub-step and step moves, with orders of ours resting near the touch and
+        // filled as the walk trades through them: whenever the move says the depth did not
+        // change, a rebuilt snapshot equals the one before.
+        let mut c = core(1_000_000);
+        let mut rng = SplitMix64::new(7);
+        let mut mid = d("0.45");
+        let mut before = Depth::default();
+        let (mut unchanged, mut changed) = (0, 0);
+        for i in 0..5_000i64 {
+            let step = Decimal::new(rng.below(7) as i64 - 3, 5);
+            mid = (mid + step).max(d("0.3"));
+            let moved = c.move_reference(&m(), mid - d("0.0001"), mid + d("0.0001"), i);
+            let depth = c.depth(&m());
+            if moved.depth_changed {
+                changed += 1;
+            } else {
+                unchanged += 1;
+                assert_eq!(depth, before, "move {i} said unchanged");
+            }
+            if i % 97 == 0 {
+                // A taker: it consumes the others' touch until the next move rebuilds it.
+                let r = req(OrderKind::Market, Side::Buy, None, Quantity::Base(d("30")));
+                let _ = c.place_order(&r, None, i);
+                before = c.depth(&m());
+                continue;
+            }
+            if i % 50 == 0 {
+                let side = if rng.below(2) == 0 {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                let price = (mid + Decimal::new(rng.below(5) as i64 - 2, 4)).round_dp(4);
+                let _ = c.place(&order(&format!("o{i}"), side, &price.to_string(), "20"), i);
+            }
+            before = c.depth(&m());
+        }
+        assert!(
+            unchanged > 1_000 && changed > 500,
+            "{unchanged} unchanged, {changed} changed"
         );
     }
 
