@@ -12,6 +12,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 use rust_decimal::Decimal;
 
+use crate::intent::Intent;
 use crate::types::{MarketId, Tick};
 
 /// The tracer the service exports with, for the spans made after the fact (the tick and its
@@ -104,6 +105,23 @@ pub fn decision_root(tick: Option<(&Tick, Instant)>, priced: &Priced<'_>) -> Con
         ],
         &parent,
     )
+}
+
+/// Opens the span of one approved intent under `cx` (the diff's) and returns its traceparent,
+/// stored with the order and the outbox row so that the dispatch, the acknowledgement and
+/// every fill join this trace.
+pub fn intent_traceparent(intent: &Intent, cx: &Context) -> Option<String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!(
+        "order_manager.intent",
+        market = %intent.market(),
+        side = intent.side().map_or("", |s| s.as_str()),
+        kind = intent.kind().as_str(),
+        client_order_id = intent.client_order_id().map_or("", |c| c.as_str()),
+    );
+    let _ = span.set_parent(cx.clone());
+    span.in_scope(|| tracing::debug!("intent approved"));
+    traceparent(&span.context())
 }
 
 /// The `traceparent` of `cx`, when it holds a valid span.

@@ -9,15 +9,17 @@
 //! from memory after their last transition is returned.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use rust_decimal::Decimal;
 
 use super::state::{Order, OrderError, OrderEvent, OrderState};
 use crate::intent::Intent;
-use crate::messages::DesiredOrder;
 pub use crate::messages::{AssetUse, FundsInUse, OpenExposure};
+use crate::messages::{DesiredOrder, OutboxRow};
 pub use crate::orders::Transition;
 use crate::pricing_rules::moved_beyond;
+use crate::store::Write;
 use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
 use crate::venue_book::OwnOrder;
 
@@ -249,6 +251,34 @@ impl OrderTracker {
             });
         }
         cancels
+    }
+
+    /// Records approved intents (each with the traceparent of its span) for one transaction:
+    /// each intent's order transitions, then its outbox row, numbered on from `*next_id`. The
+    /// writes, in that order, and the rows to hand to OutboxWorker once they commit.
+    pub fn record_approved(
+        &mut self,
+        approved: Vec<(Intent, Option<String>)>,
+        next_id: &mut i64,
+        now_ms: i64,
+        tick_at: Option<Instant>,
+    ) -> (Vec<Write>, Vec<OutboxRow>) {
+        let mut writes = Vec::with_capacity(approved.len() * 2);
+        let mut rows = Vec::with_capacity(approved.len());
+        for (intent, traceparent) in approved {
+            for transition in self.apply_intent(&intent, now_ms, traceparent.as_deref()) {
+                writes.push(Write::Order {
+                    transition,
+                    ts_ms: now_ms,
+                });
+            }
+            let mut row = OutboxRow::new(*next_id, intent, now_ms).with_traceparent(traceparent);
+            row.tick_recv_at = tick_at;
+            *next_id += 1;
+            writes.push(Write::Outbox(row.clone()));
+            rows.push(row);
+        }
+        (writes, rows)
     }
 
     /// Records an approved intent: creates the order of a place, moves the orders a cancel
@@ -510,6 +540,49 @@ mod tests {
         assert_eq!(f.0["ada"].unacked_sell_base, d("50"));
         assert_eq!(f.0["iag"].sell_base, d("6"));
         assert_eq!(f.0["iag"].unacked_sell_base, Decimal::ZERO);
+    }
+
+    #[test]
+    fn approved_intents_are_recorded_as_transitions_then_numbered_outbox_rows() {
+        let mut t = OrderTracker::new("mm", "r1");
+        let ids = place_all(&mut t, &[want(Side::Buy, 0, "0.4496", "100")]);
+        // The price moved: a cancel of the resting order, then a place.
+        let intents = t.diff(&m(), &[want(Side::Buy, 0, "0.4520", "100")], d("3"));
+        let approved: Vec<(Intent, Option<String>)> = intents
+            .into_iter()
+            .zip(["tp-cancel", "tp-place"])
+            .map(|(i, tp)| (i, Some(tp.to_string())))
+            .collect();
+        let (mut next, at) = (7, Instant::now());
+        let (writes, rows) = t.record_approved(approved, &mut next, 42, Some(at));
+        assert_eq!(next, 9);
+        let shape: Vec<String> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Order { transition, ts_ms } => format!(
+                    "order {} {} at {ts_ms}",
+                    transition.order.client_order_id.as_str(),
+                    transition.event
+                ),
+                Write::Outbox(r) => format!("outbox {} {}", r.id, r.intent.kind().as_str()),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                format!("order {} cancel_requested at 42", ids[0].as_str()),
+                "outbox 7 cancel".to_string(),
+                "order mm-r1-2 created at 42".to_string(),
+                "outbox 8 place".to_string(),
+            ]
+        );
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [7, 8]);
+        assert!(rows.iter().all(|r| r.tick_recv_at == Some(at)));
+        assert_eq!(rows[1].traceparent.as_deref(), Some("tp-place"));
+        // The place's order carries its trace, for the acknowledgement and fills to join.
+        let placed = t.get(&ClientOrderId("mm-r1-2".into())).expect("placed");
+        assert_eq!(placed.traceparent.as_deref(), Some("tp-place"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod outcomes;
 pub mod reconcile;
 mod reports;
 pub mod state;
+mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -34,7 +35,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::MarketConfig;
 use crate::intent::Intent;
-use crate::latency::{LatencyHistogram, LatencySummary};
+use crate::latency::LatencyHistogram;
 pub use crate::messages::{
     CancelEverything, FillApplied, IntentOutcome, OrderNeverSent, OrderResolved, OrderUpdate,
     QuoteReason, QuoteTarget, StorageRecovered, VenueSnapshot,
@@ -47,6 +48,7 @@ use crate::types::{ClientOrderId, MarketId, now_ms};
 use book::{OrderTracker, Transition};
 use flatten::{FlattenStep, Flattener};
 use state::OrderEvent;
+pub use stats::{GetOrderStats, MarketOrderStats, OrderStats, ResetLatency};
 
 /// A venue order we cannot match is treated as an orphan only after this long, while a place
 /// of ours is still waiting for its venue id.
@@ -57,40 +59,6 @@ const FINISHED_TRACES_KEPT: usize = 10_000;
 const UNMATCHED_KEPT_MS: i64 = 600_000;
 /// A flatten's listing that still shows orders it cannot cancel yet is repeated after this.
 const RELIST_AFTER_MS: i64 = 500;
-
-/// Asks for order figures.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "OrderStats")]
-pub struct GetOrderStats;
-
-/// Order figures.
-#[derive(Debug, Clone, Default, PartialEq, MessageResponse)]
-pub struct OrderStats {
-    pub markets: Vec<MarketOrderStats>,
-    /// Tick → approved intent latency.
-    pub latency: LatencySummary,
-    pub intents: u64,
-    pub reconciled: bool,
-}
-
-/// Order figures of one market.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MarketOrderStats {
-    pub market: MarketId,
-    /// Non-terminal orders.
-    pub live: usize,
-    pub working: usize,
-    pub fills: u64,
-    /// The last flatten was confirmed by a listing with nothing open at the venue.
-    pub flat: bool,
-    /// A flatten is under way.
-    pub flattening: bool,
-}
-
-/// Clears the tick → intent latency histogram (the benchmark does after its warm-up).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct ResetLatency;
 
 /// Approved intents whose transaction did not commit.
 #[derive(Message)]
@@ -332,21 +300,10 @@ impl OrderManager {
             Ok(verdicts) => {
                 let approved: Vec<Intent> =
                     intents.iter().cloned().zip(verdicts).filter_map(|(i, v)| v.ok().map(|()| i)).collect();
-                // Each intent gets its span; its traceparent is stored with the order and the
-                // outbox row so that dispatch, acknowledgement and fills join this trace.
                 let approved: Vec<(Intent, Option<String>)> = approved
                     .into_iter()
                     .map(|i| {
-                        let span = tracing::info_span!(
-                            "order_manager.intent",
-                            market = %i.market(),
-                            side = i.side().map_or("", |s| s.as_str()),
-                            kind = i.kind().as_str(),
-                            client_order_id = i.client_order_id().map(|c| c.as_str()).unwrap_or(""),
-                        );
-                        let _ = span.set_parent(cx.clone());
-                        span.in_scope(|| tracing::debug!("intent approved"));
-                        let tp = crate::trace::traceparent(&span.context());
+                        let tp = crate::trace::intent_traceparent(&i, &cx);
                         (i, tp)
                     })
                     .collect();
@@ -355,8 +312,6 @@ impl OrderManager {
                     let hist = &crate::metrics::metrics().tick_to_intent;
                     for _ in &approved {
                         hist.record(ns as f64 / 1e9, &[]);
-                    }
-                    for _ in &approved {
                         act.latency.record(ns);
                     }
                 }
@@ -380,27 +335,10 @@ impl OrderManager {
         if intents.is_empty() {
             return;
         }
-        let now = now_ms();
-        let mut writes = Vec::with_capacity(intents.len() * 2);
-        let mut rows = Vec::with_capacity(intents.len());
-        for (intent, traceparent) in intents {
-            for transition in self
-                .tracker
-                .apply_intent(&intent, now, traceparent.as_deref())
-            {
-                writes.push(Write::Order {
-                    transition,
-                    ts_ms: now,
-                });
-            }
-            let mut row =
-                OutboxRow::new(self.next_outbox_id, intent, now).with_traceparent(traceparent);
-            row.tick_recv_at = tick_at;
-            self.next_outbox_id += 1;
-            self.intents += 1;
-            writes.push(Write::Outbox(row.clone()));
-            rows.push(row);
-        }
+        self.intents += intents.len() as u64;
+        let (writes, rows) =
+            self.tracker
+                .record_approved(intents, &mut self.next_outbox_id, now_ms(), tick_at);
         // Before any of these intents can be sent: a replaced order no longer counts against
         // its replacement.
         self.publish_own();
@@ -497,42 +435,6 @@ impl Handler<WorkPending> for OrderManager {
         let markets: Vec<MarketId> = self.pending_work.drain().collect();
         for m in markets {
             self.work_market(&m, ctx);
-        }
-    }
-}
-
-impl Handler<ResetLatency> for OrderManager {
-    type Result = ();
-    fn handle(&mut self, _: ResetLatency, _: &mut Context<Self>) {
-        self.latency = LatencyHistogram::default();
-        if let Ok(mut h) = crate::latency::tick_to_write().lock() {
-            *h = LatencyHistogram::default();
-        }
-    }
-}
-
-impl Handler<GetOrderStats> for OrderManager {
-    type Result = OrderStats;
-    fn handle(&mut self, _: GetOrderStats, _: &mut Context<Self>) -> OrderStats {
-        OrderStats {
-            markets: self
-                .markets
-                .iter()
-                .map(|m| MarketOrderStats {
-                    market: m.market.clone(),
-                    live: self.tracker.live(&m.market),
-                    working: self.tracker.working(&m.market),
-                    fills: self.fills.get(&m.market).copied().unwrap_or(0),
-                    flat: self.flattener.is_flat(&m.market),
-                    flattening: self.flattener.in_progress(&m.market),
-                })
-                .collect(),
-            latency: self.latency.summary(),
-            intents: self.intents,
-            reconciled: self
-                .markets
-                .iter()
-                .all(|m| self.reconciled.contains(&m.market)),
         }
     }
 }
