@@ -133,6 +133,7 @@ const PURE_CORES: &[&str] = &[
     "binance_feed/codec.rs",
     "binance_feed/guard.rs",
     "binance_feed/ingest.rs",
+    "binance_feed/replay.rs",
     "binance_feed/source.rs",
     "order_manager/book.rs",
     "order_manager/flatten.rs",

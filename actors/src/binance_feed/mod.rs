@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod guard;
 pub mod ingest;
+pub mod replay;
 pub mod source;
 
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use crate::supervision::ActorHealth;
 use crate::types::{BinanceSymbol, now_ms};
 use codec::{DropReason, Frame};
 use ingest::{Ingest, Ingested};
+use replay::{Next, ReplayCursor};
 use source::Synthetic;
 
 /// Where ticks come from.
@@ -84,13 +86,8 @@ pub struct BinanceFeed {
     symbols: Vec<BinanceSymbol>,
     ingest: Ingest,
     health_every: Duration,
-    // replay
-    replay: Option<source::ReplayReader>,
-    /// The `recv_ms` of the frame in `replay_text`, read but not yet due (recorded speed).
-    replay_next: Option<i64>,
-    /// The replay frame being handled: its allocation is reused from frame to frame.
-    replay_text: String,
-    replay_started: Option<(Instant, i64)>,
+    replay: Option<ReplayCursor>,
+    /// A synthetic feed reached its tick limit.
     finished: bool,
     // synthetic
     walkers: Vec<Synthetic>,
@@ -131,16 +128,21 @@ impl BinanceFeed {
             }
             FeedSpec::Replay { .. } | FeedSpec::Synthetic { .. } => Backoff::new(0, 0, 0),
         };
+        let replay = match &spec {
+            FeedSpec::Replay {
+                path,
+                speed,
+                looped,
+            } => Some(ReplayCursor::new(path.clone(), *speed, *looped)),
+            FeedSpec::Live(_) | FeedSpec::Synthetic { .. } => None,
+        };
         Self {
             reg,
             ingest: Ingest::new(symbols.clone(), guard),
             symbols,
             spec,
             health_every: Duration::from_millis(health_interval_ms),
-            replay: None,
-            replay_next: None,
-            replay_text: String::new(),
-            replay_started: None,
+            replay,
             finished: false,
             walkers,
             connected: false,
@@ -157,7 +159,9 @@ impl BinanceFeed {
         self.connected = false;
         self.live_handle = None;
         self.connecting = false;
-        self.replay_started = None;
+        if let Some(r) = &mut self.replay {
+            r.restart_pace();
+        }
         // Ticks of the turn that failed are not passed on after the restart.
         self.ingest.forget_turn();
     }
@@ -165,31 +169,7 @@ impl BinanceFeed {
     /// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs
     /// the first and then every power of two of held ticks and of each drop reason.
     fn ingest(&mut self, text: &str, recv_ms: i64) -> Option<Frame> {
-        match self.ingest.frame(text, recv_ms) {
-            Ingested::Accepted => None,
-            Ingested::Held {
-                symbol,
-                mid,
-                held,
-                known_level,
-            } => {
-                if held.is_power_of_two() && known_level {
-                    warn!(symbol = %symbol, mid = %mid, held, "reference jump held back until confirmed");
-                }
-                None
-            }
-            Ingested::Other(frame) => Some(frame),
-            Ingested::Dropped { reason, count } => {
-                if count.is_power_of_two() {
-                    warn!(
-                        reason = reason.as_str(),
-                        dropped = count,
-                        "market message dropped"
-                    );
-                }
-                None
-            }
-        }
+        ingest_logged(&mut self.ingest, text, recv_ms)
     }
 
     /// Passes on the ticks accepted since the last call: one message per turn of the feed's
@@ -286,48 +266,6 @@ impl BinanceFeed {
         });
     }
 
-    /// The next replay frame's `recv_ms`, its text in `text`: the one read and waiting, else
-    /// the next line (rewinding a looped replay at the end). A line that no longer parses is
-    /// logged and skipped.
-    fn replay_frame(
-        &mut self,
-        path: &std::path::Path,
-        looped: bool,
-        text: &mut String,
-    ) -> Option<i64> {
-        if let Some(recv_ms) = self.replay_next.take() {
-            return Some(recv_ms);
-        }
-        if self.replay.is_none() {
-            // Checked when the service started; read from the first line now.
-            match source::ReplayReader::unchecked(path) {
-                Ok(r) => self.replay = Some(r),
-                Err(e) => {
-                    error!(cause = %e, "replay file cannot be read");
-                    return None;
-                }
-            }
-        }
-        let mut rewound = false;
-        loop {
-            let r = self.replay.as_mut()?;
-            match r.next_frame_into(text) {
-                Ok(Some(recv_ms)) => return Some(recv_ms),
-                Ok(None) if looped && !rewound => {
-                    rewound = true;
-                    self.replay_started = None;
-                    self.ingest.reset_sequence();
-                    if let Err(e) = r.rewind() {
-                        error!(cause = %e, "replay file cannot be read again");
-                        return None;
-                    }
-                }
-                Ok(None) => return None,
-                Err(e) => warn!(cause = %e, "replay line skipped"),
-            }
-        }
-    }
-
     fn replay_step(&mut self, ctx: &mut Context<Self>) {
         self.replay_turn(ctx);
         self.pass_on();
@@ -336,50 +274,40 @@ impl BinanceFeed {
     /// Plays the frames that are due (at most one batch at max speed) and schedules the next
     /// turn.
     fn replay_turn(&mut self, ctx: &mut Context<Self>) {
-        let mut text = std::mem::take(&mut self.replay_text);
-        self.replay_frames(&mut text, ctx);
-        self.replay_text = text;
-    }
-
-    fn replay_frames(&mut self, text: &mut String, ctx: &mut Context<Self>) {
-        let FeedSpec::Replay {
-            path,
-            speed,
-            looped,
-        } = &self.spec
-        else {
+        let Some(cursor) = &mut self.replay else {
             return;
         };
-        let (path, speed, looped) = (path.clone(), *speed, *looped);
-        let mut handled = 0;
+        let (mut handled, was_finished) = (0, cursor.finished());
         loop {
-            let Some(rec_ms) = self.replay_frame(&path, looped, text) else {
-                if !self.finished {
+            match cursor.next(Instant::now()) {
+                Next::Frame(_) => {
+                    ingest_logged(&mut self.ingest, cursor.text(), now_ms());
+                    handled += 1;
+                    if cursor.at_max_speed() && handled >= REPLAY_BATCH {
+                        // Yield so the consumers drain their mailboxes before the next batch.
+                        yield_then(ctx, |act, ctx| act.replay_step(ctx));
+                        return;
+                    }
+                }
+                Next::NotYet(due) => {
+                    ctx.run_later(due, |act, ctx| act.replay_step(ctx));
+                    return;
+                }
+                Next::Rewound => self.ingest.reset_sequence(),
+                Next::Skipped(e) => warn!(cause = %e, "replay line skipped"),
+                Next::Failed(e) => {
+                    error!(cause = %e, "replay file cannot be read");
+                    return;
+                }
+                Next::End if was_finished => return,
+                Next::End => {
                     info!(
                         frames = self.ingest.frames(),
                         accepted = self.ingest.accepted(),
                         "replay finished"
                     );
-                }
-                self.finished = true;
-                return;
-            };
-            if speed == ReplaySpeed::Recorded {
-                let (t0, first_ms) = *self.replay_started.get_or_insert((Instant::now(), rec_ms));
-                let due = Duration::from_millis(u64::try_from(rec_ms - first_ms).unwrap_or(0));
-                let elapsed = t0.elapsed();
-                if due > elapsed {
-                    self.replay_next = Some(rec_ms);
-                    ctx.run_later(due - elapsed, |act, ctx| act.replay_step(ctx));
                     return;
                 }
-            }
-            self.ingest(text, now_ms());
-            handled += 1;
-            if speed == ReplaySpeed::Max && handled >= REPLAY_BATCH {
-                // Yield so the consumers drain their mailboxes before the next batch.
-                yield_then(ctx, |act, ctx| act.replay_step(ctx));
-                return;
             }
         }
     }
@@ -471,6 +399,34 @@ pub fn stream_url(cfg: &LiveConfig, symbols: &[BinanceSymbol]) -> String {
 enum LiveItem {
     Frame(u64, Result<WsMessage, tungstenite::Error>),
     Ended(u64),
+}
+
+fn ingest_logged(ingest: &mut Ingest, text: &str, recv_ms: i64) -> Option<Frame> {
+    match ingest.frame(text, recv_ms) {
+        Ingested::Accepted => None,
+        Ingested::Held {
+            symbol,
+            mid,
+            held,
+            known_level,
+        } => {
+            if held.is_power_of_two() && known_level {
+                warn!(symbol = %symbol, mid = %mid, held, "reference jump held back until confirmed");
+            }
+            None
+        }
+        Ingested::Other(frame) => Some(frame),
+        Ingested::Dropped { reason, count } => {
+            if count.is_power_of_two() {
+                warn!(
+                    reason = reason.as_str(),
+                    dropped = count,
+                    "market message dropped"
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Lets every other task on the arbiter run once, then calls `f`.
@@ -568,7 +524,7 @@ impl Handler<GetFeedStats> for BinanceFeed {
             frames: self.ingest.frames(),
             accepted: self.ingest.accepted(),
             dropped: self.ingest.drop_counts(),
-            finished: self.finished,
+            finished: self.finished || self.replay.as_ref().is_some_and(ReplayCursor::finished),
             connected: self.connected,
             connects: self.connects,
             held: self.ingest.held_total(),
