@@ -239,3 +239,66 @@ async fn failing_venue_retries_with_backoff_then_dead_letters() {
     // A dead-lettered place leaves no live order behind, and nothing is left open.
     assert_settled(&conn);
 }
+
+/// A fill AccountFeed stored but never handed on (it stopped between the two) still reaches
+/// the position: RiskGuard sweeps the fills table after the last row it counted, and counts a
+/// row whose report has not come by its next sweep. A late report of it then counts nothing.
+#[actix_rt::test]
+async fn a_fill_stored_but_never_reported_is_counted_from_the_store() {
+    use mm_actors::messages::FillApplied;
+    use mm_actors::store::rows;
+    use mm_actors::types::{Side, TradeId, VenueOrderId};
+    use mm_actors::venue::{Liquidity, VenueFill};
+
+    let dir = TempDir::new("unreported-fill");
+    let mut cfg = staging_config(dir.path());
+    cfg.risk.check_interval_ms = 20;
+    // No ticks: nothing is quoted, so this is the only fill.
+    let p = start_synthetic(&cfg, Some(0));
+    let fill = VenueFill {
+        trade_id: TradeId("lost-report-1".into()),
+        venue_order_id: VenueOrderId("v-1".into()),
+        client_order_id: None,
+        market: cfg.markets[0].market.clone(),
+        side: Side::Buy,
+        price: Decimal::new(45, 2),
+        size: Decimal::from(123),
+        fee: Decimal::ZERO,
+        liquidity: Liquidity::Maker,
+        ts_ms: 1,
+    };
+    // RiskGuard answers only once it has loaded the stored fills (its start-up read holds its
+    // mailbox): the row below is stored after that load.
+    let before = p.risk.send(GetRiskStats).await.expect("risk");
+    assert_eq!(
+        (before.markets[0].position, before.fills),
+        (Decimal::ZERO, 0)
+    );
+    let stored = fill.clone();
+    let row = p
+        .store
+        .read(move |c| rows::insert_fill(c, &stored))
+        .await
+        .expect("stored")
+        .expect("a new row");
+    wait_until(
+        "RiskGuard to count the unreported fill",
+        Duration::from_secs(10),
+        || {
+            let p = p.clone();
+            async move {
+                let r = p.risk.send(GetRiskStats).await.expect("risk");
+                r.markets[0].position == Decimal::from(123)
+            }
+        },
+    )
+    .await;
+    // The report turns up after all: the row is counted once.
+    p.risk.do_send(FillApplied {
+        fill,
+        fill_row_id: row,
+    });
+    let r = p.risk.send(GetRiskStats).await.expect("risk");
+    assert_eq!((r.markets[0].position, r.fills), (Decimal::from(123), 1));
+    assert!(p.shutdown(Duration::from_secs(15)).await);
+}

@@ -80,6 +80,8 @@ pub struct RiskBook {
     counted_upto: i64,
     /// Rows above `counted_upto` counted live: reports arrive out of row order.
     counted_above: BTreeSet<i64>,
+    /// Rows the last sweep of the store found stored but not yet reported.
+    unreported: BTreeSet<i64>,
     fills: u64,
     pub denials: u64,
     pub balances: Vec<Balance>,
@@ -105,6 +107,7 @@ impl RiskBook {
         self.global_halts.retain(|h| *h == HaltReason::Shutdown);
         self.counted_upto = 0;
         self.counted_above.clear();
+        self.unreported.clear();
         self.fills = 0;
     }
 
@@ -202,6 +205,34 @@ impl RiskBook {
         let p = self.positions.entry(f.market.clone()).or_default();
         let applied = p.apply_fill(f.side, f.price, f.size, f.fee);
         Some((p.qty, applied))
+    }
+
+    /// The last fill row up to which every row is counted: a sweep of the store reads the
+    /// rows after it.
+    pub fn counted_upto(&self) -> i64 {
+        self.counted_upto
+    }
+
+    /// Of the fill rows a sweep found stored after [`Self::counted_upto`], those to count now:
+    /// the ones already found uncounted by the sweep before (a report lost, say AccountFeed
+    /// restarted between storing a fill and handing it on). A row stored since the last
+    /// sweep gets one sweep's time for its report to arrive, so a fill is counted once and in
+    /// the normal way whenever it can be.
+    pub fn sweep(&mut self, stored: Vec<(i64, VenueFill)>) -> Vec<(i64, VenueFill)> {
+        let mut now_due = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (id, f) in stored {
+            if id <= self.counted_upto || self.counted_above.contains(&id) {
+                continue;
+            }
+            if self.unreported.contains(&id) {
+                now_due.push((id, f));
+            } else {
+                seen.insert(id);
+            }
+        }
+        self.unreported = seen;
+        now_due
     }
 
     /// Counts the fill rows stored before a (re)start, in row order; every row up to the last
@@ -496,6 +527,39 @@ mod tests {
         assert!(b.apply_fill(3, &fill(&m, Side::Buy, "0.5", "75")).is_none());
         assert_eq!(b.position(&m), d("125"));
         assert_eq!(b.stats().fills, 3);
+    }
+
+    #[test]
+    fn a_fill_stored_but_never_reported_is_counted_by_the_second_sweep_that_finds_it() {
+        let (mut b, m, _) = book();
+        assert!(
+            b.load_fills(&[(1, fill(&m, Side::Buy, "0.5", "10"))])
+                .is_empty()
+        );
+        let stored = |ids: &[i64]| -> Vec<(i64, VenueFill)> {
+            ids.iter()
+                .map(|id| (*id, fill(&m, Side::Buy, "0.5", "10")))
+                .collect()
+        };
+        // Rows 2 and 3 stored; row 2 is reported before the sweep, row 3 is not yet.
+        assert!(b.apply_fill(2, &fill(&m, Side::Buy, "0.5", "10")).is_some());
+        assert_eq!(b.counted_upto(), 2);
+        assert!(
+            b.sweep(stored(&[2, 3])).is_empty(),
+            "row 3 gets time for its report"
+        );
+        // Row 3's report was lost; row 4 is new. The next sweep counts row 3 only.
+        let due = b.sweep(stored(&[3, 4]));
+        assert_eq!(due.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [3]);
+        for (id, f) in &due {
+            assert!(b.apply_fill(*id, f).is_some());
+        }
+        assert_eq!(b.position(&m), d("30"));
+        // Row 4's report arrives after all: counted once, and the sweep after finds nothing.
+        assert!(b.apply_fill(4, &fill(&m, Side::Buy, "0.5", "10")).is_some());
+        assert!(b.sweep(stored(&[])).is_empty());
+        assert!(b.apply_fill(3, &fill(&m, Side::Buy, "0.5", "10")).is_none());
+        assert_eq!((b.position(&m), b.counted_upto()), (d("40"), 4));
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::registry::Reg;
 use crate::store::{Store, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
+use crate::venue::VenueFill;
 use book::RiskBook;
 pub use book::{MarketRisk, RiskStats};
 use rules::{HaltReason, TradingState};
@@ -72,6 +73,8 @@ pub struct RiskGuard {
     book: RiskBook,
     ticks: u64,
     loaded: bool,
+    /// A sweep of the fills table is under way.
+    sweeping: bool,
     health: ActorHealth,
 }
 
@@ -92,6 +95,7 @@ impl RiskGuard {
             book: RiskBook::new(markets),
             ticks: 0,
             loaded: false,
+            sweeping: false,
             health: ActorHealth::default(),
         }
     }
@@ -103,6 +107,7 @@ impl RiskGuard {
         }
         self.book.forget_for_reload();
         self.loaded = false;
+        self.sweeping = false;
     }
 
     /// Compares each market's reference with the venue's own book (without our orders):
@@ -297,6 +302,7 @@ impl Actor for RiskGuard {
             act.evaluate();
             if act.ticks % 4 == 0 {
                 act.poll_control(ctx);
+                act.sweep_fills(ctx);
                 act.heartbeat();
             }
         });
@@ -383,20 +389,72 @@ impl Handler<FeedHealth> for RiskGuard {
     }
 }
 
-impl Handler<FillApplied> for RiskGuard {
-    type Result = ();
-    fn handle(&mut self, msg: FillApplied, _: &mut Context<Self>) {
-        let Some((position, applied)) = self.book.apply_fill(msg.fill_row_id, &msg.fill) else {
-            return; // already counted when positions were loaded
+impl RiskGuard {
+    /// Counts fill row `row_id` into its market's position and tells QuoteEngine the new
+    /// one; false when that row was counted before.
+    fn count_fill(&mut self, row_id: i64, fill: &VenueFill) -> bool {
+        let Some((position, applied)) = self.book.apply_fill(row_id, fill) else {
+            return false;
         };
         if let Err(e) = applied {
             self.accounting_failed(&e);
         }
         self.reg.inventory.do_send(InventoryChanged {
-            market: msg.fill.market.clone(),
+            market: fill.market.clone(),
             position,
         });
-        self.evaluate();
+        true
+    }
+
+    /// Reads the fills stored after the last row counted, and counts those whose report has
+    /// not come by the next sweep: a fill stored but never handed on (AccountFeed stopped
+    /// between the two) would otherwise stay out of the position until a restart.
+    fn sweep_fills(&mut self, ctx: &mut Context<Self>) {
+        if !self.loaded || self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let (store, after, starts) = (
+            self.store.clone(),
+            self.book.counted_upto(),
+            self.health.starts,
+        );
+        ctx.spawn(
+            async move { store.read(move |c| rows::load_fills_after(c, after)).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    act.sweeping = false;
+                    if act.health.starts != starts || !act.loaded {
+                        return; // restarted meanwhile: the reload counted them
+                    }
+                    match res {
+                        Ok(stored) => {
+                            let due = act.book.sweep(stored);
+                            if due.is_empty() {
+                                return;
+                            }
+                            for (id, f) in &due {
+                                act.count_fill(*id, f);
+                            }
+                            warn!(
+                                fills = due.len(),
+                                "fills stored but never reported, counted from the store"
+                            );
+                            act.evaluate();
+                        }
+                        Err(e) => warn!(cause = %e, "cannot read the fills table"),
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<FillApplied> for RiskGuard {
+    type Result = ();
+    fn handle(&mut self, msg: FillApplied, _: &mut Context<Self>) {
+        if self.count_fill(msg.fill_row_id, &msg.fill) {
+            self.evaluate();
+        }
     }
 }
 

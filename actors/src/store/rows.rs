@@ -658,11 +658,22 @@ pub fn insert_fill(conn: &Connection, f: &VenueFill) -> Result<Option<i64>, Stor
 /// # Errors
 /// SQLite errors and corrupt rows.
 pub fn load_fills(conn: &Connection) -> Result<Vec<(i64, VenueFill)>, StoreError> {
-    let mut stmt = conn.prepare(
+    load_fills_after(conn, 0)
+}
+
+/// Loads the fills stored in rows after `after_id`, oldest first, with their row ids.
+///
+/// # Errors
+/// SQLite errors and corrupt rows.
+pub fn load_fills_after(
+    conn: &Connection,
+    after_id: i64,
+) -> Result<Vec<(i64, VenueFill)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
         "SELECT id, trade_id, client_order_id, venue_order_id, market, side, price, size, fee, liquidity, ts_ms
-         FROM fills ORDER BY id",
+         FROM fills WHERE id > ?1 ORDER BY id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([after_id], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
