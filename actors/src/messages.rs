@@ -29,10 +29,11 @@ pub struct TickReceived {
 
 /// **BinanceFeed → QuoteEngine, and MockExchange in staging.** The receiver prices each tick in order (QuoteEngine) or moves its reference through them (MockExchange), as if each had come alone; one message per turn of the feed's loop (one frame live, up to 8 at max speed).
 ///
-/// Validated reference ticks, oldest first.
+/// Validated reference ticks, oldest first; shared by both receivers (the venue's arbiter
+/// reads the same ticks, not a copy).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct ReferenceTicks(pub Vec<TickReceived>);
+pub struct ReferenceTicks(pub std::sync::Arc<[TickReceived]>);
 
 /// **BinanceFeed → RiskGuard, every `feed.health_interval_ms`.** The receiver judges staleness and held references from it, halting or resuming the markets of each symbol.
 ///

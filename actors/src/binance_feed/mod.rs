@@ -178,6 +178,7 @@ impl BinanceFeed {
         let Some(ticks) = self.ingest.take_accepted() else {
             return;
         };
+        let ticks: std::sync::Arc<[_]> = ticks.into();
         if let Some(v) = self.reg.ticks_to_venue.get() {
             v.do_send(ReferenceTicks(ticks.clone()));
         }

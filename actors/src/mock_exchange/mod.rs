@@ -196,7 +196,7 @@ impl Handler<GetVenueRejects> for MockExchange {
 impl Handler<ReferenceTicks> for MockExchange {
     type Result = ();
     fn handle(&mut self, msg: ReferenceTicks, ctx: &mut Context<Self>) {
-        for TickReceived { tick: t, .. } in msg.0 {
+        for TickReceived { tick: t, .. } in msg.0.iter() {
             for (s, m) in &self.references {
                 if *s == t.symbol {
                     let moved = self.core.move_reference(m, t.bid, t.ask, now_ms());

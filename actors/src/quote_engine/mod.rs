@@ -148,7 +148,7 @@ crate::supervised_actor!(QuoteEngine, "quote_engine");
 impl Handler<ReferenceTicks> for QuoteEngine {
     type Result = ();
     fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
-        for received in &msg.0 {
+        for received in msg.0.iter() {
             let t = &received.tick;
             for idx in 0..self.markets.len() {
                 let m = &mut self.markets[idx];
