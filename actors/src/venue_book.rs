@@ -16,13 +16,12 @@
 //! divergence check, shown stale. Our own orders are published by OrderManager whenever they
 //! change; the subtraction is by price level, never below zero.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rust_decimal::Decimal;
 
-use crate::types::{MarketId, Side};
+use crate::types::{FastMap, MarketId, Side};
 use crate::venue::{Depth, Level};
 
 /// One of our orders that may rest on the venue's book.
@@ -67,7 +66,7 @@ struct Counts {
 /// Every market's venue book.
 #[derive(Debug)]
 pub struct VenueBooks {
-    markets: HashMap<MarketId, (Mutex<MarketBook>, Counts)>,
+    markets: FastMap<MarketId, (Mutex<MarketBook>, Counts)>,
     max_age_ms: i64,
 }
 

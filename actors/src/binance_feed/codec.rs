@@ -15,13 +15,12 @@
 //! a sequence restart, adopted.
 //! `serverShutdown` events are recognised as [`Frame::ServerShutdown`].
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::types::{BinanceSymbol, Tick, in_range};
+use crate::types::{BinanceSymbol, FastMap, Tick, in_range};
 
 /// Why a message was not turned into a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,8 +184,8 @@ struct Sequence {
 /// Per-symbol validation state.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    last_update: HashMap<BinanceSymbol, Sequence>,
-    drops: HashMap<DropReason, u64>,
+    last_update: FastMap<BinanceSymbol, Sequence>,
+    drops: FastMap<DropReason, u64>,
     accepted: u64,
 }
 

@@ -15,13 +15,13 @@
 //!
 //! All arithmetic is checked; it takes `now_ms` as an argument and imports no actix.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 
 use crate::config::ReferenceGuardConfig;
 use crate::pricing_rules::distance_bps;
-use crate::types::BinanceSymbol;
+use crate::types::{BinanceSymbol, FastMap};
 
 /// What to do with one tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ const BUCKET_MS: i64 = 50;
 #[derive(Debug, Clone)]
 pub struct ReferenceGuard {
     cfg: ReferenceGuardConfig,
-    symbols: HashMap<BinanceSymbol, SymbolGuard>,
+    symbols: FastMap<BinanceSymbol, SymbolGuard>,
     held_total: u64,
 }
 
@@ -66,7 +66,7 @@ impl ReferenceGuard {
     pub fn new(cfg: ReferenceGuardConfig) -> Self {
         Self {
             cfg,
-            symbols: HashMap::new(),
+            symbols: FastMap::default(),
             held_total: 0,
         }
     }

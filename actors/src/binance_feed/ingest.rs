@@ -4,7 +4,6 @@
 //! feed passes them on. It also says what to report: each symbol's health, and the counts not
 //! yet reported as metrics. BinanceFeed around it owns the sources, logs and sends.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -13,7 +12,7 @@ use super::codec::{Decoder, DropReason, Frame};
 use super::guard::{ReferenceGuard, Verdict};
 use crate::config::ReferenceGuardConfig;
 use crate::messages::{SymbolHealth, TickReceived};
-use crate::types::BinanceSymbol;
+use crate::types::{BinanceSymbol, FastMap};
 
 /// What became of one frame.
 #[derive(Debug, Clone)]
@@ -43,11 +42,11 @@ pub struct Ingest {
     frames: u64,
     /// Each symbol's last valid receive time and the mid passed on (a held tick keeps the one
     /// before).
-    last: HashMap<BinanceSymbol, (i64, Decimal)>,
+    last: FastMap<BinanceSymbol, (i64, Decimal)>,
     /// Ticks accepted this turn, passed on at the turn's end.
     accepted: Vec<TickReceived>,
     /// Accepted and dropped counts at the last metrics report.
-    reported: (u64, HashMap<DropReason, u64>),
+    reported: (u64, FastMap<DropReason, u64>),
 }
 
 impl Ingest {
@@ -58,9 +57,9 @@ impl Ingest {
             guard: ReferenceGuard::new(guard),
             symbols,
             frames: 0,
-            last: HashMap::new(),
+            last: FastMap::default(),
             accepted: Vec::new(),
-            reported: (0, HashMap::new()),
+            reported: (0, FastMap::default()),
         }
     }
 
