@@ -279,10 +279,12 @@ impl BinanceFeed {
             return;
         };
         let (mut handled, was_finished) = (0, cursor.finished());
+        // One wall-clock read per turn: its frames are received together.
+        let recv_ms = now_ms();
         loop {
-            match cursor.next(Instant::now()) {
+            match cursor.next(Instant::now) {
                 Next::Frame(_) => {
-                    ingest_logged(&mut self.ingest, cursor.text(), now_ms());
+                    ingest_logged(&mut self.ingest, cursor.text(), recv_ms);
                     handled += 1;
                     if cursor.at_max_speed() && handled >= REPLAY_BATCH {
                         // Yield so the consumers drain their mailboxes before the next batch.

@@ -88,8 +88,9 @@ impl QuoteEngine {
         // our orders, which this target replaces; a stale or unknown book leaves the quote
         // alone). The send path checks again against what still rests when it is written.
         let books = &self.reg.books;
+        let now = now_ms();
         let touches = books
-            .others_touch(&m.cfg.market, now_ms())
+            .others_touch(&m.cfg.market, now)
             .unwrap_or((None, None));
         let Some(priced) = m.reprice(max_position, touches, reason, force) else {
             return;
@@ -104,7 +105,7 @@ impl QuoteEngine {
                 ],
             );
         }
-        let record = m.record(&priced, now_ms(), touches);
+        let record = m.record(&priced, now, touches);
         self.decisions.push(Write::Quote(record));
         crate::metrics::metrics().quotes.add(
             1,
