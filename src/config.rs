@@ -163,7 +163,11 @@ mod tests {
         again.market = mm_actors::types::MarketId("ADAUSDM2".into());
         cfg.markets.push(other);
         cfg.markets.push(again);
-        let names: Vec<String> = cfg.reference_symbols().into_iter().map(|s| s.0).collect();
+        let names: Vec<String> = cfg
+            .reference_symbols()
+            .into_iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(names, ["ADAUSDT", "BTCUSDT"]);
     }
 

@@ -24,7 +24,15 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// A Binance spot symbol, upper case as it appears in `s` of bookTicker (`ADAUSDT`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct BinanceSymbol(pub String);
+pub struct BinanceSymbol(pub std::sync::Arc<str>);
+
+/// Looked up by the text of a frame's `s`, without making a symbol of it: the decoder clones
+/// the configured one (a reference count, not an allocation per tick).
+impl std::borrow::Borrow<str> for BinanceSymbol {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Our own order id, unique across restarts (`<prefix>-<run>-<seq>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
