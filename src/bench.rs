@@ -203,6 +203,12 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
     // (its crosses avoided are reported).
     cfg.risk.max_reference_divergence_bps = rust_decimal::Decimal::ZERO;
     if let BenchSource::Replay(path) = &source {
+        // A replay plays from the start, as `run` plays it (the walk warms up first): the
+        // market quotes once RiskGuard has heard the feed is fresh and evaluated it. At the
+        // service's intervals (250 ms) a short or fast replay could be over, every tick priced
+        // while halted, before that; at 10 ms it quotes from its first few milliseconds.
+        cfg.feed.health_interval_ms = 10;
+        cfg.risk.check_interval_ms = 10;
         // Checked before the clock starts, as `run` does at start-up.
         mm_actors::binance_feed::source::ReplayReader::open(path)?;
     }
