@@ -123,20 +123,27 @@ pub fn apply_all<'w>(
             other => other.apply(tx)?,
         }
     }
-    if denials.is_empty() {
-        return Ok(());
-    }
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO denials(ts_ms, market, reason, count) VALUES (?1, ?2, ?3, ?4)",
-    )?;
     for (ts_ms, market, reason, count) in denials {
-        insert.execute(params![
+        insert_denials(tx, ts_ms, market, reason, count)?;
+    }
+    Ok(())
+}
+
+/// One `denials` row: `count` places of `market` denied for `reason` at `ts_ms`.
+fn insert_denials(
+    tx: &Transaction<'_>,
+    ts_ms: i64,
+    market: &MarketId,
+    reason: &str,
+    count: u64,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached("INSERT INTO denials(ts_ms, market, reason, count) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
             ts_ms,
             market.as_str(),
             reason,
             i64::try_from(count).unwrap_or(i64::MAX)
         ])?;
-    }
     Ok(())
 }
 
@@ -173,17 +180,7 @@ impl Write {
                 market,
                 reason,
                 count,
-            } => {
-                tx.prepare_cached(
-                    "INSERT INTO denials(ts_ms, market, reason, count) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    ts_ms,
-                    market.as_str(),
-                    reason,
-                    i64::try_from(*count).unwrap_or(i64::MAX)
-                ])?;
-            }
+            } => insert_denials(tx, *ts_ms, market, reason, *count)?,
             Write::Order {
                 transition: t,
                 ts_ms,
