@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tracing::{info, warn};
 
 use super::codec::Frame;
-use super::{BinanceFeed, FeedSpec};
+use super::{BinanceFeed, FeedSpec, ingest_logged};
 use crate::config::{LiveConfig, StreamKind};
 use crate::types::{BinanceSymbol, now_ms};
 
@@ -112,7 +112,7 @@ impl StreamHandler<LiveItem> for BinanceFeed {
             // Frames of a connection already replaced are ignored.
             LiveItem::Frame(g, _) if g != self.live_gen => {}
             LiveItem::Frame(_, Ok(WsMessage::Text(text))) => {
-                let frame = self.ingest(text.as_str(), now_ms());
+                let frame = ingest_logged(&mut self.ingest, text.as_str(), now_ms());
                 self.pass_on();
                 if let Some(Frame::ServerShutdown) = frame {
                     info!("binance announced serverShutdown, opening a new connection");

@@ -166,12 +166,6 @@ impl BinanceFeed {
         self.ingest.forget_turn();
     }
 
-    /// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs
-    /// the first and then every power of two of held ticks and of each drop reason.
-    fn ingest(&mut self, text: &str, recv_ms: i64) -> Option<Frame> {
-        ingest_logged(&mut self.ingest, text, recv_ms)
-    }
-
     /// Passes on the ticks accepted since the last call: one message per turn of the feed's
     /// loop (one frame live, a batch at max speed). Every path that ingests ends its turn here.
     fn pass_on(&mut self) {
@@ -246,7 +240,7 @@ impl BinanceFeed {
             }
             for i in 0..self.walkers.len() {
                 let (text, _) = self.walkers[i].step();
-                self.ingest(&text, now_ms());
+                ingest_logged(&mut self.ingest, &text, now_ms());
             }
         }
         true
@@ -260,7 +254,7 @@ impl BinanceFeed {
             return;
         };
         let (text, delay) = w.step();
-        self.ingest(&text, now_ms());
+        ingest_logged(&mut self.ingest, &text, now_ms());
         self.pass_on();
         ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
             act.synthetic_step(i, ctx)
@@ -316,6 +310,8 @@ impl BinanceFeed {
     }
 }
 
+/// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs the
+/// first and then every power of two of held ticks and of each drop reason.
 fn ingest_logged(ingest: &mut Ingest, text: &str, recv_ms: i64) -> Option<Frame> {
     match ingest.frame(text, recv_ms) {
         Ingested::Accepted => None,
@@ -433,7 +429,7 @@ mod tests {
         };
         let mut feed = BinanceFeed::new(reg, spec, vec![symbol], 1_000, guard);
         let frame = r#"{"u":1,"s":"ADAUSDT","b":"0.4500","B":"10","a":"0.4501","A":"20"}"#;
-        feed.ingest(frame, now_ms());
+        ingest_logged(&mut feed.ingest, frame, now_ms());
         let mut ctx = Context::<BinanceFeed>::new();
         actix::Supervised::restarting(&mut feed, &mut ctx);
         assert!(feed.ingest.take_accepted().is_none());
