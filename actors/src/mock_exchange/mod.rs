@@ -80,26 +80,30 @@ impl MockExchange {
     /// latency.
     fn publish_depth(&self, market: &MarketId, ctx: &mut Context<Self>) {
         let depth = self.core.depth(market);
-        if self.latency.is_zero() {
-            self.reg.books.set_depth(market, depth, now_ms());
-        } else {
-            let market = market.clone();
-            ctx.run_later(self.latency, move |act, _| {
-                act.reg.books.set_depth(&market, depth, now_ms());
-            });
-        }
+        self.on_depth_stream(market, ctx, move |books, m| {
+            books.set_depth(m, depth, now_ms())
+        });
     }
 
     /// Shows `market`'s book again, unchanged since it was last published, after one latency
     /// (the snapshot is not rebuilt).
     fn republish_depth(&self, market: &MarketId, ctx: &mut Context<Self>) {
+        self.on_depth_stream(market, ctx, |books, m| books.refresh(m, now_ms()));
+    }
+
+    /// Runs `show` on the venue books for `market` as the depth stream would deliver it: now at
+    /// zero latency (no copy of the market id), else after one latency.
+    fn on_depth_stream(
+        &self,
+        market: &MarketId,
+        ctx: &mut Context<Self>,
+        show: impl FnOnce(&crate::venue_book::VenueBooks, &MarketId) + 'static,
+    ) {
         if self.latency.is_zero() {
-            self.reg.books.refresh(market, now_ms());
+            show(&self.reg.books, market);
         } else {
             let market = market.clone();
-            ctx.run_later(self.latency, move |act, _| {
-                act.reg.books.refresh(&market, now_ms());
-            });
+            ctx.run_later(self.latency, move |act, _| show(&act.reg.books, &market));
         }
     }
 
