@@ -4,7 +4,9 @@
 //! hot path (BinanceFeed → QuoteEngine → OrderManager ⇄ RiskGuard) shares the current arbiter;
 //! the venue side (RateLimiter, OutboxWorker, DeltaDeFiGateway, AccountFeed, MockExchange or
 //! the DeltaDeFi transports) runs on a second arbiter, so that dispatching, the budget and
-//! venue I/O never delay a tick; SQLite runs on its own thread behind [`Store`]. In staging, MockExchange is the venue behind the gateway's and the account
+//! venue I/O never delay a tick; SQLite runs on its own thread behind [`Store`]. The hot
+//! arbiter's sends to those threads wait until its runnable work is done
+//! ([`mm_actors::after_turn`]); peers on the venue side are bound with `bind_elsewhere`. In staging, MockExchange is the venue behind the gateway's and the account
 //! feed's messages.
 
 use std::sync::Arc;
@@ -256,6 +258,9 @@ impl Pipeline {
         if let (VenueKind::Deltadefi, VenueAccess::InProcess) = (cfg.gateway.venue, &access) {
             return Err(StartError::MissingSecret(ENV_API_KEY));
         }
+        // This arbiter's sends to other threads (store writes, the venue side) wait until its
+        // runnable work is done: a tick's chain does not pay for waking them.
+        mm_actors::after_turn::start();
         let markets = cfg.markets.clone();
         let market_ids: Vec<_> = markets.iter().map(|m| m.market.clone()).collect();
         // Closed for every market until RiskGuard has loaded and decided; closed at once by a
@@ -292,7 +297,7 @@ impl Pipeline {
             supervision::start_in_arbiter(&venue_arbiter, "rate_limiter", &monitor, move |_| {
                 RateLimiter::new(&rl_cfg, s, g.clone(), b.clone())
             });
-        reg.sends.bind(limiter.clone().recipient());
+        reg.sends.bind_elsewhere(limiter.clone().recipient());
         let send_wait = Duration::from_millis(cfg.rate_limit.max_send_wait_ms);
         let send_gate = SendGate::new(
             limiter.clone().recipient(),
@@ -317,8 +322,8 @@ impl Pipeline {
                     &monitor,
                     move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps, sg),
                 );
-                reg.ticks_to_venue.bind(m.clone().recipient());
-                reg.venue.bind(m.clone().recipient());
+                reg.ticks_to_venue.bind_elsewhere(m.clone().recipient());
+                reg.venue.bind_elsewhere(m.clone().recipient());
                 mock = Some(m);
             }
             VenueAccess::DeltaDeFi { api_key, passcode } => {
@@ -338,7 +343,7 @@ impl Pipeline {
                     &monitor,
                     move |_| DeltaDeFiRest::new(rest_cfg),
                 );
-                reg.venue.bind(r.clone().recipient());
+                reg.venue.bind_elsewhere(r.clone().recipient());
                 rest = Some(r);
                 let dd = &cfg.gateway.deltadefi;
                 let stream_cfg = StreamConfig {
@@ -417,23 +422,28 @@ impl Pipeline {
         reg.balances.bind(risk.clone().recipient());
         reg.fills_to_risk.bind(risk.clone().recipient());
         reg.fills_to_orders.bind(orders.clone().recipient());
-        reg.intents_durable.bind(outbox.clone().recipient());
-        reg.resolve_intent.bind(outbox.clone().recipient());
-        reg.permits.bind(limiter.clone().recipient());
-        reg.dispatch.bind(gateway.clone().recipient());
-        reg.dispatch_outcome.bind(outbox.clone().recipient());
+        reg.intents_durable
+            .bind_elsewhere(outbox.clone().recipient());
+        reg.resolve_intent
+            .bind_elsewhere(outbox.clone().recipient());
+        reg.permits.bind_elsewhere(limiter.clone().recipient());
+        reg.dispatch.bind_elsewhere(gateway.clone().recipient());
+        reg.dispatch_outcome
+            .bind_elsewhere(outbox.clone().recipient());
         reg.intent_outcome.bind(orders.clone().recipient());
         reg.order_updates.bind(orders.clone().recipient());
         reg.venue_snapshot.bind(orders.clone().recipient());
         reg.order_resolved.bind(orders.clone().recipient());
         reg.cancel_everything.bind(orders.clone().recipient());
-        reg.resolve_orders.bind(account.clone().recipient());
-        reg.resync.bind(account.clone().recipient());
-        reg.list_open_orders.bind(account.clone().recipient());
+        reg.resolve_orders
+            .bind_elsewhere(account.clone().recipient());
+        reg.resync.bind_elsewhere(account.clone().recipient());
+        reg.list_open_orders
+            .bind_elsewhere(account.clone().recipient());
         reg.storage_recovered[0].bind(orders.clone().recipient());
-        reg.storage_recovered[1].bind(outbox.clone().recipient());
+        reg.storage_recovered[1].bind_elsewhere(outbox.clone().recipient());
 
-        reg.venue_events.bind(account.clone().recipient());
+        reg.venue_events.bind_elsewhere(account.clone().recipient());
         // The account stream connects at once and asks for a resync: start it once every
         // peer is bound.
         let mut depth_streams = Vec::new();

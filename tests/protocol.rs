@@ -97,9 +97,10 @@ fn no_module_of_the_actors_crate_imports_itself_through_others() {
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" -> "));
     }
-    // The registry refers to messages, not to the actors that handle them.
+    // The registry refers to messages, not to the actors that handle them (and sends to
+    // other threads through `after_turn`, which knows no actor either).
     let registry = &graph["registry"];
-    let allowed: BTreeSet<String> = ["messages", "halt_gate", "venue_book"]
+    let allowed: BTreeSet<String> = ["messages", "halt_gate", "venue_book", "after_turn"]
         .map(String::from)
         .into();
     assert!(

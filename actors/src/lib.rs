@@ -36,6 +36,7 @@
 )]
 
 pub mod account_feed;
+pub mod after_turn;
 pub mod binance_feed;
 pub mod config;
 pub mod deltadefi;

@@ -16,11 +16,20 @@ use crate::messages::{
 };
 use crate::venue_book::VenueBooks;
 
-/// A peer bound once.
+/// A peer bound once. A peer on another thread (the venue side) is sent to through
+/// [`crate::after_turn`]: from the hot arbiter, after its runnable work, in order with its
+/// store writes; from anywhere else, at once.
 #[derive(Debug)]
-pub struct Peer<M: Message + Send>(OnceLock<Recipient<M>>)
+pub struct Peer<M: Message + Send>(OnceLock<(Recipient<M>, Thread)>)
 where
     M::Result: Send;
+
+/// Where a peer runs, as seen from the hot arbiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Thread {
+    Same,
+    Elsewhere,
+}
 
 impl<M: Message + Send> Default for Peer<M>
 where
@@ -31,19 +40,28 @@ where
     }
 }
 
-impl<M: Message + Send> Peer<M>
+impl<M: Message + Send + 'static> Peer<M>
 where
     M::Result: Send,
 {
-    /// Binds the peer; a second bind is ignored (and reported as false).
+    /// Binds a peer on the hot arbiter; a second bind is ignored (and reported as false).
     pub fn bind(&self, r: Recipient<M>) -> bool {
-        self.0.set(r).is_ok()
+        self.0.set((r, Thread::Same)).is_ok()
+    }
+
+    /// Binds a peer on another thread (the venue arbiter): see [`Peer`].
+    pub fn bind_elsewhere(&self, r: Recipient<M>) -> bool {
+        self.0.set((r, Thread::Elsewhere)).is_ok()
     }
 
     /// Sends without waiting; a message to an unbound peer is dropped and logged.
     pub fn do_send(&self, msg: M) {
         match self.0.get() {
-            Some(r) => r.do_send(msg),
+            Some((r, Thread::Same)) => r.do_send(msg),
+            Some((r, Thread::Elsewhere)) => {
+                let r = r.clone();
+                crate::after_turn::after_turn(move || r.do_send(msg));
+            }
             None => tracing::warn!(
                 message = std::any::type_name::<M>(),
                 "peer not bound, message dropped"
@@ -53,7 +71,7 @@ where
 
     /// The recipient, if bound.
     pub fn get(&self) -> Option<&Recipient<M>> {
-        self.0.get()
+        self.0.get().map(|(r, _)| r)
     }
 }
 

@@ -173,8 +173,11 @@ impl BinanceFeed {
             return;
         };
         let ticks: std::sync::Arc<[_]> = ticks.into();
-        if let Some(v) = self.reg.ticks_to_venue.get() {
-            v.do_send(ReferenceTicks(ticks.clone()));
+        // The mock's copy (on the venue arbiter) waits until this tick's chain is done.
+        if self.reg.ticks_to_venue.get().is_some() {
+            self.reg
+                .ticks_to_venue
+                .do_send(ReferenceTicks(ticks.clone()));
         }
         self.reg.ticks_to_quotes.do_send(ReferenceTicks(ticks));
     }

@@ -185,15 +185,20 @@ impl Store {
         &self.path
     }
 
-    /// Queues writes; `on_commit` runs on the store thread after the transaction.
+    /// Queues writes; `on_commit` runs on the store thread after the transaction. On the hot
+    /// arbiter the hand-over waits until its runnable work is done ([`crate::after_turn`]),
+    /// in the order of the calls.
     pub fn write(&self, writes: Vec<Write>, on_commit: Option<OnCommit>) {
-        if let Err(mpsc::SendError(Command::Write {
-            on_commit: Some(cb),
-            ..
-        })) = self.tx.send(Command::Write { writes, on_commit })
-        {
-            cb(Err("store thread stopped".into()));
-        }
+        let tx = self.tx.clone();
+        crate::after_turn::after_turn(move || {
+            if let Err(mpsc::SendError(Command::Write {
+                on_commit: Some(cb),
+                ..
+            })) = tx.send(Command::Write { writes, on_commit })
+            {
+                cb(Err("store thread stopped".into()));
+            }
+        });
     }
 
     /// Waits until every write queued before this call is committed, retained writes included
@@ -203,6 +208,7 @@ impl Store {
     /// [`StoreError::NotCommitted`] when some are not; [`StoreError::Closed`] when the thread
     /// has stopped.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        crate::after_turn::send_queued();
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Flush(tx))
@@ -219,6 +225,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        crate::after_turn::send_queued();
         let (tx, rx) = oneshot::channel();
         let job: ReadFn = Box::new(move |c| {
             let _ = tx.send(f(c));
@@ -548,6 +555,27 @@ mod tests {
             .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| r.get(0))?))
             .await
             .expect("count")
+    }
+
+    #[actix_rt::test]
+    async fn on_a_thread_that_puts_writes_off_a_read_or_flush_sees_every_write_queued_before_it() {
+        let (path, dir) = temp_db("after-turn");
+        let store = Store::open(&path).expect("store");
+        assert!(crate::after_turn::start());
+        store.write(vec![send(None)], None);
+        assert_eq!(
+            sends_stored(&store).await,
+            1,
+            "the read went after the write"
+        );
+        store.write(vec![send(None)], None);
+        store.flush().await.expect("flush");
+        let n: i64 = rusqlite::Connection::open(&path)
+            .expect("open")
+            .query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(n, 2, "the flush waited for the write queued before it");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[actix_rt::test]
