@@ -321,39 +321,18 @@ impl MarketPricer {
         QuoteRecord {
             market: self.cfg.market.clone(),
             ts_ms,
-            reason: p.reason.to_string(),
+            reason: p.reason.clone(),
             ref_bid: p.book.ref_bid,
             ref_ask: p.book.ref_ask,
             fair: p.book.fair,
             bid: p.book.best(Side::Buy).map(|o| o.price),
             ask: p.book.best(Side::Sell).map(|o| o.price),
             inventory: self.inventory,
-            levels_json: levels_json(&p.book),
+            levels: p.book.orders.clone(),
             venue_bid,
             venue_ask,
         }
     }
-}
-
-/// The levels as a JSON array of `{"price","size","slot"}` objects (keys in serde_json's
-/// order), written directly: a `serde_json::Value` per level cost a dozen allocations on every
-/// decision. Decimals and slots (`buy0`) need no escaping.
-fn levels_json(book: &QuoteBook) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(2 + book.orders.len() * 48);
-    out.push('[');
-    for (i, o) in book.orders.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            r#"{{"price":"{}","size":"{}","slot":"{}"}}"#,
-            o.price, o.size, o.slot
-        );
-    }
-    out.push(']');
-    out
 }
 
 #[cfg(test)]
@@ -383,16 +362,10 @@ pub(crate) mod tests {
             .map(|o| serde_json::json!({"slot": o.slot.to_string(), "price": o.price.to_string(), "size": o.size.to_string()}))
             .collect();
         assert_eq!(
-            levels_json(&priced.book),
+            crate::store::rows::levels_json(&priced.book.orders),
             serde_json::Value::Array(by_serde).to_string()
         );
-        assert_eq!(
-            levels_json(&QuoteBook {
-                orders: vec![],
-                ..priced.book
-            }),
-            "[]"
-        );
+        assert_eq!(crate::store::rows::levels_json(&[]), "[]");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 
 use super::StoreError;
 use crate::intent::{Intent, IntentKind};
-use crate::messages::{OutboxRow, OutboxStatus};
+use crate::messages::{DesiredOrder, OutboxRow, OutboxStatus, QuoteReason};
 use crate::orders::{Order, OrderState, Transition};
 use crate::types::{ClientOrderId, MarketId, Side, Slot, TradeId, VenueOrderId};
 pub use crate::venue::SendRecord;
@@ -21,18 +21,40 @@ use crate::venue::{Balance, Liquidity, VenueFill};
 pub struct QuoteRecord {
     pub market: MarketId,
     pub ts_ms: i64,
-    pub reason: String,
+    pub reason: QuoteReason,
     pub ref_bid: Decimal,
     pub ref_ask: Decimal,
     pub fair: Decimal,
     pub bid: Option<Decimal>,
     pub ask: Option<Decimal>,
     pub inventory: Decimal,
-    /// JSON array of the desired levels.
-    pub levels_json: String,
+    /// The desired levels (stored as a JSON array).
+    pub levels: Vec<DesiredOrder>,
     /// The venue's touch without our orders, when known and fresh.
     pub venue_bid: Option<Decimal>,
     pub venue_ask: Option<Decimal>,
+}
+
+/// The levels as a JSON array of `{"price","size","slot"}` objects (keys in serde_json's
+/// order), written directly: a `serde_json::Value` per level cost a dozen allocations on every
+/// decision. Decimals and slots (`buy0`) need no escaping. Formatted on the store thread, not
+/// by QuoteEngine on the tick's path.
+pub fn levels_json(levels: &[DesiredOrder]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(2 + levels.len() * 48);
+    out.push('[');
+    for (i, o) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"price":"{}","size":"{}","slot":"{}"}}"#,
+            o.price, o.size, o.slot
+        );
+    }
+    out.push(']');
+    out
 }
 
 /// One write of the service.
@@ -163,14 +185,14 @@ impl Write {
                 .execute(params![
                     q.market.as_str(),
                     q.ts_ms,
-                    q.reason,
+                    q.reason.to_string(),
                     q.ref_bid.to_string(),
                     q.ref_ask.to_string(),
                     q.fair.to_string(),
                     opt_dec(q.bid),
                     opt_dec(q.ask),
                     q.inventory.to_string(),
-                    q.levels_json,
+                    levels_json(&q.levels),
                     opt_dec(q.venue_bid),
                     opt_dec(q.venue_ask)
                 ])?;
