@@ -41,6 +41,8 @@ pub struct QuoteEngine {
     store: Store,
     max_position: Decimal,
     markets: Vec<MarketPricer>,
+    /// Each market's metric attribute, made once (a shared string, not one per decision).
+    market_attrs: Vec<opentelemetry::KeyValue>,
     /// Decisions priced in this handler, persisted in one write when it ends.
     decisions: Vec<Write>,
     health: ActorHealth,
@@ -49,6 +51,13 @@ pub struct QuoteEngine {
 impl QuoteEngine {
     /// An engine for `markets`; every market starts with no side allowed until RiskGuard speaks.
     pub fn new(reg: Reg, store: Store, markets: &[MarketConfig], max_position: Decimal) -> Self {
+        let market_attrs = markets
+            .iter()
+            .map(|cfg| {
+                let name: std::sync::Arc<str> = cfg.market.as_str().into();
+                opentelemetry::KeyValue::new("market", name)
+            })
+            .collect();
         let markets = markets
             .iter()
             .map(|cfg| MarketPricer::new(cfg.clone()))
@@ -58,6 +67,7 @@ impl QuoteEngine {
             store,
             max_position,
             markets,
+            market_attrs,
             decisions: Vec::new(),
             health: ActorHealth::default(),
         }
@@ -80,7 +90,8 @@ impl QuoteEngine {
         force: bool,
     ) {
         let max_position = self.max_position;
-        let Some(m) = self.markets.get_mut(idx) else {
+        let (Some(m), Some(market_attr)) = (self.markets.get_mut(idx), self.market_attrs.get(idx))
+        else {
             return;
         };
         // Post-only orders at or through the venue's opposite touch would only earn a 4104:
@@ -100,7 +111,7 @@ impl QuoteEngine {
             crate::metrics::metrics().avoided_crosses.add(
                 u64::from(priced.moved),
                 &[
-                    opentelemetry::KeyValue::new("market", m.cfg.market.to_string()),
+                    market_attr.clone(),
                     opentelemetry::KeyValue::new("stage", "quote"),
                 ],
             );
@@ -110,7 +121,7 @@ impl QuoteEngine {
         crate::metrics::metrics().quotes.add(
             1,
             &[
-                opentelemetry::KeyValue::new("market", m.cfg.market.to_string()),
+                market_attr.clone(),
                 opentelemetry::KeyValue::new("reason", priced.reason.kind()),
             ],
         );

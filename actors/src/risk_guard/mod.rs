@@ -324,7 +324,12 @@ impl Handler<CheckIntents> for RiskGuard {
         let _ = span.set_parent(msg.cx.clone());
         let _entered = span.enter();
         if let Some(mid) = msg.reference_mid {
-            self.book.marks.insert(msg.market.clone(), mid);
+            match self.book.marks.get_mut(&msg.market) {
+                Some(mark) => *mark = mid,
+                None => {
+                    self.book.marks.insert(msg.market.clone(), mid);
+                }
+            }
         }
         let halts = self.book.halts_for_check(&msg.market, self.loaded);
         let position = self.book.position(&msg.market);
