@@ -37,6 +37,9 @@ pub struct AccountStats {
     pub fills_new: u64,
     pub fills_duplicate: u64,
     pub resyncs: u64,
+    /// Balances read over REST but dropped: the stream gave a balance list while the read was
+    /// under way, and that list is the newer one.
+    pub balances_superseded: u64,
 }
 
 /// The account stream reader.
@@ -52,6 +55,9 @@ pub struct AccountFeed {
     /// A resync's requests under way, and whether another was asked for meanwhile.
     resync_in_flight: usize,
     resync_again: bool,
+    /// Balance lists the stream has given; a REST read of balances that saw this change while
+    /// it was under way is older than the stream's list and dropped.
+    stream_balances: u64,
     health: ActorHealth,
 }
 
@@ -70,6 +76,7 @@ impl AccountFeed {
             listing: std::collections::HashMap::new(),
             resync_in_flight: 0,
             resync_again: false,
+            stream_balances: 0,
             health: ActorHealth::default(),
         }
     }
@@ -173,13 +180,22 @@ impl AccountFeed {
             self.list(market, ctx);
         }
         self.resync_in_flight = 1 + self.markets.len();
+        // The venue took its answer at some moment of the request; a balance list the stream
+        // gave meanwhile may be newer, and RiskGuard's capital check must not go back to the
+        // older one.
+        let stream_before = self.stream_balances;
         ctx.spawn(
             venue
                 .send(VenueRequest::Balances)
                 .into_actor(self)
-                .map(|res, act, ctx| {
+                .map(move |res, act, ctx| {
                     if let Ok(Ok(VenueReply::Balances(b))) = res {
-                        act.store_balances(&b);
+                        if act.stream_balances == stream_before {
+                            act.store_balances(&b);
+                        } else {
+                            act.stats.balances_superseded += 1;
+                            info!("balances read during the resync dropped: the stream gave newer ones meanwhile");
+                        }
                     }
                     act.resync_part_done(ctx);
                 }),
@@ -271,7 +287,10 @@ impl Handler<VenueEvent> for AccountFeed {
                 self.reg.order_updates.do_send(OrderUpdate(o));
             }
             VenueEvent::Fill(f) => self.ingest_fill(f, ctx),
-            VenueEvent::Balances(b) => self.store_balances(&b),
+            VenueEvent::Balances(b) => {
+                self.stream_balances += 1;
+                self.store_balances(&b);
+            }
         }
     }
 }
@@ -322,5 +341,131 @@ impl Handler<GetAccountStats> for AccountFeed {
     type Result = AccountStats;
     fn handle(&mut self, _: GetAccountStats, _: &mut Context<Self>) -> AccountStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::halt_gate::HaltGate;
+    use crate::messages::BalancesUpdated;
+    use crate::venue::{VenueError, VenueFailure};
+    use crate::venue_book::VenueBooks;
+    use rust_decimal::Decimal;
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, oneshot};
+
+    /// A venue whose balance answer waits until the test releases it.
+    struct HeldVenue {
+        asked: mpsc::UnboundedSender<()>,
+        release: Option<oneshot::Receiver<Vec<Balance>>>,
+    }
+    impl Actor for HeldVenue {
+        type Context = Context<Self>;
+    }
+    impl Handler<VenueRequest> for HeldVenue {
+        type Result = ResponseFuture<Result<VenueReply, VenueFailure>>;
+        fn handle(&mut self, msg: VenueRequest, _: &mut Context<Self>) -> Self::Result {
+            let reply = match msg {
+                VenueRequest::Balances => {
+                    let _ = self.asked.send(());
+                    let release = self.release.take();
+                    return Box::pin(async move {
+                        match release {
+                            Some(rx) => rx.await.map(VenueReply::Balances).map_err(|_| {
+                                VenueFailure::Rejected(VenueError {
+                                    code: 0,
+                                    message: "test ended".into(),
+                                })
+                            }),
+                            None => Ok(VenueReply::Balances(vec![])),
+                        }
+                    });
+                }
+                VenueRequest::OpenOrders { .. } => Ok(VenueReply::OpenOrders(vec![])),
+                VenueRequest::RecentTrades { .. } => Ok(VenueReply::Trades(vec![])),
+                _ => Err(VenueFailure::Rejected(VenueError {
+                    code: 0,
+                    message: "not in this test".into(),
+                })),
+            };
+            Box::pin(async move { reply })
+        }
+    }
+
+    /// RiskGuard's place: every balance list it is given.
+    struct Balances(mpsc::UnboundedSender<Vec<Balance>>);
+    impl Actor for Balances {
+        type Context = Context<Self>;
+    }
+    impl Handler<BalancesUpdated> for Balances {
+        type Result = ();
+        fn handle(&mut self, msg: BalancesUpdated, _: &mut Context<Self>) {
+            let _ = self.0.send(msg.0);
+        }
+    }
+
+    fn usdm(free: i64) -> Vec<Balance> {
+        vec![Balance {
+            asset: "usdm".into(),
+            free: Decimal::from(free),
+            locked: Decimal::ZERO,
+        }]
+    }
+
+    #[actix_rt::test]
+    async fn balances_read_over_rest_do_not_replace_a_newer_list_from_the_stream() {
+        let dir = std::env::temp_dir().join(format!(
+            "mm-account-feed-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::open(&dir.join("s.db")).expect("store");
+        let market = MarketId("ADAUSDM".into());
+        let gate = HaltGate::new([market.clone()], store.failing_flag());
+        let books = Arc::new(VenueBooks::new([market.clone()], 1_000));
+        let reg: Reg = Arc::new(crate::registry::Registry::new(gate, books));
+        let (asked_tx, mut asked) = mpsc::unbounded_channel();
+        let (release, release_rx) = oneshot::channel();
+        let venue = HeldVenue {
+            asked: asked_tx,
+            release: Some(release_rx),
+        }
+        .start();
+        reg.venue.bind(venue.recipient());
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        reg.balances.bind(Balances(seen_tx).start().recipient());
+
+        // The start-up resync asks for balances; the venue holds its answer (taken before the
+        // change below).
+        let feed = AccountFeed::new(
+            reg.clone(),
+            store.clone(),
+            vec![market],
+            Duration::from_secs(3600),
+        )
+        .start();
+        asked.recv().await.expect("balances asked for");
+        // Meanwhile the stream gives the newer list: 900 USDM free after a trade.
+        feed.do_send(VenueEvent::Balances(usdm(900)));
+        assert_eq!(seen.recv().await, Some(usdm(900)));
+        // Then the REST answer arrives, with the 1,000 USDM of before the trade: it is dropped
+        // (counted), and RiskGuard hears nothing more.
+        let _ = release.send(usdm(1_000));
+        let superseded = async {
+            loop {
+                let stats = feed.send(GetAccountStats).await.expect("stats");
+                if stats.balances_superseded > 0 {
+                    break stats.balances_superseded;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            late = seen.recv() => panic!("RiskGuard was given the older REST list: {late:?}"),
+            n = superseded => assert_eq!(n, 1),
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
