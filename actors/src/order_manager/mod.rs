@@ -246,8 +246,7 @@ impl OrderManager {
             target.tick.as_ref().map(|t| t.tick.recv_at),
             Some((target.book.ref_bid + target.book.ref_ask) / Decimal::TWO),
         );
-        let desired = target.book.orders.clone();
-        let intents = self.tracker.diff(market, &desired, tolerance);
+        let intents = self.tracker.diff(market, &target.book.orders, tolerance);
         if intents.is_empty() {
             return; // a decision that changes no order leaves no trace
         }
@@ -418,9 +417,16 @@ crate::supervised_actor!(OrderManager, "order_manager");
 impl Handler<QuoteTarget> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: QuoteTarget, ctx: &mut Context<Self>) {
-        let market = msg.market.clone();
-        self.latest.insert(market.clone(), msg);
-        self.pending_work.insert(market);
+        // The market's name is copied only the first time it is seen.
+        if !self.pending_work.contains(&msg.market) {
+            self.pending_work.insert(msg.market.clone());
+        }
+        match self.latest.get_mut(&msg.market) {
+            Some(latest) => *latest = msg,
+            None => {
+                self.latest.insert(msg.market.clone(), msg);
+            }
+        }
         if !self.work_scheduled {
             self.work_scheduled = true;
             ctx.notify(WorkPending);
