@@ -417,7 +417,7 @@ crate::supervised_actor!(OrderManager, "order_manager");
 impl Handler<QuoteTarget> for OrderManager {
     type Result = ();
     fn handle(&mut self, msg: QuoteTarget, ctx: &mut Context<Self>) {
-        // The market's name is copied only the first time it is seen.
+        // The market's name is copied only into a map that does not hold it yet.
         if !self.pending_work.contains(&msg.market) {
             self.pending_work.insert(msg.market.clone());
         }
