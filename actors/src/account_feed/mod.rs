@@ -415,13 +415,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn balances_read_over_rest_do_not_replace_a_newer_list_from_the_stream() {
-        let dir = std::env::temp_dir().join(format!(
-            "mm-account-feed-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::open(&dir.join("s.db")).expect("store");
+        let (path, dir) = crate::store::tests::temp_db("account-feed");
+        let store = Store::open(&path).expect("store");
         let market = MarketId("ADAUSDM".into());
         let gate = HaltGate::new([market.clone()], store.failing_flag());
         let books = Arc::new(VenueBooks::new([market.clone()], 1_000));

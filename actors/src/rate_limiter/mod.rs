@@ -399,10 +399,7 @@ mod tests {
 
     /// A store on a fresh file under the system's temp directory.
     fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("mm-rl-{tag}-{}-{}", std::process::id(), now_ms()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("t.db");
+        let (path, dir) = crate::store::tests::temp_db(&format!("rl-{tag}"));
         (Store::open(&path).expect("store"), dir)
     }
 

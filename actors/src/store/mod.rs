@@ -520,13 +520,15 @@ fn apply(conn: &mut Connection, batch: &[&Vec<Write>]) -> Result<(), rusqlite::E
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::intent::IntentKind;
     use crate::store::rows::SendRecord;
     use crate::types::MarketId;
 
-    fn temp_db(tag: &str) -> (PathBuf, PathBuf) {
+    /// A database file path in a fresh directory under the system's temp directory, and
+    /// that directory (for the test to remove).
+    pub(crate) fn temp_db(tag: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "mm-store-{tag}-{}-{}",
             std::process::id(),
