@@ -45,11 +45,6 @@ pub fn start() -> bool {
     fresh
 }
 
-/// True while this thread puts its sends off.
-pub fn is_active() -> bool {
-    QUEUE.try_with(|q| q.borrow().active).unwrap_or(false)
-}
-
 /// Runs `send` once this thread's runnable work is done, if [`start`] ran here; now otherwise.
 pub fn after_turn(send: impl FnOnce() + 'static) {
     let mut send = Some(send);
@@ -133,6 +128,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     type Log = Rc<RefCell<Vec<&'static str>>>;
+
+    /// True while this thread puts its sends off.
+    fn is_active() -> bool {
+        QUEUE.with(|q| q.borrow().active)
+    }
 
     fn note(log: &Log, what: &'static str) -> impl FnOnce() + 'static {
         let log = log.clone();
