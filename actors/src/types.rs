@@ -11,10 +11,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// A DeltaDeFi trading pair, upper case, no separator (`ADAUSDM`).
+/// A DeltaDeFi trading pair, upper case, no separator (`ADAUSDM`). Shared text: every intent,
+/// order and row names its market, and a copy is a reference count, not an allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct MarketId(pub String);
+pub struct MarketId(pub std::sync::Arc<str>);
 
 /// A map for the hot path's small tables, keyed by the configured symbols and markets (or an
 /// enum): foldhash instead of SipHash, which was ~5 % of the hot thread in lookups of the same
@@ -34,15 +35,16 @@ impl std::borrow::Borrow<str> for BinanceSymbol {
     }
 }
 
-/// Our own order id, unique across restarts (`<prefix>-<run>-<seq>`).
+/// Our own order id, unique across restarts (`<prefix>-<run>-<seq>`). Shared text, as
+/// [`MarketId`]: an order's id is copied into its intents, transitions and outbox rows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ClientOrderId(pub String);
+pub struct ClientOrderId(pub std::sync::Arc<str>);
 
-/// The venue's order id (a UUID on DeltaDeFi).
+/// The venue's order id (a UUID on DeltaDeFi). Shared text, as [`ClientOrderId`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct VenueOrderId(pub String);
+pub struct VenueOrderId(pub std::sync::Arc<str>);
 
 /// The venue's id of one execution; fills are unique by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -60,6 +62,19 @@ macro_rules! display_str {
         }
     )*};
 }
+/// Shared-text ids are made from owned or borrowed text.
+macro_rules! shared_text {
+    ($($t:ident),*) => {$(
+        impl From<String> for $t {
+            fn from(s: String) -> Self { $t(s.into()) }
+        }
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self { $t(s.into()) }
+        }
+    )*};
+}
+shared_text!(MarketId, ClientOrderId, VenueOrderId);
+
 display_str!(
     MarketId,
     BinanceSymbol,

@@ -249,7 +249,7 @@ impl AccountFeed {
                         info!(venue_order_id = %id, "fetching fills made while disconnected");
                         let req = VenueRequest::Query {
                             venue_order_id: Some(id.clone()),
-                            client_order_id: ClientOrderId(id.to_string()),
+                            client_order_id: ClientOrderId(id.0),
                         };
                         ctx.spawn(venue.send(req).into_actor(act).map(|res, act, ctx| {
                             if let Ok(Ok(VenueReply::Order { fills, .. })) = res {

@@ -302,7 +302,7 @@ async fn place(
                 format!("cannot sign the built transaction: {e}"),
             ))
         })?;
-    let venue_id = VenueOrderId(built.order_id.clone());
+    let venue_id = VenueOrderId(built.order_id.as_str().into());
     // Through the budget, recording the venue's id of the order before it can exist there.
     let record = SendRecord {
         sent_at_ms: 0,
@@ -449,7 +449,7 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                     let span = step_span("deltadefi.cancel", &parent);
                     let r: CancelOrderResponse =
                         traced_call::<(), _>(&http, span, &path, None).await?;
-                    Ok(VenueReply::Cancelled(VenueOrderId(r.order_id)))
+                    Ok(VenueReply::Cancelled(VenueOrderId(r.order_id.into())))
                 }
                 VenueRequest::CancelAll {
                     ref market,
@@ -467,7 +467,7 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                     let r: CancelAllResponse =
                         traced_call(&http, span, "/order/cancel-all", Some(&body)).await?;
                     Ok(VenueReply::CancelledAll(
-                        r.order_ids.into_iter().map(VenueOrderId).collect(),
+                        r.order_ids.into_iter().map(VenueOrderId::from).collect(),
                     ))
                 }
                 VenueRequest::Query {
@@ -506,7 +506,7 @@ impl Handler<VenueRequest> for DeltaDeFiRest {
                         list.into_parts()
                             .0
                             .into_iter()
-                            .map(|r| (crate::types::TradeId(r.id), VenueOrderId(r.order_id)))
+                            .map(|r| (crate::types::TradeId(r.id), VenueOrderId(r.order_id.into())))
                             .collect(),
                     ))
                 }
@@ -556,7 +556,7 @@ impl CancelClient {
             .call::<_, CancelAllResponse>(true, "/order/cancel-all", Some(&body))
             .await
         {
-            Ok(r) => Ok(r.order_ids.into_iter().map(VenueOrderId).collect()),
+            Ok(r) => Ok(r.order_ids.into_iter().map(VenueOrderId::from).collect()),
             Err(CallError::Venue(e)) if e.code == 4200 => Ok(Vec::new()),
             Err(e) => Err(describe(e)),
         }

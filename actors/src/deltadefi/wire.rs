@@ -394,7 +394,7 @@ impl OrderResponse {
             .clone()
             .or_else(|| self.order_id.clone())
             .filter(|s| !s.is_empty())
-            .map(VenueOrderId)
+            .map(VenueOrderId::from)
     }
 
     /// Converts to the venue view. DeltaDeFi carries no client id.
@@ -423,7 +423,7 @@ impl OrderResponse {
         Ok(VenueOrder {
             venue_order_id,
             client_order_id: None,
-            market: MarketId(self.symbol.clone()),
+            market: MarketId(self.symbol.as_str().into()),
             side: self.side,
             price: self.price,
             size: self.base_qty,
@@ -444,9 +444,9 @@ impl OrderResponse {
             .filter(|r| r.filled_base_qty > Decimal::ZERO && r.execution_price > Decimal::ZERO)
             .map(|r| VenueFill {
                 trade_id: TradeId(r.id.clone()),
-                venue_order_id: VenueOrderId(r.order_id.clone()),
+                venue_order_id: VenueOrderId(r.order_id.as_str().into()),
                 client_order_id: None::<ClientOrderId>,
-                market: MarketId(self.symbol.clone()),
+                market: MarketId(self.symbol.as_str().into()),
                 side: self.side,
                 price: r.execution_price,
                 size: r.filled_base_qty,

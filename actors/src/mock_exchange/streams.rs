@@ -155,7 +155,7 @@ async fn market_stream(
         .get("symbol")
         .unwrap_or_default()
         .to_string();
-    let market = MarketId(symbol);
+    let market = MarketId(symbol.into());
     let (rx, kill, first, every) = {
         let Ok(st) = shared.lock() else {
             return Ok(err(500, 5000, "Internal Server Error"));

@@ -118,7 +118,7 @@ impl OrderTracker {
 
     fn next_id(&mut self) -> ClientOrderId {
         self.seq += 1;
-        ClientOrderId(format!("{}{}", self.id_prefix, self.seq))
+        ClientOrderId(format!("{}{}", self.id_prefix, self.seq).into())
     }
 
     /// Returns the order with this id, if live.

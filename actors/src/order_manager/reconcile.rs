@@ -141,7 +141,7 @@ pub fn read_listing(
 /// The record of an orphan we adopt in order to cancel it: working, at a slot no quote uses.
 pub fn adopted(vo: &VenueOrder) -> Order {
     Order {
-        client_order_id: ClientOrderId(format!("orphan-{}", vo.venue_order_id)),
+        client_order_id: ClientOrderId(format!("orphan-{}", vo.venue_order_id).into()),
         market: vo.market.clone(),
         slot: Slot {
             side: vo.side,

@@ -451,8 +451,8 @@ pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
         let (coid, market, slot, side, price, size, filled, state, venue, created, traceparent) =
             row?;
         out.push(Order {
-            client_order_id: ClientOrderId(coid),
-            market: MarketId(market),
+            client_order_id: ClientOrderId(coid.into()),
+            market: MarketId(market.into()),
             slot: Slot::parse(&slot).ok_or_else(|| corrupt("orders", format!("slot {slot:?}")))?,
             side: Side::parse(&side).ok_or_else(|| corrupt("orders", format!("side {side:?}")))?,
             price: dec("orders", &price)?,
@@ -460,7 +460,7 @@ pub fn load_live_orders(conn: &Connection) -> Result<Vec<Order>, StoreError> {
             filled: dec("orders", &filled)?,
             state: OrderState::parse(&state)
                 .ok_or_else(|| corrupt("orders", format!("state {state:?}")))?,
-            venue_order_id: venue.map(VenueOrderId),
+            venue_order_id: venue.map(VenueOrderId::from),
             created_at_ms: created,
             traceparent,
         });
@@ -542,7 +542,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
             err,
             tp,
         ) = row?;
-        let market = MarketId(market);
+        let market = MarketId(market.into());
         let need = |v: Option<String>, what: &str| {
             v.ok_or_else(|| corrupt("outbox", format!("row {id} lacks {what}")))
         };
@@ -553,7 +553,7 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
                 let slot = need(slot, "slot")?;
                 let side = need(side, "side")?;
                 Intent::Place {
-                    client_order_id: ClientOrderId(need(coid, "client_order_id")?),
+                    client_order_id: ClientOrderId(need(coid, "client_order_id")?.into()),
                     market,
                     slot: Slot::parse(&slot)
                         .ok_or_else(|| corrupt("outbox", format!("slot {slot:?}")))?,
@@ -564,9 +564,9 @@ pub fn load_open_outbox(conn: &Connection) -> Result<Vec<OutboxRow>, StoreError>
                 }
             }
             IntentKind::Cancel => Intent::Cancel {
-                client_order_id: ClientOrderId(need(coid, "client_order_id")?),
+                client_order_id: ClientOrderId(need(coid, "client_order_id")?.into()),
                 market,
-                venue_order_id: venue.map(VenueOrderId),
+                venue_order_id: venue.map(VenueOrderId::from),
             },
             IntentKind::CancelAll => Intent::CancelAll { market },
         };
@@ -627,7 +627,7 @@ pub fn settled_pending_places(
     for row in rows {
         let (coid, place) = row?;
         if !matches!(place.as_deref(), Some("pending" | "in_flight" | "unknown")) {
-            out.push((ClientOrderId(coid), place));
+            out.push((ClientOrderId(coid.into()), place));
         }
     }
     Ok(out)
@@ -714,9 +714,9 @@ pub fn load_fills_after(
             id,
             VenueFill {
                 trade_id: TradeId(trade),
-                venue_order_id: VenueOrderId(venue),
-                client_order_id: coid.map(ClientOrderId),
-                market: MarketId(market),
+                venue_order_id: VenueOrderId(venue.into()),
+                client_order_id: coid.map(ClientOrderId::from),
+                market: MarketId(market.into()),
                 side: Side::parse(&side)
                     .ok_or_else(|| corrupt("fills", format!("side {side:?}")))?,
                 price: dec("fills", &price)?,

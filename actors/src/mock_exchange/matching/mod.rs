@@ -525,8 +525,9 @@ impl MatchingCore {
         let seq = self.order_seq;
         let mut rec = MockOrder {
             order: VenueOrder {
-                venue_order_id: venue_id
-                    .unwrap_or_else(|| VenueOrderId(format!("00000000-0000-4000-8000-{seq:012x}"))),
+                venue_order_id: venue_id.unwrap_or_else(|| {
+                    VenueOrderId(format!("00000000-0000-4000-8000-{seq:012x}").into())
+                }),
                 client_order_id: Some(req.client_order_id.clone()),
                 market: req.market.clone(),
                 side: req.side,
@@ -1350,7 +1351,7 @@ mod tests {
     }
     fn req(kind: OrderKind, side: Side, price: Option<&str>, q: Quantity) -> OrderRequest {
         OrderRequest {
-            client_order_id: ClientOrderId(format!("r{side:?}{kind:?}{price:?}{q:?}")),
+            client_order_id: ClientOrderId(format!("r{side:?}{kind:?}{price:?}{q:?}").into()),
             market: m(),
             side,
             kind,

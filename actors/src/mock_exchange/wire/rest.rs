@@ -212,8 +212,8 @@ fn order_request(b: BuildBody, order_id: &str) -> Result<OrderRequest, VenueErro
         }
     };
     Ok(OrderRequest {
-        client_order_id: ClientOrderId(order_id.to_string()),
-        market: MarketId(b.symbol),
+        client_order_id: ClientOrderId(order_id.into()),
+        market: MarketId(b.symbol.into()),
         side: b.side,
         kind,
         price: dec_field("price", b.price.as_ref())?,
@@ -287,7 +287,7 @@ async fn submit(
             return err(400, 4407, &format!("failed to sign transaction: {e}"));
         }
         let order = b.order.clone();
-        let id = VenueOrderId(s.order_id.clone());
+        let id = VenueOrderId(s.order_id.as_str().into());
         match st.core.place_order(&order, Some(id), now_ms()) {
             Ok((o, events)) => {
                 st.submitted.insert(s.order_id.clone());
@@ -304,10 +304,10 @@ async fn submit(
 async fn cancel(req: HttpRequest, shared: Shared, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
     guarded(req, shared, move |st| {
-        let vid = VenueOrderId(id.clone());
+        let vid = VenueOrderId(id.as_str().into());
         match st
             .core
-            .cancel(Some(&vid), &ClientOrderId(id.clone()), now_ms())
+            .cancel(Some(&vid), &ClientOrderId(id.as_str().into()), now_ms())
         {
             Ok((_, events)) => {
                 st.record(events);
@@ -326,7 +326,10 @@ async fn cancel_all(
 ) -> HttpResponse {
     guarded(req, shared, move |st| {
         let symbol = body.into_inner().symbol;
-        match st.core.cancel_all(&MarketId(symbol.clone()), now_ms()) {
+        match st
+            .core
+            .cancel_all(&MarketId(symbol.as_str().into()), now_ms())
+        {
             Ok((ids, events)) => {
                 st.record(events);
                 let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
@@ -341,8 +344,8 @@ async fn cancel_all(
 async fn order_by_id(req: HttpRequest, shared: Shared, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
     guarded(req, shared, move |st| {
-        let vid = VenueOrderId(id.clone());
-        match st.core.query(Some(&vid), &ClientOrderId(id)) {
+        let vid = VenueOrderId(id.as_str().into());
+        match st.core.query(Some(&vid), &ClientOrderId(id.into())) {
             Some(o) => HttpResponse::Ok().json(st.order_json(&o)),
             None => err(400, 4200, "Order not found"),
         }
@@ -527,7 +530,7 @@ pub(super) async fn set_reference(shared: Shared, body: web::Json<ReferenceMove>
         return poisoned();
     };
     let m = body.into_inner();
-    let fills = st.move_reference(&MarketId(m.market), m.bid, m.ask);
+    let fills = st.move_reference(&MarketId(m.market.into()), m.bid, m.ask);
     HttpResponse::Ok().json(json!({"fills": fills}))
 }
 
