@@ -112,6 +112,9 @@ pub fn decision_root(tick: Option<(&Tick, Instant)>, priced: &Priced<'_>) -> Con
 /// every fill join this trace.
 pub fn intent_traceparent(intent: &Intent, cx: &Context) -> Option<String> {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    // Without an exporting tracer no span has a context to pass on: the span would only be
+    // made and dropped by the log layer.
+    TRACER.get()?;
     let span = tracing::info_span!(
         "order_manager.intent",
         market = %intent.market(),

@@ -297,11 +297,11 @@ impl OrderManager {
         };
         ctx.wait(risk.send(req).into_actor(self).map(move |verdicts, act, ctx| match verdicts {
             Ok(verdicts) => {
-                let approved: Vec<Intent> =
-                    intents.iter().cloned().zip(verdicts).filter_map(|(i, v)| v.ok().map(|()| i)).collect();
-                let approved: Vec<(Intent, Option<String>)> = approved
+                let approved: Vec<(Intent, Option<String>)> = intents
                     .into_iter()
-                    .map(|i| {
+                    .zip(verdicts)
+                    .filter(|(_, v)| v.is_ok())
+                    .map(|(i, _)| {
                         let tp = crate::trace::intent_traceparent(&i, &cx);
                         (i, tp)
                     })
