@@ -20,7 +20,7 @@ use crate::messages::{DesiredOrder, OutboxRow};
 pub use crate::orders::Transition;
 use crate::pricing_rules::moved_beyond;
 use crate::store::Write;
-use crate::types::{ClientOrderId, MarketId, Side, Slot, VenueOrderId};
+use crate::types::{ClientOrderId, MarketId, Side, VenueOrderId};
 use crate::venue_book::OwnOrder;
 
 impl FundsInUse {
@@ -39,7 +39,7 @@ impl FundsInUse {
 
     /// As [`Self::add`], for a market whose asset names are known: no allocation once both
     /// assets are in the map.
-    fn add_to(
+    pub fn add_to(
         &mut self,
         base: &str,
         quote: &str,
@@ -79,7 +79,9 @@ impl FundsInUse {
 /// Every live order and the id generator.
 #[derive(Debug)]
 pub struct OrderTracker {
-    id_prefix: String,
+    /// `<prefix>-<run>-`, then the digits of the last id made (written over for the next).
+    id_buf: String,
+    prefix_len: usize,
     seq: u64,
     orders: HashMap<ClientOrderId, Order>,
     by_venue: HashMap<VenueOrderId, ClientOrderId>,
@@ -88,8 +90,10 @@ pub struct OrderTracker {
 impl OrderTracker {
     /// Creates an empty tracker; ids are `<prefix>-<run>-<seq>`, with `run` unique per process.
     pub fn new(prefix: &str, run: &str) -> Self {
+        let id_buf = format!("{prefix}-{run}-");
         Self {
-            id_prefix: format!("{prefix}-{run}-"),
+            prefix_len: id_buf.len(),
+            id_buf,
             seq: 0,
             orders: HashMap::new(),
             by_venue: HashMap::new(),
@@ -117,8 +121,12 @@ impl OrderTracker {
     }
 
     fn next_id(&mut self) -> ClientOrderId {
+        use std::fmt::Write as _;
         self.seq += 1;
-        ClientOrderId(format!("{}{}", self.id_prefix, self.seq).into())
+        self.id_buf.truncate(self.prefix_len);
+        // Writing into a String cannot fail.
+        let _ = write!(self.id_buf, "{}", self.seq);
+        ClientOrderId(self.id_buf.as_str().into())
     }
 
     /// Returns the order with this id, if live.
@@ -205,43 +213,48 @@ impl OrderTracker {
         desired: &[DesiredOrder],
         tolerance_bps: Decimal,
     ) -> Vec<Intent> {
-        let mut by_slot: HashMap<Slot, Vec<&Order>> = HashMap::new();
-        for o in self
+        // The market's quoting orders by id, each marked once a desired order's slot took it:
+        // a market has a handful, so scans beat a map of slots (and its allocations).
+        let mut quoting: Vec<(&Order, bool)> = self
             .orders
             .values()
             .filter(|o| &o.market == market && o.state.is_quoting())
-        {
-            by_slot.entry(o.slot).or_default().push(o);
-        }
-        let mut cancels = Vec::new();
-        let mut places = Vec::new();
+            .map(|o| (o, false))
+            .collect();
+        quoting.sort_unstable_by(|a, b| a.0.client_order_id.cmp(&b.0.client_order_id));
+        let mut intents = Vec::with_capacity(quoting.len() + desired.len());
+        let mut places: Vec<&DesiredOrder> = Vec::new();
         for d in desired {
-            let in_slot = by_slot.remove(&d.slot).unwrap_or_default();
-            let keep = in_slot
-                .iter()
-                .find(|o| {
-                    o.side == d.side
-                        && o.size == d.size
-                        && !moved_beyond(o.price, d.price, tolerance_bps)
-                })
-                .map(|o| o.client_order_id.clone());
-            for o in in_slot
-                .iter()
-                .filter(|o| Some(&o.client_order_id) != keep.as_ref())
-            {
-                cancels.push(cancel_of(o));
+            // The slot's orders are taken by the first desired order of the slot; the first of
+            // them that matches is kept and the others are cancelled.
+            let mut kept = false;
+            for (o, taken) in quoting.iter_mut().filter(|(o, t)| !*t && o.slot == d.slot) {
+                *taken = true;
+                if !kept
+                    && o.side == d.side
+                    && o.size == d.size
+                    && !moved_beyond(o.price, d.price, tolerance_bps)
+                {
+                    kept = true;
+                } else {
+                    intents.push(cancel_of(o));
+                }
             }
-            if keep.is_none() {
-                places.push(d.clone());
+            if !kept {
+                places.push(d);
             }
         }
-        let mut rest: Vec<&Order> = by_slot.into_values().flatten().collect();
-        rest.sort_by(|a, b| a.client_order_id.cmp(&b.client_order_id));
-        cancels.extend(rest.into_iter().map(cancel_of));
-        cancels.sort_by(|a, b| a.client_order_id().cmp(&b.client_order_id()));
+        // Orders in slots no longer desired.
+        intents.extend(
+            quoting
+                .iter()
+                .filter(|(_, t)| !t)
+                .map(|(o, _)| cancel_of(o)),
+        );
+        intents.sort_by(|a, b| a.client_order_id().cmp(&b.client_order_id()));
         for d in places {
             let id = self.next_id();
-            cancels.push(Intent::Place {
+            intents.push(Intent::Place {
                 client_order_id: id,
                 market: market.clone(),
                 slot: d.slot,
@@ -250,7 +263,7 @@ impl OrderTracker {
                 size: d.size,
             });
         }
-        cancels
+        intents
     }
 
     /// Records approved intents (each with the traceparent of its span) for one transaction:
@@ -443,7 +456,7 @@ fn cancel_of(o: &Order) -> Intent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Side;
+    use crate::types::{Side, Slot};
 
     fn d(s: &str) -> Decimal {
         s.parse().expect("decimal")
