@@ -19,7 +19,7 @@ use crate::intent::Intent;
 pub use crate::messages::{Denial, HaltReason, TradingState};
 use crate::messages::{FundsInUse, OpenExposure, SidesAllowed};
 use crate::pricing_rules::distance_bps;
-use crate::types::Side;
+use crate::types::{MarketId, Side};
 use crate::venue::Balance;
 
 impl TradingState {
@@ -70,6 +70,8 @@ impl Denial {
 /// What a place can be funded with: the venue's balances and what our live orders lock.
 #[derive(Debug, Clone)]
 pub struct Capital<'a> {
+    /// The base and quote asset of the place's market, as balances name them.
+    pub assets: (&'a str, &'a str),
     pub balances: &'a [Balance],
     pub in_use: &'a FundsInUse,
     /// Fee rate a buy pays on top of its notional.
@@ -85,22 +87,23 @@ pub struct Capital<'a> {
 /// # Errors
 /// [`Denial::NoBalance`] or [`Denial::InsufficientFunds`].
 pub fn check_funds(
-    market: &crate::types::MarketId,
     side: Side,
     price: Decimal,
     size: Decimal,
     cap: &Capital<'_>,
 ) -> Result<(), Denial> {
-    let (base, quote) = market.assets();
+    let (base, quote) = cap.assets;
     let with_fee = Decimal::ONE.saturating_add(cap.fee_rate);
     let (asset, need) = match side {
         Side::Buy => (quote, price.saturating_mul(size).saturating_mul(with_fee)),
         Side::Sell => (base, size),
     };
     let Some(b) = cap.balances.iter().find(|b| b.asset == asset) else {
-        return Err(Denial::NoBalance { asset });
+        return Err(Denial::NoBalance {
+            asset: asset.to_string(),
+        });
     };
-    let u = cap.in_use.0.get(&asset).copied().unwrap_or_default();
+    let u = cap.in_use.0.get(asset).copied().unwrap_or_default();
     let live = u
         .buy_notional
         .saturating_mul(with_fee)
@@ -114,7 +117,7 @@ pub fn check_funds(
     let available = by_total.min(by_free);
     if need > available {
         return Err(Denial::InsufficientFunds {
-            asset,
+            asset: asset.to_string(),
             need: need.round_dp(6),
             available: available.max(Decimal::ZERO).round_dp(6),
         });
@@ -398,7 +401,7 @@ pub fn check(intent: &Intent, cx: &CheckContext<'_>) -> Result<(), Denial> {
         });
     }
     if let Some(cap) = &cx.capital {
-        check_funds(intent.market(), *side, *price, *size, cap)?;
+        check_funds(*side, *price, *size, cap)?;
     }
     Ok(())
 }
@@ -431,9 +434,18 @@ pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denia
         balances,
     } = batch;
     let fee_rate = crate::types::bps(cfg.fee_bps);
+    // A market's asset names are worked out when the market changes, not per intent.
+    let mut names: Option<(&MarketId, (String, String))> = None;
     intents
         .iter()
         .map(|i| {
+            let market = i.market();
+            if names.as_ref().is_none_or(|(m, _)| *m != market) {
+                names = Some((market, market.assets()));
+            }
+            let (base, quote) = names
+                .as_ref()
+                .map_or(("", ""), |(_, (b, q))| (b.as_str(), q.as_str()));
             let cx = CheckContext {
                 cfg,
                 halts,
@@ -441,6 +453,7 @@ pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denia
                 exposure,
                 reference_mid,
                 capital: balances.map(|balances| Capital {
+                    assets: (base, quote),
                     balances,
                     in_use: &funds,
                     fee_rate,
@@ -449,11 +462,7 @@ pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denia
             let v = check(i, &cx);
             if v.is_ok()
                 && let Intent::Place {
-                    market,
-                    side,
-                    price,
-                    size,
-                    ..
+                    side, price, size, ..
                 } = i
             {
                 exposure.open_orders += 1;
@@ -462,7 +471,7 @@ pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denia
                     Side::Sell => &mut exposure.open_sell,
                 };
                 *open = open.saturating_add(*size);
-                funds.add(market, *side, *price, *size, false);
+                funds.add_to(base, quote, *side, *price, *size, false);
             }
             v
         })
@@ -718,60 +727,56 @@ mod tests {
         // One acknowledged bid of 100 @ 0.45 (its 45.045 is in the venue's `locked`).
         in_use.add(&m, Side::Buy, d("0.45"), d("100"), true);
         let cap = Capital {
+            assets: ("ada", "usdm"),
             balances: &balances,
             in_use: &in_use,
             fee_rate: d("0.001"),
         };
         // 99.9 notional + 0.0999 fee fits 100 free; 100 does not.
-        assert_eq!(
-            check_funds(&m, Side::Buy, d("0.45"), d("222"), &cap),
-            Ok(())
-        );
-        let e = check_funds(&m, Side::Buy, d("0.45"), d("223"), &cap).expect_err("denied");
+        assert_eq!(check_funds(Side::Buy, d("0.45"), d("222"), &cap), Ok(()));
+        let e = check_funds(Side::Buy, d("0.45"), d("223"), &cap).expect_err("denied");
         assert_eq!(e.kind(), "insufficient_funds");
         // An unacknowledged sell of 100 ADA: the balance does not show it yet.
         let mut in_use = in_use.clone();
         in_use.add(&m, Side::Sell, d("0.46"), d("100"), false);
         let cap = Capital {
+            assets: ("ada", "usdm"),
             balances: &balances,
             in_use: &in_use,
             fee_rate: d("0.001"),
         };
-        assert_eq!(
-            check_funds(&m, Side::Sell, d("0.46"), d("50"), &cap),
-            Ok(())
-        );
-        assert!(check_funds(&m, Side::Sell, d("0.46"), d("51"), &cap).is_err());
+        assert_eq!(check_funds(Side::Sell, d("0.46"), d("50"), &cap), Ok(()));
+        assert!(check_funds(Side::Sell, d("0.46"), d("51"), &cap).is_err());
         // Once acknowledged, the venue's balance moved it to `locked`: still 50 left.
         let moved = vec![bal("usdm", "100", "45.045"), bal("ada", "50", "100")];
         let mut acked = FundsInUse::default();
         acked.add(&m, Side::Buy, d("0.45"), d("100"), true);
         acked.add(&m, Side::Sell, d("0.46"), d("100"), true);
         let cap = Capital {
+            assets: ("ada", "usdm"),
             balances: &moved,
             in_use: &acked,
             fee_rate: d("0.001"),
         };
-        assert_eq!(
-            check_funds(&m, Side::Sell, d("0.46"), d("50"), &cap),
-            Ok(())
-        );
-        assert!(check_funds(&m, Side::Sell, d("0.46"), d("50.01"), &cap).is_err());
+        assert_eq!(check_funds(Side::Sell, d("0.46"), d("50"), &cap), Ok(()));
+        assert!(check_funds(Side::Sell, d("0.46"), d("50.01"), &cap).is_err());
         // A withdrawal in flight also sits in `locked`: the free reading catches it.
         let withdrawing = vec![bal("usdm", "10", "1000")];
         let cap = Capital {
+            assets: ("ada", "usdm"),
             balances: &withdrawing,
             in_use: &FundsInUse::default(),
             fee_rate: d("0.001"),
         };
-        assert!(check_funds(&m, Side::Buy, d("0.45"), d("100"), &cap).is_err());
+        assert!(check_funds(Side::Buy, d("0.45"), d("100"), &cap).is_err());
         let none: Vec<Balance> = Vec::new();
         let cap = Capital {
+            assets: ("ada", "usdm"),
             balances: &none,
             ..cap
         };
         assert_eq!(
-            check_funds(&m, Side::Buy, d("0.45"), d("10"), &cap).map_err(|e| e.kind()),
+            check_funds(Side::Buy, d("0.45"), d("10"), &cap).map_err(|e| e.kind()),
             Err("no_balance")
         );
     }
