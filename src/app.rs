@@ -6,8 +6,9 @@
 //! the DeltaDeFi transports) runs on a second arbiter, so that dispatching, the budget and
 //! venue I/O never delay a tick; SQLite runs on its own thread behind [`Store`]. The hot
 //! arbiter's sends to those threads wait until its runnable work is done
-//! ([`mm_actors::after_turn`]); peers on the venue side are bound with `bind_elsewhere`. In staging, MockExchange is the venue behind the gateway's and the account
-//! feed's messages.
+//! ([`mm_actors::after_turn`]); peers on the venue side are bound with `bind_elsewhere`. The
+//! venue side's actors are held until every peer is bound ([`StartGate`]). In staging,
+//! MockExchange is the venue behind the gateway's and the account feed's messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ use mm_actors::rate_limiter::{RateLimiter, SendGate};
 use mm_actors::registry::{Reg, Registry};
 use mm_actors::risk_guard::{HaltForShutdown, RiskGuard};
 use mm_actors::store::Store;
-use mm_actors::supervision::{self, ActorHealth, Fatal, GetHealth, Monitor};
+use mm_actors::supervision::{self, ActorHealth, Fatal, GetHealth, Monitor, StartGate};
 use mm_actors::venue_book::VenueBooks;
 use zeroize::Zeroizing;
 
@@ -285,6 +286,8 @@ impl Pipeline {
         let run = run_id();
 
         let venue_arbiter = Arbiter::new().handle();
+        // The venue side's actors start once every peer below is bound: see `StartGate`.
+        let start_gate = StartGate::new();
         // The one budget every counted request passes, seeded from SQLite. It lives on the
         // venue side, with the outbox and the transports that ask it, off the tick path.
         let (rl_cfg, s, g, b) = (
@@ -293,10 +296,13 @@ impl Pipeline {
             gate.clone(),
             reg.books.clone(),
         );
-        let limiter =
-            supervision::start_in_arbiter(&venue_arbiter, "rate_limiter", &monitor, move |_| {
-                RateLimiter::new(&rl_cfg, s, g.clone(), b.clone())
-            });
+        let limiter = supervision::start_in_arbiter(
+            &venue_arbiter,
+            "rate_limiter",
+            &monitor,
+            &start_gate,
+            move |_| RateLimiter::new(&rl_cfg, s, g.clone(), b.clone()),
+        );
         reg.sends.bind_elsewhere(limiter.clone().recipient());
         let send_wait = Duration::from_millis(cfg.rate_limit.max_send_wait_ms);
         let send_gate = SendGate::new(
@@ -320,6 +326,7 @@ impl Pipeline {
                     &venue_arbiter,
                     "mock_exchange",
                     &monitor,
+                    &start_gate,
                     move |_| MockExchange::new(r, &mock_cfg, &mock_markets, mock_aps, sg),
                 );
                 reg.ticks_to_venue.bind_elsewhere(m.clone().recipient());
@@ -341,6 +348,7 @@ impl Pipeline {
                     &venue_arbiter,
                     "deltadefi_rest",
                     &monitor,
+                    &start_gate,
                     move |_| DeltaDeFiRest::new(rest_cfg),
                 );
                 reg.venue.bind_elsewhere(r.clone().recipient());
@@ -369,15 +377,21 @@ impl Pipeline {
             RiskGuard::new(r, s, risk_cfg, &m, stale)
         });
         let (r, gw_cfg) = (reg.clone(), cfg.gateway.clone());
-        let gateway =
-            supervision::start_in_arbiter(&venue_arbiter, "gateway", &monitor, move |_| {
-                DeltaDeFiGateway::new(r, &gw_cfg, send_wait)
-            });
+        let gateway = supervision::start_in_arbiter(
+            &venue_arbiter,
+            "gateway",
+            &monitor,
+            &start_gate,
+            move |_| DeltaDeFiGateway::new(r, &gw_cfg, send_wait),
+        );
         let (r, s, ob_cfg) = (reg.clone(), store.clone(), cfg.outbox.clone());
-        let outbox =
-            supervision::start_in_arbiter(&venue_arbiter, "outbox_worker", &monitor, move |_| {
-                OutboxWorker::new(r, s, ob_cfg)
-            });
+        let outbox = supervision::start_in_arbiter(
+            &venue_arbiter,
+            "outbox_worker",
+            &monitor,
+            &start_gate,
+            move |_| OutboxWorker::new(r, s, ob_cfg),
+        );
         let (r, s, m, prefix) = (
             reg.clone(),
             store.clone(),
@@ -389,10 +403,13 @@ impl Pipeline {
         });
         let (r, s, ids) = (reg.clone(), store.clone(), market_ids);
         let reconcile = Duration::from_millis(cfg.gateway.reconcile_interval_ms);
-        let account =
-            supervision::start_in_arbiter(&venue_arbiter, "account_feed", &monitor, move |_| {
-                AccountFeed::new(r, s, ids, reconcile)
-            });
+        let account = supervision::start_in_arbiter(
+            &venue_arbiter,
+            "account_feed",
+            &monitor,
+            &start_gate,
+            move |_| AccountFeed::new(r, s, ids, reconcile),
+        );
         let (r, s, m, max_pos) = (reg.clone(), store.clone(), markets, cfg.risk.max_position);
         let quotes = supervision::start("quote_engine", &monitor, move |_| {
             QuoteEngine::new(r, s, &m, max_pos)
@@ -406,10 +423,9 @@ impl Pipeline {
             BinanceFeed::new(r, feed, symbols, health_ms, guard)
         });
 
-        // Actors on this arbiter start after this synchronous block; the venue arbiter's may
-        // start sooner, but they only act on messages, which are sent to peers bound below
-        // (a message to a peer not yet bound is dropped and logged, and their first act, the
-        // account resync, is answered through the registry after it is bound).
+        // Actors on this arbiter start after this synchronous block, the venue arbiter's
+        // once `start_gate` opens below: none of them acts before every peer is bound (a
+        // message to a peer not bound is dropped; OutboxWorker's first act sends outcomes).
         reg.ticks_to_quotes.bind(quotes.clone().recipient());
 
         reg.feed_health.bind(risk.clone().recipient());
@@ -444,8 +460,8 @@ impl Pipeline {
         reg.storage_recovered[1].bind_elsewhere(outbox.clone().recipient());
 
         reg.venue_events.bind_elsewhere(account.clone().recipient());
-        // The account stream connects at once and asks for a resync: start it once every
-        // peer is bound.
+        // The streams are started after the binds, as they always were; the gate holds them
+        // like every venue-side actor.
         let mut depth_streams = Vec::new();
         let stream = stream_cfg_later.map(|stream_cfg| {
             for m in &cfg.markets {
@@ -454,15 +470,21 @@ impl Pipeline {
                     &venue_arbiter,
                     "depth_stream",
                     &monitor,
+                    &start_gate,
                     move |_| DeltaDeFiStream::depth(rg, sc, market),
                 ));
             }
             let rg = reg.clone();
-            supervision::start_in_arbiter(&venue_arbiter, "account_stream", &monitor, move |_| {
-                DeltaDeFiStream::account(rg, stream_cfg)
-            })
+            supervision::start_in_arbiter(
+                &venue_arbiter,
+                "account_stream",
+                &monitor,
+                &start_gate,
+                move |_| DeltaDeFiStream::account(rg, stream_cfg),
+            )
         });
 
+        start_gate.open();
         let pipeline = Pipeline {
             monitor,
             progress: Arc::new(std::sync::Mutex::new("running".into())),

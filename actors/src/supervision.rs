@@ -364,12 +364,39 @@ where
     addr
 }
 
-/// Starts `A` on `arbiter` under supervision (`f` runs on that arbiter, so `A` may hold
-/// values that are not `Send`, such as an awc client).
+/// Holds the actors started on another arbiter until it opens. Such an actor would otherwise
+/// start at once, while the starting thread is still binding peers, and a message it sent
+/// from `started` to a peer not bound yet was dropped (OutboxWorker's outcomes of rows left
+/// unknown by a kill: their orders stayed pending until a flatten gave up waiting). Messages
+/// sent to a held actor wait in its mailbox. A gate dropped without opening (a start that
+/// failed half-way) starts none of them.
+pub struct StartGate(tokio::sync::watch::Sender<bool>);
+
+impl Default for StartGate {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl StartGate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lets every actor held by this gate start, and those started behind it later at once.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Starts `A` on `arbiter` under supervision once `gate` opens (`f` runs on that arbiter, so
+/// `A` may hold values that are not `Send`, such as an awc client).
 pub fn start_in_arbiter<A, F>(
     arbiter: &ArbiterHandle,
     name: &'static str,
     monitor: &Arc<Monitor>,
+    gate: &StartGate,
     f: F,
 ) -> Addr<A>
 where
@@ -378,7 +405,11 @@ where
 {
     let (tx, rx) = channel::channel(16);
     let monitor = monitor.clone();
-    let spawned = arbiter.spawn_fn(move || {
+    let mut open = gate.0.subscribe();
+    let spawned = arbiter.spawn(async move {
+        if open.wait_for(|open| *open).await.is_err() {
+            return;
+        }
         let mut ctx = Context::with_receiver(rx);
         let act = f(&mut ctx);
         let fut = ctx.into_future(act);
@@ -483,6 +514,103 @@ mod tests {
             self.handled += 1;
             self.handled
         }
+    }
+
+    /// Says when it started and when it was pinged.
+    struct Herald {
+        health: ActorHealth,
+        said: std::sync::mpsc::Sender<&'static str>,
+    }
+    impl Herald {
+        fn on_restart(&mut self, _: &mut Context<Self>) {}
+    }
+    impl Actor for Herald {
+        type Context = Context<Self>;
+        fn started(&mut self, _: &mut Context<Self>) {
+            let _ = self.said.send("started");
+        }
+    }
+    crate::supervised_actor!(Herald, "herald");
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Ping;
+    impl Handler<Ping> for Herald {
+        type Result = ();
+        fn handle(&mut self, _: Ping, _: &mut Context<Self>) {
+            let _ = self.said.send("ping");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_actor_on_another_arbiter_starts_only_once_the_gate_opens() {
+        let arbiter = actix_rt::Arbiter::new();
+        let (said, heard) = std::sync::mpsc::channel();
+        let gate = StartGate::new();
+        let to_herald = said.clone();
+        let addr = start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), &gate, |_| {
+            Herald {
+                health: ActorHealth::default(),
+                said: to_herald,
+            }
+        });
+        addr.do_send(Ping);
+        // A marker queued on the arbiter behind the actor's start, and behind anything that
+        // start queued: an actor let through would have said "started" before it.
+        let marker = said.clone();
+        arbiter.spawn(async move {
+            actix_rt::spawn(async move {
+                let _ = marker.send("marker");
+            });
+        });
+        let next = || heard.recv_timeout(Duration::from_secs(10)).ok();
+        assert_eq!(
+            next(),
+            Some("marker"),
+            "the actor started before the gate opened"
+        );
+        gate.open();
+        assert_eq!(next(), Some("started"));
+        assert_eq!(
+            next(),
+            Some("ping"),
+            "a message sent while held is delivered"
+        );
+        // Opened and dropped: actors started behind it later start at once.
+        drop(gate);
+        let gate = StartGate::new();
+        gate.open();
+        let late = said.clone();
+        let _late = start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), &gate, |_| {
+            Herald {
+                health: ActorHealth::default(),
+                said: late,
+            }
+        });
+        drop(gate);
+        assert_eq!(
+            next(),
+            Some("started"),
+            "an open gate dropped still lets it start"
+        );
+        // A gate dropped without opening starts nothing.
+        let shut = StartGate::new();
+        let never = said.clone();
+        let _never = start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), &shut, |_| {
+            Herald {
+                health: ActorHealth::default(),
+                said: never,
+            }
+        });
+        drop(shut);
+        let marker = said.clone();
+        arbiter.spawn(async move {
+            actix_rt::spawn(async move {
+                let _ = marker.send("marker");
+            });
+        });
+        assert_eq!(next(), Some("marker"));
+        arbiter.stop();
     }
 
     async fn restarts_reach(addr: &Addr<Flaky>, n: u32) -> ActorHealth {
