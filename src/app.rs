@@ -130,6 +130,8 @@ pub enum StartError {
     MissingSecret(&'static str),
     #[error("cannot adopt the venue's market rules: {0}")]
     MarketRules(String),
+    #[error(transparent)]
+    Pinning(#[from] crate::affinity::PinError),
 }
 
 /// Environment variable holding the DeltaDeFi API key.
@@ -485,6 +487,11 @@ impl Pipeline {
         });
 
         start_gate.open();
+        // Every thread of the pipeline exists: the hot arbiter takes its own CPU (`run.hot_cpu`).
+        if let Some(p) = crate::affinity::installed() {
+            crate::affinity::take_hot(p)?;
+            tracing::info!(hot_cpu = p.hot, others = ?p.others, "hot arbiter pinned");
+        }
         let pipeline = Pipeline {
             monitor,
             progress: Arc::new(std::sync::Mutex::new("running".into())),

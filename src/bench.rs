@@ -155,6 +155,12 @@ async fn drained(p: &Pipeline) -> anyhow::Result<(Instant, Progress)> {
 /// sleeping until the next one (the kernel's timer slack, about 50 µs, sets the jitter; ticks
 /// that came due meanwhile go together).
 fn pace(feed: &actix::Recipient<PlayMore>, ticks: u64, rate: u64, start: Instant) {
+    // Spawned from the hot arbiter, this thread starts on its CPU: frames come from elsewhere.
+    if let Some(p) = crate::affinity::installed()
+        && let Err(e) = crate::affinity::keep_off(p)
+    {
+        tracing::warn!(cause = %e, "the pacer stays on the hot CPU");
+    }
     let mut released = 0u64;
     while released < ticks {
         let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(ticks);

@@ -102,6 +102,10 @@ enum Command {
         json: bool,
         #[arg(long, default_value = "config/staging.yaml")]
         config: PathBuf,
+        /// Pin the hot arbiter to this CPU and the other threads to the rest (overrides
+        /// `run.hot_cpu`).
+        #[arg(long)]
+        hot_cpu: Option<usize>,
     },
     /// Record the live Binance bookTicker stream of the config's markets to a replay file
     /// (JSONL: {"recv_ms", "msg"}) until Ctrl-C or --duration.
@@ -252,8 +256,10 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             pricing_only,
             json,
             config,
+            hot_cpu,
         } => {
-            let cfg = config::load(&config, env)?;
+            let mut cfg = config::load(&config, env)?;
+            cfg.run.hot_cpu = hot_cpu.or(cfg.run.hot_cpu);
             if let (true, Some(path)) = (pricing_only, &replay) {
                 let r = bench::pricing_only(&cfg, path)?;
                 if json {
@@ -266,6 +272,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            pin_if_asked(&cfg)?;
             // The OTEL_EXPORTER_OTLP_* variables apply, so a run with a slow or absent
             // collector can be compared with one without telemetry.
             let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, env)?;
@@ -298,6 +305,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "venue_rejects": r.venue_rejects,
                         "crosses_clamped": r.crosses_clamped,
                         "crosses_skipped": r.crosses_skipped,
+                        "hot_cpu": deltadefi_mm::affinity::installed().map(|p| p.hot),
                     }))?
                 );
             } else {
@@ -495,6 +503,8 @@ fn run(
     // read from the environment here and only here (never logged), then the one-instance lock,
     // and only then is the database created or opened.
     let access = app::VenueAccess::for_config(&cfg, env)?;
+    // Before any thread is spawned, so that each one inherits a CPU other than the hot one.
+    pin_if_asked(&cfg)?;
     let _lock = InstanceLock::acquire(&cfg.run.db_path, "")?;
     let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, cfg.run.log_format, env)?;
     let store = Store::open(&cfg.run.db_path)
@@ -617,6 +627,16 @@ enum Outcome {
     Fatal(String),
     /// Stopped with something left (named).
     Unclean(String),
+}
+
+/// Installs the pinning `run.hot_cpu` asks for: the calling (main) thread, and every thread
+/// it spawns, keep off the hot CPU until the pipeline's start moves the main thread onto it.
+fn pin_if_asked(cfg: &mm_actors::config::Config) -> anyhow::Result<()> {
+    if let Some(cpu) = cfg.run.hot_cpu {
+        let p = deltadefi_mm::affinity::Pinning::for_this_thread(cpu)?;
+        deltadefi_mm::affinity::install(p)?;
+    }
+    Ok(())
 }
 
 /// Time past the drain timeout that shutdown may take before the process exits regardless.

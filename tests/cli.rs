@@ -71,6 +71,23 @@ fn bad_config_stops_start_up_naming_the_key() {
             staging_with("max_open_orders: 20", "max_open_orders: many"),
             "max_open_orders",
         ),
+        (
+            "hot CPU out of range",
+            staging_with(
+                "  drain_timeout_ms:",
+                "  hot_cpu: 5000\n  drain_timeout_ms:",
+            ),
+            "run.hot_cpu",
+        ),
+        (
+            // In range, but not a CPU this process may use (no machine here has 1,000).
+            "hot CPU not usable",
+            staging_with(
+                "  drain_timeout_ms:",
+                "  hot_cpu: 1000\n  drain_timeout_ms:",
+            ),
+            "run.hot_cpu: CPU 1000 is not one this process may run on",
+        ),
     ];
     for (name, yaml, key) in cases {
         let out = run_with_config(&dir, &yaml);

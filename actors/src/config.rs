@@ -158,6 +158,9 @@ pub struct RunConfig {
     pub client_id_prefix: String,
     /// How long shutdown waits for cancels to be confirmed and the outbox to drain.
     pub drain_timeout_ms: u64,
+    /// Pin the hot arbiter (the tick's path) to this CPU, and every other thread of the
+    /// process to the other CPUs it may use. Unset: the scheduler places every thread.
+    pub hot_cpu: Option<usize>,
 }
 
 impl Default for RunConfig {
@@ -168,6 +171,7 @@ impl Default for RunConfig {
             log_format: LogFormat::Text,
             client_id_prefix: "mm".into(),
             drain_timeout_ms: 10_000,
+            hot_cpu: None,
         }
     }
 }
@@ -1115,6 +1119,9 @@ impl Config {
             600_000,
             "run.drain_timeout_ms",
         );
+        if let Some(cpu) = self.run.hot_cpu {
+            c.range_u64(cpu as u64, 0, 1023, "run.hot_cpu");
+        }
         c.check(
             !self.run.client_id_prefix.is_empty()
                 && self.run.client_id_prefix.len() <= 16
