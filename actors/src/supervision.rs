@@ -542,28 +542,40 @@ mod tests {
         }
     }
 
+    /// Starts a Herald on `arbiter` behind `gate`.
+    fn herald(
+        arbiter: &actix_rt::Arbiter,
+        gate: &StartGate,
+        said: &std::sync::mpsc::Sender<&'static str>,
+    ) -> Addr<Herald> {
+        let said = said.clone();
+        start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), gate, |_| {
+            Herald {
+                health: ActorHealth::default(),
+                said,
+            }
+        })
+    }
+
+    /// Queues a marker on `arbiter` behind every start queued there, and behind anything those
+    /// starts queued: an actor let through says "started" before it.
+    fn marker(arbiter: &actix_rt::Arbiter, said: &std::sync::mpsc::Sender<&'static str>) {
+        let said = said.clone();
+        arbiter.spawn(async move {
+            actix_rt::spawn(async move {
+                let _ = said.send("marker");
+            });
+        });
+    }
+
     #[actix_rt::test]
     async fn an_actor_on_another_arbiter_starts_only_once_the_gate_opens() {
         let arbiter = actix_rt::Arbiter::new();
         let (said, heard) = std::sync::mpsc::channel();
-        let gate = StartGate::new();
-        let to_herald = said.clone();
-        let addr = start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), &gate, |_| {
-            Herald {
-                health: ActorHealth::default(),
-                said: to_herald,
-            }
-        });
-        addr.do_send(Ping);
-        // A marker queued on the arbiter behind the actor's start, and behind anything that
-        // start queued: an actor let through would have said "started" before it.
-        let marker = said.clone();
-        arbiter.spawn(async move {
-            actix_rt::spawn(async move {
-                let _ = marker.send("marker");
-            });
-        });
         let next = || heard.recv_timeout(Duration::from_secs(10)).ok();
+        let gate = StartGate::new();
+        herald(&arbiter, &gate, &said).do_send(Ping);
+        marker(&arbiter, &said);
         assert_eq!(
             next(),
             Some("marker"),
@@ -577,16 +589,7 @@ mod tests {
             "a message sent while held is delivered"
         );
         // Opened and dropped: actors started behind it later start at once.
-        drop(gate);
-        let gate = StartGate::new();
-        gate.open();
-        let late = said.clone();
-        let _late = start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), &gate, |_| {
-            Herald {
-                health: ActorHealth::default(),
-                said: late,
-            }
-        });
+        let _late = herald(&arbiter, &gate, &said);
         drop(gate);
         assert_eq!(
             next(),
@@ -595,20 +598,9 @@ mod tests {
         );
         // A gate dropped without opening starts nothing.
         let shut = StartGate::new();
-        let never = said.clone();
-        let _never = start_in_arbiter(&arbiter.handle(), "herald", &Monitor::new(), &shut, |_| {
-            Herald {
-                health: ActorHealth::default(),
-                said: never,
-            }
-        });
+        let _never = herald(&arbiter, &shut, &said);
         drop(shut);
-        let marker = said.clone();
-        arbiter.spawn(async move {
-            actix_rt::spawn(async move {
-                let _ = marker.send("marker");
-            });
-        });
+        marker(&arbiter, &said);
         assert_eq!(next(), Some("marker"));
         arbiter.stop();
     }
