@@ -486,12 +486,13 @@ impl Pipeline {
             )
         });
 
-        start_gate.open();
-        // Every thread of the pipeline exists: the hot arbiter takes its own CPU (`run.hot_cpu`).
+        // Every thread of the pipeline exists: the hot arbiter takes its own CPU (`run.hot_cpu`)
+        // before anything on the venue side starts, so that a failure leaves nothing running.
         if let Some(p) = crate::affinity::installed() {
             crate::affinity::take_hot(p)?;
             tracing::info!(hot_cpu = p.hot, others = ?p.others, "hot arbiter pinned");
         }
+        start_gate.open();
         let pipeline = Pipeline {
             monitor,
             progress: Arc::new(std::sync::Mutex::new("running".into())),
