@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// A DeltaDeFi trading pair, upper case, no separator (`ADAUSDM`). Shared text: every intent,
 /// order and row names its market, and a copy is a reference count, not an allocation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MarketId(pub std::sync::Arc<str>);
 
@@ -37,12 +37,12 @@ impl std::borrow::Borrow<str> for BinanceSymbol {
 
 /// Our own order id, unique across restarts (`<prefix>-<run>-<seq>`). Shared text, as
 /// [`MarketId`]: an order's id is copied into its intents, transitions and outbox rows.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ClientOrderId(pub std::sync::Arc<str>);
 
 /// The venue's order id (a UUID on DeltaDeFi). Shared text, as [`ClientOrderId`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct VenueOrderId(pub std::sync::Arc<str>);
 
@@ -62,9 +62,24 @@ macro_rules! display_str {
         }
     )*};
 }
-/// Shared-text ids are made from owned or borrowed text.
+/// Shared-text ids are made from owned or borrowed text, and equal when their text is. Two
+/// copies of one id share its text, which is compared only when they do not: `Arc<str>`'s own
+/// equality always compares the bytes (its pointer shortcut needs a sized type), and every
+/// order scan compares market names.
 macro_rules! shared_text {
     ($($t:ident),*) => {$(
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+        impl Eq for $t {}
+        /// The text's hash, as the equality compares the text.
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state)
+            }
+        }
         impl From<String> for $t {
             fn from(s: String) -> Self { $t(s.into()) }
         }
@@ -229,6 +244,27 @@ pub fn bps(x: Decimal) -> Decimal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_equal_by_their_text_whether_or_not_they_share_it() {
+        use std::hash::BuildHasher as _;
+        let a = MarketId::from("ADAUSDM");
+        let shared = a.clone();
+        let apart = MarketId::from(String::from("ADAUSDM"));
+        assert!(!std::sync::Arc::ptr_eq(&a.0, &apart.0));
+        assert_eq!(a, shared);
+        assert_eq!(a, apart);
+        assert_ne!(a, MarketId::from("ADAUSDT"));
+        let h = std::collections::hash_map::RandomState::new();
+        assert_eq!(h.hash_one(&a), h.hash_one(&apart));
+        assert_eq!(h.hash_one(&a), h.hash_one("ADAUSDM"), "hashed as its text");
+        let mut orders = std::collections::HashMap::new();
+        orders.insert(ClientOrderId::from("mm-x-1"), 1);
+        assert_eq!(
+            orders.get(&ClientOrderId::from(String::from("mm-x-1"))),
+            Some(&1)
+        );
+    }
 
     #[test]
     fn external_bound_is_ten_to_the_twelve() {
