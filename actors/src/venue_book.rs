@@ -263,6 +263,53 @@ mod tests {
     }
 
     #[test]
+    fn the_best_level_left_takes_out_only_our_orders_at_its_price() {
+        let own = |side, price: &str, remaining: &str, cancelling| OwnOrder {
+            side,
+            price: d(price),
+            remaining: d(remaining),
+            cancelling,
+        };
+        let asks = [
+            (d("0.4502"), d("50")),
+            (d("0.4503"), d("80")),
+            (d("0.4504"), d("500")),
+        ];
+        let all = |_: &OwnOrder| true;
+        assert_eq!(best_left(&asks, Side::Sell, &[], all), Some(d("0.4502")));
+        // The best level is all ours; the next holds 30 of others beside our 50.
+        let ours = [
+            own(Side::Sell, "0.4502", "50", false),
+            own(Side::Sell, "0.4503", "50", true),
+        ];
+        assert_eq!(best_left(&asks, Side::Sell, &ours, all), Some(d("0.4503")));
+        // Only the cancelling one taken out: the best level is left.
+        assert_eq!(
+            best_left(&asks, Side::Sell, &ours, |o| o.cancelling),
+            Some(d("0.4502"))
+        );
+        // Both levels exactly ours: the third, larger than all of ours together, is the touch.
+        let exactly = [
+            own(Side::Sell, "0.4502", "50", false),
+            own(Side::Sell, "0.4503", "80", false),
+        ];
+        assert_eq!(
+            best_left(&asks, Side::Sell, &exactly, all),
+            Some(d("0.4504"))
+        );
+        // Orders of the other side, or at other prices, are not taken out.
+        let elsewhere = [
+            own(Side::Buy, "0.4502", "50", false),
+            own(Side::Sell, "0.4510", "1000", false),
+        ];
+        assert_eq!(
+            best_left(&asks, Side::Sell, &elsewhere, all),
+            Some(d("0.4502"))
+        );
+        assert_eq!(best_left(&asks[..1], Side::Sell, &exactly, all), None);
+    }
+
+    #[test]
     fn crossing_and_others_mid_without_our_orders() {
         let b = VenueBooks::new([m()], 1_000);
         assert_eq!(
