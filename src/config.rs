@@ -32,6 +32,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("MM_ACTIONS_PER_SECOND", "rate_limit.actions_per_second"),
     ("MM_DELTADEFI_REST_URL", "gateway.deltadefi.rest_url"),
     ("MM_DELTADEFI_WS_URL", "gateway.deltadefi.ws_url"),
+    ("MM_HOT_CPU", "run.hot_cpu"),
 ];
 
 /// Reads, overrides from `env` and validates the config at `path`.
@@ -105,6 +106,12 @@ pub fn apply_env(
     }
     if let Some(v) = env("MM_DELTADEFI_WS_URL") {
         cfg.gateway.deltadefi.ws_url = v;
+    }
+    if let Some(v) = env("MM_HOT_CPU") {
+        cfg.run.hot_cpu = Some(v.parse().map_err(|e| ConfigError::Env {
+            var: "MM_HOT_CPU",
+            message: format!("{v:?}: {e}"),
+        })?);
     }
     if let Some(v) = env("MM_ACTIONS_PER_SECOND") {
         cfg.rate_limit.actions_per_second = v.parse().map_err(|e| ConfigError::Env {
@@ -206,14 +213,19 @@ mod tests {
         let env = |k: &str| match k {
             "MM_DB_PATH" => Some("/tmp/x.db".to_string()),
             "MM_LOG_FORMAT" => Some("json".to_string()),
+            "MM_HOT_CPU" => Some("1".to_string()),
             _ => None,
         };
         apply_env(&mut cfg, env).expect("applies");
         assert_eq!(cfg.run.db_path, PathBuf::from("/tmp/x.db"));
         assert_eq!(cfg.run.log_format, LogFormat::Json);
+        assert_eq!(cfg.run.hot_cpu, Some(1));
         let bad = |k: &str| (k == "MM_FEED_SOURCE").then(|| "carrier-pigeon".to_string());
         let err = apply_env(&mut cfg, bad).expect_err("bad value").to_string();
         assert!(err.contains("MM_FEED_SOURCE"), "{err}");
+        let bad = |k: &str| (k == "MM_HOT_CPU").then(|| "the fast one".to_string());
+        let err = apply_env(&mut cfg, bad).expect_err("bad value").to_string();
+        assert!(err.contains("MM_HOT_CPU"), "{err}");
     }
 
     #[test]
