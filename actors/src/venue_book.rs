@@ -275,37 +275,48 @@ mod tests {
             (d("0.4503"), d("80")),
             (d("0.4504"), d("500")),
         ];
-        let all = |_: &OwnOrder| true;
-        assert_eq!(best_left(&asks, Side::Sell, &[], all), Some(d("0.4502")));
-        // The best level is all ours; the next holds 30 of others beside our 50.
-        let ours = [
-            own(Side::Sell, "0.4502", "50", false),
-            own(Side::Sell, "0.4503", "50", true),
+        let all: fn(&OwnOrder) -> bool = |_| true;
+        let cancelling: fn(&OwnOrder) -> bool = |o| o.cancelling;
+        let sell = |price, remaining| own(Side::Sell, price, remaining, false);
+        let cases = [
+            ("none of ours", vec![], all, "0.4502"),
+            (
+                // The best level is all ours; the next holds 30 of others beside our 50.
+                "best level ours",
+                vec![sell("0.4502", "50"), own(Side::Sell, "0.4503", "50", true)],
+                all,
+                "0.4503",
+            ),
+            (
+                "only the cancelling one taken out",
+                vec![sell("0.4502", "50"), own(Side::Sell, "0.4503", "50", true)],
+                cancelling,
+                "0.4502",
+            ),
+            (
+                "two levels exactly ours",
+                vec![sell("0.4502", "50"), sell("0.4503", "80")],
+                all,
+                "0.4504",
+            ),
+            (
+                "the other side, or other prices",
+                vec![
+                    own(Side::Buy, "0.4502", "50", false),
+                    sell("0.4510", "1000"),
+                ],
+                all,
+                "0.4502",
+            ),
         ];
-        assert_eq!(best_left(&asks, Side::Sell, &ours, all), Some(d("0.4503")));
-        // Only the cancelling one taken out: the best level is left.
-        assert_eq!(
-            best_left(&asks, Side::Sell, &ours, |o| o.cancelling),
-            Some(d("0.4502"))
-        );
-        // Both levels exactly ours: the third, larger than all of ours together, is the touch.
-        let exactly = [
-            own(Side::Sell, "0.4502", "50", false),
-            own(Side::Sell, "0.4503", "80", false),
-        ];
-        assert_eq!(
-            best_left(&asks, Side::Sell, &exactly, all),
-            Some(d("0.4504"))
-        );
-        // Orders of the other side, or at other prices, are not taken out.
-        let elsewhere = [
-            own(Side::Buy, "0.4502", "50", false),
-            own(Side::Sell, "0.4510", "1000", false),
-        ];
-        assert_eq!(
-            best_left(&asks, Side::Sell, &elsewhere, all),
-            Some(d("0.4502"))
-        );
+        for (name, ours, mine, want) in cases {
+            assert_eq!(
+                best_left(&asks, Side::Sell, &ours, mine),
+                Some(d(want)),
+                "{name}"
+            );
+        }
+        let exactly = [sell("0.4502", "50")];
         assert_eq!(best_left(&asks[..1], Side::Sell, &exactly, all), None);
     }
 
