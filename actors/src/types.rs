@@ -109,6 +109,22 @@ impl MarketId {
     }
 }
 
+/// The asset names ([`MarketId::assets`]) of the markets met in a scan of orders or intents,
+/// which are mostly of one market: worked out again only when the market changes.
+#[derive(Default)]
+pub struct AssetNames<'a>(Option<(&'a MarketId, (String, String))>);
+
+impl<'a> AssetNames<'a> {
+    /// Base and quote asset names of `market`.
+    pub fn of(&mut self, market: &'a MarketId) -> (&str, &str) {
+        if self.0.as_ref().is_some_and(|(last, _)| *last != market) {
+            self.0 = None;
+        }
+        let (_, (base, quote)) = self.0.get_or_insert_with(|| (market, market.assets()));
+        (base, quote)
+    }
+}
+
 /// Order side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -20,7 +20,7 @@ use crate::messages::{DesiredOrder, OutboxRow};
 pub use crate::orders::Transition;
 use crate::pricing_rules::moved_beyond;
 use crate::store::Write;
-use crate::types::{ClientOrderId, MarketId, Side, VenueOrderId};
+use crate::types::{AssetNames, ClientOrderId, MarketId, Side, VenueOrderId};
 use crate::venue_book::OwnOrder;
 
 impl FundsInUse {
@@ -190,16 +190,11 @@ impl OrderTracker {
     /// What every live order locks, by asset.
     pub fn funds_in_use(&self) -> FundsInUse {
         let mut f = FundsInUse::default();
-        // A market's asset names are worked out when the market changes, not per order.
-        let mut names: Option<(&MarketId, (String, String))> = None;
+        let mut names = AssetNames::default();
         for o in self.orders.values().filter(|o| !o.state.is_terminal()) {
             let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
-            if names.as_ref().is_none_or(|(m, _)| *m != &o.market) {
-                names = Some((&o.market, o.market.assets()));
-            }
-            if let Some((_, (base, quote))) = &names {
-                f.add_to(base, quote, o.side, o.price, o.remaining(), acked);
-            }
+            let (base, quote) = names.of(&o.market);
+            f.add_to(base, quote, o.side, o.price, o.remaining(), acked);
         }
         f
     }

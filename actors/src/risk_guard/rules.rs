@@ -19,7 +19,7 @@ use crate::intent::Intent;
 pub use crate::messages::{Denial, HaltReason, TradingState};
 use crate::messages::{FundsInUse, OpenExposure, SidesAllowed};
 use crate::pricing_rules::distance_bps;
-use crate::types::{MarketId, Side};
+use crate::types::{AssetNames, Side};
 use crate::venue::Balance;
 
 impl TradingState {
@@ -434,18 +434,11 @@ pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denia
         balances,
     } = batch;
     let fee_rate = crate::types::bps(cfg.fee_bps);
-    // A market's asset names are worked out when the market changes, not per intent.
-    let mut names: Option<(&MarketId, (String, String))> = None;
+    let mut names = AssetNames::default();
     intents
         .iter()
         .map(|i| {
-            let market = i.market();
-            if names.as_ref().is_none_or(|(m, _)| *m != market) {
-                names = Some((market, market.assets()));
-            }
-            let (base, quote) = names
-                .as_ref()
-                .map_or(("", ""), |(_, (b, q))| (b.as_str(), q.as_str()));
+            let (base, quote) = names.of(i.market());
             let cx = CheckContext {
                 cfg,
                 halts,
