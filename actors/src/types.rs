@@ -22,8 +22,9 @@ pub struct MarketId(pub std::sync::Arc<str>);
 /// few keys on every tick. Randomly seeded; no table of these grows with outside input.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A Binance spot symbol, upper case as it appears in `s` of bookTicker (`ADAUSDT`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A Binance spot symbol, upper case as it appears in `s` of bookTicker (`ADAUSDT`). Shared
+/// text, as [`MarketId`]: every tick carries its symbol.
+#[derive(Debug, Clone, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct BinanceSymbol(pub std::sync::Arc<str>);
 
@@ -88,7 +89,7 @@ macro_rules! shared_text {
         }
     )*};
 }
-shared_text!(MarketId, ClientOrderId, VenueOrderId);
+shared_text!(MarketId, BinanceSymbol, ClientOrderId, VenueOrderId);
 
 display_str!(
     MarketId,
