@@ -7,7 +7,7 @@
 //!
 //! Its order book (the others' simulated levels and our resting orders) reaches the service's
 //! [`crate::venue_book::VenueBooks`] after every change, one latency later, as DeltaDeFi's depth
-//! stream would bring it.
+//! stream would bring it; an unchanged book is shown again once per message of ticks.
 //!
 //! The simulated exchange outlives a restart of this actor, as a real venue would.
 
@@ -42,6 +42,9 @@ pub struct MockExchange {
     reg: Reg,
     core: MatchingCore,
     references: Vec<(BinanceSymbol, MarketId)>,
+    /// Per market of `references`, during one message of ticks: its book is unchanged since it
+    /// was last shown. Reused from message to message.
+    unshown: Vec<bool>,
     latency: Duration,
     jitter_ms: u64,
     rng: SplitMix64,
@@ -66,6 +69,7 @@ impl MockExchange {
                 .iter()
                 .map(|m| (m.reference.clone(), m.market.clone()))
                 .collect(),
+            unshown: Vec::new(),
             latency: Duration::from_millis(cfg.latency_ms),
             jitter_ms: cfg.latency_jitter_ms,
             rng: SplitMix64::new(cfg.seed ^ 0x5eed),
@@ -200,18 +204,114 @@ impl Handler<GetVenueRejects> for MockExchange {
 impl Handler<ReferenceTicks> for MockExchange {
     type Result = ();
     fn handle(&mut self, msg: ReferenceTicks, ctx: &mut Context<Self>) {
+        // The ticks of one message were received together (one at real rates, a batch from a
+        // replay at full speed): one clock read for them. Every tick is matched against our
+        // orders in turn and a book it changed is shown at once; a book it left as it was is
+        // shown again once, after the last tick.
+        let now = now_ms();
+        let mut unshown = std::mem::take(&mut self.unshown);
+        unshown.clear();
+        unshown.resize(self.references.len(), false);
         for TickReceived { tick: t, .. } in msg.0.iter() {
-            for (s, m) in &self.references {
+            for ((s, m), unshown) in self.references.iter().zip(unshown.iter_mut()) {
                 if *s == t.symbol {
-                    let moved = self.core.move_reference(m, t.bid, t.ask, now_ms());
+                    let moved = self.core.move_reference(m, t.bid, t.ask, now);
                     self.emit(moved.events, ctx);
+                    *unshown = !moved.depth_changed;
                     if moved.depth_changed {
                         self.publish_depth(m, ctx);
-                    } else {
-                        self.republish_depth(m, ctx);
                     }
                 }
             }
         }
+        for ((_, m), unshown) in self.references.iter().zip(&unshown) {
+            if *unshown {
+                self.republish_depth(m, ctx);
+            }
+        }
+        self.unshown = unshown;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::halt_gate::HaltGate;
+    use crate::registry::Registry;
+    use crate::types::Tick;
+    use crate::venue_book::VenueBooks;
+
+    fn tick(bid: &str, ask: &str) -> TickReceived {
+        let d = |s: &str| s.parse::<Decimal>().expect("decimal literal");
+        let now = Instant::now();
+        TickReceived {
+            tick: Tick {
+                symbol: BinanceSymbol("ADAUSDT".into()),
+                update_id: 1,
+                bid: d(bid),
+                bid_qty: Decimal::ONE,
+                ask: d(ask),
+                ask_qty: Decimal::ONE,
+                recv_ms: now_ms(),
+                recv_at: now,
+            },
+            decoded_at: now,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_message_of_ticks_leaves_the_book_of_its_last_tick_shown_and_fresh() {
+        let market = crate::quote_engine::pricing::tests::market();
+        let id = market.market.clone();
+        let halt = HaltGate::new([id.clone()], Arc::new(AtomicBool::new(false)));
+        let books = Arc::new(VenueBooks::new([id.clone()], 1_000));
+        let reg: Reg = Arc::new(Registry::new(halt.clone(), books.clone()));
+        let cfg = MockExchangeConfig {
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            ..MockExchangeConfig::default()
+        };
+        let mock = MockExchange::new(
+            reg,
+            &cfg,
+            std::slice::from_ref(&market),
+            5,
+            SendGate::unlimited_for_tests(halt),
+        )
+        .start();
+        let d = |s: &str| Some(s.parse::<Decimal>().expect("decimal literal"));
+        let shown = async |ticks: Vec<TickReceived>| {
+            mock.do_send(ReferenceTicks(ticks.into()));
+            // The mailbox is in order: once this is answered, the ticks were handled.
+            mock.send(GetVenueRejects).await.expect("mock answers");
+            let v = books.view(&id, now_ms());
+            assert!(
+                v.age_ms.is_some_and(|a| a <= 1_000),
+                "shown and fresh: {v:?}"
+            );
+            (v.bid, v.ask)
+        };
+        // The book moves on the second tick and not on the third: the second's is shown.
+        let moved_then_still = vec![
+            tick("0.4500", "0.4502"),
+            tick("0.4501", "0.4503"),
+            tick("0.4501", "0.4503"),
+        ];
+        assert_eq!(shown(moved_then_still).await, (d("0.4501"), d("0.4503")));
+        // It moves on every tick: the last one's is shown.
+        let moved_twice = vec![tick("0.4502", "0.4504"), tick("0.4499", "0.4501")];
+        assert_eq!(shown(moved_twice).await, (d("0.4499"), d("0.4501")));
+        // A message that moves nothing shows the book again, as it was: fresh again after it
+        // had aged.
+        books.refresh(&id, now_ms() - 5_000);
+        assert_eq!(books.view(&id, now_ms()).bid, None, "aged out");
+        let still = vec![tick("0.4499", "0.4501"), tick("0.4499", "0.4501")];
+        assert_eq!(shown(still).await, (d("0.4499"), d("0.4501")));
     }
 }

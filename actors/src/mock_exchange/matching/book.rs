@@ -65,21 +65,31 @@ impl OthersBook {
     /// The levels of resting liquidity on `side` (bids best first, descending; asks ascending)
     /// with what is left at each, empty ones omitted.
     pub fn levels(&self, side: Side) -> Vec<(Decimal, Decimal)> {
-        (0..self.levels)
-            .map(|i| {
-                let off = self.step * Decimal::from(i);
-                match side {
-                    Side::Buy => self.bid - off,
-                    Side::Sell => self.ask + off,
-                }
-            })
-            .filter(|p| *p > Decimal::ZERO)
-            .map(|p| {
-                let used = self.consumed.get(&(side, p)).copied().unwrap_or_default();
-                (p, (self.size - used).max(Decimal::ZERO))
-            })
-            .filter(|(_, q)| *q > Decimal::ZERO)
-            .collect()
+        // Built on every change of the book: one step added per level (the same price as the
+        // touch plus its offset, exactly), and no lookups while nothing was consumed.
+        let mut out = Vec::with_capacity(usize::try_from(self.levels).unwrap_or(0));
+        let mut p = match side {
+            Side::Buy => self.bid,
+            Side::Sell => self.ask,
+        };
+        for _ in 0..self.levels {
+            // Bids descend: once a level is not positive, none further is.
+            if p <= Decimal::ZERO {
+                break;
+            }
+            let left = match self.consumed.get(&(side, p)) {
+                Some(used) => (self.size - used).max(Decimal::ZERO),
+                None => self.size,
+            };
+            if left > Decimal::ZERO {
+                out.push((p, left));
+            }
+            p = match side {
+                Side::Buy => p - self.step,
+                Side::Sell => p + self.step,
+            };
+        }
+        out
     }
 
     /// The best price with liquidity left on `side`.

@@ -2,11 +2,11 @@
 //! DeltaDeFi's public trades would include them), the last traded price, and one-minute candles
 //! of the reference mid with the traded volume, aggregated on request (`/market/graph`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 
-use crate::types::{MarketId, Side};
+use crate::types::{FastMap, MarketId, Side};
 
 /// One public trade.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +39,18 @@ const MINUTES_KEPT: usize = 14 * 24 * 60;
 #[derive(Debug, Default)]
 pub struct History {
     trades: VecDeque<PublicTrade>,
-    last_price: HashMap<MarketId, Decimal>,
-    minutes: HashMap<MarketId, VecDeque<Candle>>,
+    last_price: FastMap<MarketId, Decimal>,
+    minutes: FastMap<MarketId, VecDeque<Candle>>,
 }
 
 impl History {
-    fn minute(&mut self, market: &MarketId, ts_ms: i64, price: Decimal) -> &mut Candle {
+    fn minute(&mut self, market: &MarketId, ts_ms: i64, price: Decimal) -> Option<&mut Candle> {
         let t = ts_ms.div_euclid(60_000) * 60;
-        let q = self.minutes.entry(market.clone()).or_default();
+        // Looked up before it is inserted: a market's id is copied once, not per tick.
+        if !self.minutes.contains_key(market) {
+            self.minutes.insert(market.clone(), VecDeque::new());
+        }
+        let q = self.minutes.get_mut(market)?;
         if q.back().is_none_or(|c| c.t < t) {
             q.push_back(Candle {
                 t,
@@ -61,22 +65,23 @@ impl History {
             }
         }
         // A clock that stepped back lands in the latest candle.
-        let len = q.len();
-        &mut q.make_contiguous()[len - 1]
+        q.back_mut()
     }
 
     /// The reference mid moved.
     pub fn on_mid(&mut self, market: &MarketId, mid: Decimal, ts_ms: i64) {
-        let c = self.minute(market, ts_ms, mid);
-        c.high = c.high.max(mid);
-        c.low = c.low.min(mid);
-        c.close = mid;
+        if let Some(c) = self.minute(market, ts_ms, mid) {
+            c.high = c.high.max(mid);
+            c.low = c.low.min(mid);
+            c.close = mid;
+        }
     }
 
     /// A trade happened.
     pub fn on_trade(&mut self, trade: PublicTrade) {
-        let c = self.minute(&trade.market, trade.ts_ms, trade.price);
-        c.volume += trade.qty;
+        if let Some(c) = self.minute(&trade.market, trade.ts_ms, trade.price) {
+            c.volume += trade.qty;
+        }
         self.last_price.insert(trade.market.clone(), trade.price);
         self.trades.push_back(trade);
         if self.trades.len() > TRADES_KEPT {

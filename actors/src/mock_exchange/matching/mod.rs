@@ -28,7 +28,7 @@ use rust_decimal::Decimal;
 use crate::config::MockExchangeConfig;
 use crate::pricing_rules::MarketRules;
 use crate::rng::SplitMix64;
-use crate::types::{ClientOrderId, MarketId, Side, TradeId, VenueOrderId, bps};
+use crate::types::{ClientOrderId, FastMap, MarketId, Side, TradeId, VenueOrderId, bps};
 use crate::venue::{
     Balance, Depth, Level, Liquidity, NewOrder, VenueError, VenueEvent, VenueFill, VenueOrder,
     VenueOrderStatus, VenueReply, VenueRequest,
@@ -177,17 +177,17 @@ struct Asset {
 #[derive(Debug)]
 pub struct MatchingCore {
     params: MatchingParams,
-    markets: HashMap<MarketId, MarketRules>,
+    markets: FastMap<MarketId, MarketRules>,
     /// Orders resting on the book; the only ones a tick is matched against.
-    orders: HashMap<VenueOrderId, MockOrder>,
+    orders: FastMap<VenueOrderId, MockOrder>,
     /// Finished orders, kept for queries; the oldest go beyond `params.closed_kept`.
-    closed: HashMap<VenueOrderId, MockOrder>,
+    closed: FastMap<VenueOrderId, MockOrder>,
     closed_order: VecDeque<VenueOrderId>,
-    by_client: HashMap<ClientOrderId, VenueOrderId>,
+    by_client: FastMap<ClientOrderId, VenueOrderId>,
     assets: HashMap<String, Asset>,
     /// Basis-adjusted reference bid and ask per market.
-    references: HashMap<MarketId, (Decimal, Decimal)>,
-    others: HashMap<MarketId, OthersBook>,
+    references: FastMap<MarketId, (Decimal, Decimal)>,
+    others: FastMap<MarketId, OthersBook>,
     history: History,
     actions: VecDeque<i64>,
     /// Places refused so far, by code.
@@ -231,13 +231,13 @@ impl MatchingCore {
             rng: SplitMix64::new(params.seed),
             params,
             markets: markets.into_iter().map(|m| (m.market.clone(), m)).collect(),
-            orders: HashMap::new(),
-            closed: HashMap::new(),
+            orders: FastMap::default(),
+            closed: FastMap::default(),
             closed_order: VecDeque::new(),
-            by_client: HashMap::new(),
+            by_client: FastMap::default(),
             assets,
-            references: HashMap::new(),
-            others: HashMap::new(),
+            references: FastMap::default(),
+            others: FastMap::default(),
             history: History::default(),
             actions: VecDeque::new(),
             rejects: HashMap::new(),
@@ -946,23 +946,36 @@ impl MatchingCore {
         ref_ask: Decimal,
         now_ms: i64,
     ) -> Vec<VenueEvent> {
-        let Some(rules) = self.markets.get(market).cloned() else {
+        let Some(rules) = self.markets.get(market) else {
             return Vec::new();
         };
-        let basis = Decimal::ONE + bps(rules.anchor_bps);
-        let (bid, ask) = (ref_bid * basis, ref_ask * basis);
-        self.references.insert(market.clone(), (bid, ask));
-        match OthersBook::new(
+        // Every reference tick passes here: the market's entries are updated in place (no copy
+        // of its id or rules), and a zero basis multiplies nothing.
+        let (bid, ask) = if rules.anchor_bps.is_zero() {
+            (ref_bid, ref_ask)
+        } else {
+            let basis = Decimal::ONE + bps(rules.anchor_bps);
+            (ref_bid * basis, ref_ask * basis)
+        };
+        let book = OthersBook::new(
             bid,
             ask,
             rules.price_decimals,
             self.params.book_levels,
             self.params.book_level_size,
-        ) {
-            Some(b) => {
+        );
+        match self.references.get_mut(market) {
+            Some(r) => *r = (bid, ask),
+            None => {
+                self.references.insert(market.clone(), (bid, ask));
+            }
+        }
+        match (book, self.others.get_mut(market)) {
+            (Some(b), Some(old)) => *old = b,
+            (Some(b), None) => {
                 self.others.insert(market.clone(), b);
             }
-            None => {
+            (None, _) => {
                 self.others.remove(market);
             }
         }
@@ -982,7 +995,13 @@ impl MatchingCore {
             })
             .map(|o| o.venue_order_id.clone())
             .collect();
+        if crossing.is_empty() {
+            return Vec::new();
+        }
         crossing.sort();
+        let Some(rules) = self.markets.get(market).cloned() else {
+            return Vec::new();
+        };
         let mut events = Vec::new();
         for id in crossing {
             if let Some(ev) = self.fill_one(&id, &rules, now_ms) {
