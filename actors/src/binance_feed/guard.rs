@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use rust_decimal::Decimal;
 
 use crate::config::ReferenceGuardConfig;
-use crate::pricing_rules::distance_bps;
+use crate::pricing_rules::within_bps;
 use crate::types::{BinanceSymbol, FastMap};
 
 /// What to do with one tick.
@@ -110,13 +110,13 @@ impl ReferenceGuard {
         }
         let anchor = g.confirmed.front().map(|(_, m)| *m);
         let verdict = match anchor {
-            Some(a) if distance_bps(mid, a) <= limit => {
+            Some(a) if within_bps(mid, a, limit) => {
                 g.held = None;
                 Verdict::Pass
             }
             _ => {
                 let held = match g.held.take() {
-                    Some(h) if distance_bps(mid, h.mid) <= limit => Held {
+                    Some(h) if within_bps(mid, h.mid, limit) => Held {
                         ticks: h.ticks + 1,
                         ..h
                     },
