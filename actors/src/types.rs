@@ -248,9 +248,12 @@ pub fn now_ms() -> i64 {
 /// far inside `Decimal`'s range (about 7.9 × 10^28); accumulators still use checked arithmetic.
 pub const MAX_EXTERNAL: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
 
-/// True when `d` is within ±[`MAX_EXTERNAL`].
+/// True when `d` is within ±[`MAX_EXTERNAL`]. Asked of every price and size of every tick: a
+/// mantissa within the bound is within it at any scale (the scale only divides), so only a
+/// large mantissa is compared as a number.
 pub fn in_range(d: Decimal) -> bool {
-    d.abs() <= MAX_EXTERNAL
+    const MAX_MANTISSA: u128 = 1_000_000_000_000;
+    d.mantissa().unsigned_abs() <= MAX_MANTISSA || d.abs() <= MAX_EXTERNAL
 }
 
 /// Basis points as a fraction: `bps / 10_000`.
@@ -289,6 +292,13 @@ mod tests {
         assert!(in_range(Decimal::from(-1_000_000_000_000_i64)));
         assert!(!in_range(MAX_EXTERNAL + Decimal::ONE));
         assert!(!in_range(Decimal::from_i128_with_scale(10_i128.pow(27), 0)));
+        // A mantissa beyond the bound, scaled back within it (1e7), and not enough (1e13).
+        assert!(in_range(Decimal::from_i128_with_scale(10_i128.pow(27), 20)));
+        assert!(!in_range(Decimal::from_i128_with_scale(
+            -(10_i128.pow(27)),
+            14
+        )));
+        assert!(in_range(Decimal::from_i128_with_scale(10_i128.pow(26), 14)));
         // The product of two bounded values cannot overflow.
         assert!(MAX_EXTERNAL.checked_mul(MAX_EXTERNAL).is_some());
     }

@@ -324,11 +324,11 @@ impl Decoder {
             .last_update
             .get_mut(raw.s)
             .ok_or(DropReason::UnknownSymbol)?;
-        if raw.b <= Decimal::ZERO
-            || raw.a <= Decimal::ZERO
-            || raw.bq < Decimal::ZERO
-            || raw.aq < Decimal::ZERO
-        {
+        // By sign and zero flags: `<=` against zero would first rescale a price's four
+        // decimals to zero's none.
+        let positive = |d: Decimal| !d.is_zero() && !d.is_sign_negative();
+        let negative = |d: Decimal| !d.is_zero() && d.is_sign_negative();
+        if !positive(raw.b) || !positive(raw.a) || negative(raw.bq) || negative(raw.aq) {
             return Err(DropReason::NonPositive);
         }
         if ![raw.b, raw.a, raw.bq, raw.aq].into_iter().all(in_range) {
