@@ -8,7 +8,6 @@
 //! order in `PendingCancel` is never cancelled twice by a diff; terminal orders are dropped
 //! from memory after their last transition is returned.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use rust_decimal::Decimal;
@@ -20,7 +19,7 @@ use crate::messages::{DesiredOrder, OutboxRow};
 pub use crate::orders::Transition;
 use crate::pricing_rules::moved_beyond;
 use crate::store::Write;
-use crate::types::{AssetNames, ClientOrderId, MarketId, Side, VenueOrderId};
+use crate::types::{AssetNames, ClientOrderId, FastMap, MarketId, Side, VenueOrderId};
 use crate::venue_book::OwnOrder;
 
 impl FundsInUse {
@@ -83,8 +82,8 @@ pub struct OrderTracker {
     id_buf: String,
     prefix_len: usize,
     seq: u64,
-    orders: HashMap<ClientOrderId, Order>,
-    by_venue: HashMap<VenueOrderId, ClientOrderId>,
+    orders: FastMap<ClientOrderId, Order>,
+    by_venue: FastMap<VenueOrderId, ClientOrderId>,
 }
 
 impl OrderTracker {
@@ -95,8 +94,8 @@ impl OrderTracker {
             prefix_len: id_buf.len(),
             id_buf,
             seq: 0,
-            orders: HashMap::new(),
-            by_venue: HashMap::new(),
+            orders: FastMap::default(),
+            by_venue: FastMap::default(),
         }
     }
 

@@ -44,7 +44,7 @@ use crate::messages::{CheckIntents, IntentsDurable, OutboxRow, ResolveOrders, Re
 use crate::registry::Reg;
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{ClientOrderId, MarketId, now_ms};
+use crate::types::{ClientOrderId, FastMap, MarketId, now_ms};
 use book::{OrderTracker, Transition};
 use flatten::{FlattenStep, Flattener};
 use state::OrderEvent;
@@ -89,10 +89,10 @@ pub struct OrderManager {
     markets: Vec<MarketConfig>,
     tracker: OrderTracker,
     next_outbox_id: i64,
-    latest: HashMap<MarketId, QuoteTarget>,
+    latest: FastMap<MarketId, QuoteTarget>,
     reconciled: HashSet<MarketId>,
     halted: HashSet<MarketId>,
-    fill_sums: HashMap<ClientOrderId, Decimal>,
+    fill_sums: FastMap<ClientOrderId, Decimal>,
     /// Traces of recently finished orders, by venue id, for late fills.
     finished_traces: HashMap<String, String>,
     finished_order: std::collections::VecDeque<String>,
@@ -110,7 +110,7 @@ pub struct OrderManager {
     me: Option<Addr<OrderManager>>,
     pending_work: HashSet<MarketId>,
     work_scheduled: bool,
-    fills: HashMap<MarketId, u64>,
+    fills: FastMap<MarketId, u64>,
     latency: LatencyHistogram,
     intents: u64,
     loaded: bool,
@@ -126,10 +126,10 @@ impl OrderManager {
             markets: markets.to_vec(),
             tracker: OrderTracker::new(prefix, run),
             next_outbox_id: 1,
-            latest: HashMap::new(),
+            latest: FastMap::default(),
             reconciled: HashSet::new(),
             halted: markets.iter().map(|m| m.market.clone()).collect(),
-            fill_sums: HashMap::new(),
+            fill_sums: FastMap::default(),
             unmatched: reconcile::Unmatched::default(),
             finished_traces: HashMap::new(),
             finished_order: std::collections::VecDeque::new(),
@@ -140,7 +140,7 @@ impl OrderManager {
             me: None,
             pending_work: HashSet::new(),
             work_scheduled: false,
-            fills: HashMap::new(),
+            fills: FastMap::default(),
             latency: LatencyHistogram::default(),
             intents: 0,
             loaded: false,

@@ -3,14 +3,14 @@
 //! counted. It decides which halts hold for a market, which state follows from them, and what
 //! the figures are; the actor around it logs, records, sets the gate and announces.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
 use super::rules::{self, HaltReason, Overflow, Position, TradingState};
 use crate::config::{MarketConfig, RiskConfig};
 use crate::messages::SymbolHealth;
-use crate::types::{BinanceSymbol, MarketId};
+use crate::types::{BinanceSymbol, FastMap, MarketId};
 use crate::venue::{Balance, VenueFill};
 
 /// Risk figures.
@@ -63,9 +63,9 @@ impl StateOf {
 pub struct RiskBook {
     /// Market, reference symbol, anchor (bps).
     markets: Vec<(MarketId, BinanceSymbol, Decimal)>,
-    positions: HashMap<MarketId, Position>,
-    pub marks: HashMap<MarketId, Decimal>,
-    pub feed_last: HashMap<BinanceSymbol, i64>,
+    positions: FastMap<MarketId, Position>,
+    pub marks: FastMap<MarketId, Decimal>,
+    pub feed_last: FastMap<BinanceSymbol, i64>,
     /// Reference symbols whose last move is held back until confirmed.
     held: BTreeSet<BinanceSymbol>,
     pub global_halts: BTreeSet<HaltReason>,
@@ -73,9 +73,9 @@ pub struct RiskBook {
     /// Markets whose reference is too far from the venue's book (hysteresis: in above the
     /// limit, out below 80 % of it).
     diverged: BTreeSet<MarketId>,
-    divergence: HashMap<MarketId, Decimal>,
+    divergence: FastMap<MarketId, Decimal>,
     denials_by_reason: BTreeMap<(MarketId, &'static str), u64>,
-    pub states: HashMap<MarketId, TradingState>,
+    pub states: FastMap<MarketId, TradingState>,
     /// Every fill row up to this one is counted (loaded at start, or reported live).
     counted_upto: i64,
     /// Rows above `counted_upto` counted live: reports arrive out of row order.
