@@ -22,6 +22,7 @@
 
 pub mod rows;
 pub mod schema;
+pub mod text;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

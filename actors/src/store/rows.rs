@@ -1,6 +1,6 @@
 //! Typed rows: the writes the service makes and the loaders it resumes from.
 //!
-//! Decimals are written with `to_string()` and read back with `parse()`; a value that does not
+//! Decimals are written as `Display` writes them ([`SqlText`]) and read back with `parse()`; a value that does not
 //! parse is a [`StoreError::Corrupt`] naming the table, never a silent zero.
 
 use std::str::FromStr;
@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rust_decimal::Decimal;
 
 use super::StoreError;
+use super::text::{SqlText, opt_decimal, write_decimal};
 use crate::intent::{Intent, IntentKind};
 use crate::messages::{DesiredOrder, OutboxRow, OutboxStatus, QuoteReason};
 use crate::orders::{Order, OrderState, Transition};
@@ -47,11 +48,11 @@ pub fn levels_json(levels: &[DesiredOrder]) -> String {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(
-            out,
-            r#"{{"price":"{}","size":"{}","slot":"{}"}}"#,
-            o.price, o.size, o.slot
-        );
+        out.push_str(r#"{"price":""#);
+        write_decimal(&mut out, o.price);
+        out.push_str(r#"","size":""#);
+        write_decimal(&mut out, o.size);
+        let _ = write!(out, r#"","slot":"{}"}}"#, o.slot);
     }
     out.push(']');
     out
@@ -111,10 +112,6 @@ pub enum Write {
         ts_ms: i64,
         trading_state: String,
     },
-}
-
-fn opt_dec(d: Option<Decimal>) -> Option<String> {
-    d.map(|d| d.to_string())
 }
 
 /// Applies `writes` inside `tx`, in order, except that the denials of one (millisecond,
@@ -185,16 +182,16 @@ impl Write {
                 .execute(params![
                     q.market.as_str(),
                     q.ts_ms,
-                    q.reason.to_string(),
-                    q.ref_bid.to_string(),
-                    q.ref_ask.to_string(),
-                    q.fair.to_string(),
-                    opt_dec(q.bid),
-                    opt_dec(q.ask),
-                    q.inventory.to_string(),
+                    SqlText::display(&q.reason),
+                    SqlText::decimal(q.ref_bid),
+                    SqlText::decimal(q.ref_ask),
+                    SqlText::decimal(q.fair),
+                    opt_decimal(q.bid),
+                    opt_decimal(q.ask),
+                    SqlText::decimal(q.inventory),
                     levels_json(&q.levels),
-                    opt_dec(q.venue_bid),
-                    opt_dec(q.venue_ask)
+                    opt_decimal(q.venue_bid),
+                    opt_decimal(q.venue_ask)
                 ])?;
             }
             Write::Denials {
@@ -221,11 +218,11 @@ impl Write {
                 .execute(params![
                     o.client_order_id.as_str(),
                     o.market.as_str(),
-                    o.slot.to_string(),
+                    SqlText::display(&o.slot),
                     o.side.as_str(),
-                    o.price.to_string(),
-                    o.size.to_string(),
-                    o.filled.to_string(),
+                    SqlText::decimal(o.price),
+                    SqlText::decimal(o.size),
+                    SqlText::decimal(o.filled),
                     o.state.as_str(),
                     o.venue_order_id.as_ref().map(|v| v.as_str()),
                     o.created_at_ms,
@@ -258,10 +255,10 @@ impl Write {
                     } => (
                         Some(client_order_id.as_str()),
                         None,
-                        Some(slot.to_string()),
+                        Some(SqlText::display(slot)),
                         Some(side.as_str()),
-                        Some(price.to_string()),
-                        Some(size.to_string()),
+                        Some(SqlText::decimal(*price)),
+                        Some(SqlText::decimal(*size)),
                     ),
                     Intent::Cancel {
                         client_order_id,
@@ -355,7 +352,12 @@ impl Write {
                      ON CONFLICT(asset) DO UPDATE SET free = excluded.free, locked = excluded.locked,
                                                       updated_at_ms = excluded.updated_at_ms",
                 )?
-                .execute(params![b.asset, b.free.to_string(), b.locked.to_string(), ts_ms])?;
+                .execute(params![
+                    b.asset,
+                    SqlText::decimal(b.free),
+                    SqlText::decimal(b.locked),
+                    ts_ms
+                ])?;
             }
             Write::RiskEvent {
                 ts_ms,
@@ -659,9 +661,9 @@ pub fn insert_fill(conn: &Connection, f: &VenueFill) -> Result<Option<i64>, Stor
             f.venue_order_id.as_str(),
             f.market.as_str(),
             f.side.as_str(),
-            f.price.to_string(),
-            f.size.to_string(),
-            f.fee.to_string(),
+            SqlText::decimal(f.price),
+            SqlText::decimal(f.size),
+            SqlText::decimal(f.fee),
             f.liquidity.as_str(),
             f.ts_ms
         ])?;
