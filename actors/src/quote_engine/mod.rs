@@ -82,12 +82,15 @@ impl QuoteEngine {
     }
 
     /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did.
+    /// Prices market `idx` at wall-clock `now` (ms); a handler reads the clock once for all
+    /// it prices.
     fn reprice(
         &mut self,
         idx: usize,
         reason: QuoteReason,
         tick: Option<&TickReceived>,
         force: bool,
+        now: i64,
     ) {
         let max_position = self.max_position;
         let (Some(m), Some(market_attr)) = (self.markets.get_mut(idx), self.market_attrs.get(idx))
@@ -99,7 +102,6 @@ impl QuoteEngine {
         // our orders, which this target replaces; a stale or unknown book leaves the quote
         // alone). The send path checks again against what still rests when it is written.
         let books = &self.reg.books;
-        let now = now_ms();
         let touches = books
             .others_touch(&m.cfg.market, now)
             .unwrap_or((None, None));
@@ -160,6 +162,9 @@ crate::supervised_actor!(QuoteEngine, "quote_engine");
 impl Handler<ReferenceTicks> for QuoteEngine {
     type Result = ();
     fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
+        // One clock read for the message's ticks: they were received together, and are priced
+        // within microseconds of each other.
+        let now = now_ms();
         for received in msg.0.iter() {
             let t = &received.tick;
             for idx in 0..self.markets.len() {
@@ -174,6 +179,7 @@ impl Handler<ReferenceTicks> for QuoteEngine {
                     QuoteReason::PriceMoved { bps: Decimal::ZERO },
                     Some(received),
                     false,
+                    now,
                 );
             }
         }
@@ -186,7 +192,7 @@ impl Handler<InventoryChanged> for QuoteEngine {
     fn handle(&mut self, msg: InventoryChanged, _: &mut Context<Self>) {
         if let Some(idx) = self.index_of(&msg.market) {
             self.markets[idx].inventory = msg.position;
-            self.reprice(idx, QuoteReason::Inventory, None, false);
+            self.reprice(idx, QuoteReason::Inventory, None, false, now_ms());
             self.persist_decisions();
         }
     }
@@ -199,7 +205,7 @@ impl Handler<TradingStateChanged> for QuoteEngine {
             let m = &mut self.markets[idx];
             m.sides = msg.sides;
             m.inventory = msg.position;
-            self.reprice(idx, QuoteReason::Risk, None, true);
+            self.reprice(idx, QuoteReason::Risk, None, true, now_ms());
             self.persist_decisions();
         }
     }
@@ -214,7 +220,7 @@ impl Handler<RequestRequote> for QuoteEngine {
                 .as_ref()
                 .is_none_or(|m| *m == self.markets[idx].cfg.market)
             {
-                self.reprice(idx, msg.reason.clone(), None, true);
+                self.reprice(idx, msg.reason.clone(), None, true, now_ms());
             }
         }
         self.persist_decisions();
