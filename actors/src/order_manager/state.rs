@@ -168,6 +168,13 @@ pub enum OrderError {
 impl Order {
     /// Size still resting (size minus filled, never negative).
     pub fn remaining(&self) -> Decimal {
+        // Most orders are unfilled, and every check of funds and exposure asks each order: an
+        // unfilled positive size is its own remainder (same value and scale), without the
+        // subtraction and comparison.
+        let positive = !self.size.is_zero() && !self.size.is_sign_negative();
+        if positive && self.filled.is_zero() && self.filled.scale() <= self.size.scale() {
+            return self.size;
+        }
         (self.size - self.filled).max(Decimal::ZERO)
     }
 }
@@ -325,6 +332,39 @@ mod tests {
     use super::*;
     use OrderEvent as E;
     use OrderState as S;
+
+    #[test]
+    fn remaining_is_size_less_filled_to_the_digit() {
+        let d = |s: &str| s.parse::<Decimal>().expect("decimal literal");
+        // The long form's text, digit for digit (its scale included).
+        let cases = [
+            ("10", "0"),
+            ("10", "0.00"),
+            ("10.00", "0"),
+            ("10.00", "-0"),
+            ("10", "2.5"),
+            ("10", "12"),
+            ("0.00", "0"),
+            ("-1", "0"),
+        ];
+        for (size, filled) in cases {
+            let want = (d(size) - d(filled)).max(Decimal::ZERO).to_string();
+            let o = Order {
+                client_order_id: "mm-1-1".into(),
+                market: "ADAUSDM".into(),
+                slot: crate::types::Slot::parse("buy0").expect("slot"),
+                side: crate::types::Side::Buy,
+                price: d("0.45"),
+                size: d(size),
+                filled: d(filled),
+                state: S::Working,
+                venue_order_id: None,
+                created_at_ms: 0,
+                traceparent: None,
+            };
+            assert_eq!(o.remaining().to_string(), want, "{size} less {filled}");
+        }
+    }
 
     #[test]
     fn legal_edges_table() {
