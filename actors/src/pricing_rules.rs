@@ -6,10 +6,15 @@ use rust_decimal::Decimal;
 use crate::config::MarketConfig;
 use crate::types::MarketId;
 
-/// True when `working` is further than `tolerance_bps` from `desired`.
+/// True when `working` is further than `tolerance_bps` from `desired` (any distance from a
+/// zero `desired`). Asked of every order on every priced tick: [`within_bps`] multiplies where
+/// the tolerance was divided.
 #[inline]
 pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) -> bool {
-    (working - desired).abs() > desired.abs() * crate::types::bps(tolerance_bps)
+    if desired.is_zero() {
+        return !working.is_zero();
+    }
+    !within_bps(working, desired, tolerance_bps)
 }
 
 /// Distance between two prices in bps of `base` (0 when `base` is 0).
@@ -105,6 +110,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Multiplying, the requote test answers as dividing the tolerance did.
+        #[test]
+        fn moved_beyond_agrees_with_the_divided_tolerance(
+            working in -10_000_000_000i64..10_000_000_000,
+            desired in -10_000_000_000i64..10_000_000_000,
+            scale in 0u32..12,
+            tolerance in 0i64..100_000,
+        ) {
+            let (w, d) = (Decimal::new(working, scale), Decimal::new(desired, scale));
+            let tol = Decimal::new(tolerance, 2);
+            let divided = (w - d).abs() > d.abs() * crate::types::bps(tol);
+            proptest::prop_assert_eq!(moved_beyond(w, d, tol), divided);
+        }
+
         /// Without its division, the test answers as the distance does, wherever the
         /// distance's rounding (beyond 28 digits) cannot decide it.
         #[test]

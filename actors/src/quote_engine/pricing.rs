@@ -89,7 +89,48 @@ pub fn price_book(
     inventory: Decimal,
     sides: SidesAllowed,
 ) -> QuoteBook {
-    let basis = Decimal::ONE + bps(m.anchor_bps);
+    price_book_with(
+        m,
+        &Spreads::of(m),
+        max_position,
+        (ref_bid, ref_ask),
+        inventory,
+        sides,
+    )
+}
+
+/// The fractions pricing takes from a market's config alone (its bps divided out), worked out
+/// once per market rather than four times per book.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spreads {
+    basis: Decimal,
+    skew: Decimal,
+    half: Decimal,
+    spacing: Decimal,
+}
+
+impl Spreads {
+    /// `m`'s fractions, as [`price_book`] has always computed them.
+    pub fn of(m: &MarketConfig) -> Self {
+        Self {
+            basis: Decimal::ONE + bps(m.anchor_bps),
+            skew: bps(m.skew_bps_at_max_position),
+            half: bps(m.venue_spread_bps) / Decimal::TWO,
+            spacing: bps(m.level_spacing_bps),
+        }
+    }
+}
+
+/// [`price_book`] with `m`'s [`Spreads`] already worked out.
+fn price_book_with(
+    m: &MarketConfig,
+    s: &Spreads,
+    max_position: Decimal,
+    (ref_bid, ref_ask): (Decimal, Decimal),
+    inventory: Decimal,
+    sides: SidesAllowed,
+) -> QuoteBook {
+    let basis = s.basis;
     let rb = ref_bid * basis;
     let ra = ref_ask * basis;
     let mid = (rb + ra) / Decimal::TWO;
@@ -98,19 +139,19 @@ pub fn price_book(
     } else {
         (inventory / max_position).clamp(Decimal::NEGATIVE_ONE, Decimal::ONE)
     };
-    let shift = Decimal::ONE - bps(m.skew_bps_at_max_position) * ratio;
+    let shift = Decimal::ONE - s.skew * ratio;
     let (bid_anchor, ask_anchor) = match m.anchor {
         Anchor::Mid => (mid * shift, mid * shift),
         Anchor::Touch => (rb * shift, ra * shift),
     };
-    let half = bps(m.venue_spread_bps) / Decimal::TWO;
+    let half = s.half;
     let bid_cap = grid_below(ra, m.price_dp());
     let ask_floor = grid_above(rb, m.price_dp());
 
     let mut orders = Vec::with_capacity(usize::from(m.levels) * 2);
     let mut size = m.order_size;
     for level in 0..m.levels {
-        let off = half + bps(m.level_spacing_bps) * Decimal::from(level);
+        let off = half + s.spacing * Decimal::from(level);
         let qty = round_size(size, m.size_dp());
         let bid = round_bid(bid_anchor * (Decimal::ONE - off), m.price_dp()).min(bid_cap);
         let ask = round_ask(ask_anchor * (Decimal::ONE + off), m.price_dp()).max(ask_floor);
@@ -207,7 +248,10 @@ pub fn book_changed(old: &QuoteBook, new: &QuoteBook, tolerance_bps: Decimal) ->
 /// the last book sent. Shared by QuoteEngine and the backtest.
 #[derive(Debug, Clone)]
 pub struct MarketPricer {
+    /// The market's config, fixed once the pricer is made (its [`Spreads`] are worked out
+    /// from it then).
     pub cfg: MarketConfig,
+    spreads: Spreads,
     /// Raw reference bid and ask.
     pub reference: Option<(Decimal, Decimal)>,
     pub inventory: Decimal,
@@ -244,6 +288,7 @@ impl MarketPricer {
     /// A market with no reference yet and no side allowed until RiskGuard speaks.
     pub fn new(cfg: MarketConfig) -> Self {
         Self {
+            spreads: Spreads::of(&cfg),
             cfg,
             reference: None,
             inventory: Decimal::ZERO,
@@ -281,11 +326,11 @@ impl MarketPricer {
         {
             return None;
         }
-        let mut book = price_book(
+        let mut book = price_book_with(
             &self.cfg,
+            &self.spreads,
             max_position,
-            bid,
-            ask,
+            (bid, ask),
             self.inventory,
             self.sides,
         );
