@@ -174,7 +174,7 @@ fn scan_book_ticker(text: &str) -> Option<Fields<'_>> {
     if rest != "}" {
         return None;
     }
-    let dec = |t: &str| t.parse::<Decimal>().ok();
+    let dec = |t: &str| plain_decimal(t).or_else(|| t.parse::<Decimal>().ok());
     Some(Fields {
         u,
         s,
@@ -186,13 +186,48 @@ fn scan_book_ticker(text: &str) -> Option<Fields<'_>> {
 }
 
 /// The text up to the next `"`, and what follows that quote; `None` if it holds an escape or a
-/// control character (serde would unescape or refuse it).
+/// control character (serde would unescape or refuse it), or anything beyond ASCII (which
+/// Binance does not write; serde then reads it). Scanned by byte, not by char.
 fn quoted(text: &str) -> Option<(&str, &str)> {
-    let end = text.find(|c: char| c == '"' || c == '\\' || c.is_control())?;
+    let end = text
+        .bytes()
+        .position(|c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))?;
     if text.as_bytes()[end] != b'"' {
         return None;
     }
     Some((&text[..end], &text[end + 1..]))
+}
+
+/// A decimal written as plain digits with at most one point between digits (`0.4500`,
+/// `391.0`, `7`), up to 19 digits: read straight into a mantissa and a scale, the same value
+/// and scale as `Decimal::from_str` gives (property test). `None` for any other text, which
+/// `from_str` then reads.
+fn plain_decimal(text: &str) -> Option<Decimal> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > 20 || bytes[0] == b'.' || bytes[bytes.len() - 1] == b'.' {
+        return None;
+    }
+    let (mut mantissa, mut digits, mut scale) = (0u64, 0u32, None::<u32>);
+    for &c in bytes {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                digits += 1;
+                if let Some(s) = scale.as_mut() {
+                    *s += 1;
+                }
+            }
+            b'.' if scale.is_none() => scale = Some(0),
+            _ => return None,
+        }
+    }
+    if digits > 19 {
+        return None;
+    }
+    Some(Decimal::from_i128_with_scale(
+        i128::from(mantissa),
+        scale.unwrap_or(0),
+    ))
 }
 
 /// Per-symbol update-id order.
@@ -467,6 +502,55 @@ mod tests {
                 let slow: RawTicker = serde_json::from_str(&inner).expect("serde reads what the scan read");
                 proptest::prop_assert_eq!(fast, slow.fields());
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Plain decimals read to the same value and scale as `Decimal::from_str` reads them
+        /// (its text, digit for digit); anything else is left to it.
+        #[test]
+        fn plain_decimals_read_as_from_str_reads_them(
+            whole in "[0-9]{0,12}",
+            point in proptest::bool::ANY,
+            fraction in "[0-9]{0,12}",
+            odd in proptest::sample::select(vec!["", "-", "+", "e5", "_", " ", "."]),
+            odd_at_end in proptest::bool::ANY,
+        ) {
+            let core = if point { format!("{whole}.{fraction}") } else { format!("{whole}{fraction}") };
+            let text = if odd_at_end { format!("{core}{odd}") } else { format!("{odd}{core}") };
+            if let Some(fast) = plain_decimal(&text) {
+                let slow: Decimal = text.parse().expect("from_str reads what the fast path read");
+                proptest::prop_assert_eq!(fast.to_string(), slow.to_string());
+                proptest::prop_assert_eq!(fast.scale(), slow.scale());
+            }
+        }
+    }
+
+    #[test]
+    fn plain_decimals_take_the_fast_path_and_the_rest_do_not() {
+        for plain in [
+            "0.4500",
+            "391.0",
+            "7",
+            "0",
+            "0000.10",
+            "9999999999999999999",
+        ] {
+            assert!(plain_decimal(plain).is_some(), "{plain}");
+        }
+        for other in [
+            "",
+            ".5",
+            "5.",
+            "1.2.3",
+            "-1",
+            "+1",
+            "1e5",
+            "1_0",
+            "99999999999999999999",
+            "0.45 ",
+        ] {
+            assert!(plain_decimal(other).is_none(), "{other}");
         }
     }
 
