@@ -17,7 +17,7 @@
 //! change; the subtraction is by price level, never below zero.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rust_decimal::Decimal;
 
@@ -61,6 +61,21 @@ struct MarketBook {
 struct Counts {
     clamped: AtomicU64,
     skipped: AtomicU64,
+    /// Bumped, under the book's lock, by every change of its depth or of our orders: what the
+    /// touch is worked out from ([`TouchCache`]).
+    version: AtomicU64,
+    /// The book's `recv_ms`, readable without its lock.
+    recv_ms: AtomicI64,
+}
+
+/// The others' touch of one market as [`VenueBooks::others_touch_cached`] last worked it out,
+/// with the version of the book it came from. QuoteEngine asks on every tick; the book
+/// changes less often than that, and then a lock taken and the levels scanned.
+#[derive(Debug, Clone, Default)]
+pub struct TouchCache {
+    version: u64,
+    /// `None`: the book had no depth.
+    touch: Option<(Option<Decimal>, Option<Decimal>)>,
 }
 
 /// Every market's venue book.
@@ -91,6 +106,14 @@ fn best_left(
         .map(|(p, _)| *p)
 }
 
+/// The best bid and ask of `depth` left once all of `own` is taken out.
+fn others(depth: &Depth, own: &[OwnOrder]) -> (Option<Decimal>, Option<Decimal>) {
+    (
+        best_left(&depth.bids, Side::Buy, own, |_| true),
+        best_left(&depth.asks, Side::Sell, own, |_| true),
+    )
+}
+
 impl VenueBooks {
     /// Books for `markets`, each unknown until its first snapshot; older than `max_age_ms`
     /// they answer nothing.
@@ -110,9 +133,22 @@ impl VenueBooks {
         Some(f(&mut g))
     }
 
+    /// Runs `f` on `market`'s book under its lock, as a change: its version is bumped before
+    /// the lock is let go. A change of the receive time is published after `f` and before the
+    /// bump, so a reader that sees the new version sees the new time.
+    fn change<T>(&self, market: &MarketId, f: impl FnOnce(&mut MarketBook) -> T) -> Option<T> {
+        let (m, c) = self.markets.get(market)?;
+        let mut g = m.lock().ok()?;
+        let out = f(&mut g);
+        c.recv_ms.store(g.recv_ms, Ordering::Release);
+        c.version.fetch_add(1, Ordering::AcqRel);
+        drop(g);
+        Some(out)
+    }
+
     /// A new snapshot of `market`'s book arrived at `now_ms`.
     pub fn set_depth(&self, market: &MarketId, depth: Depth, now_ms: i64) {
-        self.with(market, |b| {
+        self.change(market, |b| {
             b.depth = Some(depth);
             b.recv_ms = now_ms;
         });
@@ -120,21 +156,25 @@ impl VenueBooks {
 
     /// The venue's stream showed `market`'s book again at `now_ms`, unchanged.
     pub fn refresh(&self, market: &MarketId, now_ms: i64) {
+        let Some((_, c)) = self.markets.get(market) else {
+            return;
+        };
         self.with(market, |b| {
             if b.depth.is_some() {
                 b.recv_ms = now_ms;
+                c.recv_ms.store(now_ms, Ordering::Release);
             }
         });
     }
 
     /// The market's stream is down: what it showed is no longer known.
     pub fn clear(&self, market: &MarketId) {
-        self.with(market, |b| b.depth = None);
+        self.change(market, |b| b.depth = None);
     }
 
     /// Our orders in `market` that may rest on its book.
     pub fn set_own(&self, market: &MarketId, own: Vec<OwnOrder>) {
-        self.with(market, |b| b.own = own);
+        self.change(market, |b| b.own = own);
     }
 
     /// The fresh depth of a market, with our orders.
@@ -186,12 +226,27 @@ impl VenueBooks {
         market: &MarketId,
         now_ms: i64,
     ) -> Option<(Option<Decimal>, Option<Decimal>)> {
-        self.fresh(market, now_ms, |d, own| {
-            (
-                best_left(&d.bids, Side::Buy, own, |_| true),
-                best_left(&d.asks, Side::Sell, own, |_| true),
-            )
-        })
+        self.fresh(market, now_ms, others)
+    }
+
+    /// [`Self::others_touch`], worked out again only when the book or our orders changed since
+    /// `cache` (one per market) last was: otherwise an atomic read of the version and of the
+    /// receive time, without the lock.
+    pub fn others_touch_cached(
+        &self,
+        market: &MarketId,
+        now_ms: i64,
+        cache: &mut TouchCache,
+    ) -> Option<(Option<Decimal>, Option<Decimal>)> {
+        let (m, c) = self.markets.get(market)?;
+        if c.version.load(Ordering::Acquire) != cache.version {
+            let g = m.lock().ok()?;
+            // Read under the lock: no change is under way, so this is the version of `g`.
+            cache.version = c.version.load(Ordering::Acquire);
+            cache.touch = g.depth.as_ref().map(|d| others(d, &g.own));
+        }
+        let touch = cache.touch?;
+        (now_ms - c.recv_ms.load(Ordering::Acquire) <= self.max_age_ms).then_some(touch)
     }
 
     /// Mid of the venue's book without any order of ours (both sides needed).
@@ -260,6 +315,62 @@ mod tests {
             bids: vec![(d("0.4500"), d("100")), (d("0.4499"), d("300"))],
             asks: vec![(d("0.4502"), d("50")), (d("0.4503"), d("500"))],
         }
+    }
+
+    #[test]
+    fn the_cached_touch_answers_as_the_locked_one_through_every_change() {
+        let books = VenueBooks::new([m()], 1_000);
+        let mut cache = TouchCache::default();
+        let mut rng = crate::rng::SplitMix64::new(11);
+        let mut pick = |n: u64| rng.next_u64() % n;
+        let mut now = 0_i64;
+        let (mut changes, mut answers) = (0, 0);
+        for step in 0..5_000 {
+            let price = |tick: u64| Decimal::new(4_495 + i64::try_from(tick).unwrap_or(0), 4);
+            match pick(6) {
+                0 => {
+                    let bid = pick(5);
+                    let mut levels = |start: u64, down: bool| {
+                        (0..3)
+                            .map(|i| {
+                                let p = if down { start - i } else { start + i };
+                                (price(p), Decimal::from(pick(3) * 50))
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    let depth = Depth {
+                        bids: levels(bid + 2, true),
+                        asks: levels(bid + 3, false),
+                    };
+                    books.set_depth(&m(), depth, now);
+                    changes += 1;
+                }
+                1 => {
+                    let own = (0..pick(4))
+                        .map(|_| OwnOrder {
+                            side: if pick(2) == 0 { Side::Buy } else { Side::Sell },
+                            price: price(pick(10)),
+                            remaining: Decimal::from(pick(3) * 50),
+                            cancelling: pick(2) == 0,
+                        })
+                        .collect();
+                    books.set_own(&m(), own);
+                    changes += 1;
+                }
+                2 => books.refresh(&m(), now),
+                3 if pick(20) == 0 => books.clear(&m()),
+                _ => now += i64::try_from(pick(400)).unwrap_or(0),
+            }
+            let locked = books.others_touch(&m(), now);
+            let cached = books.others_touch_cached(&m(), now, &mut cache);
+            assert_eq!(cached, locked, "step {step}");
+            answers += usize::from(locked.is_some());
+        }
+        // The walk went through changes, fresh answers and stale ones.
+        assert!(
+            changes > 1_000 && answers > 1_000 && answers < 4_900,
+            "{changes} {answers}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::registry::Reg;
 use crate::store::{Store, Write};
 use crate::supervision::ActorHealth;
 use crate::types::{MarketId, Side, now_ms};
+use crate::venue_book::TouchCache;
 use pricing::MarketPricer;
 
 /// Asks for per-market quote figures.
@@ -43,6 +44,8 @@ pub struct QuoteEngine {
     markets: Vec<MarketPricer>,
     /// Each market's metric attribute, made once (a shared string, not one per decision).
     market_attrs: Vec<opentelemetry::KeyValue>,
+    /// Each market's venue touch as last worked out (read again only when the book changed).
+    touches: Vec<TouchCache>,
     /// Decisions priced in this handler, persisted in one write when it ends.
     decisions: Vec<Write>,
     health: ActorHealth,
@@ -58,11 +61,12 @@ impl QuoteEngine {
                 opentelemetry::KeyValue::new("market", name)
             })
             .collect();
-        let markets = markets
+        let markets: Vec<_> = markets
             .iter()
             .map(|cfg| MarketPricer::new(cfg.clone()))
             .collect();
         Self {
+            touches: vec![TouchCache::default(); markets.len()],
             reg,
             store,
             max_position,
@@ -93,8 +97,11 @@ impl QuoteEngine {
         now: i64,
     ) {
         let max_position = self.max_position;
-        let (Some(m), Some(market_attr)) = (self.markets.get_mut(idx), self.market_attrs.get(idx))
-        else {
+        let (Some(m), Some(market_attr), Some(touch)) = (
+            self.markets.get_mut(idx),
+            self.market_attrs.get(idx),
+            self.touches.get_mut(idx),
+        ) else {
             return;
         };
         // Post-only orders at or through the venue's opposite touch would only earn a 4104:
@@ -103,7 +110,7 @@ impl QuoteEngine {
         // alone). The send path checks again against what still rests when it is written.
         let books = &self.reg.books;
         let touches = books
-            .others_touch(&m.cfg.market, now)
+            .others_touch_cached(&m.cfg.market, now, touch)
             .unwrap_or((None, None));
         let Some(priced) = m.reprice(max_position, touches, reason, force) else {
             return;
