@@ -90,7 +90,8 @@ impl ReferenceGuard {
             .is_none_or(|g| g.held.is_some() || g.confirmed.is_empty())
     }
 
-    /// Judges one tick's mid, received at `now_ms`.
+    /// Judges one tick's mid, received at `now_ms`. Any fixed multiple of the mid judges the
+    /// same (the limit is relative), so a caller may pass `bid + ask` and save the division.
     pub fn check(&mut self, symbol: &BinanceSymbol, mid: Decimal, now_ms: i64) -> Verdict {
         let cfg = &self.cfg;
         let limit = cfg.jump_limit_bps;

@@ -40,8 +40,8 @@ pub struct Ingest {
     decoder: Decoder,
     guard: ReferenceGuard,
     frames: u64,
-    /// Each symbol's last valid receive time and the mid passed on (a held tick keeps the one
-    /// before).
+    /// Each symbol's last valid receive time and the level (bid + ask, twice the mid) passed
+    /// on; a held tick keeps the one before. Halved only when the mid is reported.
     last: FastMap<BinanceSymbol, (i64, Decimal)>,
     /// Ticks accepted this turn, passed on at the turn's end.
     accepted: Vec<TickReceived>,
@@ -68,25 +68,27 @@ impl Ingest {
         self.frames += 1;
         match self.decoder.decode(text, recv_ms, Instant::now()) {
             Ok(Frame::Tick(t)) => {
-                let mid = t.mid();
-                let verdict = self.guard.check(&t.symbol, mid, t.recv_ms);
+                // The guard compares distances in bps, the same for any multiple of the mid:
+                // it is given twice the mid, without the division by two.
+                let level = t.bid + t.ask;
+                let verdict = self.guard.check(&t.symbol, level, t.recv_ms);
                 // A held tick still proves the feed alive; its price reaches nobody.
-                let last_mid = match (verdict, self.last.get(&t.symbol)) {
+                let last_level = match (verdict, self.last.get(&t.symbol)) {
                     (Verdict::Hold, Some(prev)) => prev.1,
-                    _ => mid,
+                    _ => level,
                 };
                 match self.last.get_mut(&t.symbol) {
-                    Some(last) => *last = (t.recv_ms, last_mid),
+                    Some(last) => *last = (t.recv_ms, last_level),
                     None => {
-                        self.last.insert(t.symbol.clone(), (t.recv_ms, last_mid));
+                        self.last.insert(t.symbol.clone(), (t.recv_ms, last_level));
                     }
                 }
                 if verdict == Verdict::Hold {
                     return Ingested::Held {
                         known_level: self.guard.has_level(&t.symbol),
                         held: self.guard.held_total(),
+                        mid: t.mid(),
                         symbol: t.symbol,
-                        mid,
                     };
                 }
                 self.accepted.push(TickReceived {
@@ -147,7 +149,7 @@ impl Ingest {
                 SymbolHealth {
                     symbol: s.clone(),
                     last_recv_ms: last.map(|l| l.0),
-                    mid: last.map(|l| l.1),
+                    mid: last.map(|l| l.1 / Decimal::TWO),
                     held: self.guard.is_held(s),
                 }
             })
