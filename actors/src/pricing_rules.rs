@@ -17,14 +17,17 @@ pub fn moved_beyond(working: Decimal, desired: Decimal, tolerance_bps: Decimal) 
     !within_bps(working, desired, tolerance_bps)
 }
 
-/// Distance between two prices in bps of `base` (0 when `base` is 0).
+/// Distance between two prices in bps of `base` (0 when `base` is 0; `Decimal::MAX` when it is
+/// beyond any `Decimal`, as from a dust-priced base: valid ticks can be both).
 #[inline]
 pub fn distance_bps(a: Decimal, base: Decimal) -> Decimal {
     if base.is_zero() {
-        Decimal::ZERO
-    } else {
-        ((a - base) / base * Decimal::from(10_000)).abs()
+        return Decimal::ZERO;
     }
+    a.checked_sub(base)
+        .and_then(|diff| diff.checked_div(base))
+        .and_then(|ratio| ratio.checked_mul(Decimal::from(10_000)))
+        .map_or(Decimal::MAX, |d| d.abs())
 }
 
 /// True when `a` is within `limit` bps of `base`: `distance_bps(a, base) <= limit`, computed
@@ -40,15 +43,13 @@ pub fn within_bps(a: Decimal, base: Decimal, limit: Decimal) -> bool {
         .checked_sub(base)
         .and_then(|diff| diff.checked_mul(Decimal::from(10_000)))
         .zip(limit.checked_mul(base.abs()));
-    let ratio = || {
-        a.checked_sub(base)?
-            .checked_div(base)?
-            .checked_mul(Decimal::from(10_000))
-    };
     match products {
         Some((diff, allowed)) => diff.abs() <= allowed,
         // A distance no Decimal can hold is beyond any limit.
-        None => ratio().is_some_and(|r| r.abs() <= limit),
+        None => {
+            let dist = distance_bps(a, base);
+            dist < Decimal::MAX && dist <= limit
+        }
     }
 }
 
@@ -99,6 +100,12 @@ mod tests {
             ("0.45", "0", "0", true),
             ("0.45", "0", "-1", false),
             ("79228162514264337593543950335", "1", "1", false),
+            (
+                "1",
+                "0.0000000000000000000000000001",
+                "79228162514264337593543950335",
+                false,
+            ),
         ];
         for (a, base, limit, want) in cases {
             assert_eq!(

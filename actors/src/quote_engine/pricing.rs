@@ -491,6 +491,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_reference_from_dust_to_a_price_is_priced_without_overflow() {
+        // Positive and within range, so valid ticks: a dust-priced level, then (once the guard
+        // confirmed it) a real one. The move's size in bps is beyond any Decimal.
+        let mut m = MarketPricer::new(market());
+        m.sides = SidesAllowed::BOTH;
+        let moved = || QuoteReason::PriceMoved { bps: Decimal::ZERO };
+        m.reference = Some((
+            d("0.0000000000000000000000000001"),
+            d("0.0000000000000000000000000002"),
+        ));
+        assert!(m.reprice(d("2000"), (None, None), moved(), false).is_some());
+        m.reference = Some((d("0.4500"), d("0.4501")));
+        let next = m
+            .reprice(d("2000"), (None, None), moved(), false)
+            .expect("a new target");
+        assert_eq!(
+            next.reason,
+            QuoteReason::PriceMoved {
+                bps: Decimal::MAX.round_dp(2)
+            }
+        );
+        assert_eq!(next.book.orders.len(), usize::from(market().levels) * 2);
+    }
+
+    #[test]
     fn quotes_stay_one_step_behind_the_venues_opposite_touch() {
         let m = market();
         let fresh = || {

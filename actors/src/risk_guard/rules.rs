@@ -677,6 +677,14 @@ mod tests {
             market: MarketId("ADAUSDM".into()),
         };
         assert_eq!(check(&cancel, &cx(&killed, "5000", exp)), Ok(()));
+        // A dust reference mid (a valid tick can carry one): the place is outside the band by
+        // more than any Decimal holds, denied rather than a panic in the check.
+        let dust = CheckContext {
+            reference_mid: Some(d("0.0000000000000000000000000001")),
+            ..cx(&none, "0", exp)
+        };
+        let got = check(&place(Side::Buy, "0.449", "100"), &dust).map_err(|e| e.to_string());
+        assert!(got.is_err_and(|e| e.contains("band")), "dust mid");
     }
 
     #[test]
