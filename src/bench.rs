@@ -64,6 +64,13 @@ pub struct BenchReport {
     /// Fills over the whole run, from SQLite.
     pub fills: u64,
     pub peak_rss_mb: f64,
+    /// CPU seconds of the whole process (every thread) over the same window as `drained_s`.
+    /// The drained replay's work moves with how far the mock lags behind QuoteEngine
+    /// (BENCHMARKS.md), so CPU per tick beside `orders` compares builds where ticks/s alone
+    /// cannot. In paced runs it includes the pacer's own waiting.
+    pub cpu_s: f64,
+    /// `cpu_s` per measured tick, in microseconds.
+    pub cpu_us_per_tick: f64,
     /// Places the mock rejected, by venue code, over the whole run (4104: a post-only order
     /// that would have crossed; each one a wasted action).
     pub venue_rejects: std::collections::BTreeMap<u32, u64>,
@@ -86,6 +93,12 @@ pub fn peak_rss_mb() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU time used so far by the whole process, every thread, in seconds (0 where unavailable).
+pub fn process_cpu_s() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
 }
 
 /// What the benchmark pushes through the pipeline.
@@ -231,9 +244,9 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 looped: false,
             },
         };
-        let started = Instant::now();
+        let (started, cpu_started) = (Instant::now(), process_cpu_s());
         let p = Pipeline::start(&cfg, store, spec, VenueAccess::InProcess)?;
-        let (start, before, priced_at) = match &source {
+        let (start, cpu_start, before, priced_at) = match &source {
             BenchSource::Walk(ticks) | BenchSource::Paced { ticks, .. } => {
                 // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
                 let t0 = Instant::now();
@@ -255,7 +268,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 p.orders
                     .send(mm_actors::order_manager::ResetLatency)
                     .await?;
-                let start = Instant::now();
+                let (start, cpu_start) = (Instant::now(), process_cpu_s());
                 match source {
                     BenchSource::Paced { rate, .. } => {
                         // Each tick is released at its own time from a blocking thread, as
@@ -275,7 +288,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                     }
                     actix_rt::time::sleep(Duration::from_millis(1)).await;
                 }
-                (start, before, Instant::now())
+                (start, cpu_start, before, Instant::now())
             }
             BenchSource::Replay(_) => {
                 // Every frame played and every accepted (not held) tick priced.
@@ -300,10 +313,11 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                     in_flight: 0,
                     waiting: 0,
                 };
-                (started, before, Instant::now())
+                (started, cpu_started, before, Instant::now())
             }
         };
         let (drained_at, after) = drained(&p).await?;
+        let cpu_s = (process_cpu_s() - cpu_start).max(0.0);
         let priced_s = priced_at.duration_since(start).as_secs_f64();
         let drained_s = drained_at.saturating_duration_since(start).as_secs_f64();
         let stats = p.orders.send(GetOrderStats).await?;
@@ -361,6 +375,8 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
             actions_sent: after.sent - since.sent,
             fills: u64::try_from(fills).unwrap_or(0),
             peak_rss_mb: peak_rss_mb(),
+            cpu_s,
+            cpu_us_per_tick: cpu_s * 1e6 / (ticks.max(1) as f64),
             venue_rejects,
             crosses_clamped: views.iter().map(|v| v.clamped).sum(),
             crosses_skipped: views.iter().map(|v| v.skipped).sum(),

@@ -454,6 +454,15 @@ fn bench_times_until_drained_on_the_walk_and_on_a_replay() {
     // Every tick is priced.
     assert_eq!(n(&r, "ticks"), 40_000.0, "{r}");
     assert!(n(&r, "drained_s") >= n(&r, "elapsed_s"), "{r}");
+    // The process's CPU over the drain window: some, and no more than every CPU all along.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(n(&r, "cpu_s") > 0.0, "{r}");
+    assert!(n(&r, "cpu_s") <= n(&r, "drained_s") * cpus + 0.05, "{r}");
+    let per_tick = n(&r, "cpu_s") * 1e6 / n(&r, "ticks");
+    assert!(
+        (n(&r, "cpu_us_per_tick") - per_tick).abs() < 1e-6 * per_tick.max(1.0),
+        "{r}"
+    );
     for k in ["quote_decisions", "orders", "actions_sent"] {
         assert!(n(&r, k) > 0.0, "{k}: {r}");
     }
