@@ -53,7 +53,6 @@ pub struct BookView {
 #[derive(Debug, Default)]
 struct MarketBook {
     depth: Option<Depth>,
-    recv_ms: i64,
     own: Vec<OwnOrder>,
 }
 
@@ -64,7 +63,8 @@ struct Counts {
     /// Bumped, under the book's lock, by every change of its depth or of our orders: what the
     /// touch is worked out from ([`TouchCache`]).
     version: AtomicU64,
-    /// The book's `recv_ms`, readable without its lock.
+    /// When the book's depth last arrived or was shown again: written under the book's lock,
+    /// read with it or without it (the cached touch).
     recv_ms: AtomicI64,
 }
 
@@ -127,41 +127,43 @@ impl VenueBooks {
         }
     }
 
-    fn with<T>(&self, market: &MarketId, f: impl FnOnce(&mut MarketBook) -> T) -> Option<T> {
-        let (m, _) = self.markets.get(market)?;
-        let mut g = m.lock().ok()?;
-        Some(f(&mut g))
-    }
-
-    /// Runs `f` on `market`'s book under its lock, as a change: its version is bumped before
-    /// the lock is let go. A change of the receive time is published after `f` and before the
-    /// bump, so a reader that sees the new version sees the new time.
-    fn change<T>(&self, market: &MarketId, f: impl FnOnce(&mut MarketBook) -> T) -> Option<T> {
+    fn with<T>(
+        &self,
+        market: &MarketId,
+        f: impl FnOnce(&mut MarketBook, &Counts) -> T,
+    ) -> Option<T> {
         let (m, c) = self.markets.get(market)?;
         let mut g = m.lock().ok()?;
-        let out = f(&mut g);
-        c.recv_ms.store(g.recv_ms, Ordering::Release);
-        c.version.fetch_add(1, Ordering::AcqRel);
-        drop(g);
-        Some(out)
+        Some(f(&mut g, c))
+    }
+
+    /// Runs `f` on `market`'s book under its lock, as a change: its version is bumped after
+    /// `f` and before the lock is let go, so a reader that sees the new version also sees the
+    /// receive time `f` stored.
+    fn change<T>(
+        &self,
+        market: &MarketId,
+        f: impl FnOnce(&mut MarketBook, &Counts) -> T,
+    ) -> Option<T> {
+        self.with(market, |b, c| {
+            let out = f(b, c);
+            c.version.fetch_add(1, Ordering::AcqRel);
+            out
+        })
     }
 
     /// A new snapshot of `market`'s book arrived at `now_ms`.
     pub fn set_depth(&self, market: &MarketId, depth: Depth, now_ms: i64) {
-        self.change(market, |b| {
+        self.change(market, |b, c| {
             b.depth = Some(depth);
-            b.recv_ms = now_ms;
+            c.recv_ms.store(now_ms, Ordering::Release);
         });
     }
 
     /// The venue's stream showed `market`'s book again at `now_ms`, unchanged.
     pub fn refresh(&self, market: &MarketId, now_ms: i64) {
-        let Some((_, c)) = self.markets.get(market) else {
-            return;
-        };
-        self.with(market, |b| {
+        self.with(market, |b, c| {
             if b.depth.is_some() {
-                b.recv_ms = now_ms;
                 c.recv_ms.store(now_ms, Ordering::Release);
             }
         });
@@ -169,12 +171,12 @@ impl VenueBooks {
 
     /// The market's stream is down: what it showed is no longer known.
     pub fn clear(&self, market: &MarketId) {
-        self.change(market, |b| b.depth = None);
+        self.change(market, |b, _| b.depth = None);
     }
 
     /// Our orders in `market` that may rest on its book.
     pub fn set_own(&self, market: &MarketId, own: Vec<OwnOrder>) {
-        self.change(market, |b| b.own = own);
+        self.change(market, |b, _| b.own = own);
     }
 
     /// The fresh depth of a market, with our orders.
@@ -185,8 +187,8 @@ impl VenueBooks {
         f: impl FnOnce(&Depth, &[OwnOrder]) -> T,
     ) -> Option<T> {
         let max = self.max_age_ms;
-        self.with(market, |b| match &b.depth {
-            Some(d) if now_ms - b.recv_ms <= max => Some(f(d, &b.own)),
+        self.with(market, |b, c| match &b.depth {
+            Some(d) if now_ms - c.recv_ms.load(Ordering::Acquire) <= max => Some(f(d, &b.own)),
             _ => None,
         })
         .flatten()
@@ -277,8 +279,11 @@ impl VenueBooks {
             return BookView::default();
         };
         let (touch, age) = self
-            .with(market, |b| {
-                let age = b.depth.as_ref().map(|_| now_ms - b.recv_ms);
+            .with(market, |b, c| {
+                let age = b
+                    .depth
+                    .as_ref()
+                    .map(|_| now_ms - c.recv_ms.load(Ordering::Acquire));
                 let fresh = age.is_some_and(|a| a <= self.max_age_ms);
                 let touch = b
                     .depth
