@@ -32,16 +32,15 @@ impl SqlText {
     /// `d` as `d.to_string()` would write it.
     pub fn decimal(d: Decimal) -> Self {
         let mut t = Self::empty();
-        t.push_decimal(d);
+        write_decimal(&mut t, d);
         t
     }
 
-    /// `v` as `v.to_string()` would write it.
+    /// `v` as `v.to_string()` would write it (text beyond the inline buffer moves to the
+    /// heap as it is written).
     pub fn display(v: &impl fmt::Display) -> Self {
         let mut t = Self::empty();
-        if write!(t, "{v}").is_err() {
-            t = SqlText::Heap(v.to_string());
-        }
+        let _ = write!(t, "{v}");
         t
     }
 
@@ -52,11 +51,6 @@ impl SqlText {
             SqlText::Inline { buf, len } => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
             SqlText::Heap(s) => s,
         }
-    }
-
-    /// Appends `d` as `Display` writes it ([`write_decimal`]).
-    pub fn push_decimal(&mut self, d: Decimal) {
-        write_decimal(self, d);
     }
 }
 
