@@ -252,7 +252,7 @@ pub const MAX_EXTERNAL: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, fals
 /// mantissa within the bound is within it at any scale (the scale only divides), so only a
 /// large mantissa is compared as a number.
 pub fn in_range(d: Decimal) -> bool {
-    const MAX_MANTISSA: u128 = 1_000_000_000_000;
+    const MAX_MANTISSA: u128 = MAX_EXTERNAL.mantissa().unsigned_abs();
     d.mantissa().unsigned_abs() <= MAX_MANTISSA || d.abs() <= MAX_EXTERNAL
 }
 

@@ -85,9 +85,8 @@ impl QuoteEngine {
         }
     }
 
-    /// Prices market `idx`; `tick` is the Binance tick that caused it, if one did.
-    /// Prices market `idx` at wall-clock `now` (ms); a handler reads the clock once for all
-    /// it prices.
+    /// Prices market `idx` at wall-clock `now` (ms; a handler reads the clock once for all it
+    /// prices); `tick` is the Binance tick that caused it, if one did.
     fn reprice(
         &mut self,
         idx: usize,

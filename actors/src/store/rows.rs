@@ -1,7 +1,8 @@
 //! Typed rows: the writes the service makes and the loaders it resumes from.
 //!
-//! Decimals are written as `Display` writes them ([`SqlText`]) and read back with `parse()`; a value that does not
-//! parse is a [`StoreError::Corrupt`] naming the table, never a silent zero.
+//! Decimals are written as `Display` writes them ([`SqlText`]) and read back with `parse()`; a
+//! value that does not parse is a [`StoreError::Corrupt`] naming the table, never a silent
+//! zero.
 
 use std::str::FromStr;
 
