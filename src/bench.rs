@@ -71,6 +71,11 @@ pub struct BenchReport {
     pub cpu_s: f64,
     /// `cpu_s` per measured tick, in microseconds.
     pub cpu_us_per_tick: f64,
+    /// `cpu_s` by thread name over the same window (`main` is the hot arbiter's thread,
+    /// `sqlite-store` the writer, `actix-rt|system|…` the venue arbiter): which of them is
+    /// full says where a faster build must save. Threads that ended inside the window are
+    /// not counted.
+    pub cpu_s_by_thread: std::collections::BTreeMap<String, f64>,
     /// Places the mock rejected, by venue code, over the whole run (4104: a post-only order
     /// that would have crossed; each one a wasted action).
     pub venue_rejects: std::collections::BTreeMap<u32, u64>,
@@ -99,6 +104,48 @@ pub fn peak_rss_mb() -> f64 {
 pub fn process_cpu_s() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
         .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+}
+
+/// CPU seconds used so far by each live thread of this process, summed by thread name (the
+/// process's own thread as `main`), from `/proc/self/task` (empty where unavailable).
+pub fn thread_cpu_s() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    let pid = std::process::id().to_string();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        // schedstat's first field: nanoseconds on a CPU.
+        let Some(ns) = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let name = if task.file_name().to_str() == Some(pid.as_str()) {
+            "main".to_string()
+        } else {
+            std::fs::read_to_string(dir.join("comm"))
+                .map_or_else(|_| "?".to_string(), |c| c.trim_end().to_string())
+        };
+        *by_name.entry(name).or_insert(0.0) += ns as f64 * 1e-9;
+    }
+    by_name
+}
+
+/// What each thread used between two [`thread_cpu_s`] readings (a thread first seen in the
+/// second counts from zero).
+fn thread_cpu_since(
+    before: &std::collections::BTreeMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    thread_cpu_s()
+        .into_iter()
+        .map(|(name, s)| {
+            let used = (s - before.get(&name).copied().unwrap_or(0.0)).max(0.0);
+            (name, used)
+        })
+        .collect()
 }
 
 /// What the benchmark pushes through the pipeline.
@@ -244,9 +291,10 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 looped: false,
             },
         };
-        let (started, cpu_started) = (Instant::now(), process_cpu_s());
+        let (started, cpu_started, threads_started) =
+            (Instant::now(), process_cpu_s(), thread_cpu_s());
         let p = Pipeline::start(&cfg, store, spec, VenueAccess::InProcess)?;
-        let (start, cpu_start, before, priced_at) = match &source {
+        let (start, (cpu_start, threads_start), before, priced_at) = match &source {
             BenchSource::Walk(ticks) | BenchSource::Paced { ticks, .. } => {
                 // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
                 let t0 = Instant::now();
@@ -268,7 +316,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 p.orders
                     .send(mm_actors::order_manager::ResetLatency)
                     .await?;
-                let (start, cpu_start) = (Instant::now(), process_cpu_s());
+                let (start, cpu_start) = (Instant::now(), (process_cpu_s(), thread_cpu_s()));
                 match source {
                     BenchSource::Paced { rate, .. } => {
                         // Each tick is released at its own time from a blocking thread, as
@@ -313,11 +361,17 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                     in_flight: 0,
                     waiting: 0,
                 };
-                (started, cpu_started, before, Instant::now())
+                (
+                    started,
+                    (cpu_started, threads_started),
+                    before,
+                    Instant::now(),
+                )
             }
         };
         let (drained_at, after) = drained(&p).await?;
         let cpu_s = (process_cpu_s() - cpu_start).max(0.0);
+        let cpu_s_by_thread = thread_cpu_since(&threads_start);
         let priced_s = priced_at.duration_since(start).as_secs_f64();
         let drained_s = drained_at.saturating_duration_since(start).as_secs_f64();
         let stats = p.orders.send(GetOrderStats).await?;
@@ -377,6 +431,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
             peak_rss_mb: peak_rss_mb(),
             cpu_s,
             cpu_us_per_tick: cpu_s * 1e6 / (ticks.max(1) as f64),
+            cpu_s_by_thread,
             venue_rejects,
             crosses_clamped: views.iter().map(|v| v.clamped).sum(),
             crosses_skipped: views.iter().map(|v| v.skipped).sum(),

@@ -301,6 +301,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "peak_rss_mb": r.peak_rss_mb,
                         "cpu_s": r.cpu_s,
                         "cpu_us_per_tick": r.cpu_us_per_tick,
+                        "cpu_s_by_thread": r.cpu_s_by_thread,
                         "intents": r.intents,
                         "targets": r.targets,
                         "elapsed_s": r.elapsed_s,
@@ -315,7 +316,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     "ticks {} drained in {:.3} s = {:.0} ticks/s (priced in {:.3} s = {:.0} ticks/s)\n\
                      quote decisions {}; intents {}; orders {}; actions sent {}; fills {}\n\
                      tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\n\
-                     tick -> written to the venue: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us ({})\npeak RSS {:.1} MB; CPU {:.3} s, {:.2} us per tick\n\
+                     tick -> written to the venue: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us ({})\npeak RSS {:.1} MB; CPU {:.3} s, {:.2} us per tick ({})\n\
                      venue rejects {:?}; post-only crosses avoided: {} clamped, {} skipped",
                     r.ticks,
                     r.drained_s,
@@ -338,6 +339,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     r.peak_rss_mb,
                     r.cpu_s,
                     r.cpu_us_per_tick,
+                    r.cpu_s_by_thread
+                        .iter()
+                        .map(|(name, s)| format!("{name} {s:.3} s"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     r.venue_rejects,
                     r.crosses_clamped,
                     r.crosses_skipped

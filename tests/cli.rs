@@ -463,6 +463,14 @@ fn bench_times_until_drained_on_the_walk_and_on_a_replay() {
         (n(&r, "cpu_us_per_tick") - per_tick).abs() < 1e-6 * per_tick.max(1.0),
         "{r}"
     );
+    // By thread: the hot arbiter (the main thread) and the SQLite writer both worked, and no
+    // thread used more than the whole process did.
+    let threads = r["cpu_s_by_thread"].as_object().expect("cpu_s_by_thread");
+    for name in ["main", "sqlite-store"] {
+        assert!(threads[name].as_f64().expect(name) > 0.0, "{name}: {r}");
+    }
+    let by_thread: f64 = threads.values().filter_map(|s| s.as_f64()).sum();
+    assert!(by_thread <= n(&r, "cpu_s") + 0.05, "{r}");
     for k in ["quote_decisions", "orders", "actions_sent"] {
         assert!(n(&r, k) > 0.0, "{k}: {r}");
     }
