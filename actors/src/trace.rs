@@ -61,6 +61,11 @@ fn int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
+/// True once a tracer is installed: only then is a span's timing read.
+pub fn installed() -> bool {
+    TRACER.get().is_some()
+}
+
 /// The root of a quote decision's trace, made when the decision changes orders: a
 /// `binance_feed.tick` span (receive to hand-off, with its decode time) and its
 /// `quote_engine.price` child (hand-off to target), both backdated to when they happened;

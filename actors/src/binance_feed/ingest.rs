@@ -91,9 +91,16 @@ impl Ingest {
                         symbol: t.symbol,
                     };
                 }
+                // Only a tick's span reads when decoding ended: without a tracer the clock is
+                // not read a second time per frame.
+                let decoded_at = if crate::trace::installed() {
+                    Instant::now()
+                } else {
+                    t.recv_at
+                };
                 self.accepted.push(TickReceived {
                     tick: t,
-                    decoded_at: Instant::now(),
+                    decoded_at,
                 });
                 Ingested::Accepted
             }
@@ -105,9 +112,10 @@ impl Ingest {
         }
     }
 
-    /// The ticks accepted since the last call, `None` if there were none.
-    pub fn take_accepted(&mut self) -> Option<Vec<TickReceived>> {
-        (!self.accepted.is_empty()).then(|| std::mem::take(&mut self.accepted))
+    /// The ticks accepted since the last call, `None` if there were none: moved into the one
+    /// shared allocation both receivers read, the turn's buffer kept for the next turn.
+    pub fn take_accepted(&mut self) -> Option<std::sync::Arc<[TickReceived]>> {
+        (!self.accepted.is_empty()).then(|| self.accepted.drain(..).collect())
     }
 
     /// Forgets the ticks of a turn that failed: after a restart they would be priced late.
@@ -210,6 +218,8 @@ mod tests {
         let turn = f.take_accepted().expect("one tick");
         let ids: Vec<u64> = turn.iter().map(|t| t.tick.update_id).collect();
         assert_eq!(ids, [2]);
+        // The turn's buffer stays for the next turn: no allocation per turn but the shared one.
+        assert!(f.accepted.is_empty() && f.accepted.capacity() >= 1);
         assert!(f.take_accepted().is_none());
         // 10 % up: held, and the health still shows the mid before it, at the new time.
         let held = f.frame(&frame(3, "0.5500", "0.5502"), 12);

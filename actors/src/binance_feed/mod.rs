@@ -172,7 +172,6 @@ impl BinanceFeed {
         let Some(ticks) = self.ingest.take_accepted() else {
             return;
         };
-        let ticks: std::sync::Arc<[_]> = ticks.into();
         // The mock's copy (on the venue arbiter) waits until this tick's chain is done.
         if self.reg.ticks_to_venue.get().is_some() {
             self.reg
