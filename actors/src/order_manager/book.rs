@@ -19,7 +19,7 @@ use crate::messages::{DesiredOrder, OutboxRow};
 pub use crate::orders::Transition;
 use crate::pricing_rules::moved_beyond;
 use crate::store::Write;
-use crate::types::{AssetNames, ClientOrderId, FastMap, MarketId, Side, VenueOrderId};
+use crate::types::{ClientOrderId, FastMap, MarketId, Side, VenueOrderId};
 use crate::venue_book::OwnOrder;
 
 impl FundsInUse {
@@ -186,14 +186,49 @@ impl OrderTracker {
             .collect()
     }
 
-    /// What every live order locks, by asset.
+    /// What every live order locks, by asset. Summed per market first (a handful of markets,
+    /// told apart by their shared ids), then added to the asset map once per market and side:
+    /// its names are worked out and its keys looked up per market, not per order.
     pub fn funds_in_use(&self) -> FundsInUse {
-        let mut f = FundsInUse::default();
-        let mut names = AssetNames::default();
+        // Per market: its buys (quote asset) and its sells (base asset), `None` until one is seen.
+        type Sums<'a> = (
+            &'a MarketId,
+            Option<(Decimal, Decimal)>,
+            Option<(Decimal, Decimal)>,
+        );
+        let mut markets: Vec<Sums<'_>> = Vec::new();
         for o in self.orders.values().filter(|o| !o.state.is_terminal()) {
             let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
-            let (base, quote) = names.of(&o.market);
-            f.add_to(base, quote, o.side, o.price, o.remaining(), acked);
+            let i = match markets.iter().position(|m| m.0 == &o.market) {
+                Some(i) => i,
+                None => {
+                    markets.push((&o.market, None, None));
+                    markets.len() - 1
+                }
+            };
+            let (amount, side) = match o.side {
+                Side::Buy => (o.price.saturating_mul(o.remaining()), &mut markets[i].1),
+                Side::Sell => (o.remaining(), &mut markets[i].2),
+            };
+            let (all, unacked) = side.get_or_insert((Decimal::ZERO, Decimal::ZERO));
+            *all = all.saturating_add(amount);
+            if !acked {
+                *unacked = unacked.saturating_add(amount);
+            }
+        }
+        let mut f = FundsInUse::default();
+        for (market, buys, sells) in markets {
+            let (base, quote) = market.assets();
+            if let Some((all, unacked)) = buys {
+                let u = f.0.entry(quote).or_default();
+                u.buy_notional = u.buy_notional.saturating_add(all);
+                u.unacked_buy_notional = u.unacked_buy_notional.saturating_add(unacked);
+            }
+            if let Some((all, unacked)) = sells {
+                let u = f.0.entry(base).or_default();
+                u.sell_base = u.sell_base.saturating_add(all);
+                u.unacked_sell_base = u.unacked_sell_base.saturating_add(unacked);
+            }
         }
         f
     }
@@ -547,6 +582,56 @@ mod tests {
         assert_eq!(f.0["ada"].unacked_sell_base, d("50"));
         assert_eq!(f.0["iag"].sell_base, d("6"));
         assert_eq!(f.0["iag"].unacked_sell_base, Decimal::ZERO);
+    }
+
+    proptest::proptest! {
+        /// Summing per market first gives, for any mix of markets, sides, states and fills,
+        /// the map that adding each live order alone gives (an asset appears only where an
+        /// order locks it).
+        #[test]
+        fn funds_in_use_is_the_sum_of_each_live_order(
+            orders in proptest::collection::vec(
+                (0usize..3, proptest::bool::ANY, 0usize..8, 1i64..1_000_000, 1i64..100_000, 0i64..100),
+                0..40,
+            ),
+        ) {
+            const MARKETS: [&str; 3] = ["ADAUSDM", "IAGUSDM", "ADAIAG"];
+            const STATES: [OrderState; 8] = [
+                OrderState::PendingNew,
+                OrderState::Unknown,
+                OrderState::Working,
+                OrderState::PartiallyFilled,
+                OrderState::PendingCancel,
+                OrderState::Filled,
+                OrderState::Cancelled,
+                OrderState::Rejected,
+            ];
+            let markets: Vec<MarketId> = MARKETS.iter().map(|m| MarketId((*m).into())).collect();
+            let mut t = OrderTracker::new("mm", "r1");
+            for (i, (m, buy, state, price, size, filled_pct)) in orders.into_iter().enumerate() {
+                let side = if buy { Side::Buy } else { Side::Sell };
+                let size = Decimal::new(size, 1);
+                t.load_one(Order {
+                    client_order_id: ClientOrderId(format!("o-{i}").into()),
+                    market: markets[m].clone(),
+                    slot: Slot { side, level: 0 },
+                    side,
+                    price: Decimal::new(price, 6),
+                    size,
+                    filled: (size * Decimal::new(filled_pct, 2)).round_dp(1),
+                    state: STATES[state],
+                    venue_order_id: None,
+                    created_at_ms: 1,
+                    traceparent: None,
+                });
+            }
+            let mut expected = FundsInUse::default();
+            for o in t.orders().filter(|o| !o.state.is_terminal()) {
+                let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
+                expected.add(&o.market, o.side, o.price, o.remaining(), acked);
+            }
+            proptest::prop_assert_eq!(t.funds_in_use(), expected);
+        }
     }
 
     #[test]
