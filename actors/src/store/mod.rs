@@ -526,6 +526,7 @@ pub(crate) mod tests {
     use crate::intent::IntentKind;
     use crate::store::rows::SendRecord;
     use crate::types::MarketId;
+    use rust_decimal::Decimal;
 
     /// A database file path in a fresh directory under the system's temp directory, and
     /// that directory (for the test to remove).
@@ -610,6 +611,69 @@ pub(crate) mod tests {
         assert!(!store.is_failing(), "a bad row is not a failing disk");
         let n = sends_stored(&store).await;
         assert_eq!(n, 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Quote rows of one batch, among other writes, land in their order with their values,
+    /// and the next batch writes them as well (the batch holds the statement, then returns it).
+    #[actix_rt::test]
+    async fn quote_rows_among_other_writes_land_in_order_batch_after_batch() {
+        let (path, dir) = temp_db("quotes");
+        let store = Store::open(&path).expect("store");
+        let m = MarketId("ADAUSDM".into());
+        let quote = |ts_ms: i64, bid: &str| {
+            let bid: Decimal = bid.parse().expect("bid");
+            Write::Quote(rows::QuoteRecord {
+                market: m.clone(),
+                ts_ms,
+                reason: crate::order_manager::QuoteReason::Start,
+                ref_bid: bid,
+                ref_ask: bid + Decimal::new(1, 4),
+                fair: bid,
+                bid: Some(bid),
+                ask: None,
+                inventory: Decimal::ZERO,
+                levels: Vec::new(),
+                venue_bid: None,
+                venue_ask: Some(bid),
+            })
+        };
+        let denial = |ts_ms| Write::Denials {
+            ts_ms,
+            market: m.clone(),
+            reason: "outside_band",
+            count: 1,
+        };
+        store.write(
+            vec![
+                quote(1, "0.4500"),
+                send(None),
+                quote(2, "0.4501"),
+                denial(2),
+                quote(3, "0.4502"),
+            ],
+            None,
+        );
+        store.flush().await.expect("flush");
+        store.write(vec![quote(4, "0.4503"), send(None)], None);
+        store.flush().await.expect("flush");
+        let rows: Vec<(i64, String, Option<String>, Option<String>)> = store
+            .read(|c| {
+                let mut st = c.prepare("SELECT ts_ms, ref_bid, ask, venue_ask FROM quotes ORDER BY id")?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .expect("read");
+        let expected: Vec<(i64, String, Option<String>, Option<String>)> =
+            [(1, "0.4500"), (2, "0.4501"), (3, "0.4502"), (4, "0.4503")]
+                .into_iter()
+                .map(|(ts, bid)| (ts, bid.to_string(), None, Some(bid.to_string())))
+                .collect();
+        assert_eq!(rows, expected);
+        assert_eq!(sends_stored(&store).await, 2);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -126,8 +126,18 @@ pub fn apply_all<'w>(
     writes: impl IntoIterator<Item = &'w Write>,
 ) -> Result<(), rusqlite::Error> {
     let mut denials: Vec<(i64, &MarketId, &'static str, u64)> = Vec::new();
+    // Most rows of a busy batch are quotes: their statement is taken from the cache once per
+    // batch, not once per row (a lookup and a put-back keyed by the whole SQL text).
+    let mut quotes: Option<rusqlite::CachedStatement<'_>> = None;
     for w in writes {
         match w {
+            Write::Quote(q) => {
+                let statement = match &mut quotes {
+                    Some(s) => s,
+                    None => quotes.insert(tx.prepare_cached(INSERT_QUOTE)?),
+                };
+                insert_quote(&mut *statement, q)?;
+            }
             Write::Denials {
                 ts_ms,
                 market,
@@ -146,6 +156,33 @@ pub fn apply_all<'w>(
     for (ts_ms, market, reason, count) in denials {
         insert_denials(tx, ts_ms, market, reason, count)?;
     }
+    Ok(())
+}
+
+const INSERT_QUOTE: &str =
+    "INSERT INTO quotes(market, ts_ms, reason, ref_bid, ref_ask, fair, bid, ask, inventory, levels,
+                        venue_bid, venue_ask)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// One `quotes` row, with [`INSERT_QUOTE`] prepared.
+fn insert_quote(
+    statement: &mut rusqlite::Statement<'_>,
+    q: &QuoteRecord,
+) -> Result<(), rusqlite::Error> {
+    statement.execute(params![
+        q.market.as_str(),
+        q.ts_ms,
+        SqlText::display(&q.reason),
+        SqlText::decimal(q.ref_bid),
+        SqlText::decimal(q.ref_ask),
+        SqlText::decimal(q.fair),
+        opt_decimal(q.bid),
+        opt_decimal(q.ask),
+        SqlText::decimal(q.inventory),
+        levels_json(&q.levels),
+        opt_decimal(q.venue_bid),
+        opt_decimal(q.venue_ask)
+    ])?;
     Ok(())
 }
 
@@ -174,27 +211,7 @@ impl Write {
     /// Any SQLite error.
     pub fn apply(&self, tx: &Transaction<'_>) -> Result<(), rusqlite::Error> {
         match self {
-            Write::Quote(q) => {
-                tx.prepare_cached(
-                    "INSERT INTO quotes(market, ts_ms, reason, ref_bid, ref_ask, fair, bid, ask, inventory, levels,
-                                        venue_bid, venue_ask)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?
-                .execute(params![
-                    q.market.as_str(),
-                    q.ts_ms,
-                    SqlText::display(&q.reason),
-                    SqlText::decimal(q.ref_bid),
-                    SqlText::decimal(q.ref_ask),
-                    SqlText::decimal(q.fair),
-                    opt_decimal(q.bid),
-                    opt_decimal(q.ask),
-                    SqlText::decimal(q.inventory),
-                    levels_json(&q.levels),
-                    opt_decimal(q.venue_bid),
-                    opt_decimal(q.venue_ask)
-                ])?;
-            }
+            Write::Quote(q) => insert_quote(&mut *tx.prepare_cached(INSERT_QUOTE)?, q)?,
             Write::Denials {
                 ts_ms,
                 market,
