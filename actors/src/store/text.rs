@@ -44,6 +44,15 @@ impl SqlText {
         t
     }
 
+    /// The text's bytes (UTF-8), as bound: SQLite takes TEXT as bytes, so nothing checks
+    /// them again per value.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            SqlText::Inline { buf, len } => &buf[..*len],
+            SqlText::Heap(s) => s.as_bytes(),
+        }
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         match self {
@@ -121,9 +130,7 @@ impl fmt::Write for SqlText {
 
 impl ToSql for SqlText {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(
-            self.as_str().as_bytes(),
-        )))
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.as_bytes())))
     }
 }
 
@@ -171,6 +178,18 @@ mod tests {
         let mut grown = SqlText::decimal(Decimal::new(-4500, 4));
         let _ = grown.write_str(&"9".repeat(INLINE));
         assert_eq!(grown.as_str(), format!("-0.4500{}", "9".repeat(INLINE)));
+        // What SQLite is given is that text, inline or not.
+        for t in [&short, &long, &grown] {
+            assert_eq!(bound(t), t.as_str().as_bytes());
+        }
+    }
+
+    /// The bytes `t` binds as its TEXT value.
+    fn bound(t: &SqlText) -> Vec<u8> {
+        match t.to_sql() {
+            Ok(ToSqlOutput::Borrowed(ValueRef::Text(b))) => b.to_vec(),
+            other => panic!("not bound as borrowed text: {other:?}"),
+        }
     }
 
     proptest::proptest! {
@@ -185,6 +204,7 @@ mod tests {
             let d = Decimal::from_parts(lo, mid, hi, negative, scale);
             let text = SqlText::decimal(d);
             proptest::prop_assert_eq!(text.as_str(), d.to_string());
+            proptest::prop_assert_eq!(bound(&text), d.to_string().into_bytes());
         }
 
         #[test]
