@@ -14,6 +14,8 @@ use rust_decimal::Decimal;
 
 /// Room for any `Decimal` (29 digits, a point, a sign and a leading zero) and a short label.
 const INLINE: usize = 64;
+// A decimal's text always fits inline.
+const _: () = assert!(INLINE >= 44);
 
 /// Text bound as a SQLite TEXT value.
 pub enum SqlText {
@@ -31,9 +33,10 @@ impl SqlText {
 
     /// `d` as `d.to_string()` would write it.
     pub fn decimal(d: Decimal) -> Self {
-        let mut t = Self::empty();
-        write_decimal(&mut t, d);
-        t
+        let (text, len) = decimal_text(d);
+        let mut buf = [0; INLINE];
+        buf[..len].copy_from_slice(&text[..len]);
+        SqlText::Inline { buf, len }
     }
 
     /// `v` as `v.to_string()` would write it (text beyond the inline buffer moves to the
@@ -67,6 +70,13 @@ impl SqlText {
 /// right, a leading `0` when there is no whole part, and `-` for any negative value (negative
 /// zero included).
 pub fn write_decimal(out: &mut impl fmt::Write, d: Decimal) {
+    let (text, len) = decimal_text(d);
+    let _ = out.write_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
+}
+
+/// [`write_decimal`]'s text as ASCII bytes: up to 44 (a sign, a leading zero, a point and 40
+/// digits), the first `len` of them written.
+fn decimal_text(d: Decimal) -> ([u8; 44], usize) {
     // 29 digits at most, and up to 28 zeros to reach the scale: 40 is room for both.
     let mut digits = [0u8; 40];
     let scale = usize::try_from(d.scale()).unwrap_or(28);
@@ -104,7 +114,7 @@ pub fn write_decimal(out: &mut impl fmt::Write, d: Decimal) {
         }
         put(digits[i]);
     }
-    let _ = out.write_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
+    (text, len)
 }
 
 impl fmt::Write for SqlText {
