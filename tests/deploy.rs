@@ -287,6 +287,24 @@ fn dockerfile_is_multi_stage_non_root_with_a_real_health_check() {
         assert!(out.status.success(), "{sub:?}");
     }
     assert!(text.contains(r#""deltadefi-mm", "health", "--db", "/app/data/mm.db""#));
+    // The image runs the whole-program optimised build: built with the `perf` profile, which
+    // Cargo.toml defines with fat LTO, and that binary is the one copied.
+    assert!(text.contains("cargo build --profile perf --locked --bin deltadefi-mm"));
+    assert!(text.contains("COPY --from=build /src/target/perf/deltadefi-mm /usr/local/bin/"));
+    let manifest = std::fs::read_to_string(repo_path("Cargo.toml")).expect("Cargo.toml");
+    let perf: Vec<&str> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[profile.perf]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .map(str::trim)
+        .collect();
+    for setting in ["lto = \"fat\"", "codegen-units = 1"] {
+        assert!(
+            perf.contains(&setting),
+            "[profile.perf] lacks {setting}: {perf:?}"
+        );
+    }
     // The configs it ships are valid.
     for cfg in [
         "config/staging.yaml",
