@@ -116,11 +116,14 @@ pub fn thread_cpu_s() -> std::collections::BTreeMap<String, f64> {
     let pid = std::process::id().to_string();
     for task in tasks.flatten() {
         let dir = task.path();
-        // schedstat's first field: nanoseconds on a CPU.
-        let Some(ns) = std::fs::read_to_string(dir.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        else {
+        // schedstat's first field: nanoseconds on a CPU; where the kernel keeps no schedstat,
+        // stat's user and system time, in the 1/100 s ticks (USER_HZ) /proc reports.
+        let schedstat = || {
+            let text = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            text.split_whitespace().next()?.parse::<u64>().ok()
+        };
+        let stat = || stat_cpu_ns(&std::fs::read_to_string(dir.join("stat")).ok()?);
+        let Some(ns) = schedstat().or_else(stat) else {
             continue;
         };
         let name = if task.file_name().to_str() == Some(pid.as_str()) {
@@ -132,6 +135,17 @@ pub fn thread_cpu_s() -> std::collections::BTreeMap<String, f64> {
         *by_name.entry(name).or_insert(0.0) += ns as f64 * 1e-9;
     }
     by_name
+}
+
+/// A thread's user and system time from its `/proc/.../stat` line, in nanoseconds (/proc
+/// counts them in 1/100 s, USER_HZ).
+fn stat_cpu_ns(stat: &str) -> Option<u64> {
+    // The fields after the name in parentheses (which may hold spaces and parentheses):
+    // utime is the 12th of them, stime the 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system).saturating_mul(10_000_000))
 }
 
 /// What each thread used between two [`thread_cpu_s`] readings (a thread first seen in the
@@ -529,6 +543,15 @@ mod tests {
         fn handle(&mut self, msg: PlayMore, _: &mut Context<Self>) {
             let _ = self.0.send((msg.0, Instant::now()));
         }
+    }
+
+    /// A stat line's user and system ticks, read past a thread name holding `) (`.
+    #[test]
+    fn a_stat_line_gives_user_and_system_time() {
+        let line = "4242 (actix-rt|x) (y) S 1 4242 4242 0 -1 4194368 900 0 0 0 150 27 0 0 20 0 \
+                    3 0 100 1000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1";
+        assert_eq!(stat_cpu_ns(line), Some(177 * 10_000_000));
+        assert_eq!(stat_cpu_ns("4242 (cut short) S 1"), None);
     }
 
     /// The pacer releases every tick once, none before it is due, a few at a time (a 1 ms
