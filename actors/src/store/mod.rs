@@ -659,7 +659,8 @@ pub(crate) mod tests {
         store.flush().await.expect("flush");
         let rows: Vec<(i64, String, Option<String>, Option<String>)> = store
             .read(|c| {
-                let mut st = c.prepare("SELECT ts_ms, ref_bid, ask, venue_ask FROM quotes ORDER BY id")?;
+                let mut st =
+                    c.prepare("SELECT ts_ms, ref_bid, ask, venue_ask FROM quotes ORDER BY id")?;
                 let rows = st
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<Result<Vec<_>, _>>()?;
