@@ -591,21 +591,11 @@ mod tests {
         #[test]
         fn funds_in_use_is_the_sum_of_each_live_order(
             orders in proptest::collection::vec(
-                (0usize..3, proptest::bool::ANY, 0usize..8, 1i64..1_000_000, 1i64..100_000, 0i64..100),
+                (0usize..3, proptest::bool::ANY, 0..OrderState::ALL.len(), 1i64..1_000_000, 1i64..100_000, 0i64..100),
                 0..40,
             ),
         ) {
             const MARKETS: [&str; 3] = ["ADAUSDM", "IAGUSDM", "ADAIAG"];
-            const STATES: [OrderState; 8] = [
-                OrderState::PendingNew,
-                OrderState::Unknown,
-                OrderState::Working,
-                OrderState::PartiallyFilled,
-                OrderState::PendingCancel,
-                OrderState::Filled,
-                OrderState::Cancelled,
-                OrderState::Rejected,
-            ];
             let markets: Vec<MarketId> = MARKETS.iter().map(|m| MarketId((*m).into())).collect();
             let mut t = OrderTracker::new("mm", "r1");
             for (i, (m, buy, state, price, size, filled_pct)) in orders.into_iter().enumerate() {
@@ -619,7 +609,7 @@ mod tests {
                     price: Decimal::new(price, 6),
                     size,
                     filled: (size * Decimal::new(filled_pct, 2)).round_dp(1),
-                    state: STATES[state],
+                    state: OrderState::ALL[state],
                     venue_order_id: None,
                     created_at_ms: 1,
                     traceparent: None,
