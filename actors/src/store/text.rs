@@ -56,8 +56,9 @@ impl SqlText {
         }
     }
 
-    /// The text.
-    pub fn as_str(&self) -> &str {
+    /// The text (the tests compare it with `Display`'s; SQLite is given [`Self::as_bytes`]).
+    #[cfg(test)]
+    fn as_str(&self) -> &str {
         match self {
             // Only whole `&str`s are copied in (`write_str`), so the bytes are UTF-8.
             SqlText::Inline { buf, len } => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
