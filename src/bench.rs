@@ -148,18 +148,32 @@ fn stat_cpu_ns(stat: &str) -> Option<u64> {
     Some((user + system).saturating_mul(10_000_000))
 }
 
-/// What each thread used between two [`thread_cpu_s`] readings (a thread first seen in the
-/// second counts from zero).
-fn thread_cpu_since(
-    before: &std::collections::BTreeMap<String, f64>,
-) -> std::collections::BTreeMap<String, f64> {
-    thread_cpu_s()
-        .into_iter()
-        .map(|(name, s)| {
-            let used = (s - before.get(&name).copied().unwrap_or(0.0)).max(0.0);
-            (name, used)
-        })
-        .collect()
+/// The process's CPU and each thread's at one moment: where a bench window starts.
+struct CpuMark {
+    process_s: f64,
+    threads: std::collections::BTreeMap<String, f64>,
+}
+
+impl CpuMark {
+    fn now() -> Self {
+        Self {
+            process_s: process_cpu_s(),
+            threads: thread_cpu_s(),
+        }
+    }
+
+    /// The process's CPU seconds since the mark, and each thread's (a thread first seen
+    /// now counts from zero).
+    fn since(&self) -> (f64, std::collections::BTreeMap<String, f64>) {
+        let threads = thread_cpu_s()
+            .into_iter()
+            .map(|(name, s)| {
+                let used = (s - self.threads.get(&name).copied().unwrap_or(0.0)).max(0.0);
+                (name, used)
+            })
+            .collect();
+        ((process_cpu_s() - self.process_s).max(0.0), threads)
+    }
 }
 
 /// What the benchmark pushes through the pipeline.
@@ -305,10 +319,9 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 looped: false,
             },
         };
-        let (started, cpu_started, threads_started) =
-            (Instant::now(), process_cpu_s(), thread_cpu_s());
+        let (started, cpu_started) = (Instant::now(), CpuMark::now());
         let p = Pipeline::start(&cfg, store, spec, VenueAccess::InProcess)?;
-        let (start, (cpu_start, threads_start), before, priced_at) = match &source {
+        let (start, cpu_start, before, priced_at) = match &source {
             BenchSource::Walk(ticks) | BenchSource::Paced { ticks, .. } => {
                 // Warm up until every market quotes: fresh feed, reconciled orders, ACTIVE.
                 let t0 = Instant::now();
@@ -330,7 +343,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                 p.orders
                     .send(mm_actors::order_manager::ResetLatency)
                     .await?;
-                let (start, cpu_start) = (Instant::now(), (process_cpu_s(), thread_cpu_s()));
+                let (start, cpu_start) = (Instant::now(), CpuMark::now());
                 match source {
                     BenchSource::Paced { rate, .. } => {
                         // Each tick is released at its own time from a blocking thread, as
@@ -375,17 +388,11 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
                     in_flight: 0,
                     waiting: 0,
                 };
-                (
-                    started,
-                    (cpu_started, threads_started),
-                    before,
-                    Instant::now(),
-                )
+                (started, cpu_started, before, Instant::now())
             }
         };
         let (drained_at, after) = drained(&p).await?;
-        let cpu_s = (process_cpu_s() - cpu_start).max(0.0);
-        let cpu_s_by_thread = thread_cpu_since(&threads_start);
+        let (cpu_s, cpu_s_by_thread) = cpu_start.since();
         let priced_s = priced_at.duration_since(start).as_secs_f64();
         let drained_s = drained_at.saturating_duration_since(start).as_secs_f64();
         let stats = p.orders.send(GetOrderStats).await?;
