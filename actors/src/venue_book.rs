@@ -179,6 +179,12 @@ impl VenueBooks {
         self.change(market, |b, _| b.own = own);
     }
 
+    /// True while the depth `c` counts for, last shown at its receive time, is not older than
+    /// `max_age_ms` at `now_ms`.
+    fn is_fresh(&self, c: &Counts, now_ms: i64) -> bool {
+        now_ms - c.recv_ms.load(Ordering::Acquire) <= self.max_age_ms
+    }
+
     /// The fresh depth of a market, with our orders.
     fn fresh<T>(
         &self,
@@ -186,9 +192,8 @@ impl VenueBooks {
         now_ms: i64,
         f: impl FnOnce(&Depth, &[OwnOrder]) -> T,
     ) -> Option<T> {
-        let max = self.max_age_ms;
         self.with(market, |b, c| match &b.depth {
-            Some(d) if now_ms - c.recv_ms.load(Ordering::Acquire) <= max => Some(f(d, &b.own)),
+            Some(d) if self.is_fresh(c, now_ms) => Some(f(d, &b.own)),
             _ => None,
         })
         .flatten()
@@ -248,7 +253,7 @@ impl VenueBooks {
             cache.touch = g.depth.as_ref().map(|d| others(d, &g.own));
         }
         let touch = cache.touch?;
-        (now_ms - c.recv_ms.load(Ordering::Acquire) <= self.max_age_ms).then_some(touch)
+        self.is_fresh(c, now_ms).then_some(touch)
     }
 
     /// Mid of the venue's book without any order of ours (both sides needed).
