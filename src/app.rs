@@ -421,8 +421,10 @@ impl Pipeline {
             cfg.feed.health_interval_ms,
             cfg.feed.reference_guard.clone(),
         );
+        // Only the in-process mock is handed the reference (`ticks_to_venue`).
+        let follow_batch = Duration::from_micros(cfg.mock_exchange.follow_batch_us);
         let feed = supervision::start("binance_feed", &monitor, move |_| {
-            BinanceFeed::new(r, feed, symbols, health_ms, guard)
+            BinanceFeed::new(r, feed, symbols, health_ms, guard).follow_batch(follow_batch)
         });
 
         // Actors on this arbiter start after this synchronous block, the venue arbiter's

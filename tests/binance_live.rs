@@ -31,7 +31,7 @@ impl Actor for Probe {
 impl Handler<ReferenceTicks> for Probe {
     type Result = ();
     fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
-        for TickReceived { tick: t, .. } in msg.0.iter() {
+        for TickReceived { tick: t, .. } in msg.iter() {
             let _ = self
                 .ticks
                 .send((t.symbol.to_string(), t.update_id, t.bid.to_string()));

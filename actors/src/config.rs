@@ -695,6 +695,10 @@ pub struct MockExchangeConfig {
     /// The wire mock sends its depth snapshot at least this often even when nothing moved
     /// (whether DeltaDeFi does is unconfirmed; it sends one on every change).
     pub depth_interval_ms: u64,
+    /// At max speed (replay or walk), the in-process mock is handed the reference in runs of
+    /// ticks received within this long of each other (0: every turn of the feed, as at real
+    /// rates, where the feed waits between frames and hands each over as it comes).
+    pub follow_batch_us: u64,
 }
 
 impl Default for MockExchangeConfig {
@@ -715,6 +719,7 @@ impl Default for MockExchangeConfig {
             book_level_size: Decimal::from(1_000),
             validate_at_build: true,
             depth_interval_ms: 1_000,
+            follow_batch_us: 1_000,
         }
     }
 }
@@ -1078,6 +1083,12 @@ impl Config {
             10,
             600_000,
             "mock_exchange.depth_interval_ms",
+        );
+        c.range_u64(
+            m.follow_batch_us,
+            0,
+            100_000,
+            "mock_exchange.follow_batch_us",
         );
         c.range_u64(
             self.run.status_interval_s,

@@ -28,13 +28,61 @@ pub struct TickReceived {
     pub decoded_at: Instant,
 }
 
-/// **BinanceFeed → QuoteEngine, and MockExchange in staging.** The receiver prices each tick in order (QuoteEngine) or moves its reference through them (MockExchange), as if each had come alone; one message per turn of the feed's loop (one frame live, up to 8 at max speed).
+/// **BinanceFeed → QuoteEngine, and MockExchange in staging.** The receiver prices each tick in order (QuoteEngine) or moves its reference through them (MockExchange), as if each had come alone. QuoteEngine gets one message per turn of the feed's loop (one frame live, up to 8 at max speed); MockExchange the same whenever the feed waits for its next frame, and at max speed the turns of up to `mock_exchange.follow_batch_us` in one message.
 ///
-/// Validated reference ticks, oldest first; shared by both receivers (the venue's arbiter
-/// reads the same ticks, not a copy).
+/// Validated reference ticks, oldest first, as the turns' runs of ticks; shared by both
+/// receivers (the venue's arbiter reads the same ticks, not a copy).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct ReferenceTicks(pub std::sync::Arc<[TickReceived]>);
+pub struct ReferenceTicks {
+    first: std::sync::Arc<[TickReceived]>,
+    /// Later turns' runs, when several are handed over together (no allocation otherwise).
+    more: Vec<std::sync::Arc<[TickReceived]>>,
+}
+
+impl ReferenceTicks {
+    /// One turn's ticks.
+    pub fn new(ticks: std::sync::Arc<[TickReceived]>) -> Self {
+        Self {
+            first: ticks,
+            more: Vec::new(),
+        }
+    }
+
+    /// Adds a later turn's ticks after these.
+    pub fn push(&mut self, ticks: std::sync::Arc<[TickReceived]>) {
+        self.more.push(ticks);
+    }
+
+    /// Every tick, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &TickReceived> {
+        self.first
+            .iter()
+            .chain(self.more.iter().flat_map(|t| t.iter()))
+    }
+
+    /// The oldest tick and the newest (the same when there is one).
+    pub fn ends(&self) -> Option<(&TickReceived, &TickReceived)> {
+        let oldest = self.iter().next()?;
+        let newest = self
+            .more
+            .iter()
+            .rev()
+            .find_map(|t| t.last())
+            .or_else(|| self.first.last())?;
+        Some((oldest, newest))
+    }
+
+    /// How many ticks.
+    pub fn len(&self) -> usize {
+        self.first.len() + self.more.iter().map(|t| t.len()).sum::<usize>()
+    }
+
+    /// No tick at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// **BinanceFeed → RiskGuard, every `feed.health_interval_ms`.** The receiver judges staleness and held references from it, halting or resuming the markets of each symbol.
 ///
@@ -550,3 +598,54 @@ pub use crate::venue::VenueRequest;
 
 /// **The venue transport (MockExchange, DeltaDeFiAccountStream) → AccountFeed.** The receiver stores fills once by trade id before anyone acts on them, then passes order updates and fills to OrderManager and RiskGuard.
 pub use crate::venue::VenueEvent;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks(ids: &[u64]) -> std::sync::Arc<[TickReceived]> {
+        let now = Instant::now();
+        ids.iter()
+            .map(|&u| TickReceived {
+                tick: crate::types::Tick {
+                    symbol: crate::types::BinanceSymbol("ADAUSDT".into()),
+                    update_id: u,
+                    bid: rust_decimal::Decimal::ONE,
+                    bid_qty: rust_decimal::Decimal::ONE,
+                    ask: rust_decimal::Decimal::TWO,
+                    ask_qty: rust_decimal::Decimal::ONE,
+                    recv_ms: 0,
+                    recv_at: now,
+                },
+                decoded_at: now,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reference_ticks_read_their_runs_in_order_and_know_their_ends() {
+        let ids = |r: &ReferenceTicks| r.iter().map(|t| t.tick.update_id).collect::<Vec<_>>();
+        let ends = |r: &ReferenceTicks| r.ends().map(|(a, b)| (a.tick.update_id, b.tick.update_id));
+        let mut r = ReferenceTicks::new(ticks(&[1, 2]));
+        assert_eq!((ids(&r), r.len(), ends(&r)), (vec![1, 2], 2, Some((1, 2))));
+        r.push(ticks(&[]));
+        assert_eq!(ends(&r), Some((1, 2)), "an empty run changes no end");
+        r.push(ticks(&[3]));
+        r.push(ticks(&[4, 5]));
+        assert_eq!(
+            (ids(&r), r.len(), ends(&r)),
+            (vec![1, 2, 3, 4, 5], 5, Some((1, 5)))
+        );
+        let empty_first = {
+            let mut e = ReferenceTicks::new(ticks(&[]));
+            e.push(ticks(&[7]));
+            e
+        };
+        assert_eq!(
+            (ends(&empty_first), empty_first.is_empty()),
+            (Some((7, 7)), false)
+        );
+        assert!(ReferenceTicks::new(ticks(&[])).is_empty());
+        assert_eq!(ReferenceTicks::new(ticks(&[])).ends().map(|_| ()), None);
+    }
+}

@@ -113,7 +113,7 @@ impl StreamHandler<LiveItem> for BinanceFeed {
             LiveItem::Frame(g, _) if g != self.live_gen => {}
             LiveItem::Frame(_, Ok(WsMessage::Text(text))) => {
                 let frame = ingest_logged(&mut self.ingest, text.as_str(), now_ms());
-                self.pass_on();
+                self.pass_on(super::Turn::Waits);
                 if let Some(Frame::ServerShutdown) = frame {
                     info!("binance announced serverShutdown, opening a new connection");
                     self.connect(cfg, ctx);

@@ -100,6 +100,12 @@ pub struct BinanceFeed {
     connecting: bool,
     backoff: Backoff,
     health: ActorHealth,
+    /// The mock's copy of the reference not yet handed over (max speed only; see
+    /// [`BinanceFeed::follow_batch`]).
+    venue_pending: Option<ReferenceTicks>,
+    /// At max speed, the mock is handed ticks received within this long of each other in one
+    /// message.
+    venue_batch: Duration,
 }
 
 /// How many replay frames are handled per mailbox turn at max speed.
@@ -152,7 +158,18 @@ impl BinanceFeed {
             connecting: false,
             backoff,
             health: ActorHealth::default(),
+            venue_pending: None,
+            venue_batch: Duration::ZERO,
         }
+    }
+
+    /// At max speed, hands the mock (staging) the reference in runs of ticks received within
+    /// `batch` of each other, instead of every turn: each hand-over wakes the venue thread. The
+    /// rest is handed over whenever the feed waits for a frame or ends, so at real rates every
+    /// tick still goes over as it comes. Zero (the default): every turn.
+    pub fn follow_batch(mut self, batch: Duration) -> Self {
+        self.venue_batch = batch;
+        self
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
@@ -167,18 +184,29 @@ impl BinanceFeed {
     }
 
     /// Passes on the ticks accepted since the last call: one message per turn of the feed's
-    /// loop (one frame live, a batch at max speed). Every path that ingests ends its turn here.
-    fn pass_on(&mut self) {
-        let Some(ticks) = self.ingest.take_accepted() else {
-            return;
-        };
-        // The mock's copy (on the venue arbiter) waits until this tick's chain is done.
+    /// loop (one frame live, a batch at max speed). Every path that ingests ends its turn here;
+    /// `next` says whether another turn follows at once (max speed): then the mock's copy may
+    /// wait for it.
+    fn pass_on(&mut self, next: Turn) {
+        let ticks = self.ingest.take_accepted();
         if self.reg.ticks_to_venue.get().is_some() {
-            self.reg
-                .ticks_to_venue
-                .do_send(ReferenceTicks(ticks.clone()));
+            if let Some(t) = &ticks {
+                match &mut self.venue_pending {
+                    Some(p) => p.push(t.clone()),
+                    None => self.venue_pending = Some(ReferenceTicks::new(t.clone())),
+                }
+            }
+            if let Some(p) = self
+                .venue_pending
+                .take_if(|p| venue_due(p, next, self.venue_batch))
+            {
+                // Sent when this tick's chain is done (the mock is on the venue arbiter).
+                self.reg.ticks_to_venue.do_send(p);
+            }
         }
-        self.reg.ticks_to_quotes.do_send(ReferenceTicks(ticks));
+        if let Some(t) = ticks {
+            self.reg.ticks_to_quotes.do_send(ReferenceTicks::new(t));
+        }
     }
 
     fn report_health(&mut self) {
@@ -228,7 +256,7 @@ impl BinanceFeed {
     /// Max-speed synthetic: one batch per turn, then yield so consumers drain their mailboxes.
     fn synthetic_burst(&mut self, ctx: &mut Context<Self>) {
         let more = self.synthetic_turn();
-        self.pass_on();
+        self.pass_on(if more { Turn::MoreAtOnce } else { Turn::Waits });
         if more {
             yield_then(ctx, |act, ctx| act.synthetic_burst(ctx));
         }
@@ -257,22 +285,22 @@ impl BinanceFeed {
         };
         let (text, delay) = w.step();
         ingest_logged(&mut self.ingest, &text, now_ms());
-        self.pass_on();
+        self.pass_on(Turn::Waits);
         ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
             act.synthetic_step(i, ctx)
         });
     }
 
     fn replay_step(&mut self, ctx: &mut Context<Self>) {
-        self.replay_turn(ctx);
-        self.pass_on();
+        let next = self.replay_turn(ctx);
+        self.pass_on(next);
     }
 
     /// Plays the frames that are due (at most one batch at max speed) and schedules the next
-    /// turn.
-    fn replay_turn(&mut self, ctx: &mut Context<Self>) {
+    /// turn; says whether that turn follows at once.
+    fn replay_turn(&mut self, ctx: &mut Context<Self>) -> Turn {
         let Some(cursor) = &mut self.replay else {
-            return;
+            return Turn::Waits;
         };
         let (mut handled, was_finished) = (0, cursor.finished());
         // One wall-clock read per turn: its frames are received together.
@@ -285,31 +313,48 @@ impl BinanceFeed {
                     if cursor.at_max_speed() && handled >= REPLAY_BATCH {
                         // Yield so the consumers drain their mailboxes before the next batch.
                         yield_then(ctx, |act, ctx| act.replay_step(ctx));
-                        return;
+                        return Turn::MoreAtOnce;
                     }
                 }
                 Next::NotYet(due) => {
                     ctx.run_later(due, |act, ctx| act.replay_step(ctx));
-                    return;
+                    return Turn::Waits;
                 }
                 Next::Rewound => self.ingest.reset_sequence(),
                 Next::Skipped(e) => warn!(cause = %e, "replay line skipped"),
                 Next::Failed(e) => {
                     error!(cause = %e, "replay file cannot be read");
-                    return;
+                    return Turn::Waits;
                 }
-                Next::End if was_finished => return,
+                Next::End if was_finished => return Turn::Waits,
                 Next::End => {
                     info!(
                         frames = self.ingest.frames(),
                         accepted = self.ingest.accepted(),
                         "replay finished"
                     );
-                    return;
+                    return Turn::Waits;
                 }
             }
         }
     }
+}
+
+/// Whether the feed's next turn follows at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Max speed: the next batch of frames is played after a yield.
+    MoreAtOnce,
+    /// The feed waits: for a frame (live), its time (paced), or nothing (the end).
+    Waits,
+}
+
+/// The mock's pending copy goes over now: the feed is about to wait, or its ticks span `batch`.
+fn venue_due(pending: &ReferenceTicks, next: Turn, batch: Duration) -> bool {
+    next == Turn::Waits
+        || pending
+            .ends()
+            .is_none_or(|(old, new)| new.tick.recv_at.duration_since(old.tick.recv_at) >= batch)
 }
 
 /// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs the
@@ -435,5 +480,152 @@ mod tests {
         let mut ctx = Context::<BinanceFeed>::new();
         actix::Supervised::restarting(&mut feed, &mut ctx);
         assert!(feed.ingest.take_accepted().is_none());
+    }
+
+    /// Records the messages of ticks it is sent, as their update ids.
+    struct Probe(tokio::sync::mpsc::UnboundedSender<Vec<u64>>);
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+    impl Handler<ReferenceTicks> for Probe {
+        type Result = ();
+        fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
+            let _ = self.0.send(msg.iter().map(|t| t.tick.update_id).collect());
+        }
+    }
+    impl Handler<FeedHealth> for Probe {
+        type Result = ();
+        fn handle(&mut self, _: FeedHealth, _: &mut Context<Self>) {}
+    }
+
+    /// Plays `frames` bookTicker frames, `gap_ms` apart as recorded, at `speed`, with the mock
+    /// handed runs of up to `batch`: the messages QuoteEngine and the mock got, as update ids.
+    async fn play(
+        tag: &str,
+        frames: u64,
+        gap_ms: i64,
+        speed: ReplaySpeed,
+        batch: Duration,
+    ) -> (Vec<Vec<u64>>, Vec<Vec<u64>>) {
+        let dir = std::env::temp_dir().join(format!("mm-feed-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("r.jsonl");
+        let body: String = (1..=frames)
+            .map(|u| {
+                let ms = 1_000 + gap_ms * u as i64;
+                format!(
+                    "{{\"recv_ms\":{ms},\"msg\":{{\"u\":{u},\"s\":\"ADAUSDT\",\"b\":\"0.4500\",\"B\":\"10\",\"a\":\"0.4501\",\"A\":\"20\"}}}}\n"
+                )
+            })
+            .collect();
+        std::fs::write(&path, body).expect("write");
+        let reg = std::sync::Arc::new(Registry::new(
+            HaltGate::open_for_tests([]),
+            std::sync::Arc::new(VenueBooks::new([], 10_000)),
+        ));
+        let (qtx, mut qrx) = tokio::sync::mpsc::unbounded_channel();
+        let (vtx, mut vrx) = tokio::sync::mpsc::unbounded_channel();
+        let quotes = Probe(qtx).start();
+        reg.ticks_to_quotes.bind(quotes.clone().recipient());
+        reg.feed_health.bind(quotes.recipient());
+        reg.ticks_to_venue.bind(Probe(vtx).start().recipient());
+        let spec = FeedSpec::Replay {
+            path,
+            speed,
+            looped: false,
+        };
+        // The first level is adopted on its first tick.
+        let guard = ReferenceGuardConfig {
+            jump_limit_bps: rust_decimal::Decimal::from(10_000),
+            confirm_ticks: 1,
+            confirm_ms: 0,
+        };
+        let symbols = vec![BinanceSymbol("ADAUSDT".into())];
+        let _feed = BinanceFeed::new(reg, spec, symbols, 60_000, guard)
+            .follow_batch(batch)
+            .start();
+        // Each receiver's messages until it has every tick.
+        let mut all = Vec::new();
+        for rx in [&mut qrx, &mut vrx] {
+            let mut got: Vec<Vec<u64>> = Vec::new();
+            while got.iter().map(Vec::len).sum::<usize>() < frames as usize {
+                let next = tokio::time::timeout(Duration::from_secs(30), rx.recv());
+                got.push(next.await.ok().flatten().expect("a message of ticks"));
+            }
+            all.push(got);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let venue = all.pop().expect("venue");
+        (all.pop().expect("quotes"), venue)
+    }
+
+    fn in_order(messages: &[Vec<u64>], frames: u64) -> bool {
+        messages.concat() == (1..=frames).collect::<Vec<_>>()
+    }
+
+    /// At max speed, the mock gets the turns' ticks in runs (one message for a long bound),
+    /// every tick once and in order, the rest at the end; QuoteEngine still gets every turn.
+    #[actix_rt::test]
+    async fn at_max_speed_the_mock_is_handed_runs_of_turns_and_every_tick_in_order() {
+        let (quotes, venue) = play("runs", 100, 0, ReplaySpeed::Max, Duration::from_secs(60)).await;
+        assert_eq!(
+            quotes.len(),
+            13,
+            "a turn of 8 frames per message: {quotes:?}"
+        );
+        assert!(in_order(&quotes, 100));
+        assert_eq!(venue.len(), 1, "one run, handed over at the end: {venue:?}");
+        assert!(in_order(&venue, 100));
+        // A zero bound: every turn, as QuoteEngine.
+        let (quotes, venue) = play("turns", 100, 0, ReplaySpeed::Max, Duration::ZERO).await;
+        assert_eq!(venue, quotes);
+        assert_eq!(venue.len(), 13);
+    }
+
+    /// At a recorded pace the feed waits between frames: each tick goes to the mock as it
+    /// comes, whatever the bound.
+    #[actix_rt::test]
+    async fn at_a_recorded_pace_every_tick_goes_over_as_it_comes() {
+        let (quotes, venue) = play(
+            "paced",
+            5,
+            2,
+            ReplaySpeed::Recorded,
+            Duration::from_secs(60),
+        )
+        .await;
+        // Turn for turn (a late timer may play two due frames in one turn, for both).
+        assert_eq!(venue, quotes);
+        assert!(in_order(&venue, 5));
+    }
+
+    #[test]
+    fn a_run_is_due_when_the_feed_waits_or_its_ticks_span_the_bound() {
+        let at = Instant::now();
+        let tick = |u: u64, later: Duration| {
+            let d = |s: &str| s.parse::<rust_decimal::Decimal>().expect("decimal literal");
+            crate::messages::TickReceived {
+                tick: crate::types::Tick {
+                    symbol: BinanceSymbol("ADAUSDT".into()),
+                    update_id: u,
+                    bid: d("0.45"),
+                    bid_qty: d("1"),
+                    ask: d("0.4501"),
+                    ask_qty: d("1"),
+                    recv_ms: 0,
+                    recv_at: at + later,
+                },
+                decoded_at: at + later,
+            }
+        };
+        let bound = Duration::from_micros(1_000);
+        let mut run = ReferenceTicks::new(vec![tick(1, Duration::ZERO)].into());
+        assert!(!venue_due(&run, Turn::MoreAtOnce, bound));
+        assert!(venue_due(&run, Turn::Waits, bound));
+        run.push(vec![tick(2, Duration::from_micros(999))].into());
+        assert!(!venue_due(&run, Turn::MoreAtOnce, bound), "999 µs apart");
+        run.push(vec![tick(3, Duration::from_micros(1_000))].into());
+        assert!(venue_due(&run, Turn::MoreAtOnce, bound), "1,000 µs apart");
+        assert!(venue_due(&run, Turn::MoreAtOnce, Duration::ZERO));
     }
 }

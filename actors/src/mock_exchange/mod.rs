@@ -7,7 +7,8 @@
 //!
 //! Its order book (the others' simulated levels and our resting orders) reaches the service's
 //! [`crate::venue_book::VenueBooks`] after every change, one latency later, as DeltaDeFi's depth
-//! stream would bring it; an unchanged book is shown again once per message of ticks.
+//! stream would bring it: after a request that changed it, and once per message of ticks (the
+//! last tick's book, or the unchanged book again).
 //!
 //! The simulated exchange outlives a restart of this actor, as a real venue would.
 
@@ -42,9 +43,9 @@ pub struct MockExchange {
     reg: Reg,
     core: MatchingCore,
     references: Vec<(BinanceSymbol, MarketId)>,
-    /// Per market of `references`, during one message of ticks: its book is unchanged since it
-    /// was last shown. Reused from message to message.
-    unshown: Vec<bool>,
+    /// Per market of `references`, during one message of ticks: whether a tick changed its
+    /// book (`None`: no tick of its reference). Reused from message to message.
+    changed: Vec<Option<bool>>,
     latency: Duration,
     jitter_ms: u64,
     rng: SplitMix64,
@@ -69,7 +70,7 @@ impl MockExchange {
                 .iter()
                 .map(|m| (m.reference.clone(), m.market.clone()))
                 .collect(),
-            unshown: Vec::new(),
+            changed: Vec::new(),
             latency: Duration::from_millis(cfg.latency_ms),
             jitter_ms: cfg.latency_jitter_ms,
             rng: SplitMix64::new(cfg.seed ^ 0x5eed),
@@ -204,32 +205,31 @@ impl Handler<GetVenueRejects> for MockExchange {
 impl Handler<ReferenceTicks> for MockExchange {
     type Result = ();
     fn handle(&mut self, msg: ReferenceTicks, ctx: &mut Context<Self>) {
-        // The ticks of one message were received together (one at real rates, a batch from a
+        // The ticks of one message were received together (one at real rates, a run from a
         // replay at full speed): one clock read for them. Every tick is matched against our
-        // orders in turn and a book it changed is shown at once; a book it left as it was is
-        // shown again once, after the last tick.
+        // orders in turn, its fills emitted at once; each market's book is shown once, after
+        // the last tick: rebuilt if a tick changed it, else shown again as it was.
         let now = now_ms();
-        let mut unshown = std::mem::take(&mut self.unshown);
-        unshown.clear();
-        unshown.resize(self.references.len(), false);
-        for TickReceived { tick: t, .. } in msg.0.iter() {
-            for ((s, m), unshown) in self.references.iter().zip(unshown.iter_mut()) {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
+        changed.resize(self.references.len(), None);
+        for TickReceived { tick: t, .. } in msg.iter() {
+            for ((s, m), changed) in self.references.iter().zip(changed.iter_mut()) {
                 if *s == t.symbol {
                     let moved = self.core.move_reference(m, t.bid, t.ask, now);
                     self.emit(moved.events, ctx);
-                    *unshown = !moved.depth_changed;
-                    if moved.depth_changed {
-                        self.publish_depth(m, ctx);
-                    }
+                    *changed = Some(moved.depth_changed || changed.unwrap_or(false));
                 }
             }
         }
-        for ((_, m), unshown) in self.references.iter().zip(&unshown) {
-            if *unshown {
-                self.republish_depth(m, ctx);
+        for ((_, m), changed) in self.references.iter().zip(&changed) {
+            match changed {
+                Some(true) => self.publish_depth(m, ctx),
+                Some(false) => self.republish_depth(m, ctx),
+                None => {}
             }
         }
-        self.unshown = unshown;
+        self.changed = changed;
     }
 }
 
@@ -287,7 +287,7 @@ mod tests {
         .start();
         let d = |s: &str| Some(s.parse::<Decimal>().expect("decimal literal"));
         let shown = async |ticks: Vec<TickReceived>| {
-            mock.do_send(ReferenceTicks(ticks.into()));
+            mock.do_send(ReferenceTicks::new(ticks.into()));
             // The mailbox is in order: once this is answered, the ticks were handled.
             mock.send(GetVenueRejects).await.expect("mock answers");
             let v = books.view(&id, now_ms());
@@ -307,6 +307,15 @@ mod tests {
         // It moves on every tick: the last one's is shown.
         let moved_twice = vec![tick("0.4502", "0.4504"), tick("0.4499", "0.4501")];
         assert_eq!(shown(moved_twice).await, (d("0.4499"), d("0.4501")));
+        // Several turns' runs in one message: the last run's last tick's book.
+        let mut runs = ReferenceTicks::new(vec![tick("0.4505", "0.4507")].into());
+        runs.push(vec![tick("0.4506", "0.4508"), tick("0.4498", "0.4500")].into());
+        mock.do_send(runs);
+        mock.send(GetVenueRejects).await.expect("mock answers");
+        let v = books.view(&id, now_ms());
+        assert_eq!((v.bid, v.ask), (d("0.4498"), d("0.4500")));
+        let moved_back = vec![tick("0.4499", "0.4501")];
+        assert_eq!(shown(moved_back).await, (d("0.4499"), d("0.4501")));
         // A message that moves nothing shows the book again, as it was: fresh again after it
         // had aged.
         books.refresh(&id, now_ms() - 5_000);

@@ -171,7 +171,7 @@ impl Handler<ReferenceTicks> for QuoteEngine {
         // One clock read for the message's ticks: they were received together, and are priced
         // within microseconds of each other.
         let now = now_ms();
-        for received in msg.0.iter() {
+        for received in msg.iter() {
             let t = &received.tick;
             for idx in 0..self.markets.len() {
                 let m = &mut self.markets[idx];
