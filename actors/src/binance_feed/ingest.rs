@@ -63,10 +63,11 @@ impl Ingest {
         }
     }
 
-    /// Decodes, validates and guards one frame received at `recv_ms`.
-    pub fn frame(&mut self, text: &str, recv_ms: i64) -> Ingested {
+    /// Decodes, validates and guards one frame received at `recv_ms` / `recv_at` (a turn's
+    /// frames share one reading of each clock).
+    pub fn frame(&mut self, text: &str, recv_ms: i64, recv_at: Instant) -> Ingested {
         self.frames += 1;
-        match self.decoder.decode(text, recv_ms, Instant::now()) {
+        match self.decoder.decode(text, recv_ms, recv_at) {
             Ok(Frame::Tick(t)) => {
                 // The guard compares distances in bps, the same for any multiple of the mid:
                 // it is given twice the mid, without the division by two.
@@ -201,7 +202,7 @@ mod tests {
     fn a_turn_gathers_its_ticks_and_a_jump_is_held_with_the_mid_before() {
         let mut f = ingest();
         // The first level is adopted once two ticks agree on it.
-        let first = f.frame(&frame(1, "0.5000", "0.5002"), 10);
+        let first = f.frame(&frame(1, "0.5000", "0.5002"), 10, Instant::now());
         assert!(
             matches!(
                 first,
@@ -213,7 +214,7 @@ mod tests {
             ),
             "{first:?}"
         );
-        let second = f.frame(&frame(2, "0.5001", "0.5003"), 11);
+        let second = f.frame(&frame(2, "0.5001", "0.5003"), 11, Instant::now());
         assert!(matches!(second, Ingested::Accepted), "{second:?}");
         let turn = f.take_accepted().expect("one tick");
         let ids: Vec<u64> = turn.iter().map(|t| t.tick.update_id).collect();
@@ -222,7 +223,7 @@ mod tests {
         assert!(f.accepted.is_empty() && f.accepted.capacity() >= 1);
         assert!(f.take_accepted().is_none());
         // 10 % up: held, and the health still shows the mid before it, at the new time.
-        let held = f.frame(&frame(3, "0.5500", "0.5502"), 12);
+        let held = f.frame(&frame(3, "0.5500", "0.5502"), 12, Instant::now());
         assert!(
             matches!(
                 held,
@@ -245,7 +246,7 @@ mod tests {
     #[test]
     fn drops_are_counted_and_reported_once() {
         let mut f = ingest();
-        let bad = f.frame("not json", 1);
+        let bad = f.frame("not json", 1, Instant::now());
         assert!(
             matches!(
                 bad,
@@ -256,7 +257,7 @@ mod tests {
             ),
             "{bad:?}"
         );
-        let crossed = f.frame(&frame(1, "0.5002", "0.5000"), 2);
+        let crossed = f.frame(&frame(1, "0.5002", "0.5000"), 2, Instant::now());
         assert!(
             matches!(
                 crossed,
@@ -267,8 +268,8 @@ mod tests {
             ),
             "{crossed:?}"
         );
-        f.frame(&frame(2, "0.5000", "0.5002"), 3);
-        let ok = f.frame(&frame(3, "0.5000", "0.5002"), 4);
+        f.frame(&frame(2, "0.5000", "0.5002"), 3, Instant::now());
+        let ok = f.frame(&frame(3, "0.5000", "0.5002"), 4, Instant::now());
         assert!(matches!(ok, Ingested::Accepted), "{ok:?}");
         // A failed turn's ticks are forgotten.
         f.forget_turn();
@@ -281,7 +282,7 @@ mod tests {
             [(DropReason::Crossed, 1), (DropReason::Malformed, 1)]
         );
         assert_eq!(f.unreported(), (0, Vec::new()));
-        let again = f.frame("not json", 5);
+        let again = f.frame("not json", 5, Instant::now());
         assert!(
             matches!(
                 again,

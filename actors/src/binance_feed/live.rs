@@ -1,7 +1,7 @@
 //! The feed's live source: the Binance bookTicker WebSocket, opened make-before-break, rolled
 //! over before Binance's 24 h limit, and re-opened with backoff and jitter when it ends.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -112,7 +112,8 @@ impl StreamHandler<LiveItem> for BinanceFeed {
             // Frames of a connection already replaced are ignored.
             LiveItem::Frame(g, _) if g != self.live_gen => {}
             LiveItem::Frame(_, Ok(WsMessage::Text(text))) => {
-                let frame = ingest_logged(&mut self.ingest, text.as_str(), now_ms());
+                let frame =
+                    ingest_logged(&mut self.ingest, text.as_str(), now_ms(), Instant::now());
                 self.pass_on(super::Turn::Waits);
                 if let Some(Frame::ServerShutdown) = frame {
                     info!("binance announced serverShutdown, opening a new connection");

@@ -264,13 +264,15 @@ impl BinanceFeed {
 
     /// One batch of the max-speed walk; false once the limit is reached.
     fn synthetic_turn(&mut self) -> bool {
+        // One read of each clock per turn: its frames are made together.
+        let (recv_ms, recv_at) = (now_ms(), Instant::now());
         for _ in 0..REPLAY_BATCH {
             if self.synthetic_limit_reached() {
                 return false;
             }
             for i in 0..self.walkers.len() {
                 let (text, _) = self.walkers[i].step();
-                ingest_logged(&mut self.ingest, &text, now_ms());
+                ingest_logged(&mut self.ingest, &text, recv_ms, recv_at);
             }
         }
         true
@@ -284,7 +286,7 @@ impl BinanceFeed {
             return;
         };
         let (text, delay) = w.step();
-        ingest_logged(&mut self.ingest, &text, now_ms());
+        ingest_logged(&mut self.ingest, &text, now_ms(), Instant::now());
         self.pass_on(Turn::Waits);
         ctx.run_later(Duration::from_millis(delay), move |act, ctx| {
             act.synthetic_step(i, ctx)
@@ -303,12 +305,12 @@ impl BinanceFeed {
             return Turn::Waits;
         };
         let (mut handled, was_finished) = (0, cursor.finished());
-        // One wall-clock read per turn: its frames are received together.
-        let recv_ms = now_ms();
+        // One read of each clock per turn: its frames are received together.
+        let (recv_ms, recv_at) = (now_ms(), Instant::now());
         loop {
-            match cursor.next(Instant::now) {
+            match cursor.next(|| recv_at) {
                 Next::Frame(_) => {
-                    ingest_logged(&mut self.ingest, cursor.text(), recv_ms);
+                    ingest_logged(&mut self.ingest, cursor.text(), recv_ms, recv_at);
                     handled += 1;
                     if cursor.at_max_speed() && handled >= REPLAY_BATCH {
                         // Yield so the consumers drain their mailboxes before the next batch.
@@ -359,8 +361,8 @@ fn venue_due(pending: &ReferenceTicks, next: Turn, batch: Duration) -> bool {
 
 /// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs the
 /// first and then every power of two of held ticks and of each drop reason.
-fn ingest_logged(ingest: &mut Ingest, text: &str, recv_ms: i64) -> Option<Frame> {
-    match ingest.frame(text, recv_ms) {
+fn ingest_logged(ingest: &mut Ingest, text: &str, recv_ms: i64, recv_at: Instant) -> Option<Frame> {
+    match ingest.frame(text, recv_ms, recv_at) {
         Ingested::Accepted => None,
         Ingested::Held {
             symbol,
@@ -476,21 +478,25 @@ mod tests {
         };
         let mut feed = BinanceFeed::new(reg, spec, vec![symbol], 1_000, guard);
         let frame = r#"{"u":1,"s":"ADAUSDT","b":"0.4500","B":"10","a":"0.4501","A":"20"}"#;
-        ingest_logged(&mut feed.ingest, frame, now_ms());
+        ingest_logged(&mut feed.ingest, frame, now_ms(), Instant::now());
         let mut ctx = Context::<BinanceFeed>::new();
         actix::Supervised::restarting(&mut feed, &mut ctx);
         assert!(feed.ingest.take_accepted().is_none());
     }
 
-    /// Records the messages of ticks it is sent, as their update ids.
-    struct Probe(tokio::sync::mpsc::UnboundedSender<Vec<u64>>);
+    /// Records the messages of ticks it is sent, as their update ids and receive instants.
+    struct Probe(tokio::sync::mpsc::UnboundedSender<Vec<(u64, Instant)>>);
     impl Actor for Probe {
         type Context = Context<Self>;
     }
     impl Handler<ReferenceTicks> for Probe {
         type Result = ();
         fn handle(&mut self, msg: ReferenceTicks, _: &mut Context<Self>) {
-            let _ = self.0.send(msg.iter().map(|t| t.tick.update_id).collect());
+            let _ = self.0.send(
+                msg.iter()
+                    .map(|t| (t.tick.update_id, t.tick.recv_at))
+                    .collect(),
+            );
         }
     }
     impl Handler<FeedHealth> for Probe {
@@ -506,7 +512,7 @@ mod tests {
         gap_ms: i64,
         speed: ReplaySpeed,
         batch: Duration,
-    ) -> (Vec<Vec<u64>>, Vec<Vec<u64>>) {
+    ) -> (Vec<Vec<(u64, Instant)>>, Vec<Vec<(u64, Instant)>>) {
         let dir = std::env::temp_dir().join(format!("mm-feed-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("r.jsonl");
@@ -547,7 +553,7 @@ mod tests {
         // Each receiver's messages until it has every tick.
         let mut all = Vec::new();
         for rx in [&mut qrx, &mut vrx] {
-            let mut got: Vec<Vec<u64>> = Vec::new();
+            let mut got: Vec<Vec<(u64, Instant)>> = Vec::new();
             while got.iter().map(Vec::len).sum::<usize>() < frames as usize {
                 let next = tokio::time::timeout(Duration::from_secs(30), rx.recv());
                 got.push(next.await.ok().flatten().expect("a message of ticks"));
@@ -559,8 +565,9 @@ mod tests {
         (all.pop().expect("quotes"), venue)
     }
 
-    fn in_order(messages: &[Vec<u64>], frames: u64) -> bool {
-        messages.concat() == (1..=frames).collect::<Vec<_>>()
+    fn in_order(messages: &[Vec<(u64, Instant)>], frames: u64) -> bool {
+        let ids: Vec<u64> = messages.concat().iter().map(|(u, _)| *u).collect();
+        ids == (1..=frames).collect::<Vec<_>>()
     }
 
     /// At max speed, the mock gets the turns' ticks in runs (one message for a long bound),
@@ -574,6 +581,10 @@ mod tests {
             "a turn of 8 frames per message: {quotes:?}"
         );
         assert!(in_order(&quotes, 100));
+        // A turn's frames are received together: one reading of the clock for them all.
+        for turn in &quotes {
+            assert!(turn.iter().all(|(_, at)| *at == turn[0].1), "{turn:?}");
+        }
         assert_eq!(venue.len(), 1, "one run, handed over at the end: {venue:?}");
         assert!(in_order(&venue, 100));
         // A zero bound: every turn, as QuoteEngine.
