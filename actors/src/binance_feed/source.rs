@@ -55,7 +55,7 @@ pub fn parse_line(line: &str) -> Result<Option<(i64, String)>, serde_json::Error
 /// (whitespace, another key order, a string `msg`), which [`parse_line`] reads instead.
 fn split_recorded(line: &str) -> Option<(i64, &str)> {
     let rest = line.strip_prefix(r#"{"recv_ms":"#)?;
-    let comma = rest.find(',')?;
+    let comma = memchr::memchr(b',', rest.as_bytes())?;
     let digits = &rest[..comma];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -188,7 +188,6 @@ impl ReplayReader {
         &mut self,
         mut read: impl FnMut(&str) -> Result<Option<T>, serde_json::Error>,
     ) -> Result<Option<T>, ReplayError> {
-        use std::io::BufRead as _;
         loop {
             self.buf.clear();
             let path = &self.path;
@@ -196,12 +195,7 @@ impl ReplayReader {
                 path: path.display().to_string(),
                 source,
             };
-            if self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(read_error)?
-                == 0
-            {
+            if read_line(&mut self.reader, &mut self.buf).map_err(read_error)? == 0 {
                 return Ok(None);
             }
             self.line += 1;
@@ -218,6 +212,30 @@ impl ReplayReader {
                     });
                 }
             }
+        }
+    }
+}
+
+/// Appends the next line of `reader` to `buf`, its `\n` included: as `BufRead::read_until`,
+/// with a SIMD search for the line's end (std's byte search was a quarter of the replay's
+/// reading). The number of bytes appended; 0 at the end.
+fn read_line(reader: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let (done, used) = match memchr::memchr(b'\n', available) {
+            Some(i) => (true, i + 1),
+            None => (available.is_empty(), available.len()),
+        };
+        buf.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        read += used;
+        if done {
+            return Ok(read);
         }
     }
 }
@@ -329,6 +347,27 @@ impl Synthetic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines as `read_until` splits them, across the reader's buffer edge and at an end with no
+    /// `\n`, whatever the buffer's size.
+    #[test]
+    fn lines_read_as_read_until_reads_them() {
+        use std::io::BufRead as _;
+        let text = b"{\"a\":1}\n\nno end here\nx\r\n{\"b\":2}";
+        for capacity in [1, 2, 3, 7, 64] {
+            let mut ours = std::io::BufReader::with_capacity(capacity, &text[..]);
+            let mut std_reader = std::io::BufReader::with_capacity(capacity, &text[..]);
+            loop {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let n = read_line(&mut ours, &mut a).expect("read");
+                let m = std_reader.read_until(b'\n', &mut b).expect("read");
+                assert_eq!((n, &a), (m, &b), "capacity {capacity}");
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
     use crate::binance_feed::codec::{Decoder, Frame};
     use std::time::Instant;
 
