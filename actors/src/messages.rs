@@ -72,16 +72,6 @@ impl ReferenceTicks {
             .or_else(|| self.first.last())?;
         Some((oldest, newest))
     }
-
-    /// How many ticks.
-    pub fn len(&self) -> usize {
-        self.first.len() + self.more.iter().map(|t| t.len()).sum::<usize>()
-    }
-
-    /// No tick at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// **BinanceFeed → RiskGuard, every `feed.health_interval_ms`.** The receiver judges staleness and held references from it, halting or resuming the markets of each symbol.
@@ -627,25 +617,22 @@ mod tests {
         let ids = |r: &ReferenceTicks| r.iter().map(|t| t.tick.update_id).collect::<Vec<_>>();
         let ends = |r: &ReferenceTicks| r.ends().map(|(a, b)| (a.tick.update_id, b.tick.update_id));
         let mut r = ReferenceTicks::new(ticks(&[1, 2]));
-        assert_eq!((ids(&r), r.len(), ends(&r)), (vec![1, 2], 2, Some((1, 2))));
+        assert_eq!((ids(&r), ends(&r)), (vec![1, 2], Some((1, 2))));
         r.push(ticks(&[]));
         assert_eq!(ends(&r), Some((1, 2)), "an empty run changes no end");
         r.push(ticks(&[3]));
         r.push(ticks(&[4, 5]));
-        assert_eq!(
-            (ids(&r), r.len(), ends(&r)),
-            (vec![1, 2, 3, 4, 5], 5, Some((1, 5)))
-        );
+        assert_eq!((ids(&r), ends(&r)), (vec![1, 2, 3, 4, 5], Some((1, 5))));
         let empty_first = {
             let mut e = ReferenceTicks::new(ticks(&[]));
             e.push(ticks(&[7]));
             e
         };
         assert_eq!(
-            (ends(&empty_first), empty_first.is_empty()),
-            (Some((7, 7)), false)
+            (ids(&empty_first), ends(&empty_first)),
+            (vec![7], Some((7, 7)))
         );
-        assert!(ReferenceTicks::new(ticks(&[])).is_empty());
-        assert_eq!(ReferenceTicks::new(ticks(&[])).ends().map(|_| ()), None);
+        let empty = ReferenceTicks::new(ticks(&[]));
+        assert_eq!((ids(&empty), ends(&empty)), (vec![], None));
     }
 }
