@@ -60,18 +60,6 @@ impl ReferenceTicks {
             .iter()
             .chain(self.more.iter().flat_map(|t| t.iter()))
     }
-
-    /// The oldest tick and the newest (the same when there is one).
-    pub fn ends(&self) -> Option<(&TickReceived, &TickReceived)> {
-        let oldest = self.iter().next()?;
-        let newest = self
-            .more
-            .iter()
-            .rev()
-            .find_map(|t| t.last())
-            .or_else(|| self.first.last())?;
-        Some((oldest, newest))
-    }
 }
 
 /// **BinanceFeed → RiskGuard, every `feed.health_interval_ms`.** The receiver judges staleness and held references from it, halting or resuming the markets of each symbol.
@@ -613,26 +601,17 @@ mod tests {
     }
 
     #[test]
-    fn reference_ticks_read_their_runs_in_order_and_know_their_ends() {
+    fn reference_ticks_read_their_runs_in_order() {
         let ids = |r: &ReferenceTicks| r.iter().map(|t| t.tick.update_id).collect::<Vec<_>>();
-        let ends = |r: &ReferenceTicks| r.ends().map(|(a, b)| (a.tick.update_id, b.tick.update_id));
         let mut r = ReferenceTicks::new(ticks(&[1, 2]));
-        assert_eq!((ids(&r), ends(&r)), (vec![1, 2], Some((1, 2))));
+        assert_eq!(ids(&r), [1, 2]);
         r.push(ticks(&[]));
-        assert_eq!(ends(&r), Some((1, 2)), "an empty run changes no end");
         r.push(ticks(&[3]));
         r.push(ticks(&[4, 5]));
-        assert_eq!((ids(&r), ends(&r)), (vec![1, 2, 3, 4, 5], Some((1, 5))));
-        let empty_first = {
-            let mut e = ReferenceTicks::new(ticks(&[]));
-            e.push(ticks(&[7]));
-            e
-        };
-        assert_eq!(
-            (ids(&empty_first), ends(&empty_first)),
-            (vec![7], Some((7, 7)))
-        );
-        let empty = ReferenceTicks::new(ticks(&[]));
-        assert_eq!((ids(&empty), ends(&empty)), (vec![], None));
+        assert_eq!(ids(&r), [1, 2, 3, 4, 5]);
+        let mut empty_first = ReferenceTicks::new(ticks(&[]));
+        empty_first.push(ticks(&[7]));
+        assert_eq!(ids(&empty_first), [7]);
+        assert!(ids(&ReferenceTicks::new(ticks(&[]))).is_empty());
     }
 }

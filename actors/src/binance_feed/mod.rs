@@ -255,27 +255,27 @@ impl BinanceFeed {
 
     /// Max-speed synthetic: one batch per turn, then yield so consumers drain their mailboxes.
     fn synthetic_burst(&mut self, ctx: &mut Context<Self>) {
-        let more = self.synthetic_turn();
-        self.pass_on(if more { Turn::MoreAtOnce } else { Turn::Waits });
-        if more {
+        let next = self.synthetic_turn();
+        self.pass_on(next);
+        if next != Turn::Waits {
             yield_then(ctx, |act, ctx| act.synthetic_burst(ctx));
         }
     }
 
-    /// One batch of the max-speed walk; false once the limit is reached.
-    fn synthetic_turn(&mut self) -> bool {
+    /// One batch of the max-speed walk; the feed waits once the limit is reached.
+    fn synthetic_turn(&mut self) -> Turn {
         // One read of each clock per turn: its frames are made together.
         let (recv_ms, recv_at) = (now_ms(), Instant::now());
         for _ in 0..REPLAY_BATCH {
             if self.synthetic_limit_reached() {
-                return false;
+                return Turn::Waits;
             }
             for i in 0..self.walkers.len() {
                 let (text, _) = self.walkers[i].step();
                 ingest_logged(&mut self.ingest, &text, recv_ms, recv_at);
             }
         }
-        true
+        Turn::MoreAtOnce(recv_at)
     }
 
     fn synthetic_step(&mut self, i: usize, ctx: &mut Context<Self>) {
@@ -315,7 +315,7 @@ impl BinanceFeed {
                     if cursor.at_max_speed() && handled >= REPLAY_BATCH {
                         // Yield so the consumers drain their mailboxes before the next batch.
                         yield_then(ctx, |act, ctx| act.replay_step(ctx));
-                        return Turn::MoreAtOnce;
+                        return Turn::MoreAtOnce(recv_at);
                     }
                 }
                 Next::NotYet(due) => {
@@ -345,18 +345,24 @@ impl BinanceFeed {
 /// Whether the feed's next turn follows at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Turn {
-    /// Max speed: the next batch of frames is played after a yield.
-    MoreAtOnce,
+    /// Max speed: the next batch of frames is played after a yield. This turn's frames were
+    /// received at this instant.
+    MoreAtOnce(Instant),
     /// The feed waits: for a frame (live), its time (paced), or nothing (the end).
     Waits,
 }
 
-/// The mock's pending copy goes over now: the feed is about to wait, or its ticks span `batch`.
+/// The mock's pending copy goes over now: the feed is about to wait, or its oldest tick was
+/// received `batch` or more before this turn (measured to the turn, not to the newest tick: a
+/// long stretch of dropped or held frames does not keep the pending ticks back).
 fn venue_due(pending: &ReferenceTicks, next: Turn, batch: Duration) -> bool {
-    next == Turn::Waits
-        || pending
-            .ends()
-            .is_none_or(|(old, new)| new.tick.recv_at.duration_since(old.tick.recv_at) >= batch)
+    match next {
+        Turn::Waits => true,
+        Turn::MoreAtOnce(turn_at) => pending
+            .iter()
+            .next()
+            .is_none_or(|oldest| turn_at.saturating_duration_since(oldest.tick.recv_at) >= batch),
+    }
 }
 
 /// Decodes, validates and guards one frame; a valid tick waits for the turn's end. Logs the
@@ -513,17 +519,30 @@ mod tests {
         speed: ReplaySpeed,
         batch: Duration,
     ) -> (Vec<Vec<(u64, Instant)>>, Vec<Vec<(u64, Instant)>>) {
+        let body: String = (1..=frames)
+            .map(|u| line(u, "ADAUSDT", 1_000 + gap_ms * u as i64))
+            .collect();
+        play_file(tag, &body, frames, speed, batch).await
+    }
+
+    /// A replay line of a bookTicker frame.
+    fn line(u: u64, symbol: &str, ms: i64) -> String {
+        format!(
+            "{{\"recv_ms\":{ms},\"msg\":{{\"u\":{u},\"s\":\"{symbol}\",\"b\":\"0.4500\",\"B\":\"10\",\"a\":\"0.4501\",\"A\":\"20\"}}}}\n"
+        )
+    }
+
+    /// Plays `body` until both receivers have `frames` ticks: [`play`] for any file.
+    async fn play_file(
+        tag: &str,
+        body: &str,
+        frames: u64,
+        speed: ReplaySpeed,
+        batch: Duration,
+    ) -> (Vec<Vec<(u64, Instant)>>, Vec<Vec<(u64, Instant)>>) {
         let dir = std::env::temp_dir().join(format!("mm-feed-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("r.jsonl");
-        let body: String = (1..=frames)
-            .map(|u| {
-                let ms = 1_000 + gap_ms * u as i64;
-                format!(
-                    "{{\"recv_ms\":{ms},\"msg\":{{\"u\":{u},\"s\":\"ADAUSDT\",\"b\":\"0.4500\",\"B\":\"10\",\"a\":\"0.4501\",\"A\":\"20\"}}}}\n"
-                )
-            })
-            .collect();
         std::fs::write(&path, body).expect("write");
         let reg = std::sync::Arc::new(Registry::new(
             HaltGate::open_for_tests([]),
@@ -593,6 +612,41 @@ mod tests {
         assert_eq!(venue.len(), 13);
     }
 
+    /// Ticks are not kept back from the mock by a long stretch of frames that are dropped:
+    /// the first run goes over once it is a bound old, before the replay's last tick.
+    #[actix_rt::test]
+    async fn dropped_frames_do_not_keep_the_mock_s_ticks_back() {
+        let mut body: String = (1..=10).map(|u| line(u, "ADAUSDT", 1_000)).collect();
+        // Frames of a symbol nobody follows: each is dropped and counted.
+        for u in 11..200_011 {
+            body.push_str(&line(u, "XYZUSDT", 1_000));
+        }
+        body.push_str(&line(200_011, "ADAUSDT", 1_000));
+        let (quotes, venue) = play_file(
+            "dropped",
+            &body,
+            11,
+            ReplaySpeed::Max,
+            Duration::from_millis(1),
+        )
+        .await;
+        let ids = |m: &[Vec<(u64, Instant)>]| {
+            m.iter()
+                .map(|turn| turn.iter().map(|(u, _)| *u).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&quotes).concat(),
+            ids(&venue).concat(),
+            "every tick, in order"
+        );
+        assert_eq!(
+            ids(&venue),
+            [(1..=10).collect::<Vec<u64>>(), vec![200_011]],
+            "the first ten went over before the last tick"
+        );
+    }
+
     /// At a recorded pace the feed waits between frames: each tick goes to the mock as it
     /// comes, whatever the bound.
     #[actix_rt::test]
@@ -611,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_is_due_when_the_feed_waits_or_its_ticks_span_the_bound() {
+    fn a_run_is_due_when_the_feed_waits_or_its_oldest_tick_is_the_bound_old() {
         let at = Instant::now();
         let tick = |u: u64, later: Duration| {
             let d = |s: &str| s.parse::<rust_decimal::Decimal>().expect("decimal literal");
@@ -630,13 +684,19 @@ mod tests {
             }
         };
         let bound = Duration::from_micros(1_000);
+        let turn = |us: u64| Turn::MoreAtOnce(at + Duration::from_micros(us));
         let mut run = ReferenceTicks::new(vec![tick(1, Duration::ZERO)].into());
-        assert!(!venue_due(&run, Turn::MoreAtOnce, bound));
+        assert!(!venue_due(&run, turn(0), bound));
         assert!(venue_due(&run, Turn::Waits, bound));
         run.push(vec![tick(2, Duration::from_micros(999))].into());
-        assert!(!venue_due(&run, Turn::MoreAtOnce, bound), "999 µs apart");
-        run.push(vec![tick(3, Duration::from_micros(1_000))].into());
-        assert!(venue_due(&run, Turn::MoreAtOnce, bound), "1,000 µs apart");
-        assert!(venue_due(&run, Turn::MoreAtOnce, Duration::ZERO));
+        assert!(!venue_due(&run, turn(999), bound), "999 µs old");
+        assert!(venue_due(&run, turn(1_000), bound), "1,000 µs old");
+        assert!(venue_due(&run, turn(0), Duration::ZERO));
+        // No tick since the first (every frame after it dropped or held): still due in time.
+        let alone = ReferenceTicks::new(vec![tick(1, Duration::ZERO)].into());
+        assert!(
+            venue_due(&alone, turn(5_000), bound),
+            "kept back by frames that never came"
+        );
     }
 }
