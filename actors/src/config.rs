@@ -695,9 +695,9 @@ pub struct MockExchangeConfig {
     /// The wire mock sends its depth snapshot at least this often even when nothing moved
     /// (whether DeltaDeFi does is unconfirmed; it sends one on every change).
     pub depth_interval_ms: u64,
-    /// At max speed (replay or walk), the in-process mock is handed the reference in runs of
-    /// ticks received within this long of each other (0: every turn of the feed, as at real
-    /// rates, where the feed waits between frames and hands each over as it comes).
+    /// At max speed (replay or walk), the in-process mock is handed the reference in runs, each
+    /// once its oldest tick is this old (0: every turn of the feed, as at real rates, where the
+    /// feed waits between frames and hands each over as it comes).
     pub follow_batch_us: u64,
 }
 

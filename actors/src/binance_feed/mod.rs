@@ -103,8 +103,7 @@ pub struct BinanceFeed {
     /// The mock's copy of the reference not yet handed over (max speed only; see
     /// [`BinanceFeed::follow_batch`]).
     venue_pending: Option<ReferenceTicks>,
-    /// At max speed, the mock is handed ticks received within this long of each other in one
-    /// message.
+    /// At max speed, the mock's pending ticks go over once the oldest is this old.
     venue_batch: Duration,
 }
 
@@ -163,10 +162,10 @@ impl BinanceFeed {
         }
     }
 
-    /// At max speed, hands the mock (staging) the reference in runs of ticks received within
-    /// `batch` of each other, instead of every turn: each hand-over wakes the venue thread. The
-    /// rest is handed over whenever the feed waits for a frame or ends, so at real rates every
-    /// tick still goes over as it comes. Zero (the default): every turn.
+    /// At max speed, hands the mock (staging) the reference in runs, each once its oldest tick
+    /// is `batch` old, instead of every turn: each hand-over wakes the venue thread. The rest
+    /// is handed over whenever the feed waits for a frame or ends, so at real rates every tick
+    /// still goes over as it comes. Zero (the default): every turn.
     pub fn follow_batch(mut self, batch: Duration) -> Self {
         self.venue_batch = batch;
         self
