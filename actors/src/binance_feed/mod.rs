@@ -165,7 +165,8 @@ impl BinanceFeed {
     /// At max speed, hands the mock (staging) the reference in runs, each once its oldest tick
     /// is `batch` old, instead of every turn: each hand-over wakes the venue thread. The rest
     /// is handed over whenever the feed waits for a frame or ends, so at real rates every tick
-    /// still goes over as it comes. Zero (the default): every turn.
+    /// still goes over as it comes. Zero (what a feed has unless told; the service passes
+    /// `mock_exchange.follow_batch_us`, 1 ms by default): every turn.
     pub fn follow_batch(mut self, batch: Duration) -> Self {
         self.venue_batch = batch;
         self
