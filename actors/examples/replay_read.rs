@@ -20,7 +20,7 @@ fn main() {
         let (mut frames, mut bytes) = (0u64, 0usize);
         let start = Instant::now();
         loop {
-            match cursor.next(Instant::now) {
+            match cursor.next(start) {
                 Next::Frame(_) => {
                     frames += 1;
                     bytes += cursor.text().len();

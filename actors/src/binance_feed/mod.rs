@@ -308,7 +308,7 @@ impl BinanceFeed {
         // One read of each clock per turn: its frames are received together.
         let (recv_ms, recv_at) = (now_ms(), Instant::now());
         loop {
-            match cursor.next(|| recv_at) {
+            match cursor.next(recv_at) {
                 Next::Frame(_) => {
                     ingest_logged(&mut self.ingest, cursor.text(), recv_ms, recv_at);
                     handled += 1;

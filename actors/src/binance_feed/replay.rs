@@ -82,9 +82,9 @@ impl ReplayCursor {
         self.started = None;
     }
 
-    /// The next step; `now` is read only at the recorded pace (a clock read per frame is
-    /// measurable at max speed).
-    pub fn next(&mut self, now: impl FnOnce() -> Instant) -> Next {
+    /// The next step at `now` (the feed reads the clock once per turn; only the recorded pace
+    /// looks at it).
+    pub fn next(&mut self, now: Instant) -> Next {
         let recv_ms = match self.pending.take() {
             Some(recv_ms) => recv_ms,
             None => match self.read() {
@@ -93,7 +93,6 @@ impl ReplayCursor {
             },
         };
         if self.speed == ReplaySpeed::Recorded {
-            let now = now();
             let (t0, first_ms) = *self.started.get_or_insert((now, recv_ms));
             let due = Duration::from_millis(u64::try_from(recv_ms - first_ms).unwrap_or(0));
             let elapsed = now.saturating_duration_since(t0);
@@ -162,7 +161,7 @@ mod tests {
     fn steps(c: &mut ReplayCursor, now: Instant, most: usize) -> Vec<String> {
         let mut out = Vec::new();
         for _ in 0..most {
-            let s = match c.next(|| now) {
+            let s = match c.next(now) {
                 Next::Frame(ms) => format!("{ms} {}", c.text()),
                 Next::NotYet(d) => format!("wait {}ms", d.as_millis()),
                 Next::Rewound => "rewound".into(),
