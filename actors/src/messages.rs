@@ -28,6 +28,27 @@ pub struct TickReceived {
     pub decoded_at: Instant,
 }
 
+#[cfg(test)]
+impl TickReceived {
+    /// An ADAUSDT tick for tests: update id `update_id`, `bid` and `ask` with sizes of one,
+    /// received (and decoded) at `at`.
+    pub(crate) fn for_tests(update_id: u64, bid: Decimal, ask: Decimal, at: Instant) -> Self {
+        Self {
+            tick: Tick {
+                symbol: BinanceSymbol("ADAUSDT".into()),
+                update_id,
+                bid,
+                bid_qty: Decimal::ONE,
+                ask,
+                ask_qty: Decimal::ONE,
+                recv_ms: crate::types::now_ms(),
+                recv_at: at,
+            },
+            decoded_at: at,
+        }
+    }
+}
+
 /// **BinanceFeed → QuoteEngine, and MockExchange in staging.** The receiver prices each tick in order (QuoteEngine) or moves its reference through them (MockExchange), as if each had come alone. QuoteEngine gets one message per turn of the feed's loop (one frame live, up to 8 at max speed); MockExchange the same whenever the feed waits for its next frame, and at max speed the turns of up to `mock_exchange.follow_batch_us` in one message.
 ///
 /// Validated reference ticks, oldest first, as the turns' runs of ticks; shared by both
@@ -584,19 +605,7 @@ mod tests {
     fn ticks(ids: &[u64]) -> std::sync::Arc<[TickReceived]> {
         let now = Instant::now();
         ids.iter()
-            .map(|&u| TickReceived {
-                tick: crate::types::Tick {
-                    symbol: crate::types::BinanceSymbol("ADAUSDT".into()),
-                    update_id: u,
-                    bid: rust_decimal::Decimal::ONE,
-                    bid_qty: rust_decimal::Decimal::ONE,
-                    ask: rust_decimal::Decimal::TWO,
-                    ask_qty: rust_decimal::Decimal::ONE,
-                    recv_ms: 0,
-                    recv_at: now,
-                },
-                decoded_at: now,
-            })
+            .map(|&u| TickReceived::for_tests(u, Decimal::ONE, Decimal::TWO, now))
             .collect()
     }
 

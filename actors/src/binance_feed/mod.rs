@@ -669,19 +669,7 @@ mod tests {
         let at = Instant::now();
         let tick = |u: u64, later: Duration| {
             let d = |s: &str| s.parse::<rust_decimal::Decimal>().expect("decimal literal");
-            crate::messages::TickReceived {
-                tick: crate::types::Tick {
-                    symbol: BinanceSymbol("ADAUSDT".into()),
-                    update_id: u,
-                    bid: d("0.45"),
-                    bid_qty: d("1"),
-                    ask: d("0.4501"),
-                    ask_qty: d("1"),
-                    recv_ms: 0,
-                    recv_at: at + later,
-                },
-                decoded_at: at + later,
-            }
+            crate::messages::TickReceived::for_tests(u, d("0.45"), d("0.4501"), at + later)
         };
         let bound = Duration::from_micros(1_000);
         let turn = |us: u64| Turn::MoreAtOnce(at + Duration::from_micros(us));

@@ -244,25 +244,11 @@ mod tests {
     use super::*;
     use crate::halt_gate::HaltGate;
     use crate::registry::Registry;
-    use crate::types::Tick;
     use crate::venue_book::VenueBooks;
 
     fn tick(bid: &str, ask: &str) -> TickReceived {
         let d = |s: &str| s.parse::<Decimal>().expect("decimal literal");
-        let now = Instant::now();
-        TickReceived {
-            tick: Tick {
-                symbol: BinanceSymbol("ADAUSDT".into()),
-                update_id: 1,
-                bid: d(bid),
-                bid_qty: Decimal::ONE,
-                ask: d(ask),
-                ask_qty: Decimal::ONE,
-                recv_ms: now_ms(),
-                recv_at: now,
-            },
-            decoded_at: now,
-        }
+        TickReceived::for_tests(1, d(bid), d(ask), Instant::now())
     }
 
     #[actix_rt::test]
