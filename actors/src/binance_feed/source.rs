@@ -347,6 +347,8 @@ impl Synthetic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::binance_feed::codec::{Decoder, Frame};
+    use std::time::Instant;
 
     /// Lines as `read_until` splits them, across the reader's buffer edge and at an end with no
     /// `\n`, whatever the buffer's size.
@@ -368,8 +370,6 @@ mod tests {
             }
         }
     }
-    use crate::binance_feed::codec::{Decoder, Frame};
-    use std::time::Instant;
 
     #[test]
     fn synthetic_walk_is_valid_deterministic_and_moves() {
