@@ -13,6 +13,7 @@ use std::time::Instant;
 use rust_decimal::Decimal;
 
 use super::state::{Order, OrderError, OrderEvent, OrderState};
+use super::sums::{MarketSums, Share};
 use crate::intent::Intent;
 pub use crate::messages::{AssetUse, FundsInUse, OpenExposure};
 use crate::messages::{DesiredOrder, OutboxRow};
@@ -84,6 +85,9 @@ pub struct OrderTracker {
     seq: u64,
     orders: FastMap<ClientOrderId, Order>,
     by_venue: FastMap<VenueOrderId, ClientOrderId>,
+    /// Each market's exposure and funds in use, kept as its orders change (a handful of
+    /// markets: scanned, not hashed).
+    sums: Vec<MarketSums>,
 }
 
 impl OrderTracker {
@@ -96,6 +100,7 @@ impl OrderTracker {
             seq: 0,
             orders: FastMap::default(),
             by_venue: FastMap::default(),
+            sums: Vec::new(),
         }
     }
 
@@ -103,11 +108,9 @@ impl OrderTracker {
     pub fn load(&mut self, orders: Vec<Order>) {
         self.orders.clear();
         self.by_venue.clear();
+        self.sums.clear();
         for o in orders.into_iter().filter(|o| !o.state.is_terminal()) {
-            if let Some(v) = &o.venue_order_id {
-                self.by_venue.insert(v.clone(), o.client_order_id.clone());
-            }
-            self.orders.insert(o.client_order_id.clone(), o);
+            self.load_one(o);
         }
     }
 
@@ -116,7 +119,67 @@ impl OrderTracker {
         if let Some(v) = &o.venue_order_id {
             self.by_venue.insert(v.clone(), o.client_order_id.clone());
         }
-        self.orders.insert(o.client_order_id.clone(), o);
+        self.insert(o);
+    }
+
+    /// Tracks `o` (in place of an order with its id, if any) and counts it in its market's sums.
+    fn insert(&mut self, o: Order) {
+        let (market, after) = (o.market.clone(), Share::of(&o));
+        let before = self
+            .orders
+            .insert(o.client_order_id.clone(), o)
+            .map(|old| (Share::of(&old), old.market));
+        match before {
+            Some((share, old_market)) if old_market != market => {
+                self.recount(&old_market, Some(&share), None);
+                self.recount(&market, None, Some(&after));
+            }
+            Some((share, _)) => self.recount(&market, Some(&share), Some(&after)),
+            None => self.recount(&market, None, Some(&after)),
+        }
+    }
+
+    /// Changes the order `id` with `f` and its market's sums with it; `None` if not tracked.
+    fn change<R>(&mut self, id: &ClientOrderId, f: impl FnOnce(&mut Order) -> R) -> Option<R> {
+        let o = self.orders.get_mut(id)?;
+        let before = Share::of(o);
+        let r = f(o);
+        let after = Share::of(o);
+        if after != before {
+            let market = o.market.clone();
+            self.recount(&market, Some(&before), Some(&after));
+        }
+        Some(r)
+    }
+
+    /// Takes `before` out of `market`'s sums and puts `after` in, the orders map already
+    /// changed; counts the market's orders afresh if a step was not exact (or an earlier one
+    /// was not), so the sums are trusted again once an exact count is possible.
+    fn recount(&mut self, market: &MarketId, before: Option<&Share>, after: Option<&Share>) {
+        let i = match self.sums.iter().position(|s| &s.market == market) {
+            Some(i) => i,
+            None => {
+                self.sums.push(MarketSums::new(market.clone()));
+                self.sums.len() - 1
+            }
+        };
+        let sums = &mut self.sums[i];
+        if sums.exact {
+            if let Some(s) = before {
+                sums.count(s, false);
+            }
+            if let Some(s) = after {
+                sums.count(s, true);
+            }
+            if sums.exact {
+                return;
+            }
+        }
+        let mut fresh = MarketSums::new(market.clone());
+        for o in self.orders.values().filter(|o| &o.market == market) {
+            fresh.count(&Share::of(o), true);
+        }
+        self.sums[i] = fresh;
     }
 
     fn next_id(&mut self) -> ClientOrderId {
@@ -160,12 +223,25 @@ impl OrderTracker {
 
     /// Open-order figures of a market.
     pub fn exposure(&self, market: &MarketId) -> OpenExposure {
+        match self.sums.iter().find(|s| &s.market == market) {
+            Some(s) if s.exact => OpenExposure {
+                open_orders: s.orders,
+                open_buy: s.open_buy,
+                open_sell: s.open_sell,
+            },
+            Some(_) => self.exposure_counted(market),
+            None => OpenExposure::default(),
+        }
+    }
+
+    /// [`Self::exposure`] added up from the orders (the sums could not be kept exact).
+    fn exposure_counted(&self, market: &MarketId) -> OpenExposure {
         let mut e = OpenExposure::default();
         for o in self.orders.values().filter(|o| &o.market == market) {
-            e.open_orders += 1;
+            e.open_orders = e.open_orders.saturating_add(1);
             match o.side {
-                crate::types::Side::Buy => e.open_buy += o.remaining(),
-                crate::types::Side::Sell => e.open_sell += o.remaining(),
+                Side::Buy => e.open_buy = e.open_buy.saturating_add(o.remaining()),
+                Side::Sell => e.open_sell = e.open_sell.saturating_add(o.remaining()),
             }
         }
         e
@@ -190,6 +266,34 @@ impl OrderTracker {
     /// told apart by their shared ids), then added to the asset map once per market and side:
     /// its names are worked out and its keys looked up per market, not per order.
     pub fn funds_in_use(&self) -> FundsInUse {
+        if self.sums.iter().any(|s| !s.exact) {
+            return self.funds_counted();
+        }
+        let mut f = FundsInUse::default();
+        for s in &self.sums {
+            let (base, quote) = match (s.live_buys, s.live_sells) {
+                (0, 0) => continue,
+                _ => s.market.assets(),
+            };
+            if s.live_buys > 0 {
+                let u = f.0.entry(quote).or_default();
+                u.buy_notional = u.buy_notional.saturating_add(s.buy_notional);
+                u.unacked_buy_notional = u
+                    .unacked_buy_notional
+                    .saturating_add(s.unacked_buy_notional);
+            }
+            if s.live_sells > 0 {
+                let u = f.0.entry(base).or_default();
+                u.sell_base = u.sell_base.saturating_add(s.sell_base);
+                u.unacked_sell_base = u.unacked_sell_base.saturating_add(s.unacked_sell_base);
+            }
+        }
+        f
+    }
+
+    /// [`Self::funds_in_use`] added up from the orders (some market's sums could not be kept
+    /// exact).
+    fn funds_counted(&self) -> FundsInUse {
         // Per market: its buys (quote asset) and its sells (base asset), `None` until one is seen.
         type Sums<'a> = (
             &'a MarketId,
@@ -353,7 +457,7 @@ impl OrderTracker {
                     created_at_ms: now_ms,
                     traceparent: traceparent.map(str::to_string),
                 };
-                self.orders.insert(client_order_id.clone(), order.clone());
+                self.insert(order.clone());
                 vec![Transition {
                     order,
                     from: None,
@@ -399,17 +503,21 @@ impl OrderTracker {
         ev: &OrderEvent,
         detail: Option<String>,
     ) -> Result<Option<Transition>, OrderError> {
-        let Some(order) = self.orders.get_mut(id) else {
+        let Some(from) = self.orders.get(id).map(|o| o.state) else {
             return Ok(None);
         };
-        let from = order.state;
         let to = from.transition(ev)?;
         if to == from && !matches!(ev, OrderEvent::Filled { .. }) {
             return Ok(None);
         }
-        order.state = to;
+        let Some(order) = self.change(id, |o| {
+            o.state = to;
+            o.clone()
+        }) else {
+            return Ok(None);
+        };
         let t = Transition {
-            order: order.clone(),
+            order,
             from: Some(from),
             event: ev.as_str(),
             detail,
@@ -431,13 +539,10 @@ impl OrderTracker {
     /// Raises the filled size of an order to `filled` (fills and updates may arrive in any
     /// order; the larger cumulative figure wins). Returns true when it changed.
     pub fn set_filled(&mut self, id: &ClientOrderId, filled: Decimal) -> bool {
-        match self.orders.get_mut(id) {
-            Some(o) if filled > o.filled => {
-                o.filled = filled.min(o.size);
-                true
-            }
-            _ => false,
+        if self.orders.get(id).is_none_or(|o| filled <= o.filled) {
+            return false;
         }
+        self.change(id, |o| o.filled = filled.min(o.size)).is_some()
     }
 
     /// A fill brought the order's filled size to `cumulative` (the sum of its fills seen):
@@ -466,10 +571,11 @@ impl OrderTracker {
     }
 
     fn remove(&mut self, id: &ClientOrderId) {
-        if let Some(o) = self.orders.remove(id)
-            && let Some(v) = o.venue_order_id
-        {
-            self.by_venue.remove(&v);
+        if let Some(o) = self.orders.remove(id) {
+            self.recount(&o.market, Some(&Share::of(&o)), None);
+            if let Some(v) = o.venue_order_id {
+                self.by_venue.remove(&v);
+            }
         }
     }
 }
@@ -622,6 +728,178 @@ mod tests {
             }
             proptest::prop_assert_eq!(t.funds_in_use(), expected);
         }
+    }
+
+    /// One step of a random life of the tracker, for the running sums' property test.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// An approved place: market, buy, price mantissa and scale, size mantissa and scale.
+        Place(usize, bool, i128, u32, i128, u32),
+        /// An event to the `n`th tracked order (in id order).
+        Event(usize, usize),
+        /// A cumulative fill of that order, in percent of its size.
+        Fill(usize, i64),
+        /// An order adopted as it is, in any state.
+        Adopt(usize, bool, usize, i128, i128),
+        /// A cancel-all of a market.
+        CancelAll(usize),
+        /// Everything reloaded from the orders tracked now (a restart).
+        Reload,
+    }
+
+    fn decimal(mantissa: i128, scale: u32) -> Decimal {
+        Decimal::try_from_i128_with_scale(mantissa, scale).unwrap_or(Decimal::MAX)
+    }
+
+    fn step_strategy() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        // Everyday prices and sizes, and figures that overflow or cannot keep every place.
+        let mantissa = prop_oneof![
+            4 => 1i128..2_000_000,
+            1 => (10i128.pow(26))..(7 * 10i128.pow(28)),
+        ];
+        prop_oneof![
+            4 => (0usize..3, any::<bool>(), mantissa.clone(), 0u32..29, mantissa.clone(), 0u32..29)
+                .prop_map(|(m, b, p, ps, q, qs)| Step::Place(m, b, p, ps, q, qs)),
+            4 => (0usize..64, 0usize..7).prop_map(|(n, e)| Step::Event(n, e)),
+            2 => (0usize..64, 0i64..=100).prop_map(|(n, pct)| Step::Fill(n, pct)),
+            1 => (0usize..3, any::<bool>(), 0..OrderState::ALL.len(), mantissa.clone(), mantissa)
+                .prop_map(|(m, b, st, p, q)| Step::Adopt(m, b, st, p, q)),
+            1 => (0usize..3).prop_map(Step::CancelAll),
+            1 => Just(Step::Reload),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever happens to the orders, the exposure and funds in use kept as they change
+        /// are what adding up the orders gives (with huge figures too, where the running sums
+        /// must notice they cannot stay exact and count afresh).
+        #[test]
+        fn running_sums_are_always_the_orders_sums(
+            steps in proptest::collection::vec(step_strategy(), 1..80),
+        ) {
+            const MARKETS: [&str; 3] = ["ADAUSDM", "IAGUSDM", "ADAIAG"];
+            let markets: Vec<MarketId> = MARKETS.iter().map(|m| MarketId((*m).into())).collect();
+            let events = [
+                OrderEvent::Accepted,
+                OrderEvent::Filled { complete: false },
+                OrderEvent::Filled { complete: true },
+                OrderEvent::CancelRequested,
+                OrderEvent::Cancelled,
+                OrderEvent::Rejected,
+                OrderEvent::OutcomeUnknown,
+            ];
+            let mut t = OrderTracker::new("mm", "r1");
+            let nth = |t: &OrderTracker, n: usize| {
+                let mut ids: Vec<ClientOrderId> =
+                    t.orders().map(|o| o.client_order_id.clone()).collect();
+                ids.sort();
+                (!ids.is_empty()).then(|| ids[n % ids.len()].clone())
+            };
+            for (i, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Place(m, buy, p, ps, q, qs) => {
+                        let side = if buy { Side::Buy } else { Side::Sell };
+                        let intent = Intent::Place {
+                            client_order_id: t.next_id(),
+                            market: markets[m].clone(),
+                            slot: Slot { side, level: 0 },
+                            side,
+                            price: decimal(p, ps),
+                            size: decimal(q, qs),
+                        };
+                        t.apply_intent(&intent, 1, None);
+                    }
+                    Step::Event(n, e) => {
+                        if let Some(id) = nth(&t, n) {
+                            let _ = t.apply(&id, &events[e], None);
+                        }
+                    }
+                    Step::Fill(n, pct) => {
+                        if let Some(id) = nth(&t, n) {
+                            let size = t.get(&id).map_or(Decimal::ZERO, |o| o.size);
+                            let ev = t.fill_event(&id, size.saturating_mul(Decimal::new(pct, 2)));
+                            let _ = t.apply(&id, &ev, None);
+                        }
+                    }
+                    Step::Adopt(m, buy, st, p, q) => {
+                        let side = if buy { Side::Buy } else { Side::Sell };
+                        t.load_one(Order {
+                            client_order_id: ClientOrderId(format!("adopted-{i}").into()),
+                            market: markets[m].clone(),
+                            slot: Slot { side, level: 0 },
+                            side,
+                            price: decimal(p, 6),
+                            size: decimal(q, 1),
+                            filled: Decimal::ZERO,
+                            state: OrderState::ALL[st],
+                            venue_order_id: None,
+                            created_at_ms: 1,
+                            traceparent: None,
+                        });
+                    }
+                    Step::CancelAll(m) => {
+                        t.apply_intent(&Intent::CancelAll { market: markets[m].clone() }, 1, None);
+                    }
+                    Step::Reload => {
+                        let all: Vec<Order> = t.orders().cloned().collect();
+                        t.load(all);
+                    }
+                }
+                proptest::prop_assert_eq!(t.funds_in_use(), t.funds_counted());
+                for m in &markets {
+                    proptest::prop_assert_eq!(t.exposure(m), t.exposure_counted(m));
+                }
+            }
+        }
+    }
+
+    /// Orders too large to add up exactly are still reported (saturated, as they always were)
+    /// and never make a check panic; once they are gone the sums are exact again.
+    #[test]
+    fn huge_orders_fall_back_to_counting_and_recover() {
+        let mut t = OrderTracker::new("mm", "r1");
+        let ids = place_all(&mut t, &[want(Side::Buy, 0, "0.45", "100")]);
+        let huge = Decimal::MAX / Decimal::TWO + Decimal::ONE;
+        for n in 0..3 {
+            t.apply_intent(
+                &Intent::Place {
+                    client_order_id: ClientOrderId(format!("huge-{n}").into()),
+                    market: m(),
+                    slot: Slot {
+                        side: Side::Sell,
+                        level: 1,
+                    },
+                    side: Side::Sell,
+                    price: d("0.46"),
+                    size: huge,
+                },
+                1,
+                None,
+            );
+        }
+        assert!(t.sums.iter().any(|s| !s.exact), "three huge sells overflow");
+        let e = t.exposure(&m());
+        assert_eq!((e.open_orders, e.open_sell), (4, Decimal::MAX));
+        assert_eq!(t.funds_in_use().0["ada"].sell_base, Decimal::MAX);
+        for n in 0..3 {
+            let id = ClientOrderId(format!("huge-{n}").into());
+            t.apply(&id, &OrderEvent::Rejected, None).expect("rejected");
+        }
+        assert!(
+            t.sums.iter().all(|s| s.exact),
+            "exact again once they are gone"
+        );
+        let e = t.exposure(&m());
+        assert_eq!(
+            (e.open_orders, e.open_buy, e.open_sell),
+            (1, d("100"), Decimal::ZERO)
+        );
+        assert_eq!(t.funds_in_use().0["usdm"].buy_notional, d("45.00"));
+        assert_eq!(
+            t.get(&ids[0]).map(|o| o.state),
+            Some(OrderState::PendingNew)
+        );
     }
 
     #[test]

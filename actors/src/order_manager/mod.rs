@@ -24,6 +24,7 @@ pub mod reconcile;
 mod reports;
 pub mod state;
 mod stats;
+mod sums;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
