@@ -262,15 +262,23 @@ impl OrderManager {
         };
         let tick = target.tick.as_deref().map(|t| (&t.tick, t.decoded_at));
         let root = crate::trace::decision_root(tick, &priced);
-        let span = tracing::info_span!(
-            "order_manager.diff",
-            market = %market,
-            reason = %target.reason,
-            intents = intents.len(),
-            tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
-        );
-        let _ = span.set_parent(root);
-        self.submit(market.clone(), intents, mid, tick_at, span.context(), ctx);
+        // Without an exporting tracer the span has no context to pass on and nothing is
+        // logged inside it: it would only be made and dropped (one per check, most of them
+        // denied at max speed).
+        let cx = if crate::trace::installed() {
+            let span = tracing::info_span!(
+                "order_manager.diff",
+                market = %market,
+                reason = %target.reason,
+                intents = intents.len(),
+                tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
+            );
+            let _ = span.set_parent(root);
+            span.context()
+        } else {
+            root
+        };
+        self.submit(market.clone(), intents, mid, tick_at, cx, ctx);
     }
 
     /// Has RiskGuard decide `intents`, then commits the approved ones. The mailbox waits for

@@ -314,13 +314,19 @@ crate::supervised_actor!(RiskGuard, "risk_guard");
 impl Handler<CheckIntents> for RiskGuard {
     type Result = MessageResult<CheckIntents>;
     fn handle(&mut self, msg: CheckIntents, _: &mut Context<Self>) -> Self::Result {
-        let span = tracing::info_span!(
-            "risk_guard.check",
-            market = %msg.market,
-            intents = msg.intents.len(),
-            denied = tracing::field::Empty,
-            trading_state = tracing::field::Empty,
-        );
+        // Only an exporting tracer reads this span (a denial's warning names the market
+        // itself): without one it is not made.
+        let span = if crate::trace::installed() {
+            tracing::info_span!(
+                "risk_guard.check",
+                market = %msg.market,
+                intents = msg.intents.len(),
+                denied = tracing::field::Empty,
+                trading_state = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let _ = span.set_parent(msg.cx.clone());
         let _entered = span.enter();
         if let Some(mid) = msg.reference_mid {
@@ -405,5 +411,95 @@ impl Handler<GetRiskStats> for RiskGuard {
     type Result = MessageResult<GetRiskStats>;
     fn handle(&mut self, _: GetRiskStats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.book.stats())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::Intent;
+    use crate::messages::{FundsInUse, OpenExposure};
+    use crate::types::{ClientOrderId, MarketId, Side, Slot};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A subscriber that only counts the spans made, by name.
+    #[derive(Default)]
+    struct SpanCount {
+        checks: Arc<AtomicU64>,
+        next: AtomicU64,
+    }
+    impl tracing::Subscriber for SpanCount {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            if span.metadata().name() == "risk_guard.check" {
+                self.checks.fetch_add(1, Ordering::SeqCst);
+            }
+            tracing::span::Id::from_u64(self.next.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// Without an exporting tracer a check makes no span: nothing would read it, and at max
+    /// speed there is one per check, most of them denials.
+    #[actix_rt::test]
+    async fn a_check_makes_no_span_without_a_tracer() {
+        assert!(
+            !crate::trace::installed(),
+            "no test of this crate installs one"
+        );
+        let checks = Arc::new(AtomicU64::new(0));
+        let _default = tracing::subscriber::set_default(SpanCount {
+            checks: checks.clone(),
+            ..SpanCount::default()
+        });
+        let (path, dir) = crate::store::tests::temp_db("risk-span");
+        let store = Store::open(&path).expect("store");
+        let market = crate::quote_engine::pricing::tests::market();
+        let gate = crate::halt_gate::HaltGate::new([market.market.clone()], store.failing_flag());
+        let books = Arc::new(crate::venue_book::VenueBooks::new(
+            [market.market.clone()],
+            1_000,
+        ));
+        let reg: Reg = Arc::new(crate::registry::Registry::new(gate, books));
+        let guard = RiskGuard::new(
+            reg,
+            store,
+            RiskConfig::default(),
+            std::slice::from_ref(&market),
+            5_000,
+        )
+        .start();
+        let place = Intent::Place {
+            client_order_id: ClientOrderId("mm-1".into()),
+            market: MarketId("ADAUSDM".into()),
+            slot: Slot {
+                side: Side::Buy,
+                level: 0,
+            },
+            side: Side::Buy,
+            price: Decimal::new(4500, 4),
+            size: Decimal::from(10),
+        };
+        let verdicts = guard
+            .send(CheckIntents {
+                market: market.market.clone(),
+                intents: vec![place],
+                exposure: OpenExposure::default(),
+                funds: FundsInUse::default(),
+                reference_mid: None,
+                cx: opentelemetry::Context::new(),
+            })
+            .await
+            .expect("verdicts");
+        assert_eq!(verdicts.len(), 1, "one verdict per intent");
+        assert_eq!(checks.load(Ordering::SeqCst), 0, "no risk_guard.check span");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
