@@ -141,15 +141,30 @@ pub enum QuoteReason {
 }
 
 impl QuoteReason {
+    /// Every [`Self::kind`], in [`Self::kind_index`] order.
+    pub const KINDS: [&'static str; 6] = [
+        "start",
+        "price_moved",
+        "fill",
+        "risk",
+        "reconciliation",
+        "not_sent",
+    ];
+
     /// The reason without its figures, for metric attributes.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// Where [`Self::kind`] is in [`Self::KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            QuoteReason::Start => "start",
-            QuoteReason::PriceMoved { .. } => "price_moved",
-            QuoteReason::Inventory => "fill",
-            QuoteReason::Risk => "risk",
-            QuoteReason::Reconciliation => "reconciliation",
-            QuoteReason::NotSent => "not_sent",
+            QuoteReason::Start => 0,
+            QuoteReason::PriceMoved { .. } => 1,
+            QuoteReason::Inventory => 2,
+            QuoteReason::Risk => 3,
+            QuoteReason::Reconciliation => 4,
+            QuoteReason::NotSent => 5,
         }
     }
 }
@@ -607,6 +622,24 @@ mod tests {
         ids.iter()
             .map(|&u| TickReceived::for_tests(u, Decimal::ONE, Decimal::TWO, now))
             .collect()
+    }
+
+    /// Each reason keeps its metric spelling, and its index finds it in `KINDS`.
+    #[test]
+    fn reason_kinds_are_spelled_as_before() {
+        let reasons = [
+            (QuoteReason::Start, "start"),
+            (QuoteReason::PriceMoved { bps: Decimal::ONE }, "price_moved"),
+            (QuoteReason::Inventory, "fill"),
+            (QuoteReason::Risk, "risk"),
+            (QuoteReason::Reconciliation, "reconciliation"),
+            (QuoteReason::NotSent, "not_sent"),
+        ];
+        for (i, (reason, spelled)) in reasons.iter().enumerate() {
+            assert_eq!(reason.kind(), *spelled);
+            assert_eq!(reason.kind_index(), i, "{spelled}");
+        }
+        assert_eq!(QuoteReason::KINDS.len(), reasons.len());
     }
 
     #[test]
