@@ -76,6 +76,33 @@ impl FundsInUse {
     }
 }
 
+impl FundsInUse {
+    /// Adds one market's live buys (their notional in its quote asset) and live sells (their
+    /// base size), each `(all, unacknowledged)`; `None` where the market has none on that side,
+    /// so that its asset does not appear for it.
+    fn add_market(
+        &mut self,
+        market: &MarketId,
+        buys: Option<(Decimal, Decimal)>,
+        sells: Option<(Decimal, Decimal)>,
+    ) {
+        if buys.is_none() && sells.is_none() {
+            return;
+        }
+        let (base, quote) = market.assets();
+        if let Some((all, unacked)) = buys {
+            let u = self.0.entry(quote).or_default();
+            u.buy_notional = u.buy_notional.saturating_add(all);
+            u.unacked_buy_notional = u.unacked_buy_notional.saturating_add(unacked);
+        }
+        if let Some((all, unacked)) = sells {
+            let u = self.0.entry(base).or_default();
+            u.sell_base = u.sell_base.saturating_add(all);
+            u.unacked_sell_base = u.unacked_sell_base.saturating_add(unacked);
+        }
+    }
+}
+
 /// Every live order and the id generator.
 #[derive(Debug)]
 pub struct OrderTracker {
@@ -125,18 +152,10 @@ impl OrderTracker {
     /// Tracks `o` (in place of an order with its id, if any) and counts it in its market's sums.
     fn insert(&mut self, o: Order) {
         let (market, after) = (o.market.clone(), Share::of(&o));
-        let before = self
-            .orders
-            .insert(o.client_order_id.clone(), o)
-            .map(|old| (Share::of(&old), old.market));
-        match before {
-            Some((share, old_market)) if old_market != market => {
-                self.recount(&old_market, Some(&share), None);
-                self.recount(&market, None, Some(&after));
-            }
-            Some((share, _)) => self.recount(&market, Some(&share), Some(&after)),
-            None => self.recount(&market, None, Some(&after)),
+        if let Some(old) = self.orders.insert(o.client_order_id.clone(), o) {
+            self.recount(&old.market, Some(&Share::of(&old)), None);
         }
+        self.recount(&market, None, Some(&after));
     }
 
     /// Changes the order `id` with `f` and its market's sums with it; `None` if not tracked.
@@ -271,22 +290,11 @@ impl OrderTracker {
         }
         let mut f = FundsInUse::default();
         for s in &self.sums {
-            let (base, quote) = match (s.live_buys, s.live_sells) {
-                (0, 0) => continue,
-                _ => s.market.assets(),
-            };
-            if s.live_buys > 0 {
-                let u = f.0.entry(quote).or_default();
-                u.buy_notional = u.buy_notional.saturating_add(s.buy_notional);
-                u.unacked_buy_notional = u
-                    .unacked_buy_notional
-                    .saturating_add(s.unacked_buy_notional);
-            }
-            if s.live_sells > 0 {
-                let u = f.0.entry(base).or_default();
-                u.sell_base = u.sell_base.saturating_add(s.sell_base);
-                u.unacked_sell_base = u.unacked_sell_base.saturating_add(s.unacked_sell_base);
-            }
+            f.add_market(
+                &s.market,
+                (s.live_buys > 0).then_some((s.buy_notional, s.unacked_buy_notional)),
+                (s.live_sells > 0).then_some((s.sell_base, s.unacked_sell_base)),
+            );
         }
         f
     }
@@ -302,7 +310,7 @@ impl OrderTracker {
         );
         let mut markets: Vec<Sums<'_>> = Vec::new();
         for o in self.orders.values().filter(|o| !o.state.is_terminal()) {
-            let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
+            let acked = o.state.is_acknowledged();
             let i = match markets.iter().position(|m| m.0 == &o.market) {
                 Some(i) => i,
                 None => {
@@ -322,17 +330,7 @@ impl OrderTracker {
         }
         let mut f = FundsInUse::default();
         for (market, buys, sells) in markets {
-            let (base, quote) = market.assets();
-            if let Some((all, unacked)) = buys {
-                let u = f.0.entry(quote).or_default();
-                u.buy_notional = u.buy_notional.saturating_add(all);
-                u.unacked_buy_notional = u.unacked_buy_notional.saturating_add(unacked);
-            }
-            if let Some((all, unacked)) = sells {
-                let u = f.0.entry(base).or_default();
-                u.sell_base = u.sell_base.saturating_add(all);
-                u.unacked_sell_base = u.unacked_sell_base.saturating_add(unacked);
-            }
+            f.add_market(market, buys, sells);
         }
         f
     }
@@ -677,7 +675,7 @@ mod tests {
         let f = t.funds_in_use();
         let mut expected = FundsInUse::default();
         for o in t.orders() {
-            let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
+            let acked = o.state.is_acknowledged();
             expected.add(&o.market, o.side, o.price, o.remaining(), acked);
         }
         assert_eq!(f, expected);
@@ -723,7 +721,7 @@ mod tests {
             }
             let mut expected = FundsInUse::default();
             for o in t.orders().filter(|o| !o.state.is_terminal()) {
-                let acked = !matches!(o.state, OrderState::PendingNew | OrderState::Unknown);
+                let acked = o.state.is_acknowledged();
                 expected.add(&o.market, o.side, o.price, o.remaining(), acked);
             }
             proptest::prop_assert_eq!(t.funds_in_use(), expected);

@@ -59,6 +59,12 @@ impl OrderState {
         }
     }
 
+    /// True once the venue has acknowledged the order (it is no longer only sent, or of an
+    /// outcome not known).
+    pub fn is_acknowledged(self) -> bool {
+        !matches!(self, OrderState::PendingNew | OrderState::Unknown)
+    }
+
     /// True while the order may rest on the venue and is not being cancelled.
     pub fn is_quoting(self) -> bool {
         match self {

@@ -15,8 +15,6 @@ use rust_decimal::Decimal;
 use crate::orders::Order;
 use crate::types::{MarketId, Side};
 
-use super::state::OrderState;
-
 /// One order's part in its market's sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Share {
@@ -41,7 +39,7 @@ impl Share {
                 Side::Sell => None,
             },
             live: !o.state.is_terminal(),
-            acked: !matches!(o.state, OrderState::PendingNew | OrderState::Unknown),
+            acked: o.state.is_acknowledged(),
         }
     }
 }
