@@ -417,9 +417,8 @@ impl Handler<GetRiskStats> for RiskGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intent::Intent;
     use crate::messages::{FundsInUse, OpenExposure};
-    use crate::types::{ClientOrderId, MarketId, Side, Slot};
+    use crate::types::Side;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -476,17 +475,7 @@ mod tests {
             5_000,
         )
         .start();
-        let place = Intent::Place {
-            client_order_id: ClientOrderId("mm-1".into()),
-            market: MarketId("ADAUSDM".into()),
-            slot: Slot {
-                side: Side::Buy,
-                level: 0,
-            },
-            side: Side::Buy,
-            price: Decimal::new(4500, 4),
-            size: Decimal::from(10),
-        };
+        let place = rules::tests::place(Side::Buy, "0.4500", "10");
         let verdicts = guard
             .send(CheckIntents {
                 market: market.market.clone(),

@@ -483,14 +483,15 @@ pub fn denials_by_reason(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::types::{ClientOrderId, MarketId, Slot};
 
     fn d(s: &str) -> Decimal {
         s.parse().expect("decimal")
     }
-    fn place(side: Side, price: &str, size: &str) -> Intent {
+    /// A place of `size` at `price` on ADAUSDM (client id `x`).
+    pub(crate) fn place(side: Side, price: &str, size: &str) -> Intent {
         Intent::Place {
             client_order_id: ClientOrderId("x".into()),
             market: MarketId("ADAUSDM".into()),
