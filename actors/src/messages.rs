@@ -56,14 +56,18 @@ impl TickReceived {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct ReferenceTicks {
-    first: std::sync::Arc<[TickReceived]>,
+    first: TickRun,
     /// Later turns' runs, when several are handed over together (no allocation otherwise).
-    more: Vec<std::sync::Arc<[TickReceived]>>,
+    more: Vec<TickRun>,
 }
+
+/// One turn's accepted ticks, shared by their receivers (QuoteEngine and the mock read the
+/// same run, not copies). The feed fills its next turns into the runs nobody holds any more.
+pub type TickRun = std::sync::Arc<Vec<TickReceived>>;
 
 impl ReferenceTicks {
     /// One turn's ticks.
-    pub fn new(ticks: std::sync::Arc<[TickReceived]>) -> Self {
+    pub fn new(ticks: TickRun) -> Self {
         Self {
             first: ticks,
             more: Vec::new(),
@@ -71,7 +75,7 @@ impl ReferenceTicks {
     }
 
     /// Adds a later turn's ticks after these.
-    pub fn push(&mut self, ticks: std::sync::Arc<[TickReceived]>) {
+    pub fn push(&mut self, ticks: TickRun) {
         self.more.push(ticks);
     }
 
@@ -617,11 +621,13 @@ pub use crate::venue::VenueEvent;
 mod tests {
     use super::*;
 
-    fn ticks(ids: &[u64]) -> std::sync::Arc<[TickReceived]> {
+    fn ticks(ids: &[u64]) -> TickRun {
         let now = Instant::now();
-        ids.iter()
-            .map(|&u| TickReceived::for_tests(u, Decimal::ONE, Decimal::TWO, now))
-            .collect()
+        TickRun::new(
+            ids.iter()
+                .map(|&u| TickReceived::for_tests(u, Decimal::ONE, Decimal::TWO, now))
+                .collect(),
+        )
     }
 
     /// Each reason keeps its metric spelling, and its index finds it in `KINDS`.

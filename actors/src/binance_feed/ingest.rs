@@ -11,8 +11,14 @@ use rust_decimal::Decimal;
 use super::codec::{Decoder, DropReason, Frame};
 use super::guard::{ReferenceGuard, Verdict};
 use crate::config::ReferenceGuardConfig;
-use crate::messages::{SymbolHealth, TickReceived};
+use crate::messages::{SymbolHealth, TickReceived, TickRun};
 use crate::types::{BinanceSymbol, FastMap};
+
+/// Runs kept for reuse: at max speed the mock holds ~1 ms of turns (about a hundred) before
+/// it reads them.
+const KEPT_RUNS: usize = 256;
+/// Runs of more ticks than this are not kept.
+const KEPT_RUN_CAPACITY: usize = 64;
 
 /// What became of one frame.
 #[derive(Debug, Clone)]
@@ -45,6 +51,9 @@ pub struct Ingest {
     last: FastMap<BinanceSymbol, (i64, Decimal)>,
     /// Ticks accepted this turn, passed on at the turn's end.
     accepted: Vec<TickReceived>,
+    /// The runs passed on, oldest first: one that its receivers have all dropped takes the
+    /// next turn's ticks (no allocation, and no free on the thread that read it last).
+    runs: std::collections::VecDeque<TickRun>,
     /// Accepted and dropped counts at the last metrics report.
     reported: (u64, FastMap<DropReason, u64>),
 }
@@ -59,6 +68,7 @@ impl Ingest {
             frames: 0,
             last: FastMap::default(),
             accepted: Vec::new(),
+            runs: std::collections::VecDeque::new(),
             reported: (0, FastMap::default()),
         }
     }
@@ -114,9 +124,40 @@ impl Ingest {
     }
 
     /// The ticks accepted since the last call, `None` if there were none: moved into the one
-    /// shared allocation both receivers read, the turn's buffer kept for the next turn.
-    pub fn take_accepted(&mut self) -> Option<std::sync::Arc<[TickReceived]>> {
-        (!self.accepted.is_empty()).then(|| self.accepted.drain(..).collect())
+    /// shared run both receivers read, the turn's buffer kept for the next turn.
+    ///
+    /// The run is the oldest one passed on if nobody holds it any more (its old ticks are
+    /// dropped now), else a new one, and a run still held moves behind the others. At most
+    /// [`KEPT_RUNS`] are kept; a run beyond them is freed by whoever holds it last.
+    pub fn take_accepted(&mut self) -> Option<TickRun> {
+        if self.accepted.is_empty() {
+            return None;
+        }
+        let free = match self.runs.pop_front() {
+            Some(mut oldest) => {
+                if std::sync::Arc::get_mut(&mut oldest).is_some() {
+                    Some(oldest)
+                } else {
+                    self.runs.push_back(oldest);
+                    None
+                }
+            }
+            None => None,
+        };
+        // A new run's buffer becomes the next turn's (the swap below): as large as this one's.
+        let mut run =
+            free.unwrap_or_else(|| TickRun::new(Vec::with_capacity(self.accepted.capacity())));
+        let Some(ticks) = std::sync::Arc::get_mut(&mut run) else {
+            // Not reached: the run was new, or held by nobody but this queue.
+            return Some(TickRun::new(std::mem::take(&mut self.accepted)));
+        };
+        ticks.clear();
+        std::mem::swap(ticks, &mut self.accepted);
+        // A turn that gathered many frames (a replay catching up) keeps no large run.
+        if self.runs.len() < KEPT_RUNS && run.capacity() <= KEPT_RUN_CAPACITY {
+            self.runs.push_back(run.clone());
+        }
+        Some(run)
     }
 
     /// Forgets the ticks of a turn that failed: after a restart they would be priced late.
@@ -241,6 +282,46 @@ mod tests {
         assert_eq!(h[0].mid, Some("0.5002".parse().expect("mid")));
         assert!(h[0].held);
         assert_eq!(f.frames(), 3);
+    }
+
+    /// A run is filled again only once nobody holds it: a receiver still reading one (the
+    /// mock reads up to a millisecond behind) never sees it change; one let go is reused.
+    #[test]
+    fn a_run_is_reused_once_let_go_and_never_while_held() {
+        let mut f = ingest();
+        f.frame(&frame(1, "0.5000", "0.5002"), 1, Instant::now()); // held: the first level
+        let mut turn = |u: u64| {
+            let accepted = f.frame(&frame(u, "0.5000", "0.5002"), u as i64, Instant::now());
+            assert!(matches!(accepted, Ingested::Accepted), "{accepted:?}");
+            (f.take_accepted().expect("a run"), f.runs.len())
+        };
+        let ids = |r: &TickRun| r.iter().map(|t| t.tick.update_id).collect::<Vec<_>>();
+        let (quotes, _) = turn(2);
+        let first = std::sync::Arc::as_ptr(&quotes);
+        let mock = quotes.clone();
+        drop(quotes);
+        let (second, _) = turn(3);
+        assert_ne!(
+            std::sync::Arc::as_ptr(&second),
+            first,
+            "still held by the mock"
+        );
+        assert_eq!(ids(&mock), [2]);
+        assert_eq!(ids(&second), [3]);
+        drop((mock, second));
+        let (third, _) = turn(4);
+        assert_eq!(std::sync::Arc::as_ptr(&third), first, "let go: reused");
+        assert_eq!(ids(&third), [4]);
+        drop(third);
+        // Held without end, the runs are not all kept, and none of them changes.
+        let held: Vec<(u64, TickRun, usize)> = (5..1_000)
+            .map(|u| {
+                let (run, kept) = turn(u);
+                (u, run, kept)
+            })
+            .collect();
+        assert!(held.iter().all(|(_, _, kept)| *kept <= KEPT_RUNS));
+        assert!(held.iter().all(|(u, run, _)| ids(run) == [*u]));
     }
 
     #[test]
