@@ -749,7 +749,7 @@ impl Sim {
                     .then_some(self.balances.as_slice()),
             },
         );
-        for (reason, count) in rules::denials_by_reason(&verdicts) {
+        for (_, reason, count) in rules::denials_by_reason(&verdicts).iter() {
             *self.summary.denials.entry(reason.to_string()).or_default() += count;
             self.writer.push(Write::Denials {
                 ts_ms: self.now,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
-use super::rules::{self, HaltReason, Overflow, Position, TradingState};
+use super::rules::{self, Denial, DenialCounts, HaltReason, Overflow, Position, TradingState};
 use crate::config::{MarketConfig, RiskConfig};
 use crate::messages::SymbolHealth;
 use crate::types::{BinanceSymbol, FastMap, MarketId};
@@ -38,6 +38,13 @@ pub struct MarketRisk {
     pub divergence_bps: Option<Decimal>,
     /// This market's denials by reason.
     pub denials_by_reason: BTreeMap<&'static str, u64>,
+}
+
+/// One market's denials of one reason, and the attributes its metric counts them with.
+#[derive(Debug, Clone)]
+struct Tally {
+    count: u64,
+    attrs: [opentelemetry::KeyValue; 2],
 }
 
 /// A market whose trading state was just worked out.
@@ -74,7 +81,8 @@ pub struct RiskBook {
     /// limit, out below 80 % of it).
     diverged: BTreeSet<MarketId>,
     divergence: FastMap<MarketId, Decimal>,
-    denials_by_reason: BTreeMap<(MarketId, &'static str), u64>,
+    /// Each market's denials, by reason (in the order of [`Denial::KINDS`]).
+    denial_tallies: FastMap<MarketId, [Option<Tally>; Denial::KINDS.len()]>,
     pub states: FastMap<MarketId, TradingState>,
     /// Every fill row up to this one is counted (loaded at start, or reported live).
     counted_upto: i64,
@@ -324,15 +332,49 @@ impl RiskBook {
         out
     }
 
-    /// Counts one check's denials of `market`, by reason.
-    pub fn count_denials(&mut self, market: &MarketId, by_reason: &BTreeMap<&'static str, u64>) {
-        for (reason, count) in by_reason {
-            *self
-                .denials_by_reason
-                .entry((market.clone(), reason))
-                .or_default() += count;
+    /// Counts one check's denials of `market`, and hands `each` reason with denials its
+    /// count and the attributes its metric is counted with (made once per market and reason).
+    pub fn count_denials(
+        &mut self,
+        market: &MarketId,
+        counts: &DenialCounts,
+        mut each: impl FnMut(&'static str, u64, &[opentelemetry::KeyValue]),
+    ) {
+        let tallies = match self.denial_tallies.get_mut(market) {
+            Some(t) => t,
+            None => self.denial_tallies.entry(market.clone()).or_default(),
+        };
+        for (i, reason, count) in counts.iter() {
+            let Some(slot) = tallies.get_mut(i) else {
+                continue;
+            };
+            let tally = slot.get_or_insert_with(|| Tally {
+                count: 0,
+                attrs: [
+                    opentelemetry::KeyValue::new("market", market.to_string()),
+                    opentelemetry::KeyValue::new("reason", reason),
+                ],
+            });
+            tally.count += count;
             self.denials += count;
+            each(reason, count, &tally.attrs);
         }
+    }
+
+    /// `market`'s denials by reason, or every market's added up.
+    fn denials_of(&self, market: Option<&MarketId>) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for (m, tallies) in &self.denial_tallies {
+            if market.is_some_and(|wanted| wanted != m) {
+                continue;
+            }
+            for (reason, tally) in Denial::KINDS.iter().zip(tallies) {
+                if let Some(t) = tally {
+                    *out.entry(*reason).or_default() += t.count;
+                }
+            }
+        }
+        out
     }
 
     /// A market's position (none yet: an empty one) and its mark, if any.
@@ -359,24 +401,13 @@ impl RiskBook {
                         daily_pnl: p.daily_pnl(mark).unwrap_or_default(),
                         mark,
                         divergence_bps: self.divergence.get(m).copied(),
-                        denials_by_reason: self
-                            .denials_by_reason
-                            .iter()
-                            .filter(|((dm, _), _)| dm == m)
-                            .map(|((_, why), n)| (*why, *n))
-                            .collect(),
+                        denials_by_reason: self.denials_of(Some(m)),
                     }
                 })
                 .collect(),
             global_halts: self.global_halts.iter().copied().collect(),
             denials: self.denials,
-            denials_by_reason: self.denials_by_reason.iter().fold(
-                BTreeMap::new(),
-                |mut all, ((_, why), n)| {
-                    *all.entry(*why).or_default() += n;
-                    all
-                },
-            ),
+            denials_by_reason: self.denials_of(None),
             fills: self.fills,
             balances: self.balances.clone(),
         }
@@ -584,8 +615,29 @@ mod tests {
         let (mut b, m, _) = book();
         b.global_halts.insert(HaltReason::KillSwitch);
         b.global_halts.insert(HaltReason::Shutdown);
-        b.count_denials(&m, &[("position_limit", 3), ("outside_band", 1)].into());
-        b.count_denials(&m, &[("position_limit", 2)].into());
+        let mut counted = Vec::new();
+        let mut count = |b: &mut RiskBook, counts: &[(&str, u64)]| {
+            b.count_denials(&m, &DenialCounts::of(counts), |reason, n, attrs| {
+                counted.push((reason, n, attrs.to_vec()));
+            });
+        };
+        count(&mut b, &[("position_limit", 3), ("outside_band", 1)]);
+        count(&mut b, &[("position_limit", 2)]);
+        // Each reason once per check, in the figures' order, with its metric's attributes.
+        let attrs = |reason: &'static str| {
+            vec![
+                opentelemetry::KeyValue::new("market", "ADAUSDM"),
+                opentelemetry::KeyValue::new("reason", reason),
+            ]
+        };
+        assert_eq!(
+            counted,
+            [
+                ("outside_band", 1, attrs("outside_band")),
+                ("position_limit", 3, attrs("position_limit")),
+                ("position_limit", 2, attrs("position_limit")),
+            ]
+        );
         let st = b.stats();
         assert_eq!(st.denials, 6);
         assert_eq!(st.denials_by_reason.get("position_limit"), Some(&5));

@@ -361,26 +361,20 @@ impl Handler<CheckIntents> for RiskGuard {
         }
         // Counted once per reason of this check: the running totals, the metric, and one
         // `denials` row each for the report.
-        let by_reason = rules::denials_by_reason(&verdicts);
         if denied > 0 {
-            self.book.count_denials(&msg.market, &by_reason);
             let now = crate::types::now_ms();
-            let mut writes = Vec::with_capacity(by_reason.len());
-            for (reason, count) in by_reason {
-                crate::metrics::metrics().denials.add(
-                    count,
-                    &[
-                        opentelemetry::KeyValue::new("market", msg.market.to_string()),
-                        opentelemetry::KeyValue::new("reason", reason),
-                    ],
-                );
-                writes.push(Write::Denials {
-                    ts_ms: now,
-                    market: msg.market.clone(),
-                    reason,
-                    count,
+            let mut writes = Vec::new();
+            let by_reason = rules::denials_by_reason(&verdicts);
+            self.book
+                .count_denials(&msg.market, &by_reason, |reason, count, attrs| {
+                    crate::metrics::metrics().denials.add(count, attrs);
+                    writes.push(Write::Denials {
+                        ts_ms: now,
+                        market: msg.market.clone(),
+                        reason,
+                        count,
+                    });
                 });
-            }
             self.store.write(writes, None);
             if self.book.denials.is_power_of_two()
                 && let Some(Err(d)) = verdicts.iter().find(|v| v.is_err())

@@ -51,19 +51,66 @@ impl HaltReason {
 }
 
 impl Denial {
+    /// Every reason's spelling, in the order figures list them (alphabetical).
+    pub const KINDS: [&'static str; 9] = [
+        "halted",
+        "insufficient_funds",
+        "no_balance",
+        "no_reference",
+        "order_too_large",
+        "outside_band",
+        "position_limit",
+        "reducing",
+        "too_many_open_orders",
+    ];
+
     /// The denial's reason, for metrics and figures.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// Where [`Self::kind`] is in [`Self::KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            Denial::Halted(_) => "halted",
-            Denial::Reducing(_) => "reducing",
-            Denial::OrderTooLarge { .. } => "order_too_large",
-            Denial::TooManyOpenOrders { .. } => "too_many_open_orders",
-            Denial::OutsideBand { .. } => "outside_band",
-            Denial::PositionLimit { .. } => "position_limit",
-            Denial::NoReference => "no_reference",
-            Denial::NoBalance { .. } => "no_balance",
-            Denial::InsufficientFunds { .. } => "insufficient_funds",
+            Denial::Halted(_) => 0,
+            Denial::InsufficientFunds { .. } => 1,
+            Denial::NoBalance { .. } => 2,
+            Denial::NoReference => 3,
+            Denial::OrderTooLarge { .. } => 4,
+            Denial::OutsideBand { .. } => 5,
+            Denial::PositionLimit { .. } => 6,
+            Denial::Reducing(_) => 7,
+            Denial::TooManyOpenOrders { .. } => 8,
         }
+    }
+}
+
+/// A batch's denials counted by reason, without an allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DenialCounts([u64; Denial::KINDS.len()]);
+
+impl DenialCounts {
+    /// Each reason with denials, as its index in [`Denial::KINDS`], its spelling and its
+    /// count, in that order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &'static str, u64)> + '_ {
+        Denial::KINDS
+            .iter()
+            .zip(self.0)
+            .enumerate()
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(i, (k, n))| (i, *k, n))
+    }
+
+    /// Counts given by spelling (a test's shorthand); an unknown spelling is ignored.
+    #[cfg(test)]
+    pub fn of(counts: &[(&str, u64)]) -> Self {
+        let mut out = Self::default();
+        for (kind, n) in counts {
+            if let Some(i) = Denial::KINDS.iter().position(|k| k == kind) {
+                out.0[i] += n;
+            }
+        }
+        out
     }
 }
 
@@ -472,14 +519,12 @@ pub fn check_batch(intents: &[Intent], batch: Batch<'_>) -> Vec<Result<(), Denia
 }
 
 /// The denials of a batch's verdicts, counted by reason.
-pub fn denials_by_reason(
-    verdicts: &[Result<(), Denial>],
-) -> std::collections::BTreeMap<&'static str, u64> {
-    let mut by_reason = std::collections::BTreeMap::new();
+pub fn denials_by_reason(verdicts: &[Result<(), Denial>]) -> DenialCounts {
+    let mut counts = DenialCounts::default();
     for d in verdicts.iter().filter_map(|v| v.as_ref().err()) {
-        *by_reason.entry(d.kind()).or_default() += 1;
+        counts.0[d.kind_index()] += 1;
     }
-    by_reason
+    counts
 }
 
 #[cfg(test)]
@@ -500,6 +545,75 @@ pub(crate) mod tests {
             price: d(price),
             size: d(size),
         }
+    }
+
+    /// Each denial keeps its spelling (metrics, `denials` rows, figures), and a batch's
+    /// counts list each reason with denials once, in `KINDS` order.
+    #[test]
+    fn denial_kinds_are_spelled_as_before_and_counted_by_reason() {
+        let z = Decimal::ZERO;
+        let denials = [
+            (Denial::Halted(HaltReason::KillSwitch), "halted"),
+            (Denial::Reducing(Side::Buy), "reducing"),
+            (Denial::OrderTooLarge { size: z, max: z }, "order_too_large"),
+            (
+                Denial::TooManyOpenOrders { open: 2, max: 1 },
+                "too_many_open_orders",
+            ),
+            (
+                Denial::OutsideBand {
+                    price: z,
+                    mid: z,
+                    distance_bps: z,
+                    band_bps: z,
+                },
+                "outside_band",
+            ),
+            (
+                Denial::PositionLimit {
+                    position: z,
+                    open: z,
+                    size: z,
+                    max: z,
+                },
+                "position_limit",
+            ),
+            (Denial::NoReference, "no_reference"),
+            (
+                Denial::NoBalance {
+                    asset: "ada".into(),
+                },
+                "no_balance",
+            ),
+            (
+                Denial::InsufficientFunds {
+                    asset: "ada".into(),
+                    need: z,
+                    available: z,
+                },
+                "insufficient_funds",
+            ),
+        ];
+        for (d, spelled) in &denials {
+            assert_eq!(d.kind(), *spelled);
+        }
+        assert_eq!(denials.len(), Denial::KINDS.len());
+        assert!(
+            Denial::KINDS.windows(2).all(|w| w[0] < w[1]),
+            "sorted, once each"
+        );
+        let verdicts: Vec<Result<(), Denial>> = vec![
+            Ok(()),
+            Err(Denial::TooManyOpenOrders { open: 2, max: 1 }),
+            Err(Denial::NoReference),
+            Err(Denial::TooManyOpenOrders { open: 3, max: 1 }),
+        ];
+        let counted: Vec<_> = denials_by_reason(&verdicts).iter().collect();
+        assert_eq!(
+            counted,
+            [(3, "no_reference", 1), (8, "too_many_open_orders", 2)]
+        );
+        assert_eq!(denials_by_reason(&[Ok(())]).iter().count(), 0);
     }
 
     #[test]
