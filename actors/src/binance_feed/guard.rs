@@ -95,12 +95,10 @@ impl ReferenceGuard {
     pub fn check(&mut self, symbol: &BinanceSymbol, mid: Decimal, now_ms: i64) -> Verdict {
         let cfg = &self.cfg;
         let limit = cfg.jump_limit_bps;
-        // Looked up before it is inserted: a symbol's name is cloned once, not per tick.
-        if !self.symbols.contains_key(symbol) {
-            self.symbols.insert(symbol.clone(), Default::default());
-        }
-        let Some(g) = self.symbols.get_mut(symbol) else {
-            return Verdict::Hold;
+        // One lookup per tick; a symbol's name is cloned once, at its first tick.
+        let g = match self.symbols.get_mut(symbol) {
+            Some(g) => g,
+            None => self.symbols.entry(symbol.clone()).or_default(),
         };
         while g.confirmed.len() > 1
             && g.confirmed

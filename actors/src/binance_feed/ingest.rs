@@ -83,15 +83,19 @@ impl Ingest {
                 // it is given twice the mid, without the division by two.
                 let level = t.bid + t.ask;
                 let verdict = self.guard.check(&t.symbol, level, t.recv_ms);
-                // A held tick still proves the feed alive; its price reaches nobody.
-                let last_level = match (verdict, self.last.get(&t.symbol)) {
-                    (Verdict::Hold, Some(prev)) => prev.1,
-                    _ => level,
-                };
+                // A held tick still proves the feed alive; its price reaches nobody (the level
+                // before it is kept).
                 match self.last.get_mut(&t.symbol) {
-                    Some(last) => *last = (t.recv_ms, last_level),
+                    Some(last) => {
+                        let kept = if verdict == Verdict::Hold {
+                            last.1
+                        } else {
+                            level
+                        };
+                        *last = (t.recv_ms, kept);
+                    }
                     None => {
-                        self.last.insert(t.symbol.clone(), (t.recv_ms, last_level));
+                        self.last.insert(t.symbol.clone(), (t.recv_ms, level));
                     }
                 }
                 if verdict == Verdict::Hold {
