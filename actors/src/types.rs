@@ -22,6 +22,9 @@ pub struct MarketId(pub std::sync::Arc<str>);
 /// few keys on every tick. Randomly seeded; no table of these grows with outside input.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A set of the same kind as [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// A Binance spot symbol, upper case as it appears in `s` of bookTicker (`ADAUSDT`). Shared
 /// text, as [`MarketId`]: every tick carries its symbol.
 #[derive(Debug, Clone, PartialOrd, Ord, Serialize, Deserialize)]

@@ -45,7 +45,7 @@ use crate::messages::{CheckIntents, IntentsDurable, OutboxRow, ResolveOrders, Re
 use crate::registry::Reg;
 use crate::store::{Store, StoreError, Write, rows};
 use crate::supervision::ActorHealth;
-use crate::types::{ClientOrderId, FastMap, MarketId, now_ms};
+use crate::types::{ClientOrderId, FastMap, FastSet, MarketId, now_ms};
 use book::{OrderTracker, Transition};
 use flatten::{FlattenStep, Flattener};
 use state::OrderEvent;
@@ -91,8 +91,8 @@ pub struct OrderManager {
     tracker: OrderTracker,
     next_outbox_id: i64,
     latest: FastMap<MarketId, QuoteTarget>,
-    reconciled: HashSet<MarketId>,
-    halted: HashSet<MarketId>,
+    reconciled: FastSet<MarketId>,
+    halted: FastSet<MarketId>,
     fill_sums: FastMap<ClientOrderId, Decimal>,
     /// Traces of recently finished orders, by venue id, for late fills.
     finished_traces: HashMap<String, String>,
@@ -109,7 +109,8 @@ pub struct OrderManager {
     reload_when_stored: bool,
     /// Our own address, for steps decided outside a handler's context.
     me: Option<Addr<OrderManager>>,
-    pending_work: HashSet<MarketId>,
+    /// Markets with a target not yet worked, in the order their first target came.
+    pending_work: Vec<MarketId>,
     work_scheduled: bool,
     fills: FastMap<MarketId, u64>,
     latency: LatencyHistogram,
@@ -128,7 +129,7 @@ impl OrderManager {
             tracker: OrderTracker::new(prefix, run),
             next_outbox_id: 1,
             latest: FastMap::default(),
-            reconciled: HashSet::new(),
+            reconciled: FastSet::default(),
             halted: markets.iter().map(|m| m.market.clone()).collect(),
             fill_sums: FastMap::default(),
             unmatched: reconcile::Unmatched::default(),
@@ -139,7 +140,7 @@ impl OrderManager {
             flatten_reason: HashMap::new(),
             reload_when_stored: false,
             me: None,
-            pending_work: HashSet::new(),
+            pending_work: Vec::new(),
             work_scheduled: false,
             fills: FastMap::default(),
             latency: LatencyHistogram::default(),
@@ -428,7 +429,7 @@ impl Handler<QuoteTarget> for OrderManager {
     fn handle(&mut self, msg: QuoteTarget, ctx: &mut Context<Self>) {
         // The market's name is copied only into a map that does not hold it yet.
         if !self.pending_work.contains(&msg.market) {
-            self.pending_work.insert(msg.market.clone());
+            self.pending_work.push(msg.market.clone());
         }
         match self.latest.get_mut(&msg.market) {
             Some(latest) => *latest = msg,
@@ -447,9 +448,13 @@ impl Handler<WorkPending> for OrderManager {
     type Result = ();
     fn handle(&mut self, _: WorkPending, ctx: &mut Context<Self>) {
         self.work_scheduled = false;
-        let markets: Vec<MarketId> = self.pending_work.drain().collect();
-        for m in markets {
+        let mut markets = std::mem::take(&mut self.pending_work);
+        for m in markets.drain(..) {
             self.work_market(&m, ctx);
+        }
+        // The list's buffer serves again, unless working these queued more.
+        if self.pending_work.is_empty() {
+            self.pending_work = markets;
         }
     }
 }
