@@ -117,3 +117,27 @@ pub fn metrics() -> &'static Metrics {
         }
     })
 }
+
+/// A `market` attribute whose clones share one copy of the name.
+pub fn market_attr(market: &crate::types::MarketId) -> opentelemetry::KeyValue {
+    let name: std::sync::Arc<str> = market.as_str().into();
+    opentelemetry::KeyValue::new("market", name)
+}
+
+/// The attributes `(market, reason)` of a counter counted by market and one of `kinds`, in
+/// the order of `kinds`: made once per market and passed by reference (making them per count
+/// cost the hot thread a string per decision or denial).
+pub fn market_reason_attrs(
+    market: &opentelemetry::KeyValue,
+    kinds: &[&'static str],
+) -> Vec<[opentelemetry::KeyValue; 2]> {
+    kinds
+        .iter()
+        .map(|kind| {
+            [
+                market.clone(),
+                opentelemetry::KeyValue::new("reason", *kind),
+            ]
+        })
+        .collect()
+}

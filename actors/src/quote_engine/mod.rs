@@ -62,14 +62,10 @@ struct MarketAttrs {
 
 impl MarketAttrs {
     fn new(market: &MarketId) -> Self {
-        let name: std::sync::Arc<str> = market.as_str().into();
-        let market = || opentelemetry::KeyValue::new("market", name.clone());
+        let market = crate::metrics::market_attr(market);
         Self {
-            quotes: QuoteReason::KINDS
-                .iter()
-                .map(|kind| [market(), opentelemetry::KeyValue::new("reason", *kind)])
-                .collect(),
-            clamped: [market(), opentelemetry::KeyValue::new("stage", "quote")],
+            quotes: crate::metrics::market_reason_attrs(&market, &QuoteReason::KINDS),
+            clamped: [market, opentelemetry::KeyValue::new("stage", "quote")],
         }
     }
 }

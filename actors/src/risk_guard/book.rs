@@ -40,11 +40,12 @@ pub struct MarketRisk {
     pub denials_by_reason: BTreeMap<&'static str, u64>,
 }
 
-/// One market's denials of one reason, and the attributes its metric counts them with.
+/// One market's denials by reason (in the order of [`Denial::KINDS`]), and the attributes its
+/// metric counts each reason with.
 #[derive(Debug, Clone)]
-struct Tally {
-    count: u64,
-    attrs: [opentelemetry::KeyValue; 2],
+struct MarketDenials {
+    counts: [u64; Denial::KINDS.len()],
+    attrs: Vec<[opentelemetry::KeyValue; 2]>,
 }
 
 /// A market whose trading state was just worked out.
@@ -81,8 +82,8 @@ pub struct RiskBook {
     /// limit, out below 80 % of it).
     diverged: BTreeSet<MarketId>,
     divergence: FastMap<MarketId, Decimal>,
-    /// Each market's denials, by reason (in the order of [`Denial::KINDS`]).
-    denial_tallies: FastMap<MarketId, [Option<Tally>; Denial::KINDS.len()]>,
+    /// Each market's denials, from its first one.
+    denial_tallies: FastMap<MarketId, MarketDenials>,
     pub states: FastMap<MarketId, TradingState>,
     /// Every fill row up to this one is counted (loaded at start, or reported live).
     counted_upto: i64,
@@ -342,22 +343,24 @@ impl RiskBook {
     ) {
         let tallies = match self.denial_tallies.get_mut(market) {
             Some(t) => t,
-            None => self.denial_tallies.entry(market.clone()).or_default(),
+            None => self
+                .denial_tallies
+                .entry(market.clone())
+                .or_insert_with(|| {
+                    let attr = crate::metrics::market_attr(market);
+                    MarketDenials {
+                        counts: [0; Denial::KINDS.len()],
+                        attrs: crate::metrics::market_reason_attrs(&attr, &Denial::KINDS),
+                    }
+                }),
         };
         for (i, reason, count) in counts.iter() {
-            let Some(slot) = tallies.get_mut(i) else {
+            let (Some(n), Some(attrs)) = (tallies.counts.get_mut(i), tallies.attrs.get(i)) else {
                 continue;
             };
-            let tally = slot.get_or_insert_with(|| Tally {
-                count: 0,
-                attrs: [
-                    opentelemetry::KeyValue::new("market", market.to_string()),
-                    opentelemetry::KeyValue::new("reason", reason),
-                ],
-            });
-            tally.count += count;
+            *n += count;
             self.denials += count;
-            each(reason, count, &tally.attrs);
+            each(reason, count, attrs);
         }
     }
 
@@ -368,9 +371,9 @@ impl RiskBook {
             if market.is_some_and(|wanted| wanted != m) {
                 continue;
             }
-            for (reason, tally) in Denial::KINDS.iter().zip(tallies) {
-                if let Some(t) = tally {
-                    *out.entry(*reason).or_default() += t.count;
+            for (reason, n) in Denial::KINDS.iter().zip(tallies.counts) {
+                if n > 0 {
+                    *out.entry(*reason).or_default() += n;
                 }
             }
         }
