@@ -91,6 +91,9 @@ pub struct BinanceFeed {
     finished: bool,
     // synthetic
     walkers: Vec<Synthetic>,
+    /// The max-speed walk's frames of one turn, made before they are received (kept, with
+    /// their buffers, from turn to turn).
+    made: Vec<String>,
     // live
     connected: bool,
     connects: u64,
@@ -150,6 +153,7 @@ impl BinanceFeed {
             replay,
             finished: false,
             walkers,
+            made: Vec::new(),
             connected: false,
             connects: 0,
             live_gen: 0,
@@ -238,7 +242,8 @@ impl BinanceFeed {
         }
     }
 
-    fn synthetic_limit_reached(&mut self) -> bool {
+    /// Whether the synthetic feed's limit is reached once `pending` more frames are taken in.
+    fn synthetic_limit_reached(&mut self, pending: u64) -> bool {
         let FeedSpec::Synthetic {
             max_ticks: Some(max),
             ..
@@ -246,7 +251,7 @@ impl BinanceFeed {
         else {
             return false;
         };
-        if self.ingest.frames() >= *max {
+        if self.ingest.frames() + pending >= *max {
             self.finished = true;
             return true;
         }
@@ -262,24 +267,39 @@ impl BinanceFeed {
         }
     }
 
-    /// One batch of the max-speed walk; the feed waits once the limit is reached.
+    /// One batch of the max-speed walk; the feed waits once the limit is reached. The batch's
+    /// frames are made first and then received together (one read of each clock per turn),
+    /// as a socket read finds frames that already exist: making them is the walk's stand-in
+    /// for the network, not part of a tick's time from receipt.
     fn synthetic_turn(&mut self) -> Turn {
-        // One read of each clock per turn: its frames are made together.
-        let (recv_ms, recv_at) = (now_ms(), Instant::now());
+        let mut made = 0;
+        let mut reached = false;
         for _ in 0..REPLAY_BATCH {
-            if self.synthetic_limit_reached() {
-                return Turn::Waits;
+            if self.synthetic_limit_reached(made as u64) {
+                reached = true;
+                break;
             }
-            for i in 0..self.walkers.len() {
-                let (text, _) = self.walkers[i].step();
-                ingest_logged(&mut self.ingest, &text, recv_ms, recv_at);
+            for w in &mut self.walkers {
+                if made == self.made.len() {
+                    self.made.push(String::new());
+                }
+                w.step_into(&mut self.made[made]);
+                made += 1;
             }
         }
-        Turn::MoreAtOnce(recv_at)
+        let (recv_ms, recv_at) = (now_ms(), Instant::now());
+        for text in &self.made[..made] {
+            ingest_logged(&mut self.ingest, text, recv_ms, recv_at);
+        }
+        if reached {
+            Turn::Waits
+        } else {
+            Turn::MoreAtOnce(recv_at)
+        }
     }
 
     fn synthetic_step(&mut self, i: usize, ctx: &mut Context<Self>) {
-        if self.synthetic_limit_reached() {
+        if self.synthetic_limit_reached(0) {
             return;
         }
         let Some(w) = self.walkers.get_mut(i) else {

@@ -5,6 +5,7 @@
 //! Replay format: one JSON object per line, `{"recv_ms": <epoch ms>, "msg": <frame as received>}`
 //! (`deltadefi-mm record` writes it). Blank lines and lines starting with `#` are skipped.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use rust_decimal::Decimal;
@@ -297,6 +298,14 @@ impl Synthetic {
 
     /// Advances one step; returns the bookTicker text and the delay before the next step.
     pub fn step(&mut self) -> (String, u64) {
+        let mut text = String::new();
+        let delay = self.step_into(&mut text);
+        (text, delay)
+    }
+
+    /// Advances one step, writing the bookTicker text into `out` (emptied first); returns the
+    /// delay before the next step.
+    pub fn step_into(&mut self, out: &mut String) -> u64 {
         if self.burst_left == 0 && self.rng.chance_ppm(self.burst_ppm) {
             self.burst_left = self.burst_len;
             self.burst_dir = if self.rng.below(2) == 0 { -1 } else { 1 };
@@ -329,18 +338,20 @@ impl Synthetic {
             i64::try_from(1_000 + self.rng.below(200_000)).unwrap_or(1_000),
             1,
         );
-        let text = format!(
+        out.clear();
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
             r#"{{"u":{},"s":"{}","b":"{}","B":"{}","a":"{}","A":"{}"}}"#,
             self.update_id, self.symbol, bid, bq, ask, aq
         );
-        let delay = if self.burst_left > 0 {
+        if self.burst_left > 0 {
             self.mean_interval_ms / 10
         } else if self.mean_interval_ms == 0 {
             0
         } else {
             self.rng.below(self.mean_interval_ms * 2) + 1
-        };
-        (text, delay)
+        }
     }
 }
 
