@@ -416,15 +416,18 @@ impl Pipeline {
         let quotes = supervision::start("quote_engine", &monitor, move |_| {
             QuoteEngine::new(r, s, &m, max_pos)
         });
-        let (r, health_ms, guard) = (
+        let (r, health_ms, guard, batch) = (
             reg.clone(),
             cfg.feed.health_interval_ms,
             cfg.feed.reference_guard.clone(),
+            cfg.feed.max_speed_batch,
         );
         // Only the in-process mock is handed the reference (`ticks_to_venue`).
         let follow_batch = Duration::from_micros(cfg.mock_exchange.follow_batch_us);
         let feed = supervision::start("binance_feed", &monitor, move |_| {
-            BinanceFeed::new(r, feed, symbols, health_ms, guard).follow_batch(follow_batch)
+            BinanceFeed::new(r, feed, symbols, health_ms, guard)
+                .follow_batch(follow_batch)
+                .max_speed_batch(batch)
         });
 
         // Actors on this arbiter start after this synchronous block, the venue arbiter's

@@ -195,12 +195,14 @@ mod tests {
         cfg.rate_limit.actions_per_second = 0;
         cfg.mock_exchange.partial_fill_ratio = rust_decimal::Decimal::from(2);
         cfg.mock_exchange.follow_batch_us = 100_001;
+        cfg.feed.max_speed_batch = 0;
         let keys: Vec<String> = cfg.validate().into_iter().map(|v| v.key).collect();
         for k in [
             "markets[0].levels",
             "rate_limit.actions_per_second",
             "mock_exchange.partial_fill_ratio",
             "mock_exchange.follow_batch_us",
+            "feed.max_speed_batch",
         ] {
             assert!(
                 keys.iter().any(|got| got == k),

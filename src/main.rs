@@ -106,6 +106,9 @@ enum Command {
         /// `run.hot_cpu`).
         #[arg(long)]
         hot_cpu: Option<usize>,
+        /// Frames the max-speed source takes in per turn (overrides `feed.max_speed_batch`).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+        batch: Option<u64>,
     },
     /// Record the live Binance bookTicker stream of the config's markets to a replay file
     /// (JSONL: {"recv_ms", "msg"}) until Ctrl-C or --duration.
@@ -257,9 +260,12 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             json,
             config,
             hot_cpu,
+            batch,
         } => {
             let mut cfg = config::load(&config, env)?;
             cfg.run.hot_cpu = hot_cpu.or(cfg.run.hot_cpu);
+            cfg.feed.max_speed_batch = batch.unwrap_or(cfg.feed.max_speed_batch);
+            let max_speed_batch = cfg.feed.max_speed_batch;
             if let (true, Some(path)) = (pricing_only, &replay) {
                 let r = bench::pricing_only(&cfg, path)?;
                 if json {
@@ -309,6 +315,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "crosses_clamped": r.crosses_clamped,
                         "crosses_skipped": r.crosses_skipped,
                         "hot_cpu": deltadefi_mm::affinity::installed().map(|p| p.hot),
+                        "max_speed_batch": max_speed_batch,
                     }))?
                 );
             } else {

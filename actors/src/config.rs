@@ -321,6 +321,11 @@ pub struct FeedConfig {
     /// How often BinanceFeed reports its health to RiskGuard.
     #[serde(default = "default_health_ms")]
     pub health_interval_ms: u64,
+    /// Frames a max-speed source (a replay at `speed: max`, a walk without interval) takes in
+    /// per turn before it lets the pipeline work them: larger batches cost less per frame and
+    /// let OrderManager conflate more; each frame waits behind the rest of its batch.
+    #[serde(default = "default_max_speed_batch")]
+    pub max_speed_batch: u64,
     #[serde(default)]
     pub synthetic: SyntheticConfig,
     #[serde(default)]
@@ -358,6 +363,14 @@ fn default_stale_ms() -> u64 {
 }
 fn default_health_ms() -> u64 {
     250
+}
+
+/// Frames per turn at max speed: measured against 8 and 16 in BENCHMARKS.md (issue 10,
+/// thirteenth sitting).
+pub const DEFAULT_MAX_SPEED_BATCH: u64 = 12;
+
+fn default_max_speed_batch() -> u64 {
+    DEFAULT_MAX_SPEED_BATCH
 }
 
 /// Feed source kind.
@@ -844,6 +857,7 @@ impl Config {
         let f = &self.feed;
         c.range_u64(f.stale_after_ms, 100, 600_000, "feed.stale_after_ms");
         c.range_u64(f.health_interval_ms, 10, 10_000, "feed.health_interval_ms");
+        c.range_u64(f.max_speed_batch, 1, 1_024, "feed.max_speed_batch");
         c.check(
             f.health_interval_ms < f.stale_after_ms,
             "feed.health_interval_ms",

@@ -108,10 +108,9 @@ pub struct BinanceFeed {
     venue_pending: Option<ReferenceTicks>,
     /// At max speed, the mock's pending ticks go over once the oldest is this old.
     venue_batch: Duration,
+    /// Frames taken in per turn at max speed (see [`BinanceFeed::max_speed_batch`]).
+    max_speed_batch: usize,
 }
-
-/// How many replay frames are handled per mailbox turn at max speed.
-const REPLAY_BATCH: usize = 8;
 
 impl BinanceFeed {
     /// A feed of `symbols` from `spec`.
@@ -163,6 +162,7 @@ impl BinanceFeed {
             health: ActorHealth::default(),
             venue_pending: None,
             venue_batch: Duration::ZERO,
+            max_speed_batch: crate::config::DEFAULT_MAX_SPEED_BATCH as usize,
         }
     }
 
@@ -173,6 +173,15 @@ impl BinanceFeed {
     /// `mock_exchange.follow_batch_us`, 1 ms by default): every turn.
     pub fn follow_batch(mut self, batch: Duration) -> Self {
         self.venue_batch = batch;
+        self
+    }
+
+    /// A max-speed source (a replay at `speed: max`, a walk without interval) takes in up to
+    /// `frames` frames per turn (at least one), then yields so that the pipeline works them
+    /// before the next batch: `feed.max_speed_batch`. Live and paced sources take each frame
+    /// as it comes.
+    pub fn max_speed_batch(mut self, frames: u64) -> Self {
+        self.max_speed_batch = usize::try_from(frames).unwrap_or(usize::MAX).max(1);
         self
     }
 
@@ -272,9 +281,12 @@ impl BinanceFeed {
     /// as a socket read finds frames that already exist: making them is the walk's stand-in
     /// for the network, not part of a tick's time from receipt.
     fn synthetic_turn(&mut self) -> Turn {
+        if self.walkers.is_empty() {
+            return Turn::Waits;
+        }
         let mut made = 0;
         let mut reached = false;
-        for _ in 0..REPLAY_BATCH {
+        while made < self.max_speed_batch {
             if self.synthetic_limit_reached(made as u64) {
                 reached = true;
                 break;
@@ -332,7 +344,7 @@ impl BinanceFeed {
                 Next::Frame(_) => {
                     ingest_logged(&mut self.ingest, cursor.text(), recv_ms, recv_at);
                     handled += 1;
-                    if cursor.at_max_speed() && handled >= REPLAY_BATCH {
+                    if cursor.at_max_speed() && handled >= self.max_speed_batch {
                         // Yield so the consumers drain their mailboxes before the next batch.
                         yield_then(ctx, |act, ctx| act.replay_step(ctx));
                         return Turn::MoreAtOnce(recv_at);
@@ -532,6 +544,7 @@ mod tests {
 
     /// Plays `frames` bookTicker frames, `gap_ms` apart as recorded, at `speed`, with the mock
     /// handed runs of up to `batch`: the messages QuoteEngine and the mock got, as update ids.
+    /// Eight frames per turn at max speed.
     async fn play(
         tag: &str,
         frames: u64,
@@ -542,7 +555,7 @@ mod tests {
         let body: String = (1..=frames)
             .map(|u| line(u, "ADAUSDT", 1_000 + gap_ms * u as i64))
             .collect();
-        play_file(tag, &body, frames, speed, batch).await
+        play_file(tag, &body, frames, speed, batch, 8).await
     }
 
     /// A replay line of a bookTicker frame.
@@ -559,6 +572,7 @@ mod tests {
         frames: u64,
         speed: ReplaySpeed,
         batch: Duration,
+        turn: u64,
     ) -> (Vec<Vec<(u64, Instant)>>, Vec<Vec<(u64, Instant)>>) {
         let dir = std::env::temp_dir().join(format!("mm-feed-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -588,6 +602,7 @@ mod tests {
         let symbols = vec![BinanceSymbol("ADAUSDT".into())];
         let _feed = BinanceFeed::new(reg, spec, symbols, 60_000, guard)
             .follow_batch(batch)
+            .max_speed_batch(turn)
             .start();
         // Each receiver's messages until it has every tick.
         let mut all = Vec::new();
@@ -632,6 +647,23 @@ mod tests {
         assert_eq!(venue.len(), 13);
     }
 
+    /// `feed.max_speed_batch` sets how many frames a max-speed turn takes in.
+    #[actix_rt::test]
+    async fn a_max_speed_turn_takes_in_the_configured_batch() {
+        let body: String = (1..=100).map(|u| line(u, "ADAUSDT", 1_000)).collect();
+        for (turn, messages) in [(25, 4), (1, 100), (12, 9)] {
+            let tag = format!("batch{turn}");
+            let (quotes, _) =
+                play_file(&tag, &body, 100, ReplaySpeed::Max, Duration::ZERO, turn).await;
+            assert_eq!(quotes.len(), messages, "{turn} a turn: {quotes:?}");
+            assert!(
+                quotes.iter().all(|m| m.len() <= turn as usize),
+                "{quotes:?}"
+            );
+            assert!(in_order(&quotes, 100));
+        }
+    }
+
     /// Ticks are not kept back from the mock by a long stretch of frames that are dropped:
     /// the first run goes over once it is a bound old, before the replay's last tick.
     #[actix_rt::test]
@@ -648,6 +680,7 @@ mod tests {
             11,
             ReplaySpeed::Max,
             Duration::from_millis(1),
+            8,
         )
         .await;
         let ids = |m: &[Vec<(u64, Instant)>]| {
