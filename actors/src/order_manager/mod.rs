@@ -178,13 +178,11 @@ impl OrderManager {
         }
         self.publish_own();
         let now = now_ms();
-        let writes = transitions
-            .into_iter()
-            .map(|transition| Write::Order {
-                transition,
-                ts_ms: now,
-            })
-            .collect();
+        let mut writes = self.store.batch();
+        writes.extend(transitions.into_iter().map(|transition| Write::Order {
+            transition,
+            ts_ms: now,
+        }));
         self.store.write(writes, None);
     }
 

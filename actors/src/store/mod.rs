@@ -88,6 +88,46 @@ pub struct Store {
     tx: mpsc::Sender<Command>,
     path: PathBuf,
     failing: Arc<AtomicBool>,
+    recycled: Arc<Recycled>,
+}
+
+/// Emptied write batches the store thread hands back for writers to fill again. A batch is
+/// filled on the hot arbiter and freed on the store thread: allocated afresh each time, it
+/// cost the hot thread an allocation per turn, often from memory never touched before
+/// (BENCHMARKS.md, issue 10, thirteenth sitting).
+#[derive(Debug, Default)]
+struct Recycled(std::sync::Mutex<Vec<Vec<Write>>>);
+
+/// Most batches kept for reuse; more are freed.
+const RECYCLED_MAX: usize = 4_096;
+/// A batch with room for more writes than this is freed, not kept.
+const RECYCLED_CAPACITY: usize = 64;
+
+impl Recycled {
+    /// An empty batch, one handed back if any is kept.
+    fn take(&self) -> Vec<Write> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `writes`' room for a later batch (its writes dropped here), unless it is large or
+    /// enough are kept.
+    fn give_back(&self, mut writes: Vec<Write>) {
+        if writes.capacity() == 0 || writes.capacity() > RECYCLED_CAPACITY {
+            return;
+        }
+        writes.clear();
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < RECYCLED_MAX {
+            kept.push(writes);
+        }
+    }
 }
 
 /// Writes kept for retry while SQLite cannot commit; beyond this the oldest are dropped (and
@@ -160,15 +200,24 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Command>();
         let failing = Arc::new(AtomicBool::new(false));
         let flag = failing.clone();
+        let recycled = Arc::new(Recycled::default());
+        let given_back = recycled.clone();
         thread::Builder::new()
             .name("sqlite-store".into())
-            .spawn(move || Writer::new(conn, flag).run(rx))
+            .spawn(move || Writer::new(conn, flag, given_back).run(rx))
             .map_err(StoreError::Spawn)?;
         Ok(Store {
             tx,
             path: path.to_path_buf(),
             failing,
+            recycled,
         })
+    }
+
+    /// An empty batch to fill and hand to [`Store::write`]: one the store thread gave back
+    /// after committing it, when there is one.
+    pub fn batch(&self) -> Vec<Write> {
+        self.recycled.take()
     }
 
     /// The "SQLite cannot commit" flag, shared with the thread (the halt gate follows it).
@@ -279,13 +328,16 @@ struct Writer {
     last_error: String,
     retry_delay: Duration,
     next_retry: Option<Instant>,
+    /// Where committed batches go back for reuse.
+    recycled: Arc<Recycled>,
 }
 
 impl Writer {
-    fn new(conn: Connection, failing: Arc<AtomicBool>) -> Self {
+    fn new(conn: Connection, failing: Arc<AtomicBool>, recycled: Arc<Recycled>) -> Self {
         Self {
             conn,
             failing,
+            recycled,
             retained: VecDeque::new(),
             retained_writes: 0,
             dropped: 0,
@@ -392,10 +444,11 @@ impl Writer {
         let all: Vec<&Vec<Write>> = batch.iter().map(|(w, _)| w).collect();
         match apply(&mut self.conn, &all) {
             Ok(()) => {
-                for (_, cb) in batch.drain(..) {
+                for (writes, cb) in batch.drain(..) {
                     if let Some(cb) = cb {
                         cb(Ok(()));
                     }
+                    self.recycled.give_back(writes);
                 }
             }
             Err(e) if is_environmental(&e) => self.start_failing(&e, batch),
@@ -793,6 +846,45 @@ pub(crate) mod tests {
         assert!(!store.is_failing());
         let n = sends_stored(&store).await;
         assert_eq!(n, 1, "nothing lost");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A committed batch comes back empty for the next writer, its room kept; one SQLite has
+    /// not committed is kept for the retry, not handed out; a large one is freed.
+    #[actix_rt::test]
+    async fn committed_batches_come_back_empty_for_reuse_and_uncommitted_ones_do_not() {
+        let (path, dir) = temp_db("recycled");
+        let store = Store::open(&path).expect("store");
+        let mut first = store.batch();
+        assert_eq!(first.capacity(), 0, "nothing given back yet");
+        first.push(send(None));
+        first.push(send(None));
+        let room = first.as_ptr();
+        store.write(first, None);
+        store.flush().await.expect("flush");
+        let again = store.batch();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), room, "the committed batch's room, reused");
+        assert_eq!(sends_stored(&store).await, 2);
+
+        let mut large = Vec::with_capacity(RECYCLED_CAPACITY + 1);
+        large.push(send(None));
+        store.write(large, None);
+        store.flush().await.expect("flush");
+        assert_eq!(store.batch().capacity(), 0, "a large batch is freed");
+
+        let holder = Connection::open(&path).expect("second connection");
+        holder.execute_batch("BEGIN EXCLUSIVE;").expect("lock");
+        let mut held = again;
+        held.push(send(None));
+        let room = held.as_ptr();
+        store.write(held, None);
+        assert!(store.flush().await.is_err(), "not committed");
+        let other = store.batch();
+        assert_ne!(other.as_ptr(), room, "the retained batch is not handed out");
+        holder.execute_batch("ROLLBACK;").expect("unlock");
+        store.flush().await.expect("the retained write commits");
+        assert_eq!(sends_stored(&store).await, 4, "nothing lost");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
