@@ -96,27 +96,37 @@ pub struct Store {
 /// cost the hot thread an allocation per turn, often from memory never touched before
 /// (BENCHMARKS.md, issue 10, thirteenth sitting).
 #[derive(Debug, Default)]
-struct Recycled(std::sync::Mutex<Vec<Vec<Write>>>);
+struct Recycled(std::sync::Mutex<Kept>);
 
-/// Most batches kept for reuse; more are freed.
-const RECYCLED_MAX: usize = 4_096;
+/// The batches kept, and the room for writes they hold together.
+#[derive(Debug, Default)]
+struct Kept {
+    batches: Vec<Vec<Write>>,
+    room: usize,
+}
+
+/// Most room for writes the kept batches hold together (a write is ~200 bytes: under 1 MB).
+const RECYCLED_ROOM: usize = 4_096;
 /// A batch with room for more writes than this is freed, not kept.
 const RECYCLED_CAPACITY: usize = 64;
 
 impl Recycled {
     /// An empty batch, one handed back if any is kept.
     fn take(&self) -> Vec<Write> {
-        self.0
+        let mut kept = self
+            .0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let batch = kept.batches.pop().unwrap_or_default();
+        kept.room -= batch.capacity();
+        batch
     }
 
     /// Keeps `writes`' room for a later batch (its writes dropped here), unless it is large or
-    /// enough are kept.
+    /// the kept batches hold enough room already.
     fn give_back(&self, mut writes: Vec<Write>) {
-        if writes.capacity() == 0 || writes.capacity() > RECYCLED_CAPACITY {
+        let room = writes.capacity();
+        if room == 0 || room > RECYCLED_CAPACITY {
             return;
         }
         writes.clear();
@@ -124,8 +134,9 @@ impl Recycled {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.len() < RECYCLED_MAX {
-            kept.push(writes);
+        if kept.room + room <= RECYCLED_ROOM {
+            kept.room += room;
+            kept.batches.push(writes);
         }
     }
 }
@@ -886,5 +897,24 @@ pub(crate) mod tests {
         store.flush().await.expect("the retained write commits");
         assert_eq!(sends_stored(&store).await, 4, "nothing lost");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The kept batches hold at most `RECYCLED_ROOM` writes' room together; taking one frees
+    /// its room for another.
+    #[test]
+    fn kept_batches_are_bounded_by_the_room_they_hold() {
+        let r = Recycled::default();
+        for _ in 0..(RECYCLED_ROOM / RECYCLED_CAPACITY + 10) {
+            r.give_back(Vec::with_capacity(RECYCLED_CAPACITY));
+        }
+        let kept = |r: &Recycled| r.0.lock().expect("lock").batches.len();
+        assert_eq!(kept(&r), RECYCLED_ROOM / RECYCLED_CAPACITY);
+        assert!(r.take().capacity() >= RECYCLED_CAPACITY);
+        r.give_back(Vec::with_capacity(RECYCLED_CAPACITY));
+        assert_eq!(
+            kept(&r),
+            RECYCLED_ROOM / RECYCLED_CAPACITY,
+            "its room, taken again"
+        );
     }
 }
