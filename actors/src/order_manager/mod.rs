@@ -178,11 +178,13 @@ impl OrderManager {
         }
         self.publish_own();
         let now = now_ms();
-        let mut writes = self.store.batch();
-        writes.extend(transitions.into_iter().map(|transition| Write::Order {
-            transition,
-            ts_ms: now,
-        }));
+        let writes = transitions
+            .into_iter()
+            .map(|transition| Write::Order {
+                transition,
+                ts_ms: now,
+            })
+            .collect();
         self.store.write(writes, None);
     }
 

@@ -155,9 +155,7 @@ impl QuoteEngine {
     /// arbiter, after this handler) can write anything they caused.
     fn persist_decisions(&mut self) {
         if !self.decisions.is_empty() {
-            let next = self.store.batch();
-            self.store
-                .write(std::mem::replace(&mut self.decisions, next), None);
+            self.store.write(std::mem::take(&mut self.decisions), None);
         }
     }
 

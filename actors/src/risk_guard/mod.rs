@@ -363,7 +363,7 @@ impl Handler<CheckIntents> for RiskGuard {
         // `denials` row each for the report.
         if denied > 0 {
             let now = crate::types::now_ms();
-            let mut writes = self.store.batch();
+            let mut writes = Vec::new();
             let by_reason = rules::denials_by_reason(&verdicts);
             self.book
                 .count_denials(&msg.market, &by_reason, |reason, count, attrs| {

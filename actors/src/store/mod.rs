@@ -88,57 +88,6 @@ pub struct Store {
     tx: mpsc::Sender<Command>,
     path: PathBuf,
     failing: Arc<AtomicBool>,
-    recycled: Arc<Recycled>,
-}
-
-/// Emptied write batches the store thread hands back for writers to fill again. A batch is
-/// filled on the hot arbiter and freed on the store thread: allocated afresh each time, it
-/// cost the hot thread an allocation per turn, often from memory never touched before
-/// (BENCHMARKS.md, issue 10, thirteenth sitting).
-#[derive(Debug, Default)]
-struct Recycled(std::sync::Mutex<Kept>);
-
-/// The batches kept, and the room for writes they hold together.
-#[derive(Debug, Default)]
-struct Kept {
-    batches: Vec<Vec<Write>>,
-    room: usize,
-}
-
-/// Most room for writes the kept batches hold together (a write is ~200 bytes: under 1 MB).
-const RECYCLED_ROOM: usize = 4_096;
-/// A batch with room for more writes than this is freed, not kept.
-const RECYCLED_CAPACITY: usize = 64;
-
-impl Recycled {
-    /// An empty batch, one handed back if any is kept.
-    fn take(&self) -> Vec<Write> {
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let batch = kept.batches.pop().unwrap_or_default();
-        kept.room -= batch.capacity();
-        batch
-    }
-
-    /// Keeps `writes`' room for a later batch (its writes dropped here), unless it is large or
-    /// the kept batches hold enough room already.
-    fn give_back(&self, mut writes: Vec<Write>) {
-        let room = writes.capacity();
-        if room == 0 || room > RECYCLED_CAPACITY {
-            return;
-        }
-        writes.clear();
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.room + room <= RECYCLED_ROOM {
-            kept.room += room;
-            kept.batches.push(writes);
-        }
-    }
 }
 
 /// Writes kept for retry while SQLite cannot commit; beyond this the oldest are dropped (and
@@ -211,24 +160,15 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Command>();
         let failing = Arc::new(AtomicBool::new(false));
         let flag = failing.clone();
-        let recycled = Arc::new(Recycled::default());
-        let given_back = recycled.clone();
         thread::Builder::new()
             .name("sqlite-store".into())
-            .spawn(move || Writer::new(conn, flag, given_back).run(rx))
+            .spawn(move || Writer::new(conn, flag).run(rx))
             .map_err(StoreError::Spawn)?;
         Ok(Store {
             tx,
             path: path.to_path_buf(),
             failing,
-            recycled,
         })
-    }
-
-    /// An empty batch to fill and hand to [`Store::write`]: one the store thread gave back
-    /// after committing it, when there is one.
-    pub fn batch(&self) -> Vec<Write> {
-        self.recycled.take()
     }
 
     /// The "SQLite cannot commit" flag, shared with the thread (the halt gate follows it).
@@ -339,16 +279,13 @@ struct Writer {
     last_error: String,
     retry_delay: Duration,
     next_retry: Option<Instant>,
-    /// Where committed batches go back for reuse.
-    recycled: Arc<Recycled>,
 }
 
 impl Writer {
-    fn new(conn: Connection, failing: Arc<AtomicBool>, recycled: Arc<Recycled>) -> Self {
+    fn new(conn: Connection, failing: Arc<AtomicBool>) -> Self {
         Self {
             conn,
             failing,
-            recycled,
             retained: VecDeque::new(),
             retained_writes: 0,
             dropped: 0,
@@ -455,11 +392,10 @@ impl Writer {
         let all: Vec<&Vec<Write>> = batch.iter().map(|(w, _)| w).collect();
         match apply(&mut self.conn, &all) {
             Ok(()) => {
-                for (writes, cb) in batch.drain(..) {
+                for (_, cb) in batch.drain(..) {
                     if let Some(cb) = cb {
                         cb(Ok(()));
                     }
-                    self.recycled.give_back(writes);
                 }
             }
             Err(e) if is_environmental(&e) => self.start_failing(&e, batch),
@@ -858,63 +794,5 @@ pub(crate) mod tests {
         let n = sends_stored(&store).await;
         assert_eq!(n, 1, "nothing lost");
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    /// A committed batch comes back empty for the next writer, its room kept; one SQLite has
-    /// not committed is kept for the retry, not handed out; a large one is freed.
-    #[actix_rt::test]
-    async fn committed_batches_come_back_empty_for_reuse_and_uncommitted_ones_do_not() {
-        let (path, dir) = temp_db("recycled");
-        let store = Store::open(&path).expect("store");
-        let mut first = store.batch();
-        assert_eq!(first.capacity(), 0, "nothing given back yet");
-        first.push(send(None));
-        first.push(send(None));
-        let room = first.as_ptr();
-        store.write(first, None);
-        store.flush().await.expect("flush");
-        let again = store.batch();
-        assert!(again.is_empty());
-        assert_eq!(again.as_ptr(), room, "the committed batch's room, reused");
-        assert_eq!(sends_stored(&store).await, 2);
-
-        let mut large = Vec::with_capacity(RECYCLED_CAPACITY + 1);
-        large.push(send(None));
-        store.write(large, None);
-        store.flush().await.expect("flush");
-        assert_eq!(store.batch().capacity(), 0, "a large batch is freed");
-
-        let holder = Connection::open(&path).expect("second connection");
-        holder.execute_batch("BEGIN EXCLUSIVE;").expect("lock");
-        let mut held = again;
-        held.push(send(None));
-        let room = held.as_ptr();
-        store.write(held, None);
-        assert!(store.flush().await.is_err(), "not committed");
-        let other = store.batch();
-        assert_ne!(other.as_ptr(), room, "the retained batch is not handed out");
-        holder.execute_batch("ROLLBACK;").expect("unlock");
-        store.flush().await.expect("the retained write commits");
-        assert_eq!(sends_stored(&store).await, 4, "nothing lost");
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
-    /// The kept batches hold at most `RECYCLED_ROOM` writes' room together; taking one frees
-    /// its room for another.
-    #[test]
-    fn kept_batches_are_bounded_by_the_room_they_hold() {
-        let r = Recycled::default();
-        for _ in 0..(RECYCLED_ROOM / RECYCLED_CAPACITY + 10) {
-            r.give_back(Vec::with_capacity(RECYCLED_CAPACITY));
-        }
-        let kept = |r: &Recycled| r.0.lock().expect("lock").batches.len();
-        assert_eq!(kept(&r), RECYCLED_ROOM / RECYCLED_CAPACITY);
-        assert!(r.take().capacity() >= RECYCLED_CAPACITY);
-        r.give_back(Vec::with_capacity(RECYCLED_CAPACITY));
-        assert_eq!(
-            kept(&r),
-            RECYCLED_ROOM / RECYCLED_CAPACITY,
-            "its room, taken again"
-        );
     }
 }
