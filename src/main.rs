@@ -107,7 +107,11 @@ enum Command {
         #[arg(long)]
         hot_cpu: Option<usize>,
         /// Frames the max-speed source takes in per turn (overrides `feed.max_speed_batch`).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_024))]
+        #[arg(
+            long,
+            value_parser = clap::value_parser!(u64)
+                .range(1..=mm_actors::config::MAX_SPEED_BATCH_MAX)
+        )]
         batch: Option<u64>,
     },
     /// Record the live Binance bookTicker stream of the config's markets to a replay file

@@ -370,6 +370,8 @@ fn default_health_ms() -> u64 {
 /// a tick waits behind more frames: BENCHMARKS.md (issue 10, eleventh and thirteenth sittings)
 /// has 8, 12, 16 and 32 side by side.
 pub const DEFAULT_MAX_SPEED_BATCH: u64 = 8;
+/// The largest `feed.max_speed_batch` allowed (the smallest is 1).
+pub const MAX_SPEED_BATCH_MAX: u64 = 1_024;
 
 fn default_max_speed_batch() -> u64 {
     DEFAULT_MAX_SPEED_BATCH
@@ -859,7 +861,12 @@ impl Config {
         let f = &self.feed;
         c.range_u64(f.stale_after_ms, 100, 600_000, "feed.stale_after_ms");
         c.range_u64(f.health_interval_ms, 10, 10_000, "feed.health_interval_ms");
-        c.range_u64(f.max_speed_batch, 1, 1_024, "feed.max_speed_batch");
+        c.range_u64(
+            f.max_speed_batch,
+            1,
+            MAX_SPEED_BATCH_MAX,
+            "feed.max_speed_batch",
+        );
         c.check(
             f.health_interval_ms < f.stale_after_ms,
             "feed.health_interval_ms",
