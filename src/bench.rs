@@ -76,6 +76,11 @@ pub struct BenchReport {
     /// full says where a faster build must save. Threads that ended inside the window are
     /// not counted.
     pub cpu_s_by_thread: std::collections::BTreeMap<String, f64>,
+    /// Device interrupts (the disk's, the network's; not the kernel's own timer and IPIs)
+    /// each CPU took over the same window, from `/proc/interrupts` (empty where it cannot be
+    /// read). Each one on the hot CPU stops the tick's path while its handler runs: the
+    /// paced tail moves with the disk's interrupts (BENCHMARKS.md, fourteenth sitting).
+    pub device_irqs_by_cpu: std::collections::BTreeMap<usize, u64>,
     /// Places the mock rejected, by venue code, over the whole run (4104: a post-only order
     /// that would have crossed; each one a wasted action).
     pub venue_rejects: std::collections::BTreeMap<u32, u64>,
@@ -152,6 +157,8 @@ fn stat_cpu_ns(stat: &str) -> Option<u64> {
 struct CpuMark {
     process_s: f64,
     threads: std::collections::BTreeMap<String, f64>,
+    /// Device interrupts so far (`None` where `/proc/interrupts` cannot be read).
+    irqs: Option<Vec<crate::interrupts::DeviceLine>>,
 }
 
 impl CpuMark {
@@ -159,6 +166,7 @@ impl CpuMark {
         Self {
             process_s: process_cpu_s(),
             threads: thread_cpu_s(),
+            irqs: crate::interrupts::read(),
         }
     }
 
@@ -173,6 +181,14 @@ impl CpuMark {
             })
             .collect();
         ((process_cpu_s() - self.process_s).max(0.0), threads)
+    }
+
+    /// The device interrupts each CPU took since the mark (empty where they cannot be read).
+    fn irqs_since(&self) -> std::collections::BTreeMap<usize, u64> {
+        match (&self.irqs, crate::interrupts::read()) {
+            (Some(before), Some(after)) => crate::interrupts::taken_between(before, &after),
+            _ => Default::default(),
+        }
     }
 }
 
@@ -430,6 +446,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
         };
         let (drained_at, after) = drained(&p).await?;
         let (cpu_s, cpu_s_by_thread) = cpu_start.since();
+        let device_irqs_by_cpu = cpu_start.irqs_since();
         let priced_s = priced_at.duration_since(start).as_secs_f64();
         let drained_s = drained_at.saturating_duration_since(start).as_secs_f64();
         let stats = p.orders.send(GetOrderStats).await?;
@@ -490,6 +507,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
             cpu_s,
             cpu_us_per_tick: cpu_s * 1e6 / (ticks.max(1) as f64),
             cpu_s_by_thread,
+            device_irqs_by_cpu,
             venue_rejects,
             crosses_clamped: views.iter().map(|v| v.clamped).sum(),
             crosses_skipped: views.iter().map(|v| v.skipped).sum(),

@@ -21,6 +21,7 @@ pub mod backtest;
 pub mod bench;
 pub mod config;
 pub mod instance;
+pub mod interrupts;
 pub mod logging;
 pub mod report;
 pub mod report_html;

@@ -286,6 +286,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             // The OTEL_EXPORTER_OTLP_* variables apply, so a run with a slow or absent
             // collector can be compared with one without telemetry.
             let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, LogFormat::Text, env)?;
+            deltadefi_mm::interrupts::warn_if_hot_cpu_crowded();
             let source = match (replay, rate) {
                 (Some(path), _) => bench::BenchSource::Replay(path),
                 (None, Some(rate)) => bench::BenchSource::Paced { ticks, rate },
@@ -312,6 +313,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "cpu_s": r.cpu_s,
                         "cpu_us_per_tick": r.cpu_us_per_tick,
                         "cpu_s_by_thread": r.cpu_s_by_thread,
+                        "device_irqs_by_cpu": r.device_irqs_by_cpu,
                         "intents": r.intents,
                         "targets": r.targets,
                         "elapsed_s": r.elapsed_s,
@@ -328,6 +330,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                      quote decisions {}; intents {}; orders {}; actions sent {}; fills {}\n\
                      tick -> intent latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us\n\
                      tick -> written to the venue: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us ({})\npeak RSS {:.1} MB; CPU {:.3} s, {:.2} us per tick ({})\n\
+                     device interrupts by CPU: {}\n\
                      venue rejects {:?}; post-only crosses avoided: {} clamped, {} skipped",
                     r.ticks,
                     r.drained_s,
@@ -353,6 +356,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     r.cpu_s_by_thread
                         .iter()
                         .map(|(name, s)| format!("{name} {s:.3} s"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    r.device_irqs_by_cpu
+                        .iter()
+                        .map(|(cpu, n)| format!("CPU {cpu} {n}"))
                         .collect::<Vec<_>>()
                         .join(", "),
                     r.venue_rejects,
@@ -528,6 +536,7 @@ fn run(
     pin_if_asked(&cfg)?;
     let _lock = InstanceLock::acquire(&cfg.run.db_path, "")?;
     let telemetry = deltadefi_mm::telemetry::init(&cfg.telemetry, cfg.run.log_format, env)?;
+    deltadefi_mm::interrupts::warn_if_hot_cpu_crowded();
     let store = Store::open(&cfg.run.db_path)
         .with_context(|| format!("opening database {}", cfg.run.db_path.display()))?;
     let spec = app::feed_spec(&cfg)?;

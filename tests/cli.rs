@@ -474,6 +474,22 @@ fn bench_times_until_drained_on_the_walk_and_on_a_replay() {
     for k in ["quote_decisions", "orders", "actions_sent"] {
         assert!(n(&r, k) > 0.0, "{k}: {r}");
     }
+    // Device interrupts by CPU over the window: every CPU /proc/interrupts lists, keyed by
+    // its number.
+    if let Ok(text) = std::fs::read_to_string("/proc/interrupts") {
+        let irqs = r["device_irqs_by_cpu"]
+            .as_object()
+            .expect("device_irqs_by_cpu");
+        let listed = text.lines().next().map_or(0, |h| {
+            h.split_whitespace()
+                .filter(|c| c.starts_with("CPU"))
+                .count()
+        });
+        assert_eq!(irqs.len(), listed, "{r}");
+        for (cpu, n) in irqs {
+            assert!(cpu.parse::<usize>().is_ok() && n.as_u64().is_some(), "{r}");
+        }
+    }
     // The path of ticks that change no order, alone: every tick decoded, each price move seen.
     let only = json(&[
         "--replay",
