@@ -153,7 +153,8 @@ fn stat_cpu_ns(stat: &str) -> Option<u64> {
     Some((user + system).saturating_mul(10_000_000))
 }
 
-/// The process's CPU and each thread's at one moment: where a bench window starts.
+/// The process's CPU, each thread's and the device interrupts by CPU at one moment: where a
+/// bench window starts.
 struct CpuMark {
     process_s: f64,
     threads: std::collections::BTreeMap<String, f64>,
