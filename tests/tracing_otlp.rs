@@ -89,6 +89,27 @@ fn one_trace_from_the_tick_to_the_fill() {
             .iter()
             .all(|s| s.trace == price.trace && s.service == "deltadefi-mm")
     );
+    // The spans made straight with the SDK carry what their `tracing` spans recorded.
+    let attr = |s: &Got, k: &str| {
+        s.attrs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{} has no {k}: {:?}", s.name, s.attrs))
+    };
+    assert_eq!(attr(&intent, "market"), "ADAUSDM");
+    assert!(["place", "cancel"].contains(&attr(&intent, "kind").as_str()));
+    assert!(!attr(&intent, "client_order_id").is_empty());
+    assert_eq!(attr(&diff, "market"), "ADAUSDM");
+    assert!(attr(&diff, "intents").parse::<u64>().expect("a count") >= 1);
+    assert!(!attr(&diff, "reason").is_empty());
+    let check = spans
+        .iter()
+        .find(|s| s.name == "risk_guard.check" && s.parent == diff.span)
+        .expect("the diff's check");
+    assert_eq!(attr(check, "intents"), attr(&diff, "intents"));
+    assert!(attr(check, "denied").parse::<u64>().is_ok());
+    assert!(check.start <= check.end, "{check:?}");
     // A trace that starts at a tick and holds a fill: the tick is its root, its pricing the
     // tick's child, and every span's parent is in the trace.
     let root_of = |s: &Got| {

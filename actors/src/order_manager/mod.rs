@@ -32,7 +32,6 @@ use std::time::Instant;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use tracing::{error, info, warn};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::MarketConfig;
 use crate::intent::Intent;
@@ -263,22 +262,17 @@ impl OrderManager {
         };
         let tick = target.tick.as_deref().map(|t| (&t.tick, t.decoded_at));
         let root = crate::trace::decision_root(tick, &priced);
-        // Without an exporting tracer the span has no context to pass on and nothing is
-        // logged inside it: it would only be made and dropped (one per check, most of them
-        // denied at max speed).
-        let cx = if crate::trace::installed() {
-            let span = tracing::info_span!(
-                "order_manager.diff",
-                market = %market,
-                reason = %target.reason,
-                intents = intents.len(),
-                tick.age_us = tick_at.map_or(0, |t| t.elapsed().as_micros() as u64),
-            );
-            let _ = span.set_parent(root);
-            span.context()
-        } else {
-            root
-        };
+        // Made only with an exporting tracer: without one it would have no context to pass
+        // on (one per check, most of them denied at max speed).
+        let cx = crate::trace::diff_span(
+            &crate::trace::Diffed {
+                market,
+                reason: &target.reason,
+                intents: intents.len(),
+                tick_at,
+            },
+            &root,
+        );
         self.submit(market.clone(), intents, mid, tick_at, cx, ctx);
     }
 

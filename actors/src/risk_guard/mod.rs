@@ -31,7 +31,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use tracing::{error, info, warn};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::config::{MarketConfig, RiskConfig};
 pub use crate::messages::{
@@ -314,21 +313,8 @@ crate::supervised_actor!(RiskGuard, "risk_guard");
 impl Handler<CheckIntents> for RiskGuard {
     type Result = MessageResult<CheckIntents>;
     fn handle(&mut self, msg: CheckIntents, _: &mut Context<Self>) -> Self::Result {
-        // Only an exporting tracer reads this span (a denial's warning names the market
-        // itself): without one it is not made.
-        let span = if crate::trace::installed() {
-            tracing::info_span!(
-                "risk_guard.check",
-                market = %msg.market,
-                intents = msg.intents.len(),
-                denied = tracing::field::Empty,
-                trading_state = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
-        let _ = span.set_parent(msg.cx.clone());
-        let _entered = span.enter();
+        // The check's span is made after the check, and only for an exporting tracer.
+        let started = crate::trace::installed().then(std::time::Instant::now);
         if let Some(mid) = msg.reference_mid {
             match self.book.marks.get_mut(&msg.market) {
                 Some(mark) => *mark = mid,
@@ -355,10 +341,19 @@ impl Handler<CheckIntents> for RiskGuard {
             },
         );
         let denied = verdicts.iter().filter(|v| v.is_err()).count() as u64;
-        span.record("denied", denied);
-        if let Some(state) = self.book.states.get(&msg.market) {
-            span.record("trading_state", state.as_str());
-        }
+        let check_cx = match started {
+            Some(started) => crate::trace::check_span(
+                &crate::trace::Checked {
+                    market: &msg.market,
+                    intents: msg.intents.len(),
+                    denied: denied as usize,
+                    trading_state: self.book.states.get(&msg.market).map(|s| s.as_str()),
+                    started,
+                },
+                &msg.cx,
+            ),
+            None => opentelemetry::Context::new(),
+        };
         // Counted once per reason of this check: the running totals, the metric, and one
         // `denials` row each for the report.
         if denied > 0 {
@@ -379,7 +374,15 @@ impl Handler<CheckIntents> for RiskGuard {
             if self.book.denials.is_power_of_two()
                 && let Some(Err(d)) = verdicts.iter().find(|v| v.is_err())
             {
-                warn!(market = %msg.market, cause = %d, denials = self.book.denials, "intent denied");
+                match crate::trace::ids(&check_cx) {
+                    Some((trace_id, span_id)) => warn!(
+                        market = %msg.market, cause = %d, denials = self.book.denials,
+                        trace_id, span_id, "intent denied"
+                    ),
+                    None => {
+                        warn!(market = %msg.market, cause = %d, denials = self.book.denials, "intent denied")
+                    }
+                }
             }
         }
         MessageResult(verdicts)
