@@ -247,6 +247,7 @@ impl OrderManager {
             target.tick.as_ref().map(|t| t.tick.recv_at),
             Some((target.book.ref_bid + target.book.ref_ask) / Decimal::TWO),
         );
+        let diff_started = crate::trace::installed().then(Instant::now);
         let intents = self.tracker.diff(market, &target.book.orders, tolerance);
         if intents.is_empty() {
             return; // a decision that changes no order leaves no trace
@@ -270,6 +271,7 @@ impl OrderManager {
                 reason: &target.reason,
                 intents: intents.len(),
                 tick_at,
+                started: diff_started,
             },
             &root,
         );
