@@ -233,6 +233,20 @@ pub fn intent_traceparent(intent: &Intent, cx: &Context) -> Option<String> {
         "intent approved",
         cx,
     );
+    // The log line the span's event stands for, at debug level, with the span's ids (read
+    // only when that level logs).
+    if tracing::enabled!(tracing::Level::DEBUG)
+        && let Some((trace_id, span_id)) = ids(&cx)
+    {
+        tracing::debug!(
+            market = %intent.market(),
+            kind = intent.kind().as_str(),
+            client_order_id = intent.client_order_id().map_or("", |c| c.as_str()),
+            trace_id,
+            span_id,
+            "intent approved"
+        );
+    }
     traceparent(&cx)
 }
 
