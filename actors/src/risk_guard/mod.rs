@@ -374,15 +374,14 @@ impl Handler<CheckIntents> for RiskGuard {
             if self.book.denials.is_power_of_two()
                 && let Some(Err(d)) = verdicts.iter().find(|v| v.is_err())
             {
-                match crate::trace::ids(&check_cx) {
-                    Some((trace_id, span_id)) => warn!(
-                        market = %msg.market, cause = %d, denials = self.book.denials,
-                        trace_id, span_id, "intent denied"
-                    ),
-                    None => {
-                        warn!(market = %msg.market, cause = %d, denials = self.book.denials, "intent denied")
-                    }
-                }
+                // The check's ids, where a tracer made its span (an absent field is not logged).
+                let ids = crate::trace::ids(&check_cx);
+                warn!(
+                    market = %msg.market, cause = %d, denials = self.book.denials,
+                    trace_id = ids.as_ref().map(|(t, _)| t.as_str()),
+                    span_id = ids.as_ref().map(|(_, s)| s.as_str()),
+                    "intent denied"
+                );
             }
         }
         MessageResult(verdicts)
