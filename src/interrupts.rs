@@ -29,7 +29,7 @@ pub struct DeviceLine {
 impl DeviceLine {
     /// Every CPU's interrupts on this line.
     pub fn total(&self) -> u64 {
-        self.per_cpu.values().sum()
+        self.per_cpu.values().fold(0, |a, &n| a.saturating_add(n))
     }
 }
 
@@ -82,7 +82,8 @@ pub fn taken_between(before: &[DeviceLine], after: &[DeviceLine]) -> BTreeMap<us
                 .and_then(|b| b.per_cpu.get(&cpu))
                 .copied()
                 .unwrap_or(0);
-            *by_cpu.entry(cpu).or_insert(0) += n.saturating_sub(was);
+            let sum = by_cpu.entry(cpu).or_insert(0u64);
+            *sum = sum.saturating_add(n.saturating_sub(was));
         }
     }
     by_cpu
@@ -105,12 +106,16 @@ pub fn crowding(lines: &[DeviceLine], cpu: usize, min: u64) -> Vec<Crowding> {
         .iter()
         .filter_map(|l| {
             let on_cpu = l.per_cpu.get(&cpu).copied()?;
-            let total = l.total();
-            (on_cpu >= min && on_cpu * 2 > total).then(|| Crowding {
+            let others = l
+                .per_cpu
+                .iter()
+                .filter(|&(&c, _)| c != cpu)
+                .fold(0u64, |a, (_, &n)| a.saturating_add(n));
+            (on_cpu >= min && on_cpu > others).then(|| Crowding {
                 irq: l.irq,
                 name: l.name.clone(),
                 on_cpu,
-                total,
+                total: l.total(),
             })
         })
         .collect()
@@ -204,6 +209,22 @@ MIS:          0
         assert!(crowding(&even, 1, CROWDING_MIN).is_empty());
         // A CPU the file does not list is crowded by nothing.
         assert!(crowding(&lines, 7, 0).is_empty());
+        // Counters at the top of their range add up without overflowing.
+        let huge = parse(&format!(
+            "  CPU0 CPU1\n 51: {max} {max} PCI-MSI 1-edge eth1\n 52: {max} 0 PCI-MSI 2-edge eth2\n",
+            max = u64::MAX
+        ));
+        assert_eq!(huge[0].total(), u64::MAX);
+        let on_0: Vec<u32> = crowding(&huge, 0, CROWDING_MIN)
+            .iter()
+            .map(|c| c.irq)
+            .collect();
+        assert_eq!(
+            on_0,
+            [52],
+            "an even split crowds neither CPU, even at the top"
+        );
+        assert_eq!(taken_between(&[], &huge)[&0], u64::MAX);
     }
 
     #[test]
