@@ -89,8 +89,8 @@ enum Command {
         /// Play this replay file at max speed instead of the walk.
         #[arg(long, conflicts_with = "rate")]
         replay: Option<PathBuf>,
-        /// Pace the walk at this many ticks per second (released every millisecond) instead of
-        /// flooding; latency at a real rate.
+        /// Pace the walk at this many ticks per second (each tick released at its own time, as
+        /// frames arrive on a socket) instead of flooding; latency at a real rate.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         rate: Option<u64>,
         /// With --replay: time only the path of a tick that changes no order (decode, validate,
