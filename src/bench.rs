@@ -64,6 +64,10 @@ pub struct BenchReport {
     /// Fills over the whole run, from SQLite.
     pub fills: u64,
     pub peak_rss_mb: f64,
+    /// The most writes that waited for the SQLite thread at once over the whole run. A
+    /// max-speed source waits while more than `store::MAX_SPEED_QUEUE` do, so this stays
+    /// near that bound however long the replay.
+    pub store_queue_peak: usize,
     /// CPU seconds of the whole process (every thread) over the same window as `drained_s`.
     /// The drained replay's work moves with how far the mock lags behind QuoteEngine
     /// (BENCHMARKS.md), so CPU per tick beside `orders` compares builds where ticks/s alone
@@ -505,6 +509,7 @@ pub fn run_source(mut cfg: Config, source: BenchSource) -> anyhow::Result<BenchR
             actions_sent: after.sent - since.sent,
             fills: u64::try_from(fills).unwrap_or(0),
             peak_rss_mb: peak_rss_mb(),
+            store_queue_peak: p.store.queue().peak(),
             cpu_s,
             cpu_us_per_tick: cpu_s * 1e6 / (ticks.max(1) as f64),
             cpu_s_by_thread,

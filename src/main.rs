@@ -310,6 +310,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         "tick_to_write_us": r.tick_to_write_us,
                         "rate": r.rate,
                         "peak_rss_mb": r.peak_rss_mb,
+                        "store_queue_peak": r.store_queue_peak,
                         "cpu_s": r.cpu_s,
                         "cpu_us_per_tick": r.cpu_us_per_tick,
                         "cpu_s_by_thread": r.cpu_s_by_thread,

@@ -474,6 +474,8 @@ fn bench_times_until_drained_on_the_walk_and_on_a_replay() {
     for k in ["quote_decisions", "orders", "actions_sent"] {
         assert!(n(&r, k) > 0.0, "{k}: {r}");
     }
+    // The most writes that waited for the SQLite thread at once: decisions did.
+    assert!(r["store_queue_peak"].as_u64().is_some_and(|q| q > 0), "{r}");
     // Device interrupts by CPU over the window: every CPU /proc/interrupts lists, keyed by
     // its number.
     if let Ok(text) = std::fs::read_to_string("/proc/interrupts") {

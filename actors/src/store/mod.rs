@@ -27,7 +27,7 @@ pub mod text;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -88,11 +88,67 @@ pub struct Store {
     tx: mpsc::Sender<Command>,
     path: PathBuf,
     failing: Arc<AtomicBool>,
+    queue: Queue,
+}
+
+/// The writes handed to the store and not yet taken up by its thread (those a group commit
+/// already holds, at most [`GROUP_MAX`] batches, are not counted), with the most seen at
+/// once. A source that can go faster than SQLite commits (a replay at max speed) reads it to
+/// wait, so that memory does not grow with the file.
+#[derive(Clone, Debug, Default)]
+pub struct Queue(Arc<QueueCounts>);
+
+#[derive(Debug, Default)]
+struct QueueCounts {
+    queued: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Queue {
+    /// Writes queued now.
+    pub fn len(&self) -> usize {
+        self.0.queued.load(Ordering::Relaxed)
+    }
+
+    /// True when no write is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most writes queued at once so far.
+    pub fn peak(&self) -> usize {
+        self.0.peak.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, n: usize) {
+        let now = self
+            .0
+            .queued
+            .fetch_add(n, Ordering::Relaxed)
+            .saturating_add(n);
+        self.0.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn taken(&self, n: usize) {
+        // Never below zero, whatever the order the counts arrive in.
+        let _ = self
+            .0
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(n))
+            });
+    }
 }
 
 /// Writes kept for retry while SQLite cannot commit; beyond this the oldest are dropped (and
 /// counted in the log): memory must stay bounded through a long outage.
 pub const RETAINED_MAX: usize = 200_000;
+/// The most writes a max-speed source (a replay at `speed: max`, the flood walk) lets wait
+/// for the store's thread before it takes in more frames (BinanceFeed::waits_for_store). A
+/// queued write holds well under a kilobyte, so the queue stays within a few megabytes
+/// however long the replay; it is also a long batch of work, so the writer never idles while
+/// the feed waits.
+pub const MAX_SPEED_QUEUE: usize = 10_000;
 /// How long one transaction waits for a write lock held by another connection.
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// First and longest delay between commit retries while the store is failing.
@@ -160,14 +216,17 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Command>();
         let failing = Arc::new(AtomicBool::new(false));
         let flag = failing.clone();
+        let queue = Queue::default();
+        let taken = queue.clone();
         thread::Builder::new()
             .name("sqlite-store".into())
-            .spawn(move || Writer::new(conn, flag).run(rx))
+            .spawn(move || Writer::new(conn, flag).run(rx, &taken))
             .map_err(StoreError::Spawn)?;
         Ok(Store {
             tx,
             path: path.to_path_buf(),
             failing,
+            queue,
         })
     }
 
@@ -186,18 +245,25 @@ impl Store {
         &self.path
     }
 
+    /// The writes queued for the store's thread.
+    pub fn queue(&self) -> Queue {
+        self.queue.clone()
+    }
+
     /// Queues writes; `on_commit` runs on the store thread after the transaction. On the hot
     /// arbiter the hand-over waits until its runnable work is done ([`crate::after_turn`]),
     /// in the order of the calls.
     pub fn write(&self, writes: Vec<Write>, on_commit: Option<OnCommit>) {
-        let tx = self.tx.clone();
+        let (tx, queue) = (self.tx.clone(), self.queue.clone());
+        queue.add(writes.len());
         crate::after_turn::after_turn(move || {
-            if let Err(mpsc::SendError(Command::Write {
-                on_commit: Some(cb),
-                ..
-            })) = tx.send(Command::Write { writes, on_commit })
+            if let Err(mpsc::SendError(Command::Write { writes, on_commit })) =
+                tx.send(Command::Write { writes, on_commit })
             {
-                cb(Err("store thread stopped".into()));
+                queue.taken(writes.len());
+                if let Some(cb) = on_commit {
+                    cb(Err("store thread stopped".into()));
+                }
             }
         });
     }
@@ -295,7 +361,7 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Command>) {
+    fn run(mut self, rx: mpsc::Receiver<Command>, queue: &Queue) {
         loop {
             let first = match self.next_retry {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
@@ -335,7 +401,10 @@ impl Writer {
                     },
                 };
                 match cmd {
-                    Command::Write { writes, on_commit } => batch.push((writes, on_commit)),
+                    Command::Write { writes, on_commit } => {
+                        queue.taken(writes.len());
+                        batch.push((writes, on_commit));
+                    }
                     Command::Read(f) => {
                         self.commit(&mut batch);
                         self.guarded(|c| f(c));
@@ -579,6 +648,39 @@ pub(crate) mod tests {
             .query_row("SELECT COUNT(*) FROM outbox_sends", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 2, "the flush waited for the write queued before it");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The queue counts every write handed over until the store's thread takes it up, and
+    /// keeps the most it held at once.
+    #[actix_rt::test]
+    async fn the_queue_counts_writes_until_the_thread_takes_them() {
+        let (path, dir) = temp_db("queue");
+        let store = Store::open(&path).expect("store");
+        let queue = store.queue();
+        // The thread is held inside a read until the writes below are queued behind it.
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        let (entered, mut inside) = tokio::sync::oneshot::channel::<()>();
+        let reader = store.clone();
+        let held = actix_rt::spawn(async move {
+            reader
+                .read(move |_| {
+                    let _ = entered.send(());
+                    let _ = release.recv();
+                    Ok(())
+                })
+                .await
+        });
+        (&mut inside).await.expect("the thread is in the read");
+        store.write(vec![send(None), send(None)], None);
+        store.write(vec![send(None)], None);
+        assert_eq!((queue.len(), queue.peak()), (3, 3), "three writes wait");
+        hold.send(()).expect("release");
+        held.await.expect("joined").expect("read");
+        store.flush().await.expect("flush");
+        assert_eq!(sends_stored(&store).await, 3);
+        assert!(queue.is_empty(), "taken up: {}", queue.len());
+        assert_eq!(queue.peak(), 3, "the most at once is kept");
         let _ = std::fs::remove_dir_all(dir);
     }
 
