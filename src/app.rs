@@ -424,10 +424,12 @@ impl Pipeline {
         );
         // Only the in-process mock is handed the reference (`ticks_to_venue`).
         let follow_batch = Duration::from_micros(cfg.mock_exchange.follow_batch_us);
+        let store_queue = store.queue();
         let feed = supervision::start("binance_feed", &monitor, move |_| {
             BinanceFeed::new(r, feed, symbols, health_ms, guard)
                 .follow_batch(follow_batch)
                 .max_speed_batch(batch)
+                .waits_for_store(store_queue.clone(), mm_actors::store::MAX_SPEED_QUEUE)
         });
 
         // Actors on this arbiter start after this synchronous block, the venue arbiter's

@@ -73,7 +73,12 @@ pub struct FeedStats {
     pub connects: u64,
     /// Valid ticks held back by the reference guard.
     pub held: u64,
+    /// Turns a max-speed source put off because the store's queue was over its bound.
+    pub store_waits: u64,
 }
+
+/// How long a max-speed source waits before it looks at the store's queue again.
+const STORE_WAIT: Duration = Duration::from_millis(1);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -110,6 +115,10 @@ pub struct BinanceFeed {
     venue_batch: Duration,
     /// Frames taken in per turn at max speed (see [`BinanceFeed::max_speed_batch`]).
     max_speed_batch: usize,
+    /// The store's queue and its bound, which a max-speed source waits under (see
+    /// [`BinanceFeed::waits_for_store`]).
+    store_queue: Option<(crate::store::Queue, usize)>,
+    store_waits: u64,
 }
 
 impl BinanceFeed {
@@ -163,6 +172,8 @@ impl BinanceFeed {
             venue_pending: None,
             venue_batch: Duration::ZERO,
             max_speed_batch: crate::config::DEFAULT_MAX_SPEED_BATCH as usize,
+            store_queue: None,
+            store_waits: 0,
         }
     }
 
@@ -183,6 +194,34 @@ impl BinanceFeed {
     pub fn max_speed_batch(mut self, frames: u64) -> Self {
         self.max_speed_batch = usize::try_from(frames).unwrap_or(usize::MAX).max(1);
         self
+    }
+
+    /// A max-speed source takes in its next batch only while `queue` holds at most `max`
+    /// writes; above that it looks again every millisecond. Every tick's decision is
+    /// persisted, and a replay at max speed can price faster than SQLite commits: without a
+    /// bound, the writes waiting for the store (and the memory they hold) grow with the
+    /// file's length. Live and paced sources never wait: their frames come when they come.
+    pub fn waits_for_store(mut self, queue: crate::store::Queue, max: usize) -> Self {
+        self.store_queue = Some((queue, max));
+        self
+    }
+
+    /// Whether the store's queue is over its bound; counts the turn put off.
+    fn store_behind(&mut self) -> bool {
+        let behind = self
+            .store_queue
+            .as_ref()
+            .is_some_and(|(queue, max)| queue.len() > *max);
+        if behind {
+            self.store_waits += 1;
+            if self.store_waits.is_power_of_two() {
+                info!(
+                    waits = self.store_waits,
+                    "the max-speed feed waits for the store to catch up"
+                );
+            }
+        }
+        behind
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
@@ -267,8 +306,14 @@ impl BinanceFeed {
         false
     }
 
-    /// Max-speed synthetic: one batch per turn, then yield so consumers drain their mailboxes.
+    /// Max-speed synthetic: one batch per turn, then yield so consumers drain their mailboxes;
+    /// a turn is put off while the store is behind.
     fn synthetic_burst(&mut self, ctx: &mut Context<Self>) {
+        if self.store_behind() {
+            self.pass_on(Turn::Waits);
+            ctx.run_later(STORE_WAIT, |act, ctx| act.synthetic_burst(ctx));
+            return;
+        }
         let next = self.synthetic_turn();
         self.pass_on(next);
         if next != Turn::Waits {
@@ -331,8 +376,13 @@ impl BinanceFeed {
     }
 
     /// Plays the frames that are due (at most one batch at max speed) and schedules the next
-    /// turn; says whether that turn follows at once.
+    /// turn; says whether that turn follows at once. At max speed a turn is put off while the
+    /// store is behind.
     fn replay_turn(&mut self, ctx: &mut Context<Self>) -> Turn {
+        if self.replay.as_ref().is_some_and(ReplayCursor::at_max_speed) && self.store_behind() {
+            ctx.run_later(STORE_WAIT, |act, ctx| act.replay_step(ctx));
+            return Turn::Waits;
+        }
         let Some(cursor) = &mut self.replay else {
             return Turn::Waits;
         };
@@ -485,6 +535,7 @@ impl Handler<GetFeedStats> for BinanceFeed {
             connected: self.connected,
             connects: self.connects,
             held: self.ingest.held_total(),
+            store_waits: self.store_waits,
         }
     }
 }
@@ -574,25 +625,94 @@ mod tests {
         batch: Duration,
         turn: u64,
     ) -> (Vec<Vec<(u64, Instant)>>, Vec<Vec<(u64, Instant)>>) {
+        let mut playing = start_file(tag, body, speed, |feed| {
+            feed.follow_batch(batch).max_speed_batch(turn)
+        });
+        let quotes = playing.received(0, frames).await;
+        let venue = playing.received(1, frames).await;
+        (quotes, venue)
+    }
+
+    /// A replay of `body` playing, with what QuoteEngine and the mock are sent.
+    struct Playing {
+        feed: Addr<BinanceFeed>,
+        /// QuoteEngine's messages, then the mock's.
+        rx: [tokio::sync::mpsc::UnboundedReceiver<Vec<(u64, Instant)>>; 2],
+        /// The replay file's directory, removed at the end.
+        dir: Option<std::path::PathBuf>,
+    }
+
+    impl Drop for Playing {
+        fn drop(&mut self) {
+            if let Some(dir) = &self.dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    impl Playing {
+        /// The feed's figures once it has put off `n` turns for the store.
+        async fn store_waits(&self, n: u64) -> FeedStats {
+            let waited = async {
+                loop {
+                    let stats = self.feed.send(GetFeedStats).await.expect("stats");
+                    if stats.store_waits >= n {
+                        return stats;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), waited)
+                .await
+                .expect("the feed waits for the store")
+        }
+
+        /// The messages of receiver `which` until it has `frames` ticks.
+        async fn received(&mut self, which: usize, frames: u64) -> Vec<Vec<(u64, Instant)>> {
+            let mut got: Vec<Vec<(u64, Instant)>> = Vec::new();
+            while got.iter().map(Vec::len).sum::<usize>() < frames as usize {
+                let next = tokio::time::timeout(Duration::from_secs(30), self.rx[which].recv());
+                got.push(next.await.ok().flatten().expect("a message of ticks"));
+            }
+            got
+        }
+    }
+
+    /// Starts a feed playing `body` at `speed`, made as `build` finishes it.
+    fn start_file(
+        tag: &str,
+        body: &str,
+        speed: ReplaySpeed,
+        build: impl FnOnce(BinanceFeed) -> BinanceFeed,
+    ) -> Playing {
         let dir = std::env::temp_dir().join(format!("mm-feed-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("r.jsonl");
         std::fs::write(&path, body).expect("write");
-        let reg = std::sync::Arc::new(Registry::new(
-            HaltGate::open_for_tests([]),
-            std::sync::Arc::new(VenueBooks::new([], 10_000)),
-        ));
-        let (qtx, mut qrx) = tokio::sync::mpsc::unbounded_channel();
-        let (vtx, mut vrx) = tokio::sync::mpsc::unbounded_channel();
-        let quotes = Probe(qtx).start();
-        reg.ticks_to_quotes.bind(quotes.clone().recipient());
-        reg.feed_health.bind(quotes.recipient());
-        reg.ticks_to_venue.bind(Probe(vtx).start().recipient());
         let spec = FeedSpec::Replay {
             path,
             speed,
             looped: false,
         };
+        start_spec(spec, Some(dir), build)
+    }
+
+    /// Starts a feed of `spec`, made as `build` finishes it.
+    fn start_spec(
+        spec: FeedSpec,
+        dir: Option<std::path::PathBuf>,
+        build: impl FnOnce(BinanceFeed) -> BinanceFeed,
+    ) -> Playing {
+        let reg = std::sync::Arc::new(Registry::new(
+            HaltGate::open_for_tests([]),
+            std::sync::Arc::new(VenueBooks::new([], 10_000)),
+        ));
+        let (qtx, qrx) = tokio::sync::mpsc::unbounded_channel();
+        let (vtx, vrx) = tokio::sync::mpsc::unbounded_channel();
+        let quotes = Probe(qtx).start();
+        reg.ticks_to_quotes.bind(quotes.clone().recipient());
+        reg.feed_health.bind(quotes.recipient());
+        reg.ticks_to_venue.bind(Probe(vtx).start().recipient());
         // The first level is adopted on its first tick.
         let guard = ReferenceGuardConfig {
             jump_limit_bps: rust_decimal::Decimal::from(10_000),
@@ -600,23 +720,75 @@ mod tests {
             confirm_ms: 0,
         };
         let symbols = vec![BinanceSymbol("ADAUSDT".into())];
-        let _feed = BinanceFeed::new(reg, spec, symbols, 60_000, guard)
-            .follow_batch(batch)
-            .max_speed_batch(turn)
-            .start();
-        // Each receiver's messages until it has every tick.
-        let mut all = Vec::new();
-        for rx in [&mut qrx, &mut vrx] {
-            let mut got: Vec<Vec<(u64, Instant)>> = Vec::new();
-            while got.iter().map(Vec::len).sum::<usize>() < frames as usize {
-                let next = tokio::time::timeout(Duration::from_secs(30), rx.recv());
-                got.push(next.await.ok().flatten().expect("a message of ticks"));
-            }
-            all.push(got);
+        let feed = build(BinanceFeed::new(reg, spec, symbols, 60_000, guard)).start();
+        Playing {
+            feed,
+            rx: [qrx, vrx],
+            dir,
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        let venue = all.pop().expect("venue");
-        (all.pop().expect("quotes"), venue)
+    }
+
+    /// A max-speed replay takes in no frame while the store's queue is over its bound, and
+    /// plays every frame, once and in order, when the queue is back under it.
+    #[actix_rt::test]
+    async fn at_max_speed_the_replay_waits_while_the_store_is_behind() {
+        let body: String = (1..=100).map(|u| line(u, "ADAUSDT", 1_000)).collect();
+        let queue = crate::store::Queue::default();
+        queue.add(5);
+        let waits = queue.clone();
+        let mut playing = start_file("store-behind", &body, ReplaySpeed::Max, |feed| {
+            feed.waits_for_store(waits, 4)
+        });
+        // Turns are put off, one a millisecond, and nothing has been read meanwhile.
+        let stats = playing.store_waits(3).await;
+        assert_eq!((stats.frames, stats.accepted), (0, 0), "{stats:?}");
+        assert!(playing.rx[0].try_recv().is_err(), "no tick priced");
+        // Back at the bound: the replay goes on.
+        queue.taken(1);
+        let quotes = playing.received(0, 100).await;
+        assert!(in_order(&quotes, 100));
+        let stats = playing.feed.send(GetFeedStats).await.expect("stats");
+        assert_eq!(stats.frames, 100);
+    }
+
+    /// The max-speed walk (the bench's flood) waits for the store as a replay does.
+    #[actix_rt::test]
+    async fn the_max_speed_walk_waits_while_the_store_is_behind() {
+        let queue = crate::store::Queue::default();
+        queue.add(1);
+        let waits = queue.clone();
+        let spec = FeedSpec::Synthetic {
+            cfg: SyntheticConfig {
+                interval_ms: 0,
+                ..SyntheticConfig::default()
+            },
+            max_ticks: Some(40),
+        };
+        let mut playing = start_spec(spec, None, |feed| feed.waits_for_store(waits, 0));
+        let stats = playing.store_waits(3).await;
+        assert_eq!(stats.frames, 0, "{stats:?}");
+        queue.taken(1);
+        let quotes = playing.received(0, 40).await;
+        assert_eq!(quotes.concat().len(), 40);
+    }
+
+    /// A replay at its recorded pace never waits for the store: its frames are due when
+    /// they are due.
+    #[actix_rt::test]
+    async fn a_paced_replay_does_not_wait_for_the_store() {
+        let body: String = (1..=5)
+            .map(|u| line(u, "ADAUSDT", 1_000 + u as i64))
+            .collect();
+        let queue = crate::store::Queue::default();
+        queue.add(1_000);
+        let waits = queue.clone();
+        let mut playing = start_file("store-paced", &body, ReplaySpeed::Recorded, |feed| {
+            feed.waits_for_store(waits, 0)
+        });
+        let quotes = playing.received(0, 5).await;
+        assert!(in_order(&quotes, 5));
+        let stats = playing.feed.send(GetFeedStats).await.expect("stats");
+        assert_eq!(stats.store_waits, 0);
     }
 
     fn in_order(messages: &[Vec<(u64, Instant)>], frames: u64) -> bool {
