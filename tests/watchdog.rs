@@ -65,20 +65,18 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
     signal_pid(bot.id(), "-STOP");
     let stopped = Instant::now();
     let t_stop = common::now_ms_approx();
+    // The watchdog's own decision as well as an empty venue: in 1 run of 6 the venue was
+    // empty before the watchdog's line was in its log (a cancel the bot wrote just before it
+    // stopped can empty it by itself).
     wait_for(
         "the watchdog to flatten the venue",
         Duration::from_secs(10),
-        || mock.open_orders() == 0,
+        || wd_log.contains("cancelling everything at the venue") && mock.open_orders() == 0,
     );
     let took = stopped.elapsed();
     assert!(
         took <= Duration::from_secs(4),
         "flattened {took:?} after the bot stopped (max-age 2 s + 2 s)"
-    );
-    assert!(
-        wd_log.contains("cancelling everything at the venue"),
-        "{}",
-        wd_log.text()
     );
     let after: Vec<_> = mock
         .arrivals()
