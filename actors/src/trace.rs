@@ -306,14 +306,9 @@ mod tests {
         );
         assert_eq!(traceparent(&Context::new()), None);
         // What the W3C propagator writes, for any ids and flags.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = crate::rng::SplitMix64::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..200 {
-            let mut next = || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
+            let mut next = || rng.next_u64();
             let trace = (u128::from(next()) << 64) | u128::from(next());
             let sc = SpanContext::new(
                 TraceId::from_bytes(trace.to_be_bytes()),

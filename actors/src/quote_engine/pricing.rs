@@ -421,12 +421,10 @@ pub(crate) mod tests {
         for p in [&mut fast, &mut slow] {
             p.sides = SidesAllowed::BOTH;
         }
-        let mut x: u64 = 42;
+        let mut rng = crate::rng::SplitMix64::new(42);
         let mut mid = 4_500i64;
         for i in 0..5_000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             if x.is_multiple_of(5) {
                 mid += if x.is_multiple_of(2) { 1 } else { -1 };
             }
