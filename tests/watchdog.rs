@@ -88,7 +88,11 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
         "the watchdog never places: {after:?}"
     );
     assert!(after.iter().any(|(_, k)| *k == "cancel_all"), "{after:?}");
-    assert!(watchdog_sends() >= 1, "its sends count against the budget");
+    assert!(
+        watchdog_sends() >= 1,
+        "its sends count against the budget: {}",
+        wd_log.text()
+    );
     // It keeps watching: the venue stays flat while the bot is stopped.
     mock.wait_ticks(100);
     assert_eq!(mock.open_orders(), 0);
