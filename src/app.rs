@@ -298,12 +298,21 @@ impl Pipeline {
             gate.clone(),
             reg.books.clone(),
         );
+        // Only a venue outside the process has a watchdog whose sends the budget must read.
+        let in_process = matches!(access, VenueAccess::InProcess);
         let limiter = supervision::start_in_arbiter(
             &venue_arbiter,
             "rate_limiter",
             &monitor,
             &start_gate,
-            move |_| RateLimiter::new(&rl_cfg, s, g.clone(), b.clone()),
+            move |_| {
+                let limiter = RateLimiter::new(&rl_cfg, s, g.clone(), b.clone());
+                if in_process {
+                    limiter.venue_in_process()
+                } else {
+                    limiter
+                }
+            },
         );
         reg.sends.bind_elsewhere(limiter.clone().recipient());
         let send_wait = Duration::from_millis(cfg.rate_limit.max_send_wait_ms);

@@ -15,6 +15,13 @@
 //! Transports reach the second point through a [`SendGate`], which also closes to places the
 //! moment trading halts ([`crate::halt_gate::HaltGate`]).
 //!
+//! The watchdog (`deltadefi-mm watchdog`, another process) cancels with the same credentials
+//! while the bot's heartbeat is stale, and records its sends before it writes them. While it
+//! may have been sending ([`crate::store::beat::Beat`]), its sends are read from SQLite before
+//! each of ours and counted in the budget, so that a bot that resumes after a stop does not
+//! spend a budget the watchdog already used. With the venue inside the process (the mock)
+//! there is no watchdog, and nothing is read.
+//!
 //! The limiters survive a restart of this actor (only the waiting requests are dropped, and
 //! their requesters retry), so a restart can never hand out a fresh burst.
 
@@ -83,6 +90,8 @@ pub struct BudgetStats {
     pub waiting: u32,
     /// The budget has been seeded from SQLite.
     pub seeded: bool,
+    /// The watchdog's sends counted in the budget since start.
+    pub watchdog_sends: u64,
 }
 
 /// How much later than recorded a send from SQLite is counted: the record is committed just
@@ -112,6 +121,15 @@ pub struct RateLimiter {
     books: Arc<VenueBooks>,
     /// A granted send's record is being committed; no other is granted meanwhile.
     recording: bool,
+    /// The watchdog may send at this venue (false with the venue inside the process).
+    watchdog: bool,
+    /// The watchdog's sends are being read; no send is granted meanwhile.
+    reading_watchdog: bool,
+    /// They were read just now: the next decision to grant or wait may go by the budget.
+    watchdog_read: bool,
+    /// The highest `outbox_sends` id already in the budget (from the seed or those reads).
+    seen_send_id: i64,
+    watchdog_sends: u64,
     granted_total: u64,
     sends_total: u64,
     wake_scheduled: bool,
@@ -146,12 +164,24 @@ impl RateLimiter {
             halt,
             books,
             recording: false,
+            watchdog: true,
+            reading_watchdog: false,
+            watchdog_read: false,
+            seen_send_id: 0,
+            watchdog_sends: 0,
             granted_total: 0,
             sends_total: 0,
             wake_scheduled: false,
             send_wake: None,
             health: ActorHealth::default(),
         }
+    }
+
+    /// For a venue inside this process: no watchdog can send there, so its sends are never
+    /// read.
+    pub fn venue_in_process(mut self) -> Self {
+        self.watchdog = false;
+        self
     }
 
     fn on_restart(&mut self, _: &mut Context<Self>) {
@@ -165,6 +195,8 @@ impl RateLimiter {
         self.wake_scheduled = false;
         self.send_wake = None;
         self.recording = false;
+        self.reading_watchdog = false;
+        self.watchdog_read = false;
     }
 
     /// Reads the sends of the last window from SQLite into the budget. Until it has, nothing
@@ -177,15 +209,20 @@ impl RateLimiter {
         let store = self.store.clone();
         let since = now_ms() - self.budget.window_ms();
         ctx.wait(
-            async move { store.read(move |c| rows::sends_since(c, since)).await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
+            async move {
+                store
+                    .read(move |c| Ok((rows::sends_since(c, since)?, rows::last_send_id(c)?)))
+                    .await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
                     match res {
                         // A crash may have come between a record and its correction to the
                         // moment of the write: count each a little later than recorded.
-                        Ok(times) => act
-                            .budget
-                            .seed(times.into_iter().map(|t| t + SEED_SLACK_MS)),
+                        Ok((times, last_id)) => {
+                            act.seen_send_id = last_id;
+                            act.budget.seed(times.into_iter().map(|t| t + SEED_SLACK_MS));
+                        }
                         Err(e) => {
                             error!(cause = %e, "cannot read recent sends: assuming a full budget was just spent");
                             let now = now_ms();
@@ -235,7 +272,7 @@ impl RateLimiter {
     fn pump_sends(&mut self, ctx: &mut Context<Self>) {
         // One send at a time: the next is decided only once the last one's record is committed
         // and its sender let go, so that spacing holds between the moments requests are written.
-        if !self.seeded || self.recording {
+        if !self.seeded || self.recording || self.reading_watchdog {
             return;
         }
         self.sends.retain(|(_, tx)| !tx.is_closed());
@@ -253,6 +290,13 @@ impl RateLimiter {
             return;
         }
         let now = now_ms();
+        if self.watchdog
+            && !std::mem::take(&mut self.watchdog_read)
+            && self.store.beat().watchdog_may_send(now)
+        {
+            self.read_watchdog_sends(ctx);
+            return;
+        }
         let at = self.budget.earliest(now);
         if at > now {
             if let Some(h) = self.send_wake.take() {
@@ -295,6 +339,47 @@ impl RateLimiter {
                     tx,
                 })
             })),
+        );
+    }
+
+    /// Reads the watchdog's sends of the last window that the budget does not hold yet, then
+    /// decides the next send. A failed read is logged and the budget goes by what it holds.
+    fn read_watchdog_sends(&mut self, ctx: &mut Context<Self>) {
+        self.reading_watchdog = true;
+        let store = self.store.clone();
+        let since = now_ms() - self.budget.window_ms();
+        let after = self.seen_send_id;
+        ctx.spawn(
+            async move {
+                store
+                    .read(move |c| rows::watchdog_sends_since(c, since, after))
+                    .await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.reading_watchdog = false;
+                match res {
+                    Ok(sends) if !sends.is_empty() => {
+                        warn!(
+                            sends = sends.len(),
+                            "the watchdog sent at the venue within the last window: counted in the budget"
+                        );
+                        act.watchdog_sends += sends.len() as u64;
+                        for (id, _) in &sends {
+                            act.seen_send_id = act.seen_send_id.max(*id);
+                        }
+                        // Recorded just before its write, like ours.
+                        act.budget
+                            .seed(sends.into_iter().map(|(_, t)| t + SEED_SLACK_MS));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(cause = %e, "cannot read the watchdog's sends; the budget goes by this process's own");
+                    }
+                }
+                act.watchdog_read = true;
+                act.pump_sends(ctx);
+            }),
         );
     }
 }
@@ -388,6 +473,7 @@ impl Handler<GetBudget> for RateLimiter {
             waiting: u32::try_from(self.cancels.len() + self.places.len() + self.sends.len())
                 .unwrap_or(u32::MAX),
             seeded: self.seeded,
+            watchdog_sends: self.watchdog_sends,
         }
     }
 }
@@ -513,5 +599,108 @@ mod tests {
         assert!(stats.seeded);
         assert_eq!(stats.sends_total, 1);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Records a send as `deltadefi-mm watchdog` does: another connection, another process.
+    fn watchdog_send(store: &Store, at_ms: i64) {
+        let c = rusqlite::Connection::open(store.path()).expect("open");
+        c.execute(
+            "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms, kind, market, source)
+             VALUES (NULL, 0, ?1, 'cancel', 'ADAUSDM', 'watchdog')",
+            [at_ms],
+        )
+        .expect("insert");
+    }
+
+    fn five_a_second() -> RateLimitConfig {
+        RateLimitConfig {
+            actions_per_second: 5,
+            burst: 1,
+            venue_margin_ms: 0,
+            max_send_wait_ms: 3_000,
+        }
+    }
+
+    /// A bot that resumes after a stop (its heartbeat stale) finds the watchdog's cancels in
+    /// the database: the venue counted them, so its next send is spaced after them.
+    #[actix_rt::test]
+    async fn the_watchdogs_sends_are_counted_while_the_heartbeat_is_stale() {
+        let (store, dir) = temp_store("watchdog");
+        let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
+        let rl = RateLimiter::new(&five_a_second(), store.clone(), halt, no_books()).start();
+        let first = rl
+            .send(AcquireSend(record(IntentKind::Place)))
+            .await
+            .expect("mailbox")
+            .expect("send")
+            .sent_at_ms;
+        // No heartbeat committed yet: as stale as it gets. The watchdog sent 100 ms later.
+        assert!(store.beat().watchdog_may_send(now_ms()));
+        watchdog_send(&store, first + 100);
+        let next = rl
+            .send(AcquireSend(record(IntentKind::Cancel)))
+            .await
+            .expect("mailbox")
+            .expect("send")
+            .sent_at_ms;
+        assert!(
+            next >= first + 100 + 200,
+            "5/s: 200 ms after the watchdog's send at {}, not after ours at {first}: {next}",
+            first + 100
+        );
+        let stats = rl.send(GetBudget).await.expect("stats");
+        assert_eq!(stats.watchdog_sends, 1);
+        // Read once: the next send is spaced after the last one, not after the watchdog's again.
+        let third = rl
+            .send(AcquireSend(record(IntentKind::Cancel)))
+            .await
+            .expect("mailbox")
+            .expect("send")
+            .sent_at_ms;
+        assert!(
+            third - next >= 200 && third - next < 400,
+            "{next} then {third}"
+        );
+        assert_eq!(rl.send(GetBudget).await.expect("stats").watchdog_sends, 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A heartbeat fresh for longer than the hold, or a venue inside the process: nothing is
+    /// read before a send.
+    #[actix_rt::test]
+    async fn the_watchdogs_sends_are_not_read_when_it_cannot_have_sent() {
+        let (store, dir) = temp_store("no-watchdog");
+        let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
+        let now = now_ms();
+        for t in (now - 5_000..=now).step_by(1_000) {
+            store.beat().committed(t, t + 1);
+        }
+        assert!(!store.beat().watchdog_may_send(now_ms()));
+        let fresh =
+            RateLimiter::new(&five_a_second(), store.clone(), halt.clone(), no_books()).start();
+        watchdog_send(&store, now_ms());
+        fresh
+            .send(AcquireSend(record(IntentKind::Cancel)))
+            .await
+            .expect("mailbox")
+            .expect("send");
+        assert_eq!(
+            fresh.send(GetBudget).await.expect("stats").watchdog_sends,
+            0
+        );
+
+        let (store, dir2) = temp_store("in-process");
+        assert!(store.beat().watchdog_may_send(now_ms()));
+        let mock = RateLimiter::new(&five_a_second(), store.clone(), halt, no_books())
+            .venue_in_process()
+            .start();
+        watchdog_send(&store, now_ms());
+        mock.send(AcquireSend(record(IntentKind::Cancel)))
+            .await
+            .expect("mailbox")
+            .expect("send");
+        assert_eq!(mock.send(GetBudget).await.expect("stats").watchdog_sends, 0);
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(dir2);
     }
 }

@@ -102,13 +102,7 @@ impl RiskGuard {
             .map(|(m, s)| format!("{m}={}", s.as_str()))
             .collect();
         states.sort();
-        self.store.write(
-            vec![Write::Heartbeat {
-                ts_ms: now_ms(),
-                trading_state: states.join(","),
-            }],
-            None,
-        );
+        self.store.write_heartbeat(now_ms(), states.join(","));
     }
 
     pub(super) fn set_kill(&mut self, engage: bool, source: &str) {

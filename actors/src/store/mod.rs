@@ -20,6 +20,7 @@
 //!   backoff; the flag clears only once such a commit succeeds. Writers are told at once that
 //!   their batch did not commit.
 
+pub mod beat;
 pub mod rows;
 pub mod schema;
 pub mod text;
@@ -89,6 +90,7 @@ pub struct Store {
     path: PathBuf,
     failing: Arc<AtomicBool>,
     queue: Queue,
+    beat: Arc<beat::Beat>,
 }
 
 /// The writes handed to the store and not yet taken up by its thread (those a group commit
@@ -227,7 +229,29 @@ impl Store {
             path: path.to_path_buf(),
             failing,
             queue,
+            beat: Arc::default(),
         })
+    }
+
+    /// The heartbeat's commits, as a watchdog reading the database sees them.
+    pub fn beat(&self) -> &beat::Beat {
+        &self.beat
+    }
+
+    /// Writes the heartbeat, and notes its commit in [`Store::beat`].
+    pub fn write_heartbeat(&self, ts_ms: i64, trading_state: String) {
+        let beat = self.beat.clone();
+        self.write(
+            vec![Write::Heartbeat {
+                ts_ms,
+                trading_state,
+            }],
+            Some(Box::new(move |r| {
+                if r.is_ok() {
+                    beat.committed(ts_ms, crate::types::now_ms());
+                }
+            })),
+        );
     }
 
     /// The "SQLite cannot commit" flag, shared with the thread (the halt gate follows it).

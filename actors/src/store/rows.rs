@@ -621,6 +621,42 @@ pub fn sends_since(conn: &Connection, since_ms: i64) -> Result<Vec<i64>, StoreEr
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The `source` of the sends `deltadefi-mm watchdog` records: another process, counted by
+/// the venue in the same budget.
+pub const WATCHDOG_SOURCE: &str = "watchdog";
+
+/// The watchdog's sends recorded at `since_ms` or later with a row id above `after_id`, as
+/// (id, sent_at_ms), oldest first.
+///
+/// # Errors
+/// SQLite errors.
+pub fn watchdog_sends_since(
+    conn: &Connection,
+    since_ms: i64,
+    after_id: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, sent_at_ms FROM outbox_sends
+         WHERE sent_at_ms >= ?1 AND id > ?2 AND source = ?3 ORDER BY sent_at_ms",
+    )?;
+    let rows = stmt.query_map(params![since_ms, after_id, WATCHDOG_SOURCE], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The highest row id of `outbox_sends` (0 when empty): every send up to it is known.
+///
+/// # Errors
+/// SQLite errors.
+pub fn last_send_id(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox_sends", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 /// Orders still live without a venue id whose place can no longer be under way, with what
 /// became of their place: (order, status of its latest place row, or `None` when it has none).
 /// A crash between a transition and the outbox's answer leaves such orders (`pending_new`, or
