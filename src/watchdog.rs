@@ -9,8 +9,14 @@
 //! stale it lists the venue every few seconds and cancels whatever is open. It never places:
 //! it holds no signer and has no way to.
 //!
-//! Its cancels count against the same venue budget: it spaces them like the bot does and
-//! records them in `outbox_sends` (source `watchdog`) when the database takes writes.
+//! Its cancels count against the same venue budget: it spaces them after the bot's recorded
+//! sends, and records each in `outbox_sends` (source `watchdog`) before writing it, where the
+//! bot's rate limiter reads them once it works again. A record the database cannot take now
+//! (a write lock held by the stopped bot) is kept and written at the next look, oldest
+//! first. It stops sending as soon as the heartbeat is fresh again: the bot is working and
+//! manages its orders. `--max-age` is at least 2 s
+//! ([`mm_actors::store::beat::WATCHDOG_MIN_AGE_MS`]), so that the bot reads the watchdog's
+//! sends before the watchdog can start.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +25,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mm_actors::config::Config;
 use mm_actors::deltadefi::rest::CancelClient;
+use mm_actors::store::beat::WATCHDOG_MIN_AGE_MS;
+use mm_actors::store::rows::WATCHDOG_SOURCE;
 use mm_actors::types::{MarketId, now_ms};
 use rusqlite::{Connection, OptionalExtension};
 use tracing::{error, info, warn};
@@ -82,17 +90,60 @@ fn observe(db: &Path) -> Result<Observation, rusqlite::Error> {
     })
 }
 
-/// The watchdog's cancels, spaced within the venue budget and recorded where possible.
+/// A send made and not yet recorded: (sent_at_ms, kind, market).
+type Unrecorded = (i64, &'static str, MarketId);
+
+/// The watchdog's cancels, spaced within the venue budget and recorded.
 struct Canceller {
     client: CancelClient,
     db: PathBuf,
     gap_ms: i64,
+    max_age_ms: i64,
     last_send_ms: i64,
+    /// Sends whose record the database has not taken yet, oldest first.
+    unrecorded: Vec<Unrecorded>,
 }
 
 impl Canceller {
-    /// Waits for the budget, records the send (best effort), and returns.
-    async fn before_send(&mut self, kind: &str, market: &MarketId) {
+    /// Writes the sends not recorded yet, oldest first, in one transaction. True when none is
+    /// left.
+    fn record_backlog(&mut self) -> bool {
+        if self.unrecorded.is_empty() {
+            return true;
+        }
+        let r = Connection::open(&self.db).and_then(|mut c| {
+            c.busy_timeout(Duration::from_millis(200))?;
+            let tx = c.transaction()?;
+            for (at, kind, market) in &self.unrecorded {
+                tx.execute(
+                    "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms, kind, market, source)
+                     VALUES (NULL, 0, ?1, ?2, ?3, ?4)",
+                    rusqlite::params![at, kind, market.as_str(), WATCHDOG_SOURCE],
+                )?;
+            }
+            tx.commit()
+        });
+        match r {
+            Ok(()) => {
+                if self.unrecorded.len() > 1 {
+                    info!(
+                        sends = self.unrecorded.len(),
+                        "watchdog: sends recorded late, now that the database takes writes"
+                    );
+                }
+                self.unrecorded.clear();
+                true
+            }
+            Err(e) => {
+                warn!(cause = %e, unrecorded = self.unrecorded.len(), "cannot record the watchdog's sends yet; kept for the next look");
+                false
+            }
+        }
+    }
+
+    /// Waits for the budget and records the send. False when the bot's heartbeat is fresh
+    /// again: the bot is working, and nothing more is sent.
+    async fn before_send(&mut self, kind: &'static str, market: &MarketId) -> bool {
         // Sends of the bot in its last second count too (it may have been working until now).
         let recent: i64 =
             Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -109,25 +160,34 @@ impl Canceller {
         if wait > 0 {
             actix_rt::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
         }
-        self.last_send_ms = now_ms();
-        let recorded = Connection::open(&self.db).and_then(|c| {
-            c.busy_timeout(Duration::from_millis(200))?;
-            c.execute(
-                "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms, kind, market, source)
-                 VALUES (NULL, 0, ?1, ?2, ?3, 'watchdog')",
-                rusqlite::params![self.last_send_ms, kind, market.as_str()],
-            )
-        });
-        if let Err(e) = recorded {
-            warn!(cause = %e, "cannot record the watchdog's send; cancelling anyway");
+        // The last look before the write: a bot working again manages its own orders.
+        if let Ok(obs) = observe(&self.db)
+            && obs.heartbeat_age_ms.is_some_and(|a| a <= self.max_age_ms)
+        {
+            info!(market = %market, "watchdog: the bot's heartbeat is fresh again; sending nothing more");
+            return false;
         }
+        self.last_send_ms = now_ms();
+        self.unrecorded
+            .push((self.last_send_ms, kind, market.clone()));
+        if !self.record_backlog() {
+            warn!("watchdog: cancelling anyway; the record follows once the database takes writes");
+        }
+        true
     }
 
     /// Cancel-all, then list and cancel one by one until the venue lists nothing (a few
-    /// rounds at most; the next check goes on). Returns the orders still open.
-    async fn flatten(&mut self, market: &MarketId, with_cancel_all: bool) -> usize {
+    /// rounds at most; the next check goes on). Returns the orders still open (`usize::MAX`
+    /// when the venue could not be listed), or [`StoodDown`] when the bot works again.
+    async fn flatten(
+        &mut self,
+        market: &MarketId,
+        with_cancel_all: bool,
+    ) -> Result<usize, StoodDown> {
         if with_cancel_all {
-            self.before_send("cancel_all", market).await;
+            if !self.before_send("cancel_all", market).await {
+                return Err(StoodDown);
+            }
             match self.client.cancel_all(market).await {
                 Ok(ids) => {
                     warn!(market = %market, cancelled = ids.len(), "watchdog: cancel-all sent")
@@ -141,38 +201,68 @@ impl Canceller {
                 Ok(open) => open,
                 Err(e) => {
                     error!(market = %market, cause = %e, "watchdog: cannot list open orders");
-                    return left;
+                    return Ok(left);
                 }
             };
             left = open.len();
             if open.is_empty() {
-                return 0;
+                return Ok(0);
             }
             warn!(market = %market, open = open.len(), "watchdog: orders open at the venue, cancelling each");
             for id in &open {
-                self.before_send("cancel", market).await;
+                if !self.before_send("cancel", market).await {
+                    return Err(StoodDown);
+                }
                 if let Err(e) = self.client.cancel(id).await {
                     error!(market = %market, venue_order_id = %id, cause = %e, "watchdog: cancel failed");
                 }
             }
         }
-        left
+        Ok(left)
     }
+
+    /// Flattens every market in turn until the bot works again. The orders still open, or
+    /// `None` when it stood down.
+    async fn flatten_all(&mut self, markets: &[MarketId], with_cancel_all: bool) -> Option<usize> {
+        let mut left = 0usize;
+        for m in markets {
+            left = left.saturating_add(self.flatten(m, with_cancel_all).await.ok()?);
+        }
+        Some(left)
+    }
+}
+
+/// The bot's heartbeat was fresh at the last look before a send: nothing more was sent.
+#[derive(Debug)]
+struct StoodDown;
+
+/// `--max-age` in ms.
+///
+/// # Errors
+/// Below [`WATCHDOG_MIN_AGE_MS`]: the bot writes its heartbeat every second, and its rate
+/// limiter reads the watchdog's sends only once the heartbeat is 1.5 s old.
+pub fn max_age_ms(max_age: Duration) -> anyhow::Result<i64> {
+    let ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    if ms < WATCHDOG_MIN_AGE_MS {
+        anyhow::bail!(
+            "--max-age {max_age:?} is below {WATCHDOG_MIN_AGE_MS} ms: the bot writes its heartbeat every second, and its rate limiter counts the watchdog's sends only once the heartbeat is 1.5 s old"
+        );
+    }
+    Ok(ms)
 }
 
 /// Runs the watchdog until SIGINT/SIGTERM.
 ///
 /// # Errors
-/// A config that does not name a reachable venue's secrets, or a second watchdog on the same
-/// database.
+/// A `--max-age` below 2 s, or a second watchdog on the same database.
 pub fn run(
     cfg: Config,
     db: PathBuf,
     max_age: Duration,
     access: VenueAccess,
 ) -> anyhow::Result<ExitCode> {
+    let max_age_ms = max_age_ms(max_age)?;
     let _lock = InstanceLock::acquire(&db, "watchdog")?;
-    let max_age_ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
     let every = (max_age / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let recheck_ms = 5_000;
     let VenueAccess::DeltaDeFi { api_key, .. } = access else {
@@ -193,7 +283,9 @@ pub fn run(
             client: CancelClient::new(&rest_url, api_key, timeout),
             db: db.clone(),
             gap_ms,
+            max_age_ms,
             last_send_ms: 0,
+            unrecorded: Vec::new(),
         };
         let mut flattened_at: Option<i64> = None;
         let mut tick = actix_rt::time::interval(every);
@@ -205,6 +297,7 @@ pub fn run(
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
             }
+            canceller.record_backlog();
             let obs = match observe(&db) {
                 Ok(o) => o,
                 Err(e) => {
@@ -227,22 +320,22 @@ pub fn run(
                         open_orders = obs.open_orders,
                         "watchdog: the bot stopped working with orders open; cancelling everything at the venue"
                     );
-                    let mut left = 0;
-                    for m in &markets {
-                        left += canceller.flatten(m, true).await;
-                    }
-                    if left == 0 {
+                    if canceller.flatten_all(&markets, true).await == Some(0) {
                         warn!("watchdog: the venue lists no open order");
                     }
                     flattened_at = Some(now_ms());
                 }
                 Decision::Recheck => {
-                    for m in &markets {
-                        canceller.flatten(m, false).await;
-                    }
+                    canceller.flatten_all(&markets, false).await;
                     flattened_at = Some(now_ms());
                 }
             }
+        }
+        if !canceller.record_backlog() {
+            error!(
+                unrecorded = canceller.unrecorded.len(),
+                "watchdog stopping with sends it could not record: the bot's budget will not count them"
+            );
         }
         info!("watchdog stopping");
         anyhow::Ok(())
@@ -259,6 +352,115 @@ mod tests {
             heartbeat_age_ms: age,
             open_orders: open,
         }
+    }
+
+    /// A database with the bot's schema and a heartbeat `age_ms` old, in a fresh directory.
+    fn db_with_heartbeat(tag: &str, age_ms: i64) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "mm-watchdog-{tag}-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = dir.join("bot.db");
+        drop(mm_actors::store::Store::open(&db).expect("store"));
+        Connection::open(&db)
+            .and_then(|c| {
+                c.execute(
+                    "INSERT INTO heartbeat(id, ts_ms, trading_state) VALUES (1, ?1, '')",
+                    [now_ms() - age_ms],
+                )
+            })
+            .expect("heartbeat");
+        (db, dir)
+    }
+
+    fn canceller(db: &Path) -> Canceller {
+        Canceller {
+            // Never reached: these tests stop before a request is written.
+            client: CancelClient::new(
+                "http://127.0.0.1:9",
+                zeroize::Zeroizing::new(String::new()),
+                Duration::from_millis(100),
+            ),
+            db: db.to_path_buf(),
+            gap_ms: 210,
+            max_age_ms: 2_000,
+            last_send_ms: 0,
+            unrecorded: Vec::new(),
+        }
+    }
+
+    fn watchdog_sends(db: &Path) -> i64 {
+        Connection::open(db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM outbox_sends WHERE source = 'watchdog'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .expect("count")
+    }
+
+    /// Right before a send the watchdog looks at the heartbeat again: a bot working again
+    /// manages its own orders, and nothing more is sent or recorded.
+    #[actix_rt::test]
+    async fn a_fresh_heartbeat_stops_the_sends() {
+        let market = MarketId("ADAUSDM".into());
+        let (db, dir) = db_with_heartbeat("fresh", 500);
+        let mut c = canceller(&db);
+        assert!(!c.before_send("cancel_all", &market).await);
+        assert_eq!(watchdog_sends(&db), 0);
+        assert!(
+            c.flatten_all(std::slice::from_ref(&market), true)
+                .await
+                .is_none()
+        );
+
+        let (db, dir2) = db_with_heartbeat("stale", 5_000);
+        let mut c = canceller(&db);
+        assert!(c.before_send("cancel_all", &market).await);
+        assert_eq!(watchdog_sends(&db), 1, "recorded before the write");
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(dir2);
+    }
+
+    /// Sends made while the database is locked are kept and recorded, at their own times and
+    /// oldest first, once it takes writes.
+    #[actix_rt::test]
+    async fn sends_are_recorded_once_the_lock_is_gone() {
+        let market = MarketId("ADAUSDM".into());
+        let (db, dir) = db_with_heartbeat("locked", 5_000);
+        let lock = Connection::open(&db).expect("open");
+        lock.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let mut c = canceller(&db);
+        c.gap_ms = 5;
+        for _ in 0..3 {
+            assert!(c.before_send("cancel", &market).await, "sent anyway");
+        }
+        assert_eq!(c.unrecorded.len(), 3);
+        let times: Vec<i64> = c.unrecorded.iter().map(|(t, _, _)| *t).collect();
+        lock.execute_batch("ROLLBACK").expect("unlock");
+        assert!(c.record_backlog());
+        assert!(c.unrecorded.is_empty());
+        let stored: Vec<i64> = Connection::open(&db)
+            .and_then(|c| {
+                let mut st = c.prepare(
+                    "SELECT sent_at_ms FROM outbox_sends WHERE source = 'watchdog' ORDER BY id",
+                )?;
+                st.query_map([], |r| r.get(0))?.collect()
+            })
+            .expect("read");
+        assert_eq!(stored, times);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_max_age_below_two_seconds_is_refused_naming_the_flag() {
+        let e = max_age_ms(Duration::from_millis(1_999)).expect_err("too short");
+        assert!(e.to_string().contains("--max-age"), "{e}");
+        assert_eq!(max_age_ms(Duration::from_secs(2)).expect("2 s"), 2_000);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The dead-man's switch (issue 7): a bot stopped with SIGSTOP (alive, not working) while its
 //! orders rest at the venue is flattened by `deltadefi-mm watchdog` within `--max-age` + 2 s;
-//! the watchdog never places, and it leaves a healthy bot alone.
+//! the watchdog never places, and it leaves a healthy bot alone. With the database locked
+//! meanwhile (a bot stopped inside a commit holds its write lock), the watchdog cancels
+//! anyway and records its sends once the lock is gone; over the whole run the venue never
+//! counts more than the budget, the watchdog's sends included.
 
 mod common;
 
@@ -65,6 +68,11 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
     signal_pid(bot.id(), "-STOP");
     let stopped = Instant::now();
     let t_stop = common::now_ms_approx();
+    // And the database takes no writes: the test holds the write lock, unless the bot stopped
+    // inside a commit and holds it itself (then it is gone only once the bot resumes).
+    let lock = rusqlite::Connection::open(&db_path).expect("open the database");
+    lock.busy_timeout(Duration::from_secs(1)).expect("timeout");
+    let test_holds_lock = lock.execute_batch("BEGIN IMMEDIATE").is_ok();
     // The watchdog's own decision as well as an empty venue: in 1 run of 6 the venue was
     // empty before the watchdog's line was in its log (a cancel the bot wrote just before it
     // stopped can empty it by itself).
@@ -88,17 +96,32 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
         "the watchdog never places: {after:?}"
     );
     assert!(after.iter().any(|(_, k)| *k == "cancel_all"), "{after:?}");
+    assert_eq!(watchdog_sends(), 0, "the database takes no writes");
     assert!(
-        watchdog_sends() >= 1,
-        "its sends count against the budget: {}",
+        wd_log.contains("cannot record the watchdog's sends yet"),
+        "{}",
         wd_log.text()
     );
+    let recorded = || {
+        wait_for(
+            "the watchdog's sends recorded once the database takes writes",
+            Duration::from_secs(5),
+            || watchdog_sends() >= 1,
+        )
+    };
+    if test_holds_lock {
+        lock.execute_batch("ROLLBACK").expect("release the lock");
+        recorded();
+    }
     // It keeps watching: the venue stays flat while the bot is stopped.
     mock.wait_ticks(100);
     assert_eq!(mock.open_orders(), 0);
 
     // The bot resumes and is stopped cleanly; the watchdog stands down.
     signal_pid(bot.id(), "-CONT");
+    if !test_holds_lock {
+        recorded();
+    }
     signal_pid(bot.id(), "-TERM");
     let (code, _) = wait_code(&mut bot, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}", bot_log.text());
@@ -106,5 +129,10 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
     let (code, _) = wait_code(&mut watchdog, Duration::from_secs(10));
     assert_eq!(code, Some(0), "{}", wd_log.text());
     assert_eq!(mock.open_orders(), 0);
+    assert!(
+        mock.max_per_second() <= 5,
+        "the venue counted {} actions in one second, the watchdog's included; the budget is 5",
+        mock.max_per_second()
+    );
     println!("watchdog flattened the venue {took:?} after SIGSTOP (max-age 2 s)");
 }

@@ -38,7 +38,7 @@ pub use crate::messages::{
 };
 use crate::messages::{FillApplied, InventoryChanged};
 use crate::registry::Reg;
-use crate::store::{Store, Write, rows};
+use crate::store::{self, Store, Write, rows};
 use crate::supervision::ActorHealth;
 use crate::types::now_ms;
 use book::RiskBook;
@@ -302,9 +302,11 @@ impl Actor for RiskGuard {
             if act.ticks % 4 == 0 {
                 act.poll_control(ctx);
                 act.sweep_fills(ctx);
-                act.heartbeat();
             }
         });
+        // Every second whatever `check_interval_ms` is: the watchdog's `--max-age` and the rate
+        // limiter's reading of the watchdog's sends (`store::beat`) count on it.
+        ctx.run_interval(store::beat::HEARTBEAT_EVERY, |act, _| act.heartbeat());
     }
 }
 
@@ -485,6 +487,48 @@ mod tests {
             .expect("verdicts");
         assert_eq!(verdicts.len(), 1, "one verdict per intent");
         assert_eq!(checks.load(Ordering::SeqCst), 0, "no risk_guard.check span");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The heartbeat goes every second even when the risk checks run once a minute: a
+    /// watchdog with `--max-age 10s` must not flatten a healthy bot.
+    #[actix_rt::test]
+    async fn the_heartbeat_is_written_every_second_whatever_the_check_interval() {
+        let (path, dir) = crate::store::tests::temp_db("risk-beat");
+        let store = Store::open(&path).expect("store");
+        let market = crate::quote_engine::pricing::tests::market();
+        let gate = crate::halt_gate::HaltGate::new([market.market.clone()], store.failing_flag());
+        let books = Arc::new(crate::venue_book::VenueBooks::new(
+            [market.market.clone()],
+            1_000,
+        ));
+        let reg: Reg = Arc::new(crate::registry::Registry::new(gate, books));
+        let cfg = RiskConfig {
+            check_interval_ms: 60_000,
+            ..RiskConfig::default()
+        };
+        let _guard = RiskGuard::new(
+            reg,
+            store.clone(),
+            cfg,
+            std::slice::from_ref(&market),
+            5_000,
+        )
+        .start();
+        let beats = || {
+            store.read(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM heartbeat", [], |r| r.get::<_, i64>(0))?)
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // Awaits the store thread's answer each time: the first heartbeat is due after 1 s.
+        while beats().await.expect("read") == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no heartbeat within 5 s with check_interval_ms 60000"
+            );
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

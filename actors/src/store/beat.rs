@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// The watchdog's smallest `--max-age`: below it the watchdog refuses to start.
 pub const WATCHDOG_MIN_AGE_MS: i64 = 2_000;
 
-/// Older than this, the heartbeat may be about to look dead to a watchdog (RiskGuard writes
-/// it every second by default).
+/// How often RiskGuard writes the heartbeat.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Older than this, the heartbeat may be about to look dead to a watchdog.
 pub const STALE_MS: i64 = 1_500;
 
 /// How long after a stale stretch ends the watchdog's sends are still read before each send:
