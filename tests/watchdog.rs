@@ -13,15 +13,26 @@ use common::proc::{LogTail, bin, signal_pid, spawn_bot, wait_code, wait_for};
 use common::wire::{Driver, KEY, PASSCODE, WireMock, wire_yaml};
 use common::{TempDir, staging_config};
 
-#[test]
-fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
-    let dir = TempDir::new("watchdog");
+/// The bot and its watchdog, started on a quiet market against a DeltaDeFi-shaped server.
+struct Pair {
+    mock: WireMock,
+    _driver: Driver,
+    db_path: std::path::PathBuf,
+    bot: common::proc::Killed,
+    bot_log: LogTail,
+    watchdog: common::proc::Killed,
+    wd_log: LogTail,
+    _dir: TempDir,
+}
+
+fn start_pair(tag: &str) -> Pair {
+    let dir = TempDir::new(tag);
     let mut cfg = staging_config(dir.path());
     cfg.mock_exchange.latency_ms = 0;
     // A quiet market: the reference stays within our spread, so orders rest (and are not
     // filled away while the bot is stopped).
     let mock = WireMock::start(&cfg, false);
-    let _driver = Driver::start(&mock, cfg.markets[0].market.clone());
+    let driver = Driver::start(&mock, cfg.markets[0].market.clone());
     let config = wire_yaml(dir.path(), mock.addr, |t| t);
     let db_path = dir.path().join("bot.db");
     let mut bot = spawn_bot(&config, &db_path, &[]);
@@ -40,13 +51,97 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
             .expect("watchdog"),
     );
     let wd_log = LogTail::follow(&mut watchdog);
+    Pair {
+        mock,
+        _driver: driver,
+        db_path,
+        bot,
+        bot_log,
+        watchdog,
+        wd_log,
+        _dir: dir,
+    }
+}
+
+impl Pair {
+    /// Waits until the bot has quoted for a while: orders rest, its heartbeat is in the
+    /// database (a bot that never wrote one is not judged), and orders rest again.
+    fn quoting(&self) {
+        wait_for(
+            "orders resting at the venue",
+            Duration::from_secs(30),
+            || self.mock.open_orders() >= 2,
+        );
+        self.mock.wait_ticks(150);
+        wait_for("orders resting again", Duration::from_secs(30), || {
+            self.mock.open_orders() >= 1
+        });
+    }
+
+    /// Stops the bot (resumed first) and the watchdog with SIGTERM: both exit 0.
+    fn stop_both(&mut self) {
+        signal_pid(self.bot.id(), "-CONT");
+        signal_pid(self.bot.id(), "-TERM");
+        let (code, _) = wait_code(&mut self.bot, Duration::from_secs(30));
+        assert_eq!(code, Some(0), "{}", self.bot_log.text());
+        signal_pid(self.watchdog.id(), "-TERM");
+        let (code, _) = wait_code(&mut self.watchdog, Duration::from_secs(10));
+        assert_eq!(code, Some(0), "{}", self.wd_log.text());
+    }
+}
+
+/// A bot resumed right after the watchdog's cancel-all requotes at once. The cancel-all is in
+/// its database, and the venue counted it: the two processes together stay within the budget
+/// in every second.
+#[test]
+fn a_bot_resumed_right_after_the_watchdogs_cancel_all_keeps_the_venues_budget() {
+    let mut pair = start_pair("watchdog-resume");
+    pair.quoting();
+    let (mock, bot_log) = (&pair.mock, &pair.bot_log);
+    signal_pid(pair.bot.id(), "-STOP");
+    let t_stop = common::now_ms_approx();
+    let cancel_all_after = |t: i64| {
+        mock.arrivals()
+            .into_iter()
+            .any(|(at, k)| at > t && k == "cancel_all")
+    };
+    wait_for("the watchdog's cancel-all", Duration::from_secs(10), || {
+        cancel_all_after(t_stop)
+    });
+    signal_pid(pair.bot.id(), "-CONT");
+    let t_cont = common::now_ms_approx();
+    let actions_since = |t: i64| {
+        mock.arrivals()
+            .into_iter()
+            .filter(|(at, _)| *at > t)
+            .count()
+    };
     wait_for(
-        "orders resting at the venue",
-        Duration::from_secs(30),
-        || mock.open_orders() >= 2,
+        "the bot's requotes after it resumed",
+        Duration::from_secs(20),
+        || actions_since(t_cont) >= 6,
     );
+    let arrivals = mock.arrivals();
+    assert!(
+        mock.max_per_second() <= 5,
+        "the venue counted {} actions in one second, the watchdog's cancel-all included; the budget is 5: {arrivals:?}\n{}",
+        mock.max_per_second(),
+        bot_log.text()
+    );
+    assert!(
+        bot_log.contains("the watchdog sent at the venue within the last window"),
+        "the resumed bot read the watchdog's send: {}",
+        bot_log.text()
+    );
+    pair.stop_both();
+}
+
+#[test]
+fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
+    let mut pair = start_pair("watchdog");
     // A healthy bot is left alone for a while (its heartbeat is fresh).
-    mock.wait_ticks(150);
+    pair.quoting();
+    let (mock, wd_log, db_path) = (&pair.mock, &pair.wd_log, &pair.db_path);
     assert!(
         !wd_log.contains("cancelling everything"),
         "{}",
@@ -54,23 +149,20 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
     );
     let watchdog_sends = || {
         common::try_count(
-            &db_path,
+            db_path,
             "SELECT COUNT(*) FROM outbox_sends WHERE source = 'watchdog'",
         )
         .unwrap_or(0)
     };
     assert_eq!(watchdog_sends(), 0, "a healthy bot is left alone");
-    wait_for("orders resting again", Duration::from_secs(30), || {
-        mock.open_orders() >= 1
-    });
 
     // The bot stops working, its orders still resting.
-    signal_pid(bot.id(), "-STOP");
+    signal_pid(pair.bot.id(), "-STOP");
     let stopped = Instant::now();
     let t_stop = common::now_ms_approx();
     // And the database takes no writes: the test holds the write lock, unless the bot stopped
     // inside a commit and holds it itself (then it is gone only once the bot resumes).
-    let lock = rusqlite::Connection::open(&db_path).expect("open the database");
+    let lock = rusqlite::Connection::open(db_path).expect("open the database");
     lock.busy_timeout(Duration::from_secs(1)).expect("timeout");
     let test_holds_lock = lock.execute_batch("BEGIN IMMEDIATE").is_ok();
     // The watchdog's own decision as well as an empty venue: in 1 run of 6 the venue was
@@ -118,21 +210,16 @@ fn a_stopped_bot_with_open_orders_is_flattened_by_the_watchdog() {
     assert_eq!(mock.open_orders(), 0);
 
     // The bot resumes and is stopped cleanly; the watchdog stands down.
-    signal_pid(bot.id(), "-CONT");
+    signal_pid(pair.bot.id(), "-CONT");
     if !test_holds_lock {
         recorded();
     }
-    signal_pid(bot.id(), "-TERM");
-    let (code, _) = wait_code(&mut bot, Duration::from_secs(30));
-    assert_eq!(code, Some(0), "{}", bot_log.text());
-    signal_pid(watchdog.id(), "-TERM");
-    let (code, _) = wait_code(&mut watchdog, Duration::from_secs(10));
-    assert_eq!(code, Some(0), "{}", wd_log.text());
-    assert_eq!(mock.open_orders(), 0);
+    pair.stop_both();
+    assert_eq!(pair.mock.open_orders(), 0);
     assert!(
-        mock.max_per_second() <= 5,
+        pair.mock.max_per_second() <= 5,
         "the venue counted {} actions in one second, the watchdog's included; the budget is 5",
-        mock.max_per_second()
+        pair.mock.max_per_second()
     );
     println!("watchdog flattened the venue {took:?} after SIGSTOP (max-age 2 s)");
 }

@@ -601,6 +601,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// When the limiter let a send of `kind` go.
+    async fn sent_at(rl: &Addr<RateLimiter>, kind: IntentKind) -> i64 {
+        rl.send(AcquireSend(record(kind)))
+            .await
+            .expect("mailbox")
+            .expect("send")
+            .sent_at_ms
+    }
+
     /// Records a send as `deltadefi-mm watchdog` does: another connection, another process.
     fn watchdog_send(store: &Store, at_ms: i64) {
         let c = rusqlite::Connection::open(store.path()).expect("open");
@@ -628,21 +637,11 @@ mod tests {
         let (store, dir) = temp_store("watchdog");
         let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
         let rl = RateLimiter::new(&five_a_second(), store.clone(), halt, no_books()).start();
-        let first = rl
-            .send(AcquireSend(record(IntentKind::Place)))
-            .await
-            .expect("mailbox")
-            .expect("send")
-            .sent_at_ms;
+        let first = sent_at(&rl, IntentKind::Place).await;
         // No heartbeat committed yet: as stale as it gets. The watchdog sent 100 ms later.
         assert!(store.beat().watchdog_may_send(now_ms()));
         watchdog_send(&store, first + 100);
-        let next = rl
-            .send(AcquireSend(record(IntentKind::Cancel)))
-            .await
-            .expect("mailbox")
-            .expect("send")
-            .sent_at_ms;
+        let next = sent_at(&rl, IntentKind::Cancel).await;
         assert!(
             next >= first + 100 + 200,
             "5/s: 200 ms after the watchdog's send at {}, not after ours at {first}: {next}",
@@ -651,12 +650,7 @@ mod tests {
         let stats = rl.send(GetBudget).await.expect("stats");
         assert_eq!(stats.watchdog_sends, 1);
         // Read once: the next send is spaced after the last one, not after the watchdog's again.
-        let third = rl
-            .send(AcquireSend(record(IntentKind::Cancel)))
-            .await
-            .expect("mailbox")
-            .expect("send")
-            .sent_at_ms;
+        let third = sent_at(&rl, IntentKind::Cancel).await;
         assert!(
             third - next >= 200 && third - next < 400,
             "{next} then {third}"
@@ -679,11 +673,7 @@ mod tests {
         let fresh =
             RateLimiter::new(&five_a_second(), store.clone(), halt.clone(), no_books()).start();
         watchdog_send(&store, now_ms());
-        fresh
-            .send(AcquireSend(record(IntentKind::Cancel)))
-            .await
-            .expect("mailbox")
-            .expect("send");
+        sent_at(&fresh, IntentKind::Cancel).await;
         assert_eq!(
             fresh.send(GetBudget).await.expect("stats").watchdog_sends,
             0
@@ -695,10 +685,7 @@ mod tests {
             .venue_in_process()
             .start();
         watchdog_send(&store, now_ms());
-        mock.send(AcquireSend(record(IntentKind::Cancel)))
-            .await
-            .expect("mailbox")
-            .expect("send");
+        sent_at(&mock, IntentKind::Cancel).await;
         assert_eq!(mock.send(GetBudget).await.expect("stats").watchdog_sends, 0);
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(dir2);

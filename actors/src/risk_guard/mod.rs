@@ -417,6 +417,7 @@ mod tests {
     use super::*;
     use crate::messages::{FundsInUse, OpenExposure};
     use crate::types::Side;
+    use std::path::PathBuf;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -443,6 +444,29 @@ mod tests {
         fn exit(&self, _: &tracing::span::Id) {}
     }
 
+    /// A guard over the test market with `cfg`, on a fresh database (returned with its
+    /// directory, to remove), and the market.
+    fn guard_with(tag: &str, cfg: RiskConfig) -> (Addr<RiskGuard>, Store, PathBuf, MarketConfig) {
+        let (path, dir) = crate::store::tests::temp_db(tag);
+        let store = Store::open(&path).expect("store");
+        let market = crate::quote_engine::pricing::tests::market();
+        let gate = crate::halt_gate::HaltGate::new([market.market.clone()], store.failing_flag());
+        let books = Arc::new(crate::venue_book::VenueBooks::new(
+            [market.market.clone()],
+            1_000,
+        ));
+        let reg: Reg = Arc::new(crate::registry::Registry::new(gate, books));
+        let guard = RiskGuard::new(
+            reg,
+            store.clone(),
+            cfg,
+            std::slice::from_ref(&market),
+            5_000,
+        )
+        .start();
+        (guard, store, dir, market)
+    }
+
     /// Without an exporting tracer a check makes no span: nothing would read it, and at max
     /// speed there is one per check, most of them denials.
     #[actix_rt::test]
@@ -456,23 +480,7 @@ mod tests {
             checks: checks.clone(),
             ..SpanCount::default()
         });
-        let (path, dir) = crate::store::tests::temp_db("risk-span");
-        let store = Store::open(&path).expect("store");
-        let market = crate::quote_engine::pricing::tests::market();
-        let gate = crate::halt_gate::HaltGate::new([market.market.clone()], store.failing_flag());
-        let books = Arc::new(crate::venue_book::VenueBooks::new(
-            [market.market.clone()],
-            1_000,
-        ));
-        let reg: Reg = Arc::new(crate::registry::Registry::new(gate, books));
-        let guard = RiskGuard::new(
-            reg,
-            store,
-            RiskConfig::default(),
-            std::slice::from_ref(&market),
-            5_000,
-        )
-        .start();
+        let (guard, _store, dir, market) = guard_with("risk-span", RiskConfig::default());
         let place = rules::tests::place(Side::Buy, "0.4500", "10");
         let verdicts = guard
             .send(CheckIntents {
@@ -494,27 +502,11 @@ mod tests {
     /// watchdog with `--max-age 10s` must not flatten a healthy bot.
     #[actix_rt::test]
     async fn the_heartbeat_is_written_every_second_whatever_the_check_interval() {
-        let (path, dir) = crate::store::tests::temp_db("risk-beat");
-        let store = Store::open(&path).expect("store");
-        let market = crate::quote_engine::pricing::tests::market();
-        let gate = crate::halt_gate::HaltGate::new([market.market.clone()], store.failing_flag());
-        let books = Arc::new(crate::venue_book::VenueBooks::new(
-            [market.market.clone()],
-            1_000,
-        ));
-        let reg: Reg = Arc::new(crate::registry::Registry::new(gate, books));
         let cfg = RiskConfig {
             check_interval_ms: 60_000,
             ..RiskConfig::default()
         };
-        let _guard = RiskGuard::new(
-            reg,
-            store.clone(),
-            cfg,
-            std::slice::from_ref(&market),
-            5_000,
-        )
-        .start();
+        let (_guard, store, dir, _) = guard_with("risk-beat", cfg);
         let beats = || {
             store.read(|c| {
                 Ok(c.query_row("SELECT COUNT(*) FROM heartbeat", [], |r| r.get::<_, i64>(0))?)
