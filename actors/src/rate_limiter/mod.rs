@@ -287,6 +287,8 @@ impl RateLimiter {
             let _ = tx.send(Err(PermitError::Halted(r.market.to_string())));
         }
         if self.sends.is_empty() {
+            // A read of the watchdog's sends stands only for the decision it was made for.
+            self.watchdog_read = false;
             return;
         }
         let now = now_ms();
@@ -656,6 +658,53 @@ mod tests {
             "{next} then {third}"
         );
         assert_eq!(rl.send(GetBudget).await.expect("stats").watchdog_sends, 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A read made for a request that was refused meanwhile (its market halted) does not stand
+    /// for a later request: the watchdog may have sent in between.
+    #[actix_rt::test]
+    async fn a_read_for_a_request_refused_meanwhile_is_not_reused() {
+        let (store, dir) = temp_store("watchdog-refused");
+        let market = MarketId("ADAUSDM".into());
+        let halt = HaltGate::open_for_tests([market.clone()]);
+        let rl =
+            RateLimiter::new(&five_a_second(), store.clone(), halt.clone(), no_books()).start();
+        rl.send(GetBudget).await.expect("seeded");
+        // The store's thread is held inside a read, so that the limiter's read waits.
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+        let reader = store.clone();
+        let held = actix_rt::spawn(async move {
+            reader
+                .read(move |_| {
+                    let _ = entered.send(());
+                    let _ = release.recv();
+                    Ok(())
+                })
+                .await
+        });
+        inside.await.expect("the thread is in the read");
+        // A place starts a read, and its market halts before the read is answered: the place
+        // is refused, and nobody is left waiting.
+        let refused = rl.send(AcquireSend(record(IntentKind::Place)));
+        rl.send(GetBudget).await.expect("stats");
+        halt.set_market(&market, false);
+        hold.send(()).expect("release");
+        held.await.expect("joined").expect("read");
+        assert!(
+            matches!(refused.await.expect("mailbox"), Err(PermitError::Halted(_))),
+            "the place is refused"
+        );
+        // Then the watchdog sends, and a new request comes: the budget alone would let it go
+        // at once.
+        let watchdog_at = now_ms();
+        watchdog_send(&store, watchdog_at);
+        let next = sent_at(&rl, IntentKind::Cancel).await;
+        assert!(
+            next >= watchdog_at + 200,
+            "spaced after the watchdog's send at {watchdog_at}: {next}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
