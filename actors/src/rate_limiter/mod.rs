@@ -672,19 +672,7 @@ mod tests {
             RateLimiter::new(&five_a_second(), store.clone(), halt.clone(), no_books()).start();
         rl.send(GetBudget).await.expect("seeded");
         // The store's thread is held inside a read, so that the limiter's read waits.
-        let (hold, release) = std::sync::mpsc::channel::<()>();
-        let (entered, inside) = tokio::sync::oneshot::channel::<()>();
-        let reader = store.clone();
-        let held = actix_rt::spawn(async move {
-            reader
-                .read(move |_| {
-                    let _ = entered.send(());
-                    let _ = release.recv();
-                    Ok(())
-                })
-                .await
-        });
-        inside.await.expect("the thread is in the read");
+        let (hold, held) = crate::store::tests::hold_thread(&store).await;
         // A place starts a read, and its market halts before the read is answered: the place
         // is refused, and nobody is left waiting.
         let refused = rl.send(AcquireSend(record(IntentKind::Place)));

@@ -633,6 +633,30 @@ pub(crate) mod tests {
         (dir.join("s.db"), dir)
     }
 
+    /// The store's thread held inside a read until the returned sender sends (then await the
+    /// handle): what is queued meanwhile waits behind it.
+    pub(crate) async fn hold_thread(
+        store: &Store,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        actix_rt::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = oneshot::channel::<()>();
+        let reader = store.clone();
+        let held = actix_rt::spawn(async move {
+            reader
+                .read(move |_| {
+                    let _ = entered.send(());
+                    let _ = release.recv();
+                    Ok(())
+                })
+                .await
+        });
+        inside.await.expect("the thread is in the read");
+        (hold, held)
+    }
+
     fn send(outbox_id: Option<i64>) -> Write {
         Write::VenueSend(SendRecord {
             sent_at_ms: 1,
@@ -683,19 +707,7 @@ pub(crate) mod tests {
         let store = Store::open(&path).expect("store");
         let queue = store.queue();
         // The thread is held inside a read until the writes below are queued behind it.
-        let (hold, release) = std::sync::mpsc::channel::<()>();
-        let (entered, mut inside) = tokio::sync::oneshot::channel::<()>();
-        let reader = store.clone();
-        let held = actix_rt::spawn(async move {
-            reader
-                .read(move |_| {
-                    let _ = entered.send(());
-                    let _ = release.recv();
-                    Ok(())
-                })
-                .await
-        });
-        (&mut inside).await.expect("the thread is in the read");
+        let (hold, held) = hold_thread(&store).await;
         store.write(vec![send(None), send(None)], None);
         store.write(vec![send(None)], None);
         assert_eq!((queue.len(), queue.peak()), (3, 3), "three writes wait");
