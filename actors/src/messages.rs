@@ -533,7 +533,36 @@ pub enum PermitError {
 /// `record` (whose `sent_at_ms` is set at the grant) is committed.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<SendPermit, PermitError>")]
-pub struct AcquireSend(pub SendRecord);
+pub struct AcquireSend {
+    pub record: SendRecord,
+    /// While the sender waits: once it gives up (its deadline passed and it dropped the
+    /// `Arc`), the request is dropped without spending the budget. `None`: it waits however
+    /// long. An actix requester that stops waiting is not seen by the receiver otherwise.
+    waiting: Option<std::sync::Weak<()>>,
+}
+
+impl AcquireSend {
+    /// A request that stands however long it waits.
+    pub fn new(record: SendRecord) -> Self {
+        Self {
+            record,
+            waiting: None,
+        }
+    }
+
+    /// A request that stands while the sender holds `waiting`.
+    pub fn while_held(record: SendRecord, waiting: &std::sync::Arc<()>) -> Self {
+        Self {
+            record,
+            waiting: Some(std::sync::Arc::downgrade(waiting)),
+        }
+    }
+
+    /// The sender gave up.
+    pub fn given_up(&self) -> bool {
+        self.waiting.as_ref().is_some_and(|w| w.strong_count() == 0)
+    }
+}
 
 /// Leave to write one order action now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

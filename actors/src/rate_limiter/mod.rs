@@ -114,7 +114,7 @@ pub struct RateLimiter {
     /// Sends waiting for the budget, first come first served: the dispatch stage already put
     /// cancels first, and a fixed priority here would starve the places behind a stream of
     /// cancels.
-    sends: VecDeque<(SendRecord, SendTx)>,
+    sends: VecDeque<(AcquireSend, SendTx)>,
     /// Places of a halted market are refused here without spending the budget.
     halt: Arc<HaltGate>,
     /// So are post-only places that would cross the venue's book when their turn comes.
@@ -275,16 +275,18 @@ impl RateLimiter {
         if !self.seeded || self.recording || self.reading_watchdog {
             return;
         }
-        self.sends.retain(|(_, tx)| !tx.is_closed());
+        // A request whose sender gave up is not granted: its write would never happen.
+        self.sends
+            .retain(|(req, tx)| !tx.is_closed() && !req.given_up());
         // A place of a halted market never spends the budget: it would not be written.
         let halt = self.halt.clone();
-        let (stopped, waiting): (VecDeque<_>, VecDeque<_>) = self
-            .sends
-            .drain(..)
-            .partition(|(r, _)| r.kind == IntentKind::Place && !halt.allows_place(&r.market));
+        let (stopped, waiting): (VecDeque<_>, VecDeque<_>) =
+            self.sends.drain(..).partition(|(req, _)| {
+                req.record.kind == IntentKind::Place && !halt.allows_place(&req.record.market)
+            });
         self.sends = waiting;
-        for (r, tx) in stopped {
-            let _ = tx.send(Err(PermitError::Halted(r.market.to_string())));
+        for (req, tx) in stopped {
+            let _ = tx.send(Err(PermitError::Halted(req.record.market.to_string())));
         }
         if self.sends.is_empty() {
             // A read of the watchdog's sends stands only for the decision it was made for.
@@ -314,7 +316,7 @@ impl RateLimiter {
         // The last moment before the write: a place the venue's book has moved onto is not
         // worth a budget slot (the book may have changed while it waited).
         let (mut record, tx) = loop {
-            let Some((record, tx)) = self.sends.pop_front() else {
+            let Some((AcquireSend { record, .. }, tx)) = self.sends.pop_front() else {
                 return;
             };
             match crossing_touch(&self.books, &record) {
@@ -415,7 +417,7 @@ impl Handler<AcquireSend> for RateLimiter {
     type Result = ResponseFuture<Result<SendPermit, PermitError>>;
     fn handle(&mut self, msg: AcquireSend, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.sends.push_back((msg.0, tx));
+        self.sends.push_back((msg, tx));
         self.pump_sends(ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(PermitError::Dropped)) })
     }
@@ -568,7 +570,7 @@ mod tests {
         let mut times = Vec::new();
         for _ in 0..3 {
             let p = rl
-                .send(AcquireSend(record(IntentKind::Place)))
+                .send(AcquireSend::new(record(IntentKind::Place)))
                 .await
                 .expect("mailbox")
                 .expect("send");
@@ -587,7 +589,7 @@ mod tests {
         // A new limiter (a new process) on the same database continues the spacing.
         let again = RateLimiter::new(&cfg, store.clone(), halt.clone(), no_books()).start();
         let next = again
-            .send(AcquireSend(record(IntentKind::Cancel)))
+            .send(AcquireSend::new(record(IntentKind::Cancel)))
             .await
             .expect("mailbox")
             .expect("send");
@@ -605,7 +607,7 @@ mod tests {
 
     /// When the limiter let a send of `kind` go.
     async fn sent_at(rl: &Addr<RateLimiter>, kind: IntentKind) -> i64 {
-        rl.send(AcquireSend(record(kind)))
+        rl.send(AcquireSend::new(record(kind)))
             .await
             .expect("mailbox")
             .expect("send")
@@ -675,7 +677,7 @@ mod tests {
         let (hold, held) = crate::store::tests::hold_thread(&store).await;
         // A place starts a read, and its market halts before the read is answered: the place
         // is refused, and nobody is left waiting.
-        let refused = rl.send(AcquireSend(record(IntentKind::Place)));
+        let refused = rl.send(AcquireSend::new(record(IntentKind::Place)));
         rl.send(GetBudget).await.expect("stats");
         halt.set_market(&market, false);
         hold.send(()).expect("release");
@@ -693,6 +695,42 @@ mod tests {
             next >= watchdog_at + 200,
             "spaced after the watchdog's send at {watchdog_at}: {next}"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A request whose sender stopped waiting (the send gate's `max_send_wait_ms`) spends no
+    /// slot of the budget: the next live request gets it, and nothing is recorded for it.
+    #[actix_rt::test]
+    async fn a_request_given_up_spends_no_budget() {
+        let (store, dir) = temp_store("given-up");
+        let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
+        let rl = RateLimiter::new(&five_a_second(), store.clone(), halt, no_books())
+            .venue_in_process()
+            .start();
+        let first = sent_at(&rl, IntentKind::Cancel).await;
+        // Three writes whose transports wait at most 30 ms, as `rate_limit.max_send_wait_ms`.
+        let impatient = SendGate::new(
+            rl.clone().recipient(),
+            HaltGate::open_for_tests([MarketId("ADAUSDM".into())]),
+            no_books(),
+            Duration::from_millis(30),
+        );
+        for _ in 0..3 {
+            let waited = impatient.acquire(record(IntentKind::Cancel)).await;
+            assert!(
+                matches!(waited, Err(NotSent::BudgetWait(30))),
+                "given up before the next slot: {waited:?}"
+            );
+        }
+        let next = sent_at(&rl, IntentKind::Cancel).await;
+        assert!(
+            next - first < 400,
+            "the slot after the first goes to the live request, not to three given up: {} ms",
+            next - first
+        );
+        store.flush().await.expect("flush");
+        let stored = store.read(|c| rows::sends_since(c, 0)).await.expect("read");
+        assert_eq!(stored.len(), 2, "{stored:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -99,10 +99,16 @@ impl SendGate {
             });
         };
         let wait = async {
+            // Dropped with this future at the deadline below: the limiter then drops the
+            // request instead of spending a slot of the budget on a write that will not come.
+            let waiting = Arc::new(());
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match limiter.send(AcquireSend(record.clone())).await {
+                match limiter
+                    .send(AcquireSend::while_held(record.clone(), &waiting))
+                    .await
+                {
                     Ok(Ok(p)) => return Ok(p),
                     Ok(Err(PermitError::NotRecorded(e))) => return Err(NotSent::NotRecorded(e)),
                     Ok(Err(PermitError::Halted(m))) => return Err(NotSent::Halted(m)),
