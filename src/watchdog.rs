@@ -74,18 +74,28 @@ pub fn decide(
     }
 }
 
-fn observe(db: &Path) -> Result<Observation, rusqlite::Error> {
-    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+/// The age of the bot's heartbeat (ms), `None` when it never wrote one.
+fn heartbeat_age(conn: &Connection) -> Result<Option<i64>, rusqlite::Error> {
     let beat: Option<i64> = conn
         .query_row("SELECT ts_ms FROM heartbeat WHERE id = 1", [], |r| r.get(0))
         .optional()?;
+    Ok(beat.map(|t| now_ms() - t))
+}
+
+fn read_only(db: &Path) -> Result<Connection, rusqlite::Error> {
+    Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+}
+
+fn observe(db: &Path) -> Result<Observation, rusqlite::Error> {
+    let conn = read_only(db)?;
+    let heartbeat_age_ms = heartbeat_age(&conn)?;
     let open: i64 = conn.query_row(
         "SELECT COUNT(*) FROM orders WHERE state NOT IN ('filled', 'cancelled', 'rejected')",
         [],
         |r| r.get(0),
     )?;
     Ok(Observation {
-        heartbeat_age_ms: beat.map(|t| now_ms() - t),
+        heartbeat_age_ms,
         open_orders: open,
     })
 }
@@ -145,24 +155,24 @@ impl Canceller {
     /// again: the bot is working, and nothing more is sent.
     async fn before_send(&mut self, kind: &'static str, market: &MarketId) -> bool {
         // Sends of the bot in its last second count too (it may have been working until now).
-        let recent: i64 =
-            Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .and_then(|c| {
-                    c.query_row(
-                        "SELECT COALESCE(MAX(sent_at_ms), 0) FROM outbox_sends",
-                        [],
-                        |r| r.get(0),
-                    )
-                })
-                .unwrap_or(0);
+        let recent: i64 = read_only(&self.db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COALESCE(MAX(sent_at_ms), 0) FROM outbox_sends",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0);
         let due = self.last_send_ms.max(recent) + self.gap_ms;
         let wait = due - now_ms();
         if wait > 0 {
             actix_rt::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
         }
-        // The last look before the write: a bot working again manages its own orders.
-        if let Ok(obs) = observe(&self.db)
-            && obs.heartbeat_age_ms.is_some_and(|a| a <= self.max_age_ms)
+        // The last look before the write (the heartbeat alone, not the orders table): a bot
+        // working again manages its own orders.
+        if let Ok(Some(age)) = read_only(&self.db).and_then(|c| heartbeat_age(&c))
+            && age <= self.max_age_ms
         {
             info!(market = %market, "watchdog: the bot's heartbeat is fresh again; sending nothing more");
             return false;
