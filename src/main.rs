@@ -443,7 +443,6 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             config,
             max_age,
         } => {
-            deltadefi_mm::watchdog::max_age_ms(max_age)?;
             let cfg = config::load(&config, env)?;
             let access = app::VenueAccess::for_config(&cfg, env)?;
             logging::init(cfg.run.log_format);

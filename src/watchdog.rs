@@ -25,9 +25,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mm_actors::config::Config;
 use mm_actors::deltadefi::rest::CancelClient;
+use mm_actors::intent::IntentKind;
+use mm_actors::store::Write;
 use mm_actors::store::beat::WATCHDOG_MIN_AGE_MS;
-use mm_actors::store::rows::WATCHDOG_SOURCE;
+use mm_actors::store::rows::{self, WATCHDOG_SOURCE};
 use mm_actors::types::{MarketId, now_ms};
+use mm_actors::venue::SendRecord;
 use rusqlite::{Connection, OptionalExtension};
 use tracing::{error, info, warn};
 
@@ -100,9 +103,6 @@ fn observe(db: &Path) -> Result<Observation, rusqlite::Error> {
     })
 }
 
-/// A send made and not yet recorded: (sent_at_ms, kind, market).
-type Unrecorded = (i64, &'static str, MarketId);
-
 /// The watchdog's cancels, spaced within the venue budget and recorded.
 struct Canceller {
     client: CancelClient,
@@ -110,8 +110,9 @@ struct Canceller {
     gap_ms: i64,
     max_age_ms: i64,
     last_send_ms: i64,
-    /// Sends whose record the database has not taken yet, oldest first.
-    unrecorded: Vec<Unrecorded>,
+    /// Sends whose record the database has not taken yet, oldest first (each a
+    /// [`Write::VenueSend`], written as the bot writes its own).
+    unrecorded: Vec<Write>,
 }
 
 impl Canceller {
@@ -124,13 +125,7 @@ impl Canceller {
         let r = Connection::open(&self.db).and_then(|mut c| {
             c.busy_timeout(Duration::from_millis(200))?;
             let tx = c.transaction()?;
-            for (at, kind, market) in &self.unrecorded {
-                tx.execute(
-                    "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms, kind, market, source)
-                     VALUES (NULL, 0, ?1, ?2, ?3, ?4)",
-                    rusqlite::params![at, kind, market.as_str(), WATCHDOG_SOURCE],
-                )?;
-            }
+            rows::apply_all(&tx, &self.unrecorded)?;
             tx.commit()
         });
         match r {
@@ -153,7 +148,7 @@ impl Canceller {
 
     /// Waits for the budget and records the send. False when the bot's heartbeat is fresh
     /// again: the bot is working, and nothing more is sent.
-    async fn before_send(&mut self, kind: &'static str, market: &MarketId) -> bool {
+    async fn before_send(&mut self, kind: IntentKind, market: &MarketId) -> bool {
         // Sends of the bot in its last second count too (it may have been working until now).
         let recent: i64 = read_only(&self.db)
             .and_then(|c| {
@@ -178,8 +173,17 @@ impl Canceller {
             return false;
         }
         self.last_send_ms = now_ms();
-        self.unrecorded
-            .push((self.last_send_ms, kind, market.clone()));
+        self.unrecorded.push(Write::VenueSend(SendRecord {
+            sent_at_ms: self.last_send_ms,
+            kind,
+            market: market.clone(),
+            outbox_id: None,
+            attempt: 0,
+            source: WATCHDOG_SOURCE,
+            venue_order: None,
+            post_only: None,
+            tick_recv_at: None,
+        }));
         if !self.record_backlog() {
             warn!("watchdog: cancelling anyway; the record follows once the database takes writes");
         }
@@ -195,7 +199,7 @@ impl Canceller {
         with_cancel_all: bool,
     ) -> Result<usize, StoodDown> {
         if with_cancel_all {
-            if !self.before_send("cancel_all", market).await {
+            if !self.before_send(IntentKind::CancelAll, market).await {
                 return Err(StoodDown);
             }
             match self.client.cancel_all(market).await {
@@ -220,7 +224,7 @@ impl Canceller {
             }
             warn!(market = %market, open = open.len(), "watchdog: orders open at the venue, cancelling each");
             for id in &open {
-                if !self.before_send("cancel", market).await {
+                if !self.before_send(IntentKind::Cancel, market).await {
                     return Err(StoodDown);
                 }
                 if let Err(e) = self.client.cancel(id).await {
@@ -420,7 +424,7 @@ mod tests {
         let market = MarketId("ADAUSDM".into());
         let (db, dir) = db_with_heartbeat("fresh", 500);
         let mut c = canceller(&db);
-        assert!(!c.before_send("cancel_all", &market).await);
+        assert!(!c.before_send(IntentKind::CancelAll, &market).await);
         assert_eq!(watchdog_sends(&db), 0);
         assert!(
             c.flatten_all(std::slice::from_ref(&market), true)
@@ -430,7 +434,7 @@ mod tests {
 
         let (db, dir2) = db_with_heartbeat("stale", 5_000);
         let mut c = canceller(&db);
-        assert!(c.before_send("cancel_all", &market).await);
+        assert!(c.before_send(IntentKind::CancelAll, &market).await);
         assert_eq!(watchdog_sends(&db), 1, "recorded before the write");
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(dir2);
@@ -447,10 +451,21 @@ mod tests {
         let mut c = canceller(&db);
         c.gap_ms = 5;
         for _ in 0..3 {
-            assert!(c.before_send("cancel", &market).await, "sent anyway");
+            assert!(
+                c.before_send(IntentKind::Cancel, &market).await,
+                "sent anyway"
+            );
         }
         assert_eq!(c.unrecorded.len(), 3);
-        let times: Vec<i64> = c.unrecorded.iter().map(|(t, _, _)| *t).collect();
+        let times: Vec<i64> = c
+            .unrecorded
+            .iter()
+            .filter_map(|w| match w {
+                Write::VenueSend(r) => Some(r.sent_at_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(times.len(), 3);
         lock.execute_batch("ROLLBACK").expect("unlock");
         assert!(c.record_backlog());
         assert!(c.unrecorded.is_empty());

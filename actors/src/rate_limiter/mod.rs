@@ -559,12 +559,7 @@ mod tests {
     #[actix_rt::test]
     async fn sends_are_recorded_spaced_and_seeded_across_restarts() {
         let (store, dir) = temp_store("send");
-        let cfg = RateLimitConfig {
-            actions_per_second: 5,
-            burst: 1,
-            venue_margin_ms: 0,
-            max_send_wait_ms: 3_000,
-        };
+        let cfg = five_a_second();
         let halt = HaltGate::open_for_tests([MarketId("ADAUSDM".into())]);
         let rl = RateLimiter::new(&cfg, store.clone(), halt.clone(), no_books()).start();
         let mut times = Vec::new();
@@ -619,8 +614,8 @@ mod tests {
         let c = rusqlite::Connection::open(store.path()).expect("open");
         c.execute(
             "INSERT INTO outbox_sends(outbox_id, attempt, sent_at_ms, kind, market, source)
-             VALUES (NULL, 0, ?1, 'cancel', 'ADAUSDM', 'watchdog')",
-            [at_ms],
+             VALUES (NULL, 0, ?1, 'cancel', 'ADAUSDM', ?2)",
+            rusqlite::params![at_ms, rows::WATCHDOG_SOURCE],
         )
         .expect("insert");
     }
