@@ -27,7 +27,7 @@ use mm_actors::config::Config;
 use mm_actors::deltadefi::rest::CancelClient;
 use mm_actors::intent::IntentKind;
 use mm_actors::store::Write;
-use mm_actors::store::beat::WATCHDOG_MIN_AGE_MS;
+use mm_actors::store::beat::{HEARTBEAT_EVERY, STALE_MS, WATCHDOG_MIN_AGE_MS};
 use mm_actors::store::rows::{self, WATCHDOG_SOURCE};
 use mm_actors::types::{MarketId, now_ms};
 use mm_actors::venue::SendRecord;
@@ -253,13 +253,13 @@ struct StoodDown;
 /// `--max-age` in ms.
 ///
 /// # Errors
-/// Below [`WATCHDOG_MIN_AGE_MS`]: the bot writes its heartbeat every second, and its rate
-/// limiter reads the watchdog's sends only once the heartbeat is 1.5 s old.
+/// Below [`WATCHDOG_MIN_AGE_MS`]: the bot writes its heartbeat every [`HEARTBEAT_EVERY`], and
+/// its rate limiter reads the watchdog's sends only once the heartbeat is [`STALE_MS`] old.
 pub fn max_age_ms(max_age: Duration) -> anyhow::Result<i64> {
     let ms = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
     if ms < WATCHDOG_MIN_AGE_MS {
         anyhow::bail!(
-            "--max-age {max_age:?} is below {WATCHDOG_MIN_AGE_MS} ms: the bot writes its heartbeat every second, and its rate limiter counts the watchdog's sends only once the heartbeat is 1.5 s old"
+            "--max-age {max_age:?} is below {WATCHDOG_MIN_AGE_MS} ms: the bot writes its heartbeat every {HEARTBEAT_EVERY:?}, and its rate limiter counts the watchdog's sends only once the heartbeat is {STALE_MS} ms old"
         );
     }
     Ok(ms)

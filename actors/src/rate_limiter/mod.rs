@@ -119,12 +119,10 @@ pub struct RateLimiter {
     halt: Arc<HaltGate>,
     /// So are post-only places that would cross the venue's book when their turn comes.
     books: Arc<VenueBooks>,
-    /// A granted send's record is being committed; no other is granted meanwhile.
-    recording: bool,
+    /// What the next send's decision waits for, if anything.
+    awaiting: Awaiting,
     /// The watchdog may send at this venue (false with the venue inside the process).
     watchdog: bool,
-    /// The watchdog's sends are being read; no send is granted meanwhile.
-    reading_watchdog: bool,
     /// They were read just now: the next decision to grant or wait may go by the budget.
     watchdog_read: bool,
     /// The highest `outbox_sends` id already in the budget (from the seed or those reads).
@@ -163,9 +161,8 @@ impl RateLimiter {
             sends: VecDeque::new(),
             halt,
             books,
-            recording: false,
+            awaiting: Awaiting::Nothing,
             watchdog: true,
-            reading_watchdog: false,
             watchdog_read: false,
             seen_send_id: 0,
             watchdog_sends: 0,
@@ -194,8 +191,7 @@ impl RateLimiter {
         }
         self.wake_scheduled = false;
         self.send_wake = None;
-        self.recording = false;
-        self.reading_watchdog = false;
+        self.awaiting = Awaiting::Nothing;
         self.watchdog_read = false;
     }
 
@@ -216,22 +212,22 @@ impl RateLimiter {
             }
             .into_actor(self)
             .map(|res, act, ctx| {
-                    match res {
-                        // A crash may have come between a record and its correction to the
-                        // moment of the write: count each a little later than recorded.
-                        Ok((times, last_id)) => {
-                            act.seen_send_id = last_id;
-                            act.budget.seed(times.into_iter().map(|t| t + SEED_SLACK_MS));
-                        }
-                        Err(e) => {
-                            error!(cause = %e, "cannot read recent sends: assuming a full budget was just spent");
-                            let now = now_ms();
-                            act.budget.seed(std::iter::repeat_n(now, act.per_second as usize));
-                        }
+                match res {
+                    // A crash may have come between a record and its correction to the
+                    // moment of the write: count each a little later than recorded.
+                    Ok((times, last_id)) => {
+                        act.seen_send_id = last_id;
+                        act.budget.seed(times.into_iter().map(|t| t + SEED_SLACK_MS));
                     }
-                    act.seeded = true;
-                    act.pump_sends(ctx);
-                }),
+                    Err(e) => {
+                        error!(cause = %e, "cannot read recent sends: assuming a full budget was just spent");
+                        let now = now_ms();
+                        act.budget.seed(std::iter::repeat_n(now, act.per_second as usize));
+                    }
+                }
+                act.seeded = true;
+                act.pump_sends(ctx);
+            }),
         );
     }
 
@@ -272,7 +268,7 @@ impl RateLimiter {
     fn pump_sends(&mut self, ctx: &mut Context<Self>) {
         // One send at a time: the next is decided only once the last one's record is committed
         // and its sender let go, so that spacing holds between the moments requests are written.
-        if !self.seeded || self.recording || self.reading_watchdog {
+        if !self.seeded || self.awaiting != Awaiting::Nothing {
             return;
         }
         // A request whose sender gave up is not granted: its write would never happen.
@@ -329,7 +325,7 @@ impl RateLimiter {
                 None => break (record, tx),
             }
         };
-        self.recording = true;
+        self.awaiting = Awaiting::Record;
         record.sent_at_ms = now;
         let me = ctx.address();
         let recorded = record.clone();
@@ -349,7 +345,7 @@ impl RateLimiter {
     /// Reads the watchdog's sends of the last window that the budget does not hold yet, then
     /// decides the next send. A failed read is logged and the budget goes by what it holds.
     fn read_watchdog_sends(&mut self, ctx: &mut Context<Self>) {
-        self.reading_watchdog = true;
+        self.awaiting = Awaiting::WatchdogRead;
         let store = self.store.clone();
         let since = now_ms() - self.budget.window_ms();
         let after = self.seen_send_id;
@@ -361,7 +357,7 @@ impl RateLimiter {
             }
             .into_actor(self)
             .map(|res, act, ctx| {
-                act.reading_watchdog = false;
+                act.awaiting = Awaiting::Nothing;
                 match res {
                     Ok(sends) if !sends.is_empty() => {
                         warn!(
@@ -423,6 +419,17 @@ impl Handler<AcquireSend> for RateLimiter {
     }
 }
 
+/// What the limiter waits for before it decides the next send: one thing at a time, and no
+/// send is granted meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    Nothing,
+    /// A granted send's record is being committed.
+    Record,
+    /// The watchdog's sends are being read.
+    WatchdogRead,
+}
+
 /// The record of a granted send was committed (or not): let its sender go.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -435,7 +442,7 @@ struct SendRecorded {
 impl Handler<SendRecorded> for RateLimiter {
     type Result = ();
     fn handle(&mut self, msg: SendRecorded, ctx: &mut Context<Self>) {
-        self.recording = false;
+        self.awaiting = Awaiting::Nothing;
         let is_cancel = msg.record.kind.is_cancel();
         let reply = match msg.result {
             Err(e) if !is_cancel => Err(PermitError::NotRecorded(e)),
